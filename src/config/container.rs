@@ -1,0 +1,550 @@
+//! The container config, shipped inside the image (untrusted).
+//!
+//! `parse` turns bytes into a `ContainerConfig` whose strings may still hold
+//! `@{variables}`; `validate::container` checks it against the sandbox and
+//! the process entry. `parse_and_validate` is the one pure function the
+//! supervisor runs in a short-lived child (DESIGN.md invariant 3).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{ConfigError, Problems};
+use super::process::{Kind, ProcessEntry};
+use super::range::{IdMap, read_id_maps};
+use super::reader::{Fields, Value, check};
+use super::sandbox::{Sandbox, read_capabilities, read_ip};
+use super::variables::{VarType, read_var_type};
+use super::{container_path, read_container_path, validate, yaml};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Volume {
+    /// Bind of a sandbox virtual path, read-only.
+    Readonly(String),
+    /// Bind of a writable virtual path, read-write.
+    Persistent {
+        path: String,
+        mkdir: bool,
+        mode: u32,
+        user: u32,
+        group: u32,
+    },
+    /// A fresh tmpfs.
+    Tmpfs { size: u64, mode: u32 },
+    /// (A subdir of) the instance's state dir.
+    Statedir {
+        path: String,
+        mode: u32,
+        user: u32,
+        group: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpPort {
+    pub fd: u32,
+    pub host: IpAddr,
+    pub listen_backlog: u32,
+    pub reuse_addr: bool,
+    pub reuse_port: bool,
+    pub set_non_block: bool,
+    pub external: bool,
+}
+
+impl TcpPort {
+    /// The port a `!TcpPort {activation: systemd}` variable opens.
+    pub fn systemd(fd: u32) -> TcpPort {
+        TcpPort {
+            fd,
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            listen_backlog: 128,
+            reuse_addr: true,
+            reuse_port: false,
+            set_non_block: false,
+            external: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvConf {
+    /// `None`: mount when the image has a regular `/etc/resolv.conf`.
+    pub mount: Option<bool>,
+    pub copy_from_host: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostsFile {
+    pub mount: Option<bool>,
+    pub copy_from_host: bool,
+    /// Add `127.0.0.1 localhost`; default: `!copy_from_host`.
+    pub localhost: bool,
+    /// Add the host's name; default: `!copy_from_host`.
+    pub public_hostname: bool,
+}
+
+const DEFAULT_RESOLV: ResolvConf = ResolvConf {
+    mount: None,
+    copy_from_host: true,
+};
+
+const DEFAULT_HOSTS: HostsFile = HostsFile {
+    mount: None,
+    copy_from_host: true,
+    localhost: false,
+    public_hostname: false,
+};
+
+/// Limits of numeric keys (beyond them a value is surely a mistake or an
+/// attack on our arithmetic).
+pub const MAX_FILENO: u64 = 1 << 20;
+pub const MAX_PIDS: u64 = 1 << 22;
+pub const MIN_MEMORY: u64 = 1 << 20;
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub kind: Kind,
+    pub variables: BTreeMap<String, VarType>,
+    pub volumes: BTreeMap<String, Volume>,
+    pub user_id: Option<u32>,
+    pub group_id: Option<u32>,
+    pub additional_groups: Vec<u32>,
+    pub memory_limit: Option<u64>,
+    pub cpu_shares: u64,
+    pub pids_limit: u64,
+    pub fileno_limit: u64,
+    pub restart_timeout: f64,
+    pub kill_timeout: f64,
+    pub executable: String,
+    pub arguments: Vec<String>,
+    pub environ: BTreeMap<String, String>,
+    pub secret_environ: BTreeMap<String, Vec<String>>,
+    pub secret_environ_file: Option<String>,
+    pub workdir: String,
+    pub resolv_conf: ResolvConf,
+    pub hosts_file: HostsFile,
+    pub uid_map: Vec<IdMap>,
+    pub gid_map: Vec<IdMap>,
+    pub stdout_stderr_file: Option<String>,
+    pub interactive: bool,
+    pub restart_process_only: bool,
+    pub normal_exit_codes: Vec<i32>,
+    /// Port key (may hold `@{var}`) → settings.
+    pub tcp_ports: BTreeMap<String, TcpPort>,
+    pub capabilities: Vec<String>,
+}
+
+/// Parse and validate a container config: the pure function of
+/// (bytes, sandbox, process entry) that decides whether an instance may run.
+pub fn parse_and_validate(
+    file: &str,
+    bytes: &[u8],
+    sandbox: &Sandbox,
+    entry: &ProcessEntry,
+) -> Result<ContainerConfig, Problems> {
+    let cfg = parse(file, bytes)?;
+    let problems = validate::container(file, &cfg, sandbox, entry);
+    problems.into_result(cfg)
+}
+
+/// Parse a container config (untrusted bytes) without a sandbox.
+pub fn parse(file: &str, bytes: &[u8]) -> Result<ContainerConfig, Problems> {
+    let ast = yaml::parse(file, bytes, &yaml::UNTRUSTED)?;
+    let root = Value::root(file, &ast);
+    let mut p = Problems::new();
+    let mut f = root.fields().map_err(Problems::from)?;
+    let cfg = read(&mut f, &mut p);
+    f.finish(&mut p);
+    match cfg {
+        Some(cfg) if p.is_empty() => Ok(cfg),
+        _ => Err(p),
+    }
+}
+
+fn no_nul(v: &Value, s: String) -> Result<String, ConfigError> {
+    if s.contains('\0') {
+        Err(v.err("a NUL character is not allowed here"))
+    } else {
+        Ok(s)
+    }
+}
+
+fn env_name_ok(k: &str) -> bool {
+    !k.is_empty() && !k.contains('=') && !k.contains('\0')
+}
+
+fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
+    let kind = match f.opt("kind") {
+        Some(k) => check(p, Kind::read(&k)),
+        None => Some(Kind::Daemon),
+    };
+    let mut variables = BTreeMap::new();
+    if let Some(vars) = f.opt("variables") {
+        for (name, v) in check(p, vars.map()).unwrap_or_default() {
+            if super::variables::builtin(name).is_some() || name.contains(':') {
+                p.push(v.err(format!("variable name {name:?} is reserved")));
+                continue;
+            }
+            if let Some(t) = check(p, read_var_type(&v)) {
+                variables.insert(name.to_string(), t);
+            }
+        }
+    }
+    let _metadata = f.get("metadata");
+    let mut volumes = BTreeMap::new();
+    if let Some(vols) = f.opt("volumes") {
+        for (target, v) in check(p, vols.map()).unwrap_or_default() {
+            let t = match container_path(target) {
+                Ok(t) => t,
+                Err(e) => {
+                    p.push(v.err(format!("volume mount point: {e}")));
+                    continue;
+                }
+            };
+            if let Some(vol) = check(p, read_volume(&v)) {
+                if volumes.insert(t.clone(), vol).is_some() {
+                    p.push(v.err(format!("mount point {t} is given twice")));
+                }
+            }
+        }
+    }
+    let user_id = f.opt("user-id").and_then(|v| check(p, v.id()));
+    let group_id = f.opt("group-id").and_then(|v| check(p, v.id()));
+    let additional_groups = f
+        .opt("additional-groups")
+        .and_then(|v| check(p, v.seq().and_then(|s| s.iter().map(Value::id).collect())))
+        .unwrap_or_default();
+    let memory_limit = f.opt("memory-limit").and_then(|v| {
+        let n = check(p, v.u64())?;
+        // lithos's default is i64::MAX, meaning "no limit"; keep that meaning.
+        if n >= i64::MAX as u64 {
+            return None;
+        }
+        if n < MIN_MEMORY {
+            p.push(v.err(format!("{n} bytes is below the minimum of {MIN_MEMORY} (1Mi)")));
+            return None;
+        }
+        Some(n)
+    });
+    let cpu_shares = match f.opt("cpu-shares") {
+        Some(v) => match check(p, v.bounded(262_144)) {
+            Some(n) if n >= 2 => n,
+            Some(n) => {
+                p.push(v.err(format!("{n} is below the minimum of 2")));
+                1024
+            }
+            None => 1024,
+        },
+        None => 1024,
+    };
+    let pids_limit = match f.opt("pids-limit") {
+        Some(v) => match check(p, v.bounded(MAX_PIDS)) {
+            Some(0) => {
+                p.push(v.err("0 would not even let the workload start"));
+                DEFAULT_PIDS_LIMIT
+            }
+            Some(n) => n,
+            None => DEFAULT_PIDS_LIMIT,
+        },
+        None => DEFAULT_PIDS_LIMIT,
+    };
+    let fileno_limit = match f.opt("fileno-limit") {
+        Some(v) => match check(p, v.bounded(MAX_FILENO)) {
+            Some(n) if n >= 3 => n,
+            Some(n) => {
+                p.push(v.err(format!("{n} is below the minimum of 3 (stdio)")));
+                1024
+            }
+            None => 1024,
+        },
+        None => 1024,
+    };
+    let restart_timeout = f
+        .opt("restart-timeout")
+        .and_then(|v| check(p, v.seconds()))
+        .unwrap_or(1.0);
+    let kill_timeout = f
+        .opt("kill-timeout")
+        .and_then(|v| check(p, v.seconds()))
+        .unwrap_or(5.0);
+    let executable = check(
+        p,
+        f.req("executable").and_then(|v| read_container_path(&v)),
+    );
+    let arguments = f
+        .opt("arguments")
+        .and_then(|v| {
+            check(
+                p,
+                v.seq().and_then(|s| {
+                    s.iter()
+                        .map(|i| i.string().and_then(|x| no_nul(i, x)))
+                        .collect()
+                }),
+            )
+        })
+        .unwrap_or_default();
+    let mut environ = BTreeMap::new();
+    if let Some(env) = f.opt("environ") {
+        for (k, v) in check(p, env.map()).unwrap_or_default() {
+            if !env_name_ok(k) {
+                p.push(v.err(format!("{k:?} is not an environment variable name")));
+                continue;
+            }
+            let value = if v.is_null() {
+                Some(String::new())
+            } else {
+                check(p, v.string().and_then(|x| no_nul(&v, x)))
+            };
+            if let Some(value) = value {
+                environ.insert(k.to_string(), value);
+            }
+        }
+    }
+    let mut secret_environ = BTreeMap::new();
+    if let Some(env) = f.opt("secret-environ") {
+        for (k, v) in check(p, env.map()).unwrap_or_default() {
+            let values = match v.ast {
+                quire::ast::Ast::Seq(..) => {
+                    check(p, v.seq().and_then(|s| s.iter().map(Value::string).collect()))
+                }
+                _ => check(p, v.string()).map(|s| vec![s]),
+            };
+            if let Some(values) = values {
+                secret_environ.insert(k.to_string(), values);
+            }
+        }
+    }
+    let secret_environ_file = f
+        .opt("secret-environ-file")
+        .and_then(|v| check(p, v.string()));
+    let workdir = match f.opt("workdir") {
+        Some(v) => check(p, read_container_path(&v)).unwrap_or_default(),
+        None => "/".to_string(),
+    };
+    let resolv_conf = match f.opt("resolv-conf") {
+        Some(v) => check(p, read_resolv(&v)).unwrap_or(DEFAULT_RESOLV),
+        None => DEFAULT_RESOLV,
+    };
+    let hosts_file = match f.opt("hosts-file") {
+        Some(v) => check(p, read_hosts(&v)).unwrap_or(DEFAULT_HOSTS),
+        None => DEFAULT_HOSTS,
+    };
+    let uid_map = f
+        .opt("uid-map")
+        .and_then(|v| check(p, read_id_maps(&v)))
+        .unwrap_or_default();
+    let gid_map = f
+        .opt("gid-map")
+        .and_then(|v| check(p, read_id_maps(&v)))
+        .unwrap_or_default();
+    let stdout_stderr_file = f
+        .opt("stdout-stderr-file")
+        .and_then(|v| check(p, read_container_path(&v)));
+    let interactive = f
+        .opt("interactive")
+        .and_then(|v| check(p, v.bool()))
+        .unwrap_or(false);
+    let restart_process_only = f
+        .opt("restart-process-only")
+        .and_then(|v| check(p, v.bool()))
+        .unwrap_or(false);
+    let normal_exit_codes = f
+        .opt("normal-exit-codes")
+        .and_then(|v| {
+            check(
+                p,
+                v.seq()
+                    .and_then(|s| s.iter().map(|i| i.bounded(255).map(|n| n as i32)).collect()),
+            )
+        })
+        .unwrap_or_default();
+    let mut tcp_ports = BTreeMap::new();
+    if let Some(ports) = f.opt("tcp-ports") {
+        for (k, v) in check(p, ports.map()).unwrap_or_default() {
+            if let Some(port) = check(p, read_port(&v)) {
+                tcp_ports.insert(k.to_string(), port);
+            }
+        }
+    }
+    let capabilities = f
+        .opt("capabilities")
+        .and_then(|v| check(p, read_capabilities(&v)))
+        .unwrap_or_default();
+
+    Some(ContainerConfig {
+        kind: kind?,
+        variables,
+        volumes,
+        user_id,
+        group_id,
+        additional_groups,
+        memory_limit,
+        cpu_shares,
+        pids_limit,
+        fileno_limit,
+        restart_timeout,
+        kill_timeout,
+        executable: executable?,
+        arguments,
+        environ,
+        secret_environ,
+        secret_environ_file,
+        workdir,
+        resolv_conf,
+        hosts_file,
+        uid_map,
+        gid_map,
+        stdout_stderr_file,
+        interactive,
+        restart_process_only,
+        normal_exit_codes,
+        tcp_ports,
+        capabilities,
+    })
+}
+
+fn finish_one(f: Fields) -> Result<(), ConfigError> {
+    let mut p = Problems::new();
+    f.finish(&mut p);
+    match p.0.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn opt_bool(f: &mut Fields, key: &str) -> Result<Option<bool>, ConfigError> {
+    f.opt(key).map(|v| v.bool()).transpose()
+}
+
+fn read_resolv(v: &Value) -> Result<ResolvConf, ConfigError> {
+    let mut f = v.fields()?;
+    let r = ResolvConf {
+        mount: opt_bool(&mut f, "mount")?,
+        copy_from_host: opt_bool(&mut f, "copy-from-host")?.unwrap_or(true),
+    };
+    finish_one(f)?;
+    Ok(r)
+}
+
+fn read_hosts(v: &Value) -> Result<HostsFile, ConfigError> {
+    let mut f = v.fields()?;
+    let mount = opt_bool(&mut f, "mount")?;
+    let copy_from_host = opt_bool(&mut f, "copy-from-host")?.unwrap_or(true);
+    let localhost = opt_bool(&mut f, "localhost")?.unwrap_or(!copy_from_host);
+    let public_hostname = opt_bool(&mut f, "public-hostname")?.unwrap_or(!copy_from_host);
+    finish_one(f)?;
+    Ok(HostsFile {
+        mount,
+        copy_from_host,
+        localhost,
+        public_hostname,
+    })
+}
+
+fn read_volume(v: &Value) -> Result<Volume, ConfigError> {
+    let tag = v.tag().ok_or_else(|| {
+        v.err("a volume kind is expected: !Readonly, !Persistent, !Tmpfs or !Statedir")
+    })?;
+    let scalar_path = || -> Result<Option<String>, ConfigError> {
+        match v.ast {
+            quire::ast::Ast::Scalar(..) => {
+                let s = v.str_any_tag()?;
+                container_path(s).map(Some).map_err(|e| v.err(e))
+            }
+            _ => Ok(None),
+        }
+    };
+    match tag {
+        "Readonly" => {
+            let path = scalar_path()?
+                .ok_or_else(|| v.err("!Readonly needs a virtual path, e.g. !Readonly /data"))?;
+            Ok(Volume::Readonly(path))
+        }
+        "Persistent" | "Statedir" => {
+            let persistent = tag == "Persistent";
+            let (path, mkdir, mode, user, group) = if let Some(path) = scalar_path()? {
+                (path, false, 0o777, 0, 0)
+            } else {
+                let mut f = v.fields_tagged_ok()?;
+                let path = match f.opt("path") {
+                    Some(x) => read_container_path(&x)?,
+                    None => "/".to_string(),
+                };
+                let mkdir = if persistent {
+                    opt_bool(&mut f, "mkdir")?.unwrap_or(false)
+                } else {
+                    false
+                };
+                let mode = f.opt("mode").map(|x| x.mode()).transpose()?.unwrap_or(0o777);
+                let user = f.opt("user").map(|x| x.id()).transpose()?.unwrap_or(0);
+                let group = f.opt("group").map(|x| x.id()).transpose()?.unwrap_or(0);
+                finish_one(f)?;
+                (path, mkdir, mode, user, group)
+            };
+            Ok(if persistent {
+                Volume::Persistent {
+                    path,
+                    mkdir,
+                    mode,
+                    user,
+                    group,
+                }
+            } else {
+                Volume::Statedir {
+                    path,
+                    mode,
+                    user,
+                    group,
+                }
+            })
+        }
+        "Tmpfs" => {
+            let mut f = v.fields_tagged_ok()?;
+            let size = f.opt("size").map(|x| x.u64()).transpose()?.unwrap_or(100 << 20);
+            let mode = f.opt("mode").map(|x| x.mode()).transpose()?.unwrap_or(0o777);
+            finish_one(f)?;
+            if size == 0 {
+                return Err(v.err("tmpfs size 0 would mean \"unlimited\"; give a size"));
+            }
+            Ok(Volume::Tmpfs { size, mode })
+        }
+        other => Err(v.err(format!(
+            "unknown volume kind !{other} (expected !Readonly, !Persistent, !Tmpfs or !Statedir)"
+        ))),
+    }
+}
+
+fn read_port(v: &Value) -> Result<TcpPort, ConfigError> {
+    let mut f = v.fields()?;
+    let fd = f.req("fd")?;
+    let fd_num = fd.bounded(MAX_FILENO - 1)? as u32;
+    if fd_num == 1 || fd_num == 2 {
+        return Err(fd.err("fd 1 and 2 are stdout and stderr; use 0 or 3 and above"));
+    }
+    let host = match f.opt("host") {
+        Some(h) => read_ip(&h)?,
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    let listen_backlog = match f.opt("listen-backlog") {
+        Some(b) => b.bounded(65_535)? as u32,
+        None => 128,
+    };
+    let port = TcpPort {
+        fd: fd_num,
+        host,
+        listen_backlog,
+        reuse_addr: opt_bool(&mut f, "reuse-addr")?.unwrap_or(true),
+        reuse_port: opt_bool(&mut f, "reuse-port")?.unwrap_or(false),
+        set_non_block: opt_bool(&mut f, "set-non-block")?.unwrap_or(false),
+        external: opt_bool(&mut f, "external")?.unwrap_or(false),
+    };
+    finish_one(f)?;
+    Ok(port)
+}
+
+#[cfg(test)]
+#[path = "container_tests.rs"]
+mod tests;

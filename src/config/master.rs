@@ -1,0 +1,270 @@
+//! `master.yaml`: where everything lives (platform operator, trusted).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{ConfigError, Problems};
+use super::reader::{Value, check};
+use super::{LogLevel, host_path, read_file_capped, yaml};
+
+/// The default location of the master config.
+pub const DEFAULT_PATH: &str = "/etc/cairn/master.yaml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Master {
+    /// The master file itself (absolute).
+    pub path: PathBuf,
+    pub sandboxes_dir: PathBuf,
+    pub processes_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    /// Per-instance state dirs (absolute).
+    pub state_dir: PathBuf,
+    /// Where a container root is assembled inside each knot's mount ns.
+    pub mount_dir: PathBuf,
+    pub devfs_dir: Option<PathBuf>,
+    /// `None` when cgroups are turned off (`cgroup-name: null`).
+    pub cgroup_name: Option<String>,
+    pub cgroup_controllers: Vec<String>,
+    pub default_log_dir: PathBuf,
+    pub config_log_dir: Option<PathBuf>,
+    pub stdio_log_dir: PathBuf,
+    /// The tree log (absolute).
+    pub log_file: PathBuf,
+    pub log_level: LogLevel,
+    pub syslog_facility: Option<String>,
+    pub syslog_name: String,
+}
+
+pub const DEFAULT_CONTROLLERS: &[&str] = &["name", "cpu", "cpuacct", "memory", "blkio", "pids"];
+
+const KNOWN_CONTROLLERS: &[&str] = &[
+    "name", "cpu", "cpuacct", "memory", "blkio", "pids", "cpuset", "io", "devices", "freezer",
+];
+
+impl Master {
+    /// Read and parse the master config at `path`.
+    pub fn load(path: &Path) -> Result<Master, Problems> {
+        let shown = path.display().to_string();
+        let abs = std::path::absolute(path)
+            .map_err(|e| ConfigError::new(&shown, format!("cannot resolve path: {e}")))?;
+        let bytes = read_file_capped(&abs, yaml::TRUSTED.max_bytes)
+            .map_err(|e| ConfigError::new(&shown, e))?;
+        Master::parse(&abs, &bytes)
+    }
+
+    /// Parse `bytes` as the master config found at `path` (absolute).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Master, Problems> {
+        let file = path.display().to_string();
+        let ast = yaml::parse(&file, bytes, &yaml::TRUSTED)?;
+        let root = Value::root(&file, &ast);
+        let mut p = Problems::new();
+        let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let mut f = match root.fields() {
+            Ok(f) => f,
+            Err(e) => return Err(e.into()),
+        };
+        let dir = |f: &mut super::reader::Fields, key: &str, default: &str, p: &mut Problems| {
+            match f.opt(key) {
+                Some(v) => check(p, host_path(&v, &base)).unwrap_or_default(),
+                None => base.join(default),
+            }
+        };
+        let sandboxes_dir = dir(&mut f, "sandboxes-dir", "sandboxes", &mut p);
+        let processes_dir = dir(&mut f, "processes-dir", "processes", &mut p);
+        let runtime_dir = dir(&mut f, "runtime-dir", "/run/cairn", &mut p);
+        let state_dir = match f.opt("state-dir") {
+            Some(v) => check(&mut p, host_path(&v, &runtime_dir)).unwrap_or_default(),
+            None => runtime_dir.join("state"),
+        };
+        let mount_dir = match f.opt("mount-dir") {
+            Some(v) => check(&mut p, host_path(&v, &runtime_dir)).unwrap_or_default(),
+            None => runtime_dir.join("mnt"),
+        };
+        let devfs_dir = f
+            .opt("devfs-dir")
+            .and_then(|v| check(&mut p, host_path(&v, &base)));
+        let cgroup_name = match f.get("cgroup-name") {
+            None => Some("cairn".to_string()),
+            Some(v) if v.is_null() => None,
+            Some(v) => check(&mut p, cgroup_name(&v)),
+        };
+        let cgroup_controllers = match f.opt("cgroup-controllers") {
+            None => DEFAULT_CONTROLLERS.iter().map(|s| s.to_string()).collect(),
+            Some(v) => check(&mut p, controllers(&v)).unwrap_or_default(),
+        };
+        let default_log_dir = dir(&mut f, "default-log-dir", "/var/log/cairn", &mut p);
+        let config_log_dir = match f.get("config-log-dir") {
+            None => Some(default_log_dir.join("config")),
+            Some(v) if v.is_null() => None,
+            Some(v) => check(&mut p, host_path(&v, &base)),
+        };
+        let stdio_log_dir = match f.opt("stdio-log-dir") {
+            Some(v) => check(&mut p, host_path(&v, &base)).unwrap_or_default(),
+            None => default_log_dir.join("stderr"),
+        };
+        let log_file = match f.opt("log-file") {
+            Some(v) => check(&mut p, host_path(&v, &default_log_dir)).unwrap_or_default(),
+            None => default_log_dir.join("master.log"),
+        };
+        let log_level = match f.opt("log-level") {
+            Some(v) => check(&mut p, LogLevel::read(&v)).unwrap_or_default(),
+            None => LogLevel::Warn,
+        };
+        let syslog_facility = f
+            .opt("syslog-facility")
+            .and_then(|v| check(&mut p, v.string()));
+        // lithos's code spells it syslog-app-name; its docs syslog-name.
+        let syslog_name = match (f.opt("syslog-name"), f.opt("syslog-app-name")) {
+            (Some(v), _) | (None, Some(v)) => check(&mut p, v.string()).unwrap_or_default(),
+            (None, None) => "cairn".to_string(),
+        };
+        f.finish(&mut p);
+        p.into_result(Master {
+            path: path.to_path_buf(),
+            sandboxes_dir,
+            processes_dir,
+            runtime_dir,
+            state_dir,
+            mount_dir,
+            devfs_dir,
+            cgroup_name,
+            cgroup_controllers,
+            default_log_dir,
+            config_log_dir,
+            stdio_log_dir,
+            log_file,
+            log_level,
+            syslog_facility,
+            syslog_name,
+        })
+    }
+
+    /// Path of the tree's pid file.
+    pub fn pid_file(&self) -> PathBuf {
+        self.runtime_dir.join("tree.pid")
+    }
+    /// Path of the state snapshot.
+    pub fn state_file(&self) -> PathBuf {
+        self.runtime_dir.join("state.json")
+    }
+    /// Path of the Prometheus textfile.
+    pub fn metrics_file(&self) -> PathBuf {
+        self.runtime_dir.join("metrics.prom")
+    }
+}
+
+/// A cgroup name: relative path components of `[A-Za-z0-9._-]`, no `..`.
+fn cgroup_name(v: &Value) -> Result<String, ConfigError> {
+    let s = v.str()?;
+    let ok = !s.is_empty()
+        && s.split('/').all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        });
+    if !ok {
+        return Err(v.err(format!(
+            "{s:?} is not a cgroup name (relative path of letters, digits, '.', '_', '-')"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+fn controllers(v: &Value) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for item in v.seq()? {
+        let s = item.str()?;
+        if !KNOWN_CONTROLLERS.contains(&s) {
+            return Err(item.err(format!(
+                "unknown cgroup controller {s:?} (known: {})",
+                KNOWN_CONTROLLERS.join(", ")
+            )));
+        }
+        if !out.iter().any(|c| c == s) {
+            out.push(s.to_string());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Master, Problems> {
+        Master::parse(Path::new("/etc/x/master.yaml"), text.as_bytes())
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let m = parse("").unwrap();
+        assert_eq!(m.sandboxes_dir, Path::new("/etc/x/sandboxes"));
+        assert_eq!(m.processes_dir, Path::new("/etc/x/processes"));
+        assert_eq!(m.runtime_dir, Path::new("/run/cairn"));
+        assert_eq!(m.state_dir, Path::new("/run/cairn/state"));
+        assert_eq!(m.mount_dir, Path::new("/run/cairn/mnt"));
+        assert_eq!(m.devfs_dir, None);
+        assert_eq!(m.cgroup_name.as_deref(), Some("cairn"));
+        assert_eq!(m.cgroup_controllers, DEFAULT_CONTROLLERS);
+        assert_eq!(m.default_log_dir, Path::new("/var/log/cairn"));
+        assert_eq!(m.config_log_dir.as_deref(), Some(Path::new("/var/log/cairn/config")));
+        assert_eq!(m.stdio_log_dir, Path::new("/var/log/cairn/stderr"));
+        assert_eq!(m.log_file, Path::new("/var/log/cairn/master.log"));
+        assert_eq!(m.log_level, LogLevel::Warn);
+        assert_eq!(m.syslog_facility, None);
+        assert_eq!(m.syslog_name, "cairn");
+    }
+
+    #[test]
+    fn every_key_both_spellings() {
+        let m = parse(
+            "sandboxes_dir: sb\nprocesses-dir: /p\nruntime-dir: rt\nstate_dir: st\n\
+             mount-dir: /m\ndevfs-dir: /dev2\ncgroup-name: test/cairn\n\
+             cgroup_controllers: [memory, pids]\ndefault-log-dir: /l\nconfig-log-dir: null\n\
+             stdio-log-dir: /s\nlog-file: t.log\nlog_level: debug\nsyslog-facility: daemon\n\
+             syslog-name: cn\n",
+        )
+        .unwrap();
+        assert_eq!(m.sandboxes_dir, Path::new("/etc/x/sb"));
+        assert_eq!(m.processes_dir, Path::new("/p"));
+        assert_eq!(m.runtime_dir, Path::new("/etc/x/rt"));
+        assert_eq!(m.state_dir, Path::new("/etc/x/rt/st"));
+        assert_eq!(m.mount_dir, Path::new("/m"));
+        assert_eq!(m.devfs_dir.as_deref(), Some(Path::new("/dev2")));
+        assert_eq!(m.cgroup_name.as_deref(), Some("test/cairn"));
+        assert_eq!(m.cgroup_controllers, ["memory", "pids"]);
+        assert_eq!(m.config_log_dir, None);
+        assert_eq!(m.stdio_log_dir, Path::new("/s"));
+        assert_eq!(m.log_file, Path::new("/l/t.log"));
+        assert_eq!(m.log_level, LogLevel::Debug);
+        assert_eq!(m.syslog_facility.as_deref(), Some("daemon"));
+        assert_eq!(m.syslog_name, "cn");
+    }
+
+    #[test]
+    fn cgroups_off_and_app_name() {
+        let m = parse("cgroup-name: null\nsyslog-app-name: x\n").unwrap();
+        assert_eq!(m.cgroup_name, None);
+        assert_eq!(m.syslog_name, "x");
+    }
+
+    #[test]
+    fn rejects() {
+        for (text, needle) in [
+            ("bogus: 1\n", "unknown key \"bogus\""),
+            ("cgroup-name: ../x\n", "not a cgroup name"),
+            ("cgroup-controllers: [mem]\n", "unknown cgroup controller"),
+            ("log-level: loud\n", "log level"),
+            ("runtime-dir: [a]\n", "scalar"),
+            ("a: &x 1\nb: *x\nc: [", "YAML"),
+            ("runtime-dir: /a\nruntime_dir: /b\n", "given twice"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?} gave {e}");
+            assert!(e.starts_with("/etc/x/master.yaml:"), "{e}");
+        }
+    }
+}

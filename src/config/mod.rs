@@ -1,0 +1,171 @@
+//! The configuration layer: the four lithos-compatible files, variables,
+//! and validation of a container config against its sandbox and process
+//! entry. Nothing here makes a syscall except reading operator-written
+//! files by path (`load` functions); untrusted container configs are handed
+//! in as bytes (see `container::parse_and_validate`).
+
+pub mod container;
+pub mod error;
+pub mod master;
+pub mod process;
+pub mod range;
+pub mod reader;
+pub mod sandbox;
+pub mod units;
+pub mod validate;
+pub mod variables;
+pub mod yaml;
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use error::{ConfigError, Problems};
+use reader::Value;
+
+/// Log verbosity, as in `log-level`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LogLevel {
+    Error,
+    #[default]
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => return None,
+        })
+    }
+
+    fn read(v: &Value) -> Result<LogLevel, ConfigError> {
+        let s = v.str()?;
+        LogLevel::parse(s).ok_or_else(|| {
+            v.err(format!(
+                "{s:?} is not a log level (error, warn, info, debug, trace)"
+            ))
+        })
+    }
+
+    pub fn to_filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// A host path from an operator-written file; relative paths are relative
+/// to `base` (the directory of the file, or another documented base).
+fn host_path(v: &Value, base: &Path) -> Result<PathBuf, ConfigError> {
+    let s = v.str()?;
+    if s.is_empty() {
+        return Err(v.err("an empty path is not a path"));
+    }
+    let p = Path::new(s);
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    })
+}
+
+/// A path inside a container: absolute, no `..`, returned normalized
+/// (no `.`, no repeated or trailing `/`).
+pub fn container_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') {
+        return Err(format!("{s:?} is not an absolute path"));
+    }
+    let mut out = String::new();
+    for c in Path::new(s).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => return Err(format!("{s:?} contains '..'")),
+            Component::Normal(n) => {
+                let n = n
+                    .to_str()
+                    .ok_or_else(|| format!("{s:?} is not valid UTF-8"))?;
+                out.push('/');
+                out.push_str(n);
+            }
+            Component::Prefix(_) => return Err(format!("{s:?} is not a Unix path")),
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+fn read_container_path(v: &Value) -> Result<String, ConfigError> {
+    container_path(v.str()?).map_err(|e| v.err(e))
+}
+
+/// A name used in paths, cgroups and instance names: `[A-Za-z0-9_-]+`.
+pub fn is_safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Read a whole operator-written file, refusing more than `cap` bytes (so a
+/// FIFO or `/dev/zero` given by mistake does not hang or eat memory).
+pub fn read_file_capped(path: &Path, cap: usize) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut buf = Vec::new();
+    file.take(cap as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if buf.len() > cap {
+        return Err(format!("file is larger than the limit of {cap} bytes"));
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_paths() {
+        assert_eq!(container_path("/").unwrap(), "/");
+        assert_eq!(container_path("/a/b/").unwrap(), "/a/b");
+        assert_eq!(container_path("/a//./b").unwrap(), "/a/b");
+        assert!(container_path("a/b").is_err());
+        assert!(container_path("").is_err());
+        assert!(container_path("/a/../b").is_err());
+        assert!(container_path("/..").is_err());
+    }
+
+    #[test]
+    fn safe_names() {
+        assert!(is_safe_name("web-1_x"));
+        for bad in ["", "a.b", "a/b", "..", "a b", "ü"] {
+            assert!(!is_safe_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        assert_eq!(LogLevel::parse("WARNING"), Some(LogLevel::Warn));
+        assert_eq!(LogLevel::parse("x"), None);
+    }
+}

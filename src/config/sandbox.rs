@@ -1,0 +1,478 @@
+//! `sandboxes/NAME.yaml`: what containers of one sandbox may do (platform
+//! operator, trusted).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{ConfigError, Problems};
+use super::master::Master;
+use super::range::{IdMap, Ranges, read_id_maps, read_ranges};
+use super::reader::{Value, check};
+use super::{LogLevel, host_path, is_safe_name, read_file_capped, yaml};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sandbox {
+    /// The file stem: the sandbox's name.
+    pub name: String,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The process config of this sandbox (absolute).
+    pub config_file: PathBuf,
+    pub image_dir: PathBuf,
+    pub image_dir_levels: usize,
+    pub used_images_list: Option<PathBuf>,
+    pub log_file: PathBuf,
+    pub log_level: Option<LogLevel>,
+    /// Virtual path (inside-container style, normalized) → host dir.
+    pub readonly_paths: BTreeMap<String, PathBuf>,
+    pub writable_paths: BTreeMap<String, PathBuf>,
+    pub allow_users: Ranges,
+    pub default_user: Option<u32>,
+    pub allow_groups: Ranges,
+    pub default_group: u32,
+    pub allow_tcp_ports: Ranges,
+    pub additional_hosts: BTreeMap<String, IpAddr>,
+    pub uid_map: Vec<IdMap>,
+    pub gid_map: Vec<IdMap>,
+    pub auto_clean: bool,
+    pub resolv_conf: PathBuf,
+    pub hosts_file: PathBuf,
+    pub bridged_network: Option<BridgedNetwork>,
+    pub secrets_private_key: Option<PathBuf>,
+    pub secrets_namespaces: Vec<String>,
+    /// Capabilities a container of this sandbox may ask to keep.
+    pub allow_capabilities: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BridgedNetwork {
+    pub bridge: String,
+    /// The network, as `ADDR/PREFIX`.
+    pub network: (IpAddr, u8),
+    pub default_gateway: Option<IpAddr>,
+    pub after_setup_command: Vec<String>,
+}
+
+impl BridgedNetwork {
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        let (net, prefix) = self.network;
+        match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+                u32::from(n) & mask == u32::from(*a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+                u128::from(n) & mask == u128::from(*a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Capability names we know (`CAP_` prefix, as in capabilities(7)).
+pub const CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+pub fn read_capabilities(v: &Value) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for item in v.seq()? {
+        let s = item.str()?.to_ascii_uppercase();
+        let name = if s.starts_with("CAP_") { s } else { format!("CAP_{s}") };
+        if !CAPABILITIES.contains(&name.as_str()) {
+            return Err(item.err(format!("unknown capability {name:?}")));
+        }
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+fn read_vpaths(
+    v: &Value,
+    base: &Path,
+) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (k, val) in v.map()? {
+        let key = super::container_path(k).map_err(|e| val.err(format!("virtual path: {e}")))?;
+        out.insert(key, host_path(&val, base)?);
+    }
+    Ok(out)
+}
+
+fn read_network(v: &Value) -> Result<(IpAddr, u8), ConfigError> {
+    let s = v.str()?;
+    let bad = || v.err(format!("{s:?} is not a network like 10.0.0.0/16"));
+    let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err(bad());
+    }
+    Ok((addr, prefix))
+}
+
+pub fn read_ip(v: &Value) -> Result<IpAddr, ConfigError> {
+    let s = v.str()?;
+    s.parse()
+        .map_err(|_| v.err(format!("{s:?} is not an IP address")))
+}
+
+impl Sandbox {
+    /// Read `path` (a `NAME.yaml` in sandboxes-dir).
+    pub fn load(master: &Master, path: &Path) -> Result<Sandbox, Problems> {
+        let shown = path.display().to_string();
+        let bytes = read_file_capped(path, yaml::TRUSTED.max_bytes)
+            .map_err(|e| ConfigError::new(&shown, e))?;
+        Sandbox::parse(master, path, &bytes)
+    }
+
+    pub fn parse(master: &Master, path: &Path, bytes: &[u8]) -> Result<Sandbox, Problems> {
+        let file = path.display().to_string();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("")
+            .to_string();
+        if !is_safe_name(&name) {
+            return Err(ConfigError::new(
+                &file,
+                format!("sandbox name {name:?} (the file name) must be letters, digits, '-' and '_'"),
+            )
+            .into());
+        }
+        let ast = yaml::parse(&file, bytes, &yaml::TRUSTED)?;
+        let root = Value::root(&file, &ast);
+        let mut p = Problems::new();
+        let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let mut f = root.fields().map_err(Problems::from)?;
+
+        let config_file = match f.opt("config-file") {
+            Some(v) => check(&mut p, host_path(&v, &master.processes_dir)).unwrap_or_default(),
+            None => master.processes_dir.join(format!("{name}.yaml")),
+        };
+        let image_dir = match f.req("image-dir") {
+            Ok(v) => check(&mut p, host_path(&v, &base)).unwrap_or_default(),
+            Err(e) => {
+                p.push(e);
+                PathBuf::new()
+            }
+        };
+        let image_dir_levels = match f.opt("image-dir-levels") {
+            Some(v) => match check(&mut p, v.u64()) {
+                Some(n) if (1..=16).contains(&n) => n as usize,
+                Some(n) => {
+                    p.push(v.err(format!("{n} is not between 1 and 16")));
+                    1
+                }
+                None => 1,
+            },
+            None => 1,
+        };
+        let used_images_list = f
+            .opt("used-images-list")
+            .and_then(|v| check(&mut p, host_path(&v, &base)));
+        let log_file = match f.opt("log-file") {
+            Some(v) => check(&mut p, host_path(&v, &master.default_log_dir)).unwrap_or_default(),
+            None => master.default_log_dir.join(format!("{name}.log")),
+        };
+        let log_level = f
+            .opt("log-level")
+            .and_then(|v| check(&mut p, LogLevel::read(&v)));
+        let readonly_paths = f
+            .opt("readonly-paths")
+            .and_then(|v| check(&mut p, read_vpaths(&v, &base)))
+            .unwrap_or_default();
+        let writable_paths = f
+            .opt("writable-paths")
+            .and_then(|v| check(&mut p, read_vpaths(&v, &base)))
+            .unwrap_or_default();
+        let mut ranges = |key: &str, p: &mut Problems| {
+            f.opt(key)
+                .and_then(|v| check(p, read_ranges(&v)))
+                .unwrap_or_default()
+        };
+        let allow_users = ranges("allow-users", &mut p);
+        let allow_groups = ranges("allow-groups", &mut p);
+        let allow_tcp_ports = ranges("allow-tcp-ports", &mut p);
+        if allow_users.is_empty() {
+            p.push(root.err("allow-users is empty: no container of this sandbox could run"));
+        }
+        if allow_groups.is_empty() {
+            p.push(root.err("allow-groups is empty: no container of this sandbox could run"));
+        }
+        let default_user = f.opt("default-user").and_then(|v| check(&mut p, v.id()));
+        let default_group = f
+            .opt("default-group")
+            .and_then(|v| check(&mut p, v.id()))
+            .unwrap_or(0);
+        let mut additional_hosts = BTreeMap::new();
+        if let Some(v) = f.opt("additional-hosts") {
+            for (host, ip) in check(&mut p, v.map()).unwrap_or_default() {
+                if host.is_empty()
+                    || !host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+                {
+                    p.push(ip.err(format!("{host:?} is not a host name")));
+                    continue;
+                }
+                if let Some(addr) = check(&mut p, read_ip(&ip)) {
+                    additional_hosts.insert(host.to_string(), addr);
+                }
+            }
+        }
+        let uid_map = f
+            .opt("uid-map")
+            .and_then(|v| check(&mut p, read_id_maps(&v)))
+            .unwrap_or_default();
+        let gid_map = f
+            .opt("gid-map")
+            .and_then(|v| check(&mut p, read_id_maps(&v)))
+            .unwrap_or_default();
+        let auto_clean = f
+            .opt("auto-clean")
+            .and_then(|v| check(&mut p, v.bool()))
+            .unwrap_or(true);
+        let resolv_conf = match f.opt("resolv-conf") {
+            Some(v) => check(&mut p, host_path(&v, &base)).unwrap_or_default(),
+            None => PathBuf::from("/etc/resolv.conf"),
+        };
+        let hosts_file = match f.opt("hosts-file") {
+            Some(v) => check(&mut p, host_path(&v, &base)).unwrap_or_default(),
+            None => PathBuf::from("/etc/hosts"),
+        };
+        let bridged_network = f.opt("bridged-network").and_then(|v| {
+            let mut b = check(&mut p, v.fields())?;
+            let bridge = check(&mut p, b.req("bridge").and_then(|x| x.string()));
+            let network = check(&mut p, b.req("network").and_then(|x| read_network(&x)));
+            let default_gateway = b
+                .opt("default-gateway")
+                .and_then(|x| check(&mut p, read_ip(&x)));
+            let after_setup_command = b
+                .opt("after-setup-command")
+                .and_then(|x| {
+                    check(
+                        &mut p,
+                        x.seq().and_then(|s| s.iter().map(|i| i.string()).collect()),
+                    )
+                })
+                .unwrap_or_default();
+            b.finish(&mut p);
+            Some(BridgedNetwork {
+                bridge: bridge?,
+                network: network?,
+                default_gateway,
+                after_setup_command,
+            })
+        });
+        let secrets_private_key = f
+            .opt("secrets-private-key")
+            .and_then(|v| check(&mut p, host_path(&v, &base)));
+        let secrets_namespaces = f
+            .opt("secrets-namespaces")
+            .and_then(|v| {
+                check(&mut p, v.seq().and_then(|s| s.iter().map(|i| i.string()).collect()))
+            })
+            .unwrap_or_default();
+        let allow_capabilities = f
+            .opt("allow-capabilities")
+            .and_then(|v| check(&mut p, read_capabilities(&v)))
+            .unwrap_or_default();
+        f.finish(&mut p);
+        p.into_result(Sandbox {
+            name,
+            path: path.to_path_buf(),
+            config_file,
+            image_dir,
+            image_dir_levels,
+            used_images_list,
+            log_file,
+            log_level,
+            readonly_paths,
+            writable_paths,
+            allow_users,
+            default_user,
+            allow_groups,
+            default_group,
+            allow_tcp_ports,
+            additional_hosts,
+            uid_map,
+            gid_map,
+            auto_clean,
+            resolv_conf,
+            hosts_file,
+            bridged_network,
+            secrets_private_key,
+            secrets_namespaces,
+            allow_capabilities,
+        })
+    }
+
+    /// Resolve a virtual path (e.g. `/data/sub`) through a map of virtual
+    /// paths: the longest virtual path that is a component-wise prefix wins.
+    pub fn resolve_vpath(map: &BTreeMap<String, PathBuf>, vpath: &str) -> Option<PathBuf> {
+        let mut best: Option<(&String, &PathBuf)> = None;
+        for (k, host) in map {
+            let rest = if k == "/" {
+                Some(vpath.trim_start_matches('/'))
+            } else {
+                vpath.strip_prefix(k.as_str()).and_then(|r| {
+                    if r.is_empty() {
+                        Some("")
+                    } else {
+                        r.strip_prefix('/')
+                    }
+                })
+            };
+            if rest.is_some() && best.is_none_or(|(b, _)| k.len() > b.len()) {
+                best = Some((k, host));
+            }
+        }
+        let (k, host) = best?;
+        let rest = if k == "/" {
+            vpath.trim_start_matches('/')
+        } else {
+            vpath[k.len()..].trim_start_matches('/')
+        };
+        Some(if rest.is_empty() {
+            host.clone()
+        } else {
+            host.join(rest)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn master() -> Master {
+        Master::parse(Path::new("/etc/c/master.yaml"), b"").unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Sandbox, Problems> {
+        Sandbox::parse(&master(), Path::new("/etc/c/sandboxes/web.yaml"), text.as_bytes())
+    }
+
+    const MIN: &str = "image-dir: /img\nallow-users: [1]\nallow-groups: [0]\n";
+
+    #[test]
+    fn defaults() {
+        let s = parse(MIN).unwrap();
+        assert_eq!(s.name, "web");
+        assert_eq!(s.config_file, Path::new("/etc/c/processes/web.yaml"));
+        assert_eq!(s.image_dir, Path::new("/img"));
+        assert_eq!(s.image_dir_levels, 1);
+        assert_eq!(s.used_images_list, None);
+        assert_eq!(s.log_file, Path::new("/var/log/cairn/web.log"));
+        assert_eq!(s.log_level, None);
+        assert!(s.readonly_paths.is_empty() && s.writable_paths.is_empty());
+        assert_eq!(s.default_user, None);
+        assert_eq!(s.default_group, 0);
+        assert!(s.allow_tcp_ports.is_empty());
+        assert!(s.additional_hosts.is_empty());
+        assert!(s.uid_map.is_empty() && s.gid_map.is_empty());
+        assert!(s.auto_clean);
+        assert_eq!(s.resolv_conf, Path::new("/etc/resolv.conf"));
+        assert_eq!(s.hosts_file, Path::new("/etc/hosts"));
+        assert_eq!(s.bridged_network, None);
+        assert_eq!(s.secrets_private_key, None);
+        assert!(s.secrets_namespaces.is_empty());
+        assert!(s.allow_capabilities.is_empty());
+    }
+
+    #[test]
+    fn every_key() {
+        let s = parse(
+            "config_file: other.yaml\nimage-dir: imgs\nimage_dir_levels: 2\n\
+             used-images-list: /u.txt\nlog-file: w.log\nlog-level: info\n\
+             readonly-paths: {/ro: /srv/ro}\nwritable_paths: {/data: /srv/data, /: /srv/root}\n\
+             allow-users: [1, 1000-2000]\ndefault-user: 1000\nallow-groups: [0-5]\n\
+             default-group: 5\nallow-tcp-ports: [80, 8000-8100]\n\
+             additional-hosts: {db.local: 10.0.0.5}\n\
+             uid-map: [{inside: 0, outside: 100000, count: 65536}]\n\
+             gid_map: [{inside: 0, outside: 100000, count: 65536}]\nauto-clean: false\n\
+             resolv-conf: /etc/r.conf\nhosts-file: /etc/h\n\
+             bridged-network: {bridge: br0, network: 10.71.0.0/16, default-gateway: 10.71.0.1,\n  \
+               after-setup-command: [/usr/bin/arping, '@{container_ip}']}\n\
+             secrets-private-key: /etc/k\nsecrets-namespaces: [a, b]\n\
+             allow-capabilities: [net_bind_service]\n",
+        )
+        .unwrap();
+        assert_eq!(s.config_file, Path::new("/etc/c/processes/other.yaml"));
+        assert_eq!(s.image_dir, Path::new("/etc/c/sandboxes/imgs"));
+        assert_eq!(s.image_dir_levels, 2);
+        assert_eq!(s.used_images_list.as_deref(), Some(Path::new("/u.txt")));
+        assert_eq!(s.log_file, Path::new("/var/log/cairn/w.log"));
+        assert_eq!(s.log_level, Some(LogLevel::Info));
+        assert_eq!(s.readonly_paths["/ro"], Path::new("/srv/ro"));
+        assert!(s.allow_users.contains(1500) && !s.allow_users.contains(2));
+        assert_eq!(s.default_user, Some(1000));
+        assert_eq!(s.default_group, 5);
+        assert!(s.allow_tcp_ports.contains(8050));
+        assert_eq!(s.additional_hosts["db.local"].to_string(), "10.0.0.5");
+        assert_eq!(s.uid_map[0].outside, 100000);
+        assert_eq!(s.gid_map[0].count, 65536);
+        assert!(!s.auto_clean);
+        assert_eq!(s.resolv_conf, Path::new("/etc/r.conf"));
+        assert_eq!(s.hosts_file, Path::new("/etc/h"));
+        let b = s.bridged_network.unwrap();
+        assert_eq!(b.bridge, "br0");
+        assert!(b.contains(&"10.71.3.4".parse().unwrap()));
+        assert!(!b.contains(&"10.72.0.1".parse().unwrap()));
+        assert_eq!(b.after_setup_command.len(), 2);
+        assert_eq!(s.secrets_namespaces, ["a", "b"]);
+        assert_eq!(s.allow_capabilities, ["CAP_NET_BIND_SERVICE"]);
+    }
+
+    #[test]
+    fn vpath_resolution() {
+        let s = parse(
+            "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\n\
+             writable-paths: {/data: /srv/d, /data/sub: /srv/s, /: /srv/r}\n",
+        )
+        .unwrap();
+        let r = |v| Sandbox::resolve_vpath(&s.writable_paths, v);
+        assert_eq!(r("/data"), Some(PathBuf::from("/srv/d")));
+        assert_eq!(r("/data/x/y"), Some(PathBuf::from("/srv/d/x/y")));
+        assert_eq!(r("/data/sub/z"), Some(PathBuf::from("/srv/s/z")));
+        assert_eq!(r("/datax"), Some(PathBuf::from("/srv/r/datax")));
+        assert_eq!(r("/"), Some(PathBuf::from("/srv/r")));
+        assert_eq!(Sandbox::resolve_vpath(&BTreeMap::new(), "/a"), None);
+    }
+
+    #[test]
+    fn rejects() {
+        for (text, needle) in [
+            ("allow-users: [1]\nallow-groups: [0]\n", "\"image-dir\" is missing"),
+            ("image-dir: /i\nallow-groups: [0]\n", "allow-users is empty"),
+            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nimage-dir-levels: 0\n", "between 1 and 16"),
+            ("image-dir: /i\nallow-users: [x]\nallow-groups: [0]\n", "not a number"),
+            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nuid-map: [{inside: 0, count: 1}]\n", "\"outside\" is missing"),
+            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nreadonly-paths: {rel: /x}\n", "not an absolute path"),
+            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nbridged-network: {bridge: b, network: 10.0.0.0/40}\n", "not a network"),
+            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nallow-capabilities: [CAP_FLY]\n", "unknown capability"),
+            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nadditional-hosts: {a: 1.2.3}\n", "not an IP"),
+            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nextra: 1\n", "unknown key"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?} gave {e}");
+            assert!(e.contains("sandboxes/web.yaml"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! cairn: a hardened process supervisor for Linux, lithos-compatible.
+//!
+//! See DESIGN.md for the architecture. Layers, in dependency order:
+//! `sys` (kernel wrappers, the only home of `unsafe`), `config` (pure),
+//! `spec` (one resolved instance), then `knot`, `tree` and `cli`.
+
+pub mod config;
+pub mod spec;
+pub mod image;
+pub mod sys;
+pub mod tree;
+pub mod cli;

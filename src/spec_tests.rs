@@ -1,0 +1,201 @@
+use std::path::Path;
+
+use super::*;
+use crate::config::container;
+use crate::config::process::Processes;
+
+struct Fixture {
+    master: Master,
+    sandbox: Sandbox,
+    entry: ProcessEntry,
+    container: ContainerConfig,
+}
+
+fn fixture(sandbox_extra: &str, entry_extra: &str, container_extra: &str) -> Fixture {
+    let master = Master::parse(Path::new("/etc/c/master.yaml"), b"runtime-dir: /run/t\n").unwrap();
+    let sandbox = Sandbox::parse(
+        &master,
+        Path::new("/etc/c/sandboxes/sb.yaml"),
+        format!(
+            "image-dir: /img\nallow-users: [1]\nallow-groups: [0-10]\nallow-tcp-ports: [8000-8100]\n\
+             writable-paths: {{/data: /srv/data}}\nreadonly-paths: {{/ro: /srv/ro}}\n\
+             additional-hosts: {{db: 10.1.1.1}}\n{sandbox_extra}"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let procs = Processes::parse(
+        "/etc/c/processes/sb.yaml",
+        format!("web:\n  image: web\n  config: /config/web.yaml\n  instances: 3\n  variables: {{port: 8080}}\n{entry_extra}").as_bytes(),
+    )
+    .unwrap();
+    let entry = procs.entries["web"].clone();
+    let text = format!(
+        "executable: /bin/srv\nuser-id: 1\nvariables:\n  port: !TcpPort\n\
+         arguments: ['--port=@{{port}}', '@{{lithos:name}}']\n\
+         environ:\n  MYPID: '@{{lithos:pid}}'\n  CFG: '@{{cairn:config_filename}}'\n\
+         volumes:\n  /var/data: !Persistent {{path: /data/x, mkdir: true, user: 1, group: 2}}\n  \
+           /ro: !Readonly /ro\n  /tmp: !Tmpfs {{size: 1Mi}}\n  /state: !Statedir {{}}\n\
+         tcp-ports:\n  '@{{port}}': {{fd: 3}}\n{container_extra}"
+    );
+    let container = container::parse_and_validate("/img/web/config/web.yaml", text.as_bytes(), &sandbox, &entry)
+        .unwrap_or_else(|e| panic!("{e}"));
+    Fixture { master, sandbox, entry, container }
+}
+
+fn resolve(f: &Fixture, which: Which) -> InstanceSpec {
+    InstanceSpec::resolve(&f.master, &f.sandbox, &f.entry, &f.container, "/img/web/config/web.yaml", which)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn resolves_everything() {
+    let f = fixture("", "", "");
+    let s = resolve(&f, Which::Daemon(2));
+    assert_eq!(s.name, "sb/web.2");
+    assert_eq!((s.sandbox.as_str(), s.process.as_str(), s.index), ("sb", "web", 2));
+    assert_eq!(s.image_root, Path::new("/img/web"));
+    assert_eq!(s.arguments, ["--port=8080", "sb/web.2"]);
+    assert_eq!(s.environ["CAIRN_NAME"], "sb/web.2");
+    assert_eq!(s.environ["LITHOS_NAME"], "sb/web.2");
+    assert_eq!(s.environ["CAIRN_CONFIG"], "/config/web.yaml");
+    assert_eq!(s.environ["CFG"], "/config/web.yaml");
+    assert!(s.environ.contains_key("TERM"));
+    assert_eq!(s.pid_vars, ["MYPID"]);
+    assert_eq!(s.environ.len(), 6, "{:?}", s.environ);
+    assert_eq!((s.uid, s.gid), (1, 0));
+    let targets: Vec<&str> = s.mounts.iter().map(|m| m.target.as_str()).collect();
+    assert_eq!(targets, ["/ro", "/tmp", "/state", "/var/data"]);
+    assert_eq!(
+        s.mounts[3].kind,
+        MountKind::Bind { source: "/srv/data/x".into(), writable: true, mkdir: Some((0o777, 1, 2)) }
+    );
+    assert_eq!(s.mounts[0].kind, MountKind::Bind { source: "/srv/ro".into(), writable: false, mkdir: None });
+    assert_eq!(s.tcp_ports.len(), 1);
+    assert_eq!((s.tcp_ports[0].port, s.tcp_ports[0].settings.fd), (8080, 3));
+    assert_eq!(s.host.state_dir, Path::new("/run/t/state/sb/web.2"));
+    assert_eq!(s.host.cgroup.as_deref(), Some("sb:web.2"));
+    assert_eq!(s.stdio, Stdio::HostFile("/var/log/cairn/stderr/sb.log".into()));
+    assert_eq!(s.hosts_file.copy_from.as_deref(), Some(Path::new("/etc/hosts")));
+    assert_eq!(s.hosts_file.extra_lines, ["10.1.1.1 db"]);
+    assert_eq!(s.restart_timeout_ms, 1000);
+    assert_eq!(s.kill_timeout_ms, 5000);
+}
+
+#[test]
+fn command_names_and_systemd() {
+    let f = fixture("", "", "");
+    let s = resolve(&f, Which::Command(4242));
+    assert_eq!(s.name, "sb/cmd.web.4242");
+    assert_eq!(s.host.state_dir, Path::new("/run/t/state/sb/cmd.web.4242"));
+}
+
+#[test]
+fn user_namespace_maps_persistent_owner() {
+    let f = fixture(
+        "uid-map: [{inside: 0, outside: 100000, count: 100}]\ngid-map: [{inside: 0, outside: 200000, count: 100}]\n",
+        "",
+        "",
+    );
+    let s = resolve(&f, Which::Daemon(0));
+    assert_eq!(s.uid_map[0].outside, 100000);
+    assert_eq!(
+        s.mounts[3].kind,
+        MountKind::Bind { source: "/srv/data/x".into(), writable: true, mkdir: Some((0o777, 100001, 200002)) }
+    );
+}
+
+#[test]
+fn hash_is_stable_and_sensitive() {
+    let f = fixture("", "", "");
+    let a = resolve(&f, Which::Daemon(0));
+    let b = resolve(&f, Which::Daemon(0));
+    assert_eq!(a.hash(), b.hash());
+    assert_eq!(a.hash().len(), 16);
+    assert_ne!(a.hash(), resolve(&f, Which::Daemon(1)).hash());
+    // A known value: guards against accidental changes of the encoding,
+    // which would restart every workload on upgrade.
+    assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    // Every field change gives a new hash.
+    let mut variants: Vec<InstanceSpec> = Vec::new();
+    let base = a.clone();
+    macro_rules! vary {
+        ($($field:ident).+ = $value:expr) => {{
+            let mut s = base.clone();
+            s.$($field).+ = $value;
+            variants.push(s);
+        }};
+    }
+    vary!(name = "x".into());
+    vary!(sandbox = "x".into());
+    vary!(process = "x".into());
+    vary!(index = 9);
+    vary!(kind = Kind::Command);
+    vary!(image = "x".into());
+    vary!(image_root = "/x".into());
+    vary!(config_path = "/x".into());
+    vary!(executable = "/x".into());
+    vary!(arguments = vec![]);
+    vary!(environ = BTreeMap::new());
+    vary!(pid_vars = vec![]);
+    vary!(workdir = "/x".into());
+    vary!(uid = 2);
+    vary!(gid = 2);
+    vary!(groups = vec![1]);
+    vary!(uid_map = vec![IdMap { inside: 0, outside: 1, count: 1 }]);
+    vary!(gid_map = vec![IdMap { inside: 0, outside: 1, count: 1 }]);
+    vary!(capabilities = vec!["CAP_KILL".into()]);
+    vary!(mounts = vec![]);
+    vary!(limits.memory = Some(1 << 30));
+    vary!(limits.cpu_shares = 2);
+    vary!(limits.pids = 2);
+    vary!(limits.fileno = 2);
+    vary!(restart_timeout_ms = 2);
+    vary!(kill_timeout_ms = 2);
+    vary!(normal_exit_codes = vec![1]);
+    vary!(restart_process_only = true);
+    vary!(interactive = true);
+    vary!(stdio = Stdio::Inherit);
+    vary!(resolv_conf.mount = Some(true));
+    vary!(hosts_file.public_hostname = true);
+    vary!(tcp_ports = vec![]);
+    vary!(listen_fdnames = vec!["a".into()]);
+    vary!(host.state_dir = "/x".into());
+    vary!(host.mount_dir = "/x".into());
+    vary!(host.devfs_dir = Some("/x".into()));
+    vary!(host.cgroup = None);
+    let mut seen = std::collections::BTreeSet::new();
+    seen.insert(base.hash());
+    for v in &variants {
+        assert!(seen.insert(v.hash()), "a field change kept the hash: {v:?}");
+    }
+}
+
+#[test]
+fn systemd_ports_get_fds_and_env() {
+    let f = {
+        let master = Master::parse(Path::new("/etc/c/master.yaml"), b"").unwrap();
+        let sandbox = Sandbox::parse(
+            &master,
+            Path::new("/etc/c/sandboxes/sb.yaml"),
+            b"image-dir: /img\nallow-users: [1]\nallow-groups: [0]\nallow-tcp-ports: [77, 78]\n",
+        )
+        .unwrap();
+        let procs = Processes::parse(
+            "/p.yaml",
+            b"s:\n  image: i\n  config: /c\n  variables: {a: 77, b: 78}\n",
+        )
+        .unwrap();
+        let entry = procs.entries["s"].clone();
+        let text = "executable: /x\nuser-id: 1\nvariables:\n  b: !TcpPort {activation: systemd}\n  a: !TcpPort {activation: systemd}\n";
+        let container = container::parse_and_validate("/c", text.as_bytes(), &sandbox, &entry).unwrap();
+        Fixture { master, sandbox, entry, container }
+    };
+    let s = resolve(&f, Which::Daemon(0));
+    assert_eq!(s.environ["LISTEN_FDS"], "2");
+    assert_eq!(s.environ["LISTEN_FDNAMES"], "a:b");
+    assert_eq!(s.pid_vars, ["LISTEN_PID"]);
+    let fds: Vec<(u16, u32)> = s.tcp_ports.iter().map(|p| (p.port, p.settings.fd)).collect();
+    assert_eq!(fds, [(77, 3), (78, 4)]);
+}

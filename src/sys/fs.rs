@@ -1,0 +1,148 @@
+//! Path resolution that an image or a workload cannot redirect: every open
+//! goes through `openat2(2)` from a directory fd, with `RESOLVE_*` flags that
+//! keep symlinks (and `..`) from leading outside a root.
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use super::{Error, Result, check, cstr};
+
+/// How to resolve a path under a directory fd (openat2(2) `resolve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolve {
+    /// Symlinks are followed but resolved as if the dir were `/`
+    /// (`RESOLVE_IN_ROOT`); magic links (`/proc/*/fd`) are refused.
+    InRoot,
+    /// No symlink at all, and never above the dir
+    /// (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`).
+    BeneathNoSymlinks,
+}
+
+impl Resolve {
+    fn bits(self) -> u64 {
+        match self {
+            Resolve::InRoot => libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+            Resolve::BeneathNoSymlinks => {
+                libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS
+            }
+        }
+    }
+}
+
+/// `struct open_how` of openat2(2) (libc's is non-exhaustive).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// openat2(2): open `path` relative to `dir` with `flags` (O_CLOEXEC is
+/// always added) and the given resolution rules.
+pub fn openat2(
+    dir: BorrowedFd<'_>,
+    path: &str,
+    flags: i32,
+    mode: u32,
+    resolve: Resolve,
+) -> Result<OwnedFd> {
+    let c = cstr(path)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: u64::from(mode),
+        resolve: resolve.bits(),
+    };
+    // SAFETY: `c` is a valid NUL-terminated string and `how` a valid
+    // open_how of the size we pass; the kernel only reads them.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    let fd = check(fd, "openat2", path)?;
+    // SAFETY: the kernel returned a new fd that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// open(2) of a host path that we trust (operator-written config), as an
+/// `O_PATH` directory fd to resolve other paths from.
+pub fn open_dir(path: &Path) -> Result<OwnedFd> {
+    let s = path.to_string_lossy();
+    let c = cstr(&s)?;
+    // SAFETY: valid C string; flags are plain constants.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    let fd = check(fd, "open", &s)?;
+    // SAFETY: new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// fstat(2).
+pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
+    // SAFETY: zeroed stat is a valid out-buffer for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is a live descriptor; st is a valid pointer.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }, "fstat", "")?;
+    Ok(st)
+}
+
+pub fn is_dir(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+pub fn is_reg(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+/// Why reading a file out of an image failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Sys(#[from] Error),
+    #[error("is not a regular file")]
+    NotRegular,
+    #[error("is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("read failed: {0}")]
+    Io(std::io::Error),
+}
+
+/// Open `path` inside the root `root` (symlinks resolved within it, never
+/// outside), check it is a regular file, and read at most `cap` bytes.
+/// `O_NONBLOCK` keeps a FIFO from blocking the open; the regular-file check
+/// then refuses it, as it refuses devices such as `/dev/zero`.
+pub fn read_in_root(root: BorrowedFd<'_>, path: &str, cap: usize) -> std::result::Result<Vec<u8>, ReadError> {
+    let fd = openat2(
+        root,
+        path,
+        libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
+        0,
+        Resolve::InRoot,
+    )?;
+    let st = fstat(fd.as_fd())?;
+    if !is_reg(&st) {
+        return Err(ReadError::NotRegular);
+    }
+    if st.st_size as u64 > cap as u64 {
+        return Err(ReadError::TooLarge(cap));
+    }
+    let mut buf = Vec::with_capacity(st.st_size.max(0) as usize);
+    std::fs::File::from(fd)
+        .take(cap as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(ReadError::Io)?;
+    if buf.len() > cap {
+        return Err(ReadError::TooLarge(cap));
+    }
+    Ok(buf)
+}
+

@@ -1,0 +1,223 @@
+//! Configs → desired instances (`SANDBOX/PROCESS.N` → `InstanceSpec`).
+//!
+//! Loading the trusted files happens here; loading each untrusted container
+//! config is delegated to a `ContainerLoader`, so `cairn check` can parse in
+//! process while the tree parses in a short-lived child.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::container::{self, ContainerConfig};
+use crate::config::error::{ConfigError, Problems};
+use crate::config::master::Master;
+use crate::config::process::{ProcessEntry, Processes};
+use crate::config::sandbox::Sandbox;
+use crate::config::validate;
+use crate::image;
+use crate::spec::{InstanceSpec, Which};
+
+/// One sandbox with its process config.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub sandbox: Sandbox,
+    pub processes: Processes,
+}
+
+/// Everything the operator wrote, with the problems found on the way. A
+/// sandbox whose files fail is absent from `sandboxes` and its problems are
+/// in `problems` (keyed by sandbox name, `""` for the master).
+#[derive(Debug, Clone)]
+pub struct Configs {
+    pub master: Master,
+    pub sandboxes: BTreeMap<String, SandboxConfig>,
+    pub problems: BTreeMap<String, Problems>,
+    /// Legal but suspicious settings (see `validate::entry_warnings`).
+    pub warnings: Vec<ConfigError>,
+}
+
+/// What to load.
+#[derive(Debug, Clone, Default)]
+pub struct Selection<'a> {
+    /// Only this sandbox.
+    pub only: Option<&'a str>,
+    /// Use this file as the (only) sandbox's process config.
+    pub alternate: Option<&'a Path>,
+}
+
+/// Load the sandbox and process files named by `master`.
+pub fn load_configs(master: Master, sel: &Selection) -> Configs {
+    let mut sandboxes = BTreeMap::new();
+    let mut problems: BTreeMap<String, Problems> = BTreeMap::new();
+    let files = match list_yaml(&master.sandboxes_dir) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.insert(
+                String::new(),
+                ConfigError::new(master.sandboxes_dir.display().to_string(), e).into(),
+            );
+            Vec::new()
+        }
+    };
+    let mut warnings = Vec::new();
+    let mut found_only = false;
+    for path in files {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("")
+            .to_string();
+        if let Some(only) = sel.only {
+            if name != only {
+                continue;
+            }
+            found_only = true;
+        }
+        let sandbox = match Sandbox::load(&master, &path) {
+            Ok(s) => s,
+            Err(p) => {
+                problems.insert(name, p);
+                continue;
+            }
+        };
+        let proc_path = sel.alternate.map(Path::to_path_buf).unwrap_or_else(|| sandbox.config_file.clone());
+        let processes = if sel.alternate.is_none() && !proc_path.exists() {
+            // No process config: the sandbox runs nothing (as in lithos).
+            Ok(Processes {
+                file: proc_path.display().to_string(),
+                entries: BTreeMap::new(),
+            })
+        } else {
+            Processes::load(&proc_path)
+        };
+        match processes {
+            Ok(processes) => {
+                let mut p = Problems::new();
+                for e in processes.entries.values() {
+                    p.extend(validate::entry(&processes.file, &sandbox, e));
+                    warnings.extend(validate::entry_warnings(&processes.file, &sandbox, e));
+                }
+                if !p.is_empty() {
+                    problems.insert(name.clone(), p);
+                }
+                sandboxes.insert(name, SandboxConfig { sandbox, processes });
+            }
+            Err(p) => {
+                problems.insert(name, p);
+            }
+        }
+    }
+    if let Some(only) = sel.only
+        && !found_only
+    {
+        problems.insert(
+            only.to_string(),
+            ConfigError::new(
+                master.sandboxes_dir.join(format!("{only}.yaml")).display().to_string(),
+                format!("no sandbox named {only:?}"),
+            )
+            .into(),
+        );
+    }
+    Configs {
+        master,
+        sandboxes,
+        problems,
+        warnings,
+    }
+}
+
+/// `*.yaml` files of a directory, sorted.
+fn list_yaml(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot read directory: {e}"))?;
+    let mut out: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml") && p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Reads one entry's container config and validates it.
+pub trait ContainerLoader {
+    /// Returns the display name of the config file and the validated config.
+    fn load(&mut self, sandbox: &Sandbox, entry: &ProcessEntry) -> Result<(String, ContainerConfig), Problems>;
+}
+
+/// Parse in this process (for `cairn check` and `cairn cmd`: short-lived
+/// commands, and the parser is bounded; the tree uses a child process).
+pub struct InProcess;
+
+/// The display name of an entry's container config.
+pub fn config_display(sandbox: &Sandbox, entry: &ProcessEntry) -> String {
+    let mut p = sandbox.image_dir.join(&entry.image);
+    p.push(entry.config.trim_start_matches('/'));
+    p.display().to_string()
+}
+
+/// Read and validate an entry's container config from its image.
+pub fn load_container(sandbox: &Sandbox, entry: &ProcessEntry) -> Result<(String, ContainerConfig), Problems> {
+    let shown = config_display(sandbox, entry);
+    let root = image::open_image(&sandbox.image_dir, &entry.image)
+        .map_err(|e| ConfigError::new(&shown, e))?;
+    let bytes = image::read_config(&root, &entry.config).map_err(|e| ConfigError::new(&shown, e))?;
+    let cfg = container::parse_and_validate(&shown, &bytes, sandbox, entry)?;
+    Ok((shown, cfg))
+}
+
+impl ContainerLoader for InProcess {
+    fn load(&mut self, sandbox: &Sandbox, entry: &ProcessEntry) -> Result<(String, ContainerConfig), Problems> {
+        load_container(sandbox, entry)
+    }
+}
+
+/// The desired instances of one process entry, or why there are none.
+#[derive(Debug, Clone)]
+pub struct EntryResult {
+    pub sandbox: String,
+    pub process: String,
+    pub result: Result<Vec<InstanceSpec>, Problems>,
+}
+
+/// Resolve every supervised (daemon) entry into its instances; with
+/// `commands`, resolve command entries too (one instance each, for checks).
+pub fn resolve_entries(
+    configs: &Configs,
+    loader: &mut dyn ContainerLoader,
+    commands: bool,
+) -> Vec<EntryResult> {
+    let mut out = Vec::new();
+    for (sname, sc) in &configs.sandboxes {
+        for (pname, entry) in &sc.processes.entries {
+            if !entry.kind.is_daemon() && !commands {
+                continue;
+            }
+            let result = resolve_entry(&configs.master, &sc.sandbox, entry, loader);
+            out.push(EntryResult {
+                sandbox: sname.clone(),
+                process: pname.clone(),
+                result,
+            });
+        }
+    }
+    out
+}
+
+/// One entry: its instances (a command resolves as one command instance).
+pub fn resolve_entry(
+    master: &Master,
+    sandbox: &Sandbox,
+    entry: &ProcessEntry,
+    loader: &mut dyn ContainerLoader,
+) -> Result<Vec<InstanceSpec>, Problems> {
+    let (file, cfg) = loader.load(sandbox, entry)?;
+    let whiches: Vec<Which> = if entry.kind.is_daemon() {
+        (0..entry.instances).map(Which::Daemon).collect()
+    } else {
+        vec![Which::Command(0)]
+    };
+    whiches
+        .into_iter()
+        .map(|w| InstanceSpec::resolve(master, sandbox, entry, &cfg, &file, w))
+        .collect()
+}

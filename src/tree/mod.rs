@@ -1,0 +1,3 @@
+//! The supervisor.
+
+pub mod desired;
