@@ -29,7 +29,10 @@ pub fn open_image(image_dir: &Path, image: &str) -> Result<OwnedFd, String> {
             image_dir.display()
         ),
         Some(libc::ENOENT) => format!("image {image:?} not found in {}", image_dir.display()),
-        Some(libc::ENOTDIR) => format!("image {image:?} in {} is not a directory", image_dir.display()),
+        Some(libc::ENOTDIR) => format!(
+            "image {image:?} in {} is not a directory",
+            image_dir.display()
+        ),
         _ => format!("image {image:?}: {e}"),
     })?;
     Ok(fd)

@@ -4,9 +4,9 @@
 //! `sys` (kernel wrappers, the only home of `unsafe`), `config` (pure),
 //! `spec` (one resolved instance), then `knot`, `tree` and `cli`.
 
+pub mod cli;
 pub mod config;
-pub mod spec;
 pub mod image;
+pub mod spec;
 pub mod sys;
 pub mod tree;
-pub mod cli;

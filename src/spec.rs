@@ -29,7 +29,10 @@ pub enum MountKind {
         writable: bool,
         mkdir: Option<(u32, u32, u32)>,
     },
-    Tmpfs { size: u64, mode: u32 },
+    Tmpfs {
+        size: u64,
+        mode: u32,
+    },
     /// A subdir of the instance state dir, created with (mode, host uid, host gid).
     Statedir {
         sub: String,
@@ -171,7 +174,9 @@ impl InstanceSpec {
         which: Which,
     ) -> Result<InstanceSpec, Problems> {
         let err = |key: &str, msg: String| -> Problems {
-            ConfigError::new(container_file, msg).key(key.to_string()).into()
+            ConfigError::new(container_file, msg)
+                .key(key.to_string())
+                .into()
         };
         let name = instance_name(&s.name, &e.name, which);
         let (index, leaf) = match which {
@@ -189,7 +194,8 @@ impl InstanceSpec {
         let mut arguments = Vec::with_capacity(c.arguments.len());
         for (i, a) in c.arguments.iter().enumerate() {
             arguments.push(
-                variables::substitute(a, &lookup).map_err(|m| err(&format!("arguments[{i}]"), m))?,
+                variables::substitute(a, &lookup)
+                    .map_err(|m| err(&format!("arguments[{i}]"), m))?,
             );
         }
         let mut environ = BTreeMap::new();
@@ -237,26 +243,59 @@ impl InstanceSpec {
                 Volume::Readonly(v) => MountKind::Bind {
                     source: Sandbox::resolve_vpath(&s.readonly_paths, v)
                         .or_else(|| Sandbox::resolve_vpath(&s.writable_paths, v))
-                        .ok_or_else(|| err(&format!("volumes.{target}"), format!("unknown virtual path {v}")))?,
+                        .ok_or_else(|| {
+                            err(
+                                &format!("volumes.{target}"),
+                                format!("unknown virtual path {v}"),
+                            )
+                        })?,
                     writable: false,
                     mkdir: None,
                 },
-                Volume::Persistent { path, mkdir, mode, user, group } => {
+                Volume::Persistent {
+                    path,
+                    mkdir,
+                    mode,
+                    user,
+                    group,
+                } => {
                     let (hu, hg) = to_host(*user, *group);
                     MountKind::Bind {
-                        source: Sandbox::resolve_vpath(&s.writable_paths, path)
-                            .ok_or_else(|| err(&format!("volumes.{target}"), format!("unknown virtual path {path}")))?,
+                        source: Sandbox::resolve_vpath(&s.writable_paths, path).ok_or_else(
+                            || {
+                                err(
+                                    &format!("volumes.{target}"),
+                                    format!("unknown virtual path {path}"),
+                                )
+                            },
+                        )?,
                         writable: true,
                         mkdir: mkdir.then_some((*mode, hu, hg)),
                     }
                 }
-                Volume::Tmpfs { size, mode } => MountKind::Tmpfs { size: *size, mode: *mode },
-                Volume::Statedir { path, mode, user, group } => {
+                Volume::Tmpfs { size, mode } => MountKind::Tmpfs {
+                    size: *size,
+                    mode: *mode,
+                },
+                Volume::Statedir {
+                    path,
+                    mode,
+                    user,
+                    group,
+                } => {
                     let (hu, hg) = to_host(*user, *group);
-                    MountKind::Statedir { sub: path.clone(), mode: *mode, uid: hu, gid: hg }
+                    MountKind::Statedir {
+                        sub: path.clone(),
+                        mode: *mode,
+                        uid: hu,
+                        gid: hg,
+                    }
                 }
             };
-            mounts.push(MountSpec { target: target.clone(), kind });
+            mounts.push(MountSpec {
+                target: target.clone(),
+                kind,
+            });
         }
         mounts.sort_by(|a, b| (a.target.len(), &a.target).cmp(&(b.target.len(), &b.target)));
 
@@ -292,7 +331,10 @@ impl InstanceSpec {
             (None, _) => None,
         };
         if s.bridged_network.is_some() && network.is_none() {
-            return Err(err("ip-addresses", format!("instance {name} has no ip-address")));
+            return Err(err(
+                "ip-addresses",
+                format!("instance {name} has no ip-address"),
+            ));
         }
         Ok(InstanceSpec {
             name,

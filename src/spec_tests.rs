@@ -38,14 +38,31 @@ fn fixture(sandbox_extra: &str, entry_extra: &str, container_extra: &str) -> Fix
            /ro: !Readonly /ro\n  /tmp: !Tmpfs {{size: 1Mi}}\n  /state: !Statedir {{}}\n\
          tcp-ports:\n  '@{{port}}': {{fd: 3}}\n{container_extra}"
     );
-    let container = container::parse_and_validate("/img/web/config/web.yaml", text.as_bytes(), &sandbox, &entry)
-        .unwrap_or_else(|e| panic!("{e}"));
-    Fixture { master, sandbox, entry, container }
+    let container = container::parse_and_validate(
+        "/img/web/config/web.yaml",
+        text.as_bytes(),
+        &sandbox,
+        &entry,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    Fixture {
+        master,
+        sandbox,
+        entry,
+        container,
+    }
 }
 
 fn resolve(f: &Fixture, which: Which) -> InstanceSpec {
-    InstanceSpec::resolve(&f.master, &f.sandbox, &f.entry, &f.container, "/img/web/config/web.yaml", which)
-        .unwrap_or_else(|e| panic!("{e}"))
+    InstanceSpec::resolve(
+        &f.master,
+        &f.sandbox,
+        &f.entry,
+        &f.container,
+        "/img/web/config/web.yaml",
+        which,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -53,7 +70,10 @@ fn resolves_everything() {
     let f = fixture("", "", "");
     let s = resolve(&f, Which::Daemon(2));
     assert_eq!(s.name, "sb/web.2");
-    assert_eq!((s.sandbox.as_str(), s.process.as_str(), s.index), ("sb", "web", 2));
+    assert_eq!(
+        (s.sandbox.as_str(), s.process.as_str(), s.index),
+        ("sb", "web", 2)
+    );
     assert_eq!(s.image_root, Path::new("/img/web"));
     assert_eq!(s.arguments, ["--port=8080", "sb/web.2"]);
     assert_eq!(s.environ["CAIRN_NAME"], "sb/web.2");
@@ -68,15 +88,32 @@ fn resolves_everything() {
     assert_eq!(targets, ["/ro", "/tmp", "/state", "/var/data"]);
     assert_eq!(
         s.mounts[3].kind,
-        MountKind::Bind { source: "/srv/data/x".into(), writable: true, mkdir: Some((0o777, 1, 2)) }
+        MountKind::Bind {
+            source: "/srv/data/x".into(),
+            writable: true,
+            mkdir: Some((0o777, 1, 2))
+        }
     );
-    assert_eq!(s.mounts[0].kind, MountKind::Bind { source: "/srv/ro".into(), writable: false, mkdir: None });
+    assert_eq!(
+        s.mounts[0].kind,
+        MountKind::Bind {
+            source: "/srv/ro".into(),
+            writable: false,
+            mkdir: None
+        }
+    );
     assert_eq!(s.tcp_ports.len(), 1);
     assert_eq!((s.tcp_ports[0].port, s.tcp_ports[0].settings.fd), (8080, 3));
     assert_eq!(s.host.state_dir, Path::new("/run/t/state/sb/web.2"));
     assert_eq!(s.host.cgroup.as_deref(), Some("sb:web.2"));
-    assert_eq!(s.stdio, Stdio::HostFile("/var/log/cairn/stderr/sb.log".into()));
-    assert_eq!(s.hosts_file.copy_from.as_deref(), Some(Path::new("/etc/hosts")));
+    assert_eq!(
+        s.stdio,
+        Stdio::HostFile("/var/log/cairn/stderr/sb.log".into())
+    );
+    assert_eq!(
+        s.hosts_file.copy_from.as_deref(),
+        Some(Path::new("/etc/hosts"))
+    );
     assert_eq!(s.hosts_file.extra_lines, ["10.1.1.1 db"]);
     assert_eq!(s.restart_timeout_ms, 1000);
     assert_eq!(s.kill_timeout_ms, 5000);
@@ -101,7 +138,11 @@ fn user_namespace_maps_persistent_owner() {
     assert_eq!(s.uid_map[0].outside, 100000);
     assert_eq!(
         s.mounts[3].kind,
-        MountKind::Bind { source: "/srv/data/x".into(), writable: true, mkdir: Some((0o777, 100001, 200002)) }
+        MountKind::Bind {
+            source: "/srv/data/x".into(),
+            writable: true,
+            mkdir: Some((0o777, 100001, 200002))
+        }
     );
 }
 
@@ -143,8 +184,20 @@ fn hash_is_stable_and_sensitive() {
     vary!(uid = 2);
     vary!(gid = 2);
     vary!(groups = vec![1]);
-    vary!(uid_map = vec![IdMap { inside: 0, outside: 1, count: 1 }]);
-    vary!(gid_map = vec![IdMap { inside: 0, outside: 1, count: 1 }]);
+    vary!(
+        uid_map = vec![IdMap {
+            inside: 0,
+            outside: 1,
+            count: 1
+        }]
+    );
+    vary!(
+        gid_map = vec![IdMap {
+            inside: 0,
+            outside: 1,
+            count: 1
+        }]
+    );
     vary!(capabilities = vec!["CAP_KILL".into()]);
     vary!(mounts = vec![]);
     vary!(limits.memory = Some(1 << 30));
@@ -189,13 +242,23 @@ fn systemd_ports_get_fds_and_env() {
         .unwrap();
         let entry = procs.entries["s"].clone();
         let text = "executable: /x\nuser-id: 1\nvariables:\n  b: !TcpPort {activation: systemd}\n  a: !TcpPort {activation: systemd}\n";
-        let container = container::parse_and_validate("/c", text.as_bytes(), &sandbox, &entry).unwrap();
-        Fixture { master, sandbox, entry, container }
+        let container =
+            container::parse_and_validate("/c", text.as_bytes(), &sandbox, &entry).unwrap();
+        Fixture {
+            master,
+            sandbox,
+            entry,
+            container,
+        }
     };
     let s = resolve(&f, Which::Daemon(0));
     assert_eq!(s.environ["LISTEN_FDS"], "2");
     assert_eq!(s.environ["LISTEN_FDNAMES"], "a:b");
     assert_eq!(s.pid_vars, ["LISTEN_PID"]);
-    let fds: Vec<(u16, u32)> = s.tcp_ports.iter().map(|p| (p.port, p.settings.fd)).collect();
+    let fds: Vec<(u16, u32)> = s
+        .tcp_ports
+        .iter()
+        .map(|p| (p.port, p.settings.fd))
+        .collect();
     assert_eq!(fds, [(77, 3), (78, 4)]);
 }

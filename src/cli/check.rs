@@ -59,8 +59,10 @@ pub fn container(image_dir: &Path, config_path: &str) -> u8 {
     shown.push(config_path.trim_start_matches('/'));
     let shown = shown.display().to_string();
     let result = (|| -> Result<(), Problems> {
-        let root = crate::sys::fs::open_dir(image_dir).map_err(|e| ConfigError::new(&shown, e.to_string()))?;
-        let bytes = image::read_config(&root, config_path).map_err(|e| ConfigError::new(&shown, e))?;
+        let root = crate::sys::fs::open_dir(image_dir)
+            .map_err(|e| ConfigError::new(&shown, e.to_string()))?;
+        let bytes =
+            image::read_config(&root, config_path).map_err(|e| ConfigError::new(&shown, e))?;
         let cfg = container::parse(&shown, &bytes)?;
         validate::standalone(&shown, &cfg).into_result(())
     })();

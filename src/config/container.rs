@@ -223,7 +223,9 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
             return None;
         }
         if n < MIN_MEMORY {
-            p.push(v.err(format!("{n} bytes is below the minimum of {MIN_MEMORY} (1Mi)")));
+            p.push(v.err(format!(
+                "{n} bytes is below the minimum of {MIN_MEMORY} (1Mi)"
+            )));
             return None;
         }
         Some(n)
@@ -269,10 +271,7 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         .opt("kill-timeout")
         .and_then(|v| check(p, v.seconds()))
         .unwrap_or(5.0);
-    let executable = check(
-        p,
-        f.req("executable").and_then(|v| read_container_path(&v)),
-    );
+    let executable = check(p, f.req("executable").and_then(|v| read_container_path(&v)));
     let arguments = f
         .opt("arguments")
         .and_then(|v| {
@@ -307,9 +306,10 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
     if let Some(env) = f.opt("secret-environ") {
         for (k, v) in check(p, env.map()).unwrap_or_default() {
             let values = match v.ast {
-                quire::ast::Ast::Seq(..) => {
-                    check(p, v.seq().and_then(|s| s.iter().map(Value::string).collect()))
-                }
+                quire::ast::Ast::Seq(..) => check(
+                    p,
+                    v.seq().and_then(|s| s.iter().map(Value::string).collect()),
+                ),
                 _ => check(p, v.string()).map(|s| vec![s]),
             };
             if let Some(values) = values {
@@ -478,7 +478,11 @@ fn read_volume(v: &Value) -> Result<Volume, ConfigError> {
                 } else {
                     false
                 };
-                let mode = f.opt("mode").map(|x| x.mode()).transpose()?.unwrap_or(0o777);
+                let mode = f
+                    .opt("mode")
+                    .map(|x| x.mode())
+                    .transpose()?
+                    .unwrap_or(0o777);
                 let user = f.opt("user").map(|x| x.id()).transpose()?.unwrap_or(0);
                 let group = f.opt("group").map(|x| x.id()).transpose()?.unwrap_or(0);
                 finish_one(f)?;
@@ -503,8 +507,16 @@ fn read_volume(v: &Value) -> Result<Volume, ConfigError> {
         }
         "Tmpfs" => {
             let mut f = v.fields_tagged_ok()?;
-            let size = f.opt("size").map(|x| x.u64()).transpose()?.unwrap_or(100 << 20);
-            let mode = f.opt("mode").map(|x| x.mode()).transpose()?.unwrap_or(0o777);
+            let size = f
+                .opt("size")
+                .map(|x| x.u64())
+                .transpose()?
+                .unwrap_or(100 << 20);
+            let mode = f
+                .opt("mode")
+                .map(|x| x.mode())
+                .transpose()?
+                .unwrap_or(0o777);
             finish_one(f)?;
             if size == 0 {
                 return Err(v.err("tmpfs size 0 would mean \"unlimited\"; give a size"));

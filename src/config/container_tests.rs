@@ -35,10 +35,21 @@ fn defaults() {
     assert!(c.arguments.is_empty() && c.environ.is_empty());
     assert!(c.secret_environ.is_empty() && c.secret_environ_file.is_none());
     assert_eq!(c.workdir, "/");
-    assert_eq!(c.resolv_conf, ResolvConf { mount: None, copy_from_host: true });
+    assert_eq!(
+        c.resolv_conf,
+        ResolvConf {
+            mount: None,
+            copy_from_host: true
+        }
+    );
     assert_eq!(
         c.hosts_file,
-        HostsFile { mount: None, copy_from_host: true, localhost: false, public_hostname: false }
+        HostsFile {
+            mount: None,
+            copy_from_host: true,
+            localhost: false,
+            public_hostname: false
+        }
     );
     assert!(c.uid_map.is_empty() && c.gid_map.is_empty());
     assert_eq!(c.stdout_stderr_file, None);
@@ -71,26 +82,70 @@ fn every_key() {
          capabilities: [CAP_NET_BIND_SERVICE]\n",
     );
     assert_eq!(c.kind, Kind::CommandOrDaemon);
-    assert_eq!(c.variables["port"], VarType::TcpPort { activation: Activation::None });
-    assert_eq!(c.variables["sock"], VarType::TcpPort { activation: Activation::Systemd });
-    assert_eq!(c.variables["lang"], VarType::Choice(vec!["ru".into(), "ua".into()]));
+    assert_eq!(
+        c.variables["port"],
+        VarType::TcpPort {
+            activation: Activation::None
+        }
+    );
+    assert_eq!(
+        c.variables["sock"],
+        VarType::TcpPort {
+            activation: Activation::Systemd
+        }
+    );
+    assert_eq!(
+        c.variables["lang"],
+        VarType::Choice(vec!["ru".into(), "ua".into()])
+    );
     assert_eq!(c.variables["n"], VarType::Name);
     assert_eq!(c.variables["d"], VarType::DottedName);
-    assert_eq!(c.volumes["/tmp"], Volume::Tmpfs { size: 10 << 20, mode: 0o1777 });
+    assert_eq!(
+        c.volumes["/tmp"],
+        Volume::Tmpfs {
+            size: 10 << 20,
+            mode: 0o1777
+        }
+    );
     assert_eq!(
         c.volumes["/data"],
-        Volume::Persistent { path: "/data/x".into(), mkdir: true, mode: 0o700, user: 1, group: 2 }
+        Volume::Persistent {
+            path: "/data/x".into(),
+            mkdir: true,
+            mode: 0o700,
+            user: 1,
+            group: 2
+        }
     );
     assert_eq!(c.volumes["/ro"], Volume::Readonly("/ro".into()));
     assert_eq!(
         c.volumes["/state"],
-        Volume::Statedir { path: "/sub".into(), mode: 0o755, user: 3, group: 4 }
+        Volume::Statedir {
+            path: "/sub".into(),
+            mode: 0o755,
+            user: 3,
+            group: 4
+        }
     );
     assert_eq!(
         c.volumes["/p2"],
-        Volume::Persistent { path: "/data".into(), mkdir: false, mode: 0o777, user: 0, group: 0 }
+        Volume::Persistent {
+            path: "/data".into(),
+            mkdir: false,
+            mode: 0o777,
+            user: 0,
+            group: 0
+        }
     );
-    assert_eq!(c.volumes["/s2"], Volume::Statedir { path: "/".into(), mode: 0o777, user: 0, group: 0 });
+    assert_eq!(
+        c.volumes["/s2"],
+        Volume::Statedir {
+            path: "/".into(),
+            mode: 0o777,
+            user: 0,
+            group: 0
+        }
+    );
     assert_eq!((c.user_id, c.group_id), (Some(1), Some(2)));
     assert_eq!(c.additional_groups, [3, 4]);
     assert_eq!(c.memory_limit, Some(100 << 20));
@@ -104,12 +159,30 @@ fn every_key() {
     assert_eq!(c.environ["B"], "@{lithos:pid}");
     assert_eq!(c.environ["EMPTY"], "");
     assert_eq!(c.workdir, "/app");
-    assert_eq!(c.resolv_conf, ResolvConf { mount: Some(false), copy_from_host: false });
+    assert_eq!(
+        c.resolv_conf,
+        ResolvConf {
+            mount: Some(false),
+            copy_from_host: false
+        }
+    );
     assert_eq!(
         c.hosts_file,
-        HostsFile { mount: Some(true), copy_from_host: false, localhost: false, public_hostname: true }
+        HostsFile {
+            mount: Some(true),
+            copy_from_host: false,
+            localhost: false,
+            public_hostname: true
+        }
     );
-    assert_eq!(c.uid_map[0], IdMap { inside: 0, outside: 1000, count: 10 });
+    assert_eq!(
+        c.uid_map[0],
+        IdMap {
+            inside: 0,
+            outside: 1000,
+            count: 10
+        }
+    );
     assert_eq!(c.gid_map[0].outside, 2000);
     assert_eq!(c.stdout_stderr_file.as_deref(), Some("/log/out.log"));
     assert!(c.interactive && c.restart_process_only);
@@ -119,18 +192,29 @@ fn every_key() {
     assert_eq!(p.host.to_string(), "127.0.0.1");
     assert_eq!(p.listen_backlog, 10);
     assert!(!p.reuse_addr && p.reuse_port && p.set_non_block && p.external);
-    assert_eq!(c.tcp_ports["80"], TcpPort { fd: 0, ..TcpPort::systemd(0) });
+    assert_eq!(
+        c.tcp_ports["80"],
+        TcpPort {
+            fd: 0,
+            ..TcpPort::systemd(0)
+        }
+    );
     assert_eq!(c.capabilities, ["CAP_NET_BIND_SERVICE"]);
 }
 
 #[test]
 fn memory_limit_max_means_none() {
-    assert_eq!(parse_ok("executable: /x\nmemory-limit: 0x7fffffffffffffff\n").memory_limit, None);
+    assert_eq!(
+        parse_ok("executable: /x\nmemory-limit: 0x7fffffffffffffff\n").memory_limit,
+        None
+    );
 }
 
 #[test]
 fn secrets_parse() {
-    let c = parse_ok("executable: /x\nsecret-environ: {A: v2:x, B: [v2:a, v2:b]}\nsecret-environ-file: /s.yaml\n");
+    let c = parse_ok(
+        "executable: /x\nsecret-environ: {A: v2:x, B: [v2:a, v2:b]}\nsecret-environ-file: /s.yaml\n",
+    );
     assert_eq!(c.secret_environ["A"], ["v2:x"]);
     assert_eq!(c.secret_environ["B"].len(), 2);
     assert_eq!(c.secret_environ_file.as_deref(), Some("/s.yaml"));
@@ -151,32 +235,83 @@ fn parse_rejections() {
         ("executable: /x\nrestart-timeout: NaN\n", "finite"),
         ("executable: /x\nkill-timeout: 1e30\n", "more than"),
         ("executable: /x\nkill-timeout: -1\n", "negative"),
-        ("executable: /x\nvolumes: {tmp: !Tmpfs {}}\n", "volume mount point"),
+        (
+            "executable: /x\nvolumes: {tmp: !Tmpfs {}}\n",
+            "volume mount point",
+        ),
         ("executable: /x\nvolumes: {/a/../b: !Tmpfs {}}\n", "'..'"),
-        ("executable: /x\nvolumes: {/t: !Nfs x}\n", "unknown volume kind"),
-        ("executable: /x\nvolumes: {/t: x}\n", "a volume kind is expected"),
-        ("executable: /x\nvolumes: {/t: !Tmpfs {size: 0}}\n", "size 0"),
-        ("executable: /x\nvolumes: {/t: !Tmpfs {mode: 0o17777}}\n", "0o7777"),
-        ("executable: /x\nvolumes:\n  /t: !Readonly\n", "needs a virtual path"),
-        ("executable: /x\nvolumes: {/t: !Persistent {path: x}}\n", "absolute"),
-        ("executable: /x\nvariables:\n  a: !Port\n", "unknown variable type"),
-        ("executable: /x\nvariables: {a: 1}\n", "a variable type is expected"),
-        ("executable: /x\nvariables: {a: !Choice []}\n", "at least one"),
-        ("executable: /x\nvariables: {a: !TcpPort {activation: inetd}}\n", "activation"),
-        ("executable: /x\nvariables:\n  'lithos:name': !Name\n", "reserved"),
-        ("executable: /x\nenviron: {'A=B': x}\n", "environment variable name"),
+        (
+            "executable: /x\nvolumes: {/t: !Nfs x}\n",
+            "unknown volume kind",
+        ),
+        (
+            "executable: /x\nvolumes: {/t: x}\n",
+            "a volume kind is expected",
+        ),
+        (
+            "executable: /x\nvolumes: {/t: !Tmpfs {size: 0}}\n",
+            "size 0",
+        ),
+        (
+            "executable: /x\nvolumes: {/t: !Tmpfs {mode: 0o17777}}\n",
+            "0o7777",
+        ),
+        (
+            "executable: /x\nvolumes:\n  /t: !Readonly\n",
+            "needs a virtual path",
+        ),
+        (
+            "executable: /x\nvolumes: {/t: !Persistent {path: x}}\n",
+            "absolute",
+        ),
+        (
+            "executable: /x\nvariables:\n  a: !Port\n",
+            "unknown variable type",
+        ),
+        (
+            "executable: /x\nvariables: {a: 1}\n",
+            "a variable type is expected",
+        ),
+        (
+            "executable: /x\nvariables: {a: !Choice []}\n",
+            "at least one",
+        ),
+        (
+            "executable: /x\nvariables: {a: !TcpPort {activation: inetd}}\n",
+            "activation",
+        ),
+        (
+            "executable: /x\nvariables:\n  'lithos:name': !Name\n",
+            "reserved",
+        ),
+        (
+            "executable: /x\nenviron: {'A=B': x}\n",
+            "environment variable name",
+        ),
         ("executable: /x\nenviron: {A: [x]}\n", "scalar"),
         ("executable: /x\narguments: [\"a\\0b\"]\n", "NUL"),
-        ("executable: /x\ntcp-ports: {80: {host: 1.2.3.4}}\n", "\"fd\" is missing"),
-        ("executable: /x\ntcp-ports: {80: {fd: 1}}\n", "stdout and stderr"),
-        ("executable: /x\ntcp-ports: {80: {fd: 3, backlog: 1}}\n", "unknown key"),
+        (
+            "executable: /x\ntcp-ports: {80: {host: 1.2.3.4}}\n",
+            "\"fd\" is missing",
+        ),
+        (
+            "executable: /x\ntcp-ports: {80: {fd: 1}}\n",
+            "stdout and stderr",
+        ),
+        (
+            "executable: /x\ntcp-ports: {80: {fd: 3, backlog: 1}}\n",
+            "unknown key",
+        ),
         ("executable: /x\nnormal-exit-codes: [256]\n", "maximum"),
         ("executable: /x\ninteractive: yes\n", "not a boolean"),
         ("executable: /x\nresolv-conf: {copy: true}\n", "unknown key"),
         ("executable: /x\nkind: Service\n", "kind"),
-        ("executable: /x\ncapabilities: [CAP_ALL]\n", "unknown capability"),
+        (
+            "executable: /x\ncapabilities: [CAP_ALL]\n",
+            "unknown capability",
+        ),
         ("executable: /x\nuser-id: 1\nuser_id: 2\n", "given twice"),
-        ("executable: /x\npid-limit: 1\n", "unknown key \"pid-limit\""),
+        ("executable: /x\npid-limit: 1\n", "pid-limit: unknown key"),
     ] {
         let e = parse_err(text);
         assert!(e.contains(needle), "{text:?} gave {e}");
@@ -201,14 +336,21 @@ const SANDBOX: &str = "image-dir: /img\nallow-users: [1, 1000-1999]\nallow-group
     allow-capabilities: [CAP_NET_BIND_SERVICE]\n";
 
 fn check_with(sandbox: &str, entry: &str, container: &str) -> Result<ContainerConfig, String> {
-    let s = Sandbox::parse(&master(), Path::new("/etc/c/sandboxes/sb.yaml"), sandbox.as_bytes())
+    let s = Sandbox::parse(
+        &master(),
+        Path::new("/etc/c/sandboxes/sb.yaml"),
+        sandbox.as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    let procs = Processes::parse("/etc/c/processes/sb.yaml", entry.as_bytes())
         .map_err(|e| e.to_string())?;
-    let procs = Processes::parse("/etc/c/processes/sb.yaml", entry.as_bytes()).map_err(|e| e.to_string())?;
     let e = procs.entries.values().next().unwrap();
-    parse_and_validate("/img/web/config.yaml", container.as_bytes(), &s, e).map_err(|e| e.to_string())
+    parse_and_validate("/img/web/config.yaml", container.as_bytes(), &s, e)
+        .map_err(|e| e.to_string())
 }
 
-const ENTRY: &str = "web:\n  image: web\n  config: /config.yaml\n  instances: 2\n  variables: {port: 8080}\n";
+const ENTRY: &str =
+    "web:\n  image: web\n  config: /config.yaml\n  instances: 2\n  variables: {port: 8080}\n";
 
 #[test]
 fn valid_container_passes() {
@@ -226,38 +368,144 @@ fn valid_container_passes() {
 fn validation_rejections() {
     let base = "executable: /x\nuser-id: 1\n";
     for (sandbox, entry, extra, needle) in [
-        (SANDBOX, ENTRY, "user-id: 5\n", "not in the sandbox's allow-users"),
-        (SANDBOX, ENTRY, "group-id: 7\n", "not in the sandbox's allow-groups"),
+        (
+            SANDBOX,
+            ENTRY,
+            "user-id: 5\n",
+            "not in the sandbox's allow-users",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "group-id: 7\n",
+            "not in the sandbox's allow-groups",
+        ),
         (SANDBOX, ENTRY, "additional-groups: [9]\n", "allow-groups"),
-        (SANDBOX, ENTRY, "volumes: {/v: !Readonly /nope}\n", "not in sandbox \"sb\"'s readonly-paths"),
-        (SANDBOX, ENTRY, "volumes: {/v: !Persistent /ro}\n", "writable-paths"),
-        (SANDBOX, ENTRY, "volumes: {/proc/x: !Tmpfs {}}\n", "may not be mounted on /proc/x"),
-        (SANDBOX, ENTRY, "volumes: {/: !Tmpfs {}}\n", "may not be mounted on /"),
-        (SANDBOX, ENTRY, "volumes: {/dev: !Tmpfs {}}\n", "may not be mounted on /dev"),
-        (SANDBOX, ENTRY, "tcp-ports: {81: {fd: 3}}\n", "port 81 is not in sandbox"),
-        (SANDBOX, ENTRY, "tcp-ports: {80: {fd: 3}, 8000: {fd: 3}}\n", "uses fd 3"),
-        (SANDBOX, ENTRY, "tcp-ports: {80: {fd: 5000}}\n", "fileno-limit"),
-        (SANDBOX, ENTRY, "arguments: ['@{nope}']\n", "@{nope} is not a declared variable"),
-        (SANDBOX, ENTRY, "variables:\n  other: !Name\n", "gives no value"),
-        (SANDBOX, ENTRY, "variables: {port: !Choice [a, b]}\n", "is not one of"),
-        (SANDBOX, "web:\n  image: web\n  config: /c\n  variables: {port: 81}\n", "variables:\n  port: !TcpPort\ntcp-ports: {'@{port}': {fd: 3}}\n", "port 81 is not in sandbox"),
-        (SANDBOX, "web:\n  image: web\n  config: /c\n  variables: {port: 0}\n", "variables:\n  port: !TcpPort\n", "not a port"),
-        (SANDBOX, ENTRY, "capabilities: [CAP_SYS_ADMIN]\n", "allow-capabilities"),
-        (SANDBOX, ENTRY, "kind: Command\n", "is a Command but process entry"),
-        (SANDBOX, ENTRY, "secret-environ: {A: v2:x}\n", "secrets are not supported"),
-        (SANDBOX, ENTRY, "uid-map: [{inside: 0, outside: 5000, count: 2}]\n", "host ids 5000-5001"),
-        (SANDBOX, ENTRY, "uid-map: [{inside: 0, outside: 1000, count: 2}]\nuser_id: 7\n", "inside the container's uid-map"),
+        (
+            SANDBOX,
+            ENTRY,
+            "volumes: {/v: !Readonly /nope}\n",
+            "not in sandbox \"sb\"'s readonly-paths",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "volumes: {/v: !Persistent /ro}\n",
+            "writable-paths",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "volumes: {/proc/x: !Tmpfs {}}\n",
+            "may not be mounted on /proc/x",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "volumes: {/: !Tmpfs {}}\n",
+            "may not be mounted on /",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "volumes: {/dev: !Tmpfs {}}\n",
+            "may not be mounted on /dev",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "tcp-ports: {81: {fd: 3}}\n",
+            "port 81 is not in sandbox",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "tcp-ports: {80: {fd: 3}, 8000: {fd: 3}}\n",
+            "uses fd 3",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "tcp-ports: {80: {fd: 5000}}\n",
+            "fileno-limit",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "arguments: ['@{nope}']\n",
+            "@{nope} is not a declared variable",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "variables:\n  other: !Name\n",
+            "but no value is given",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "variables: {port: !Choice [a, b]}\n",
+            "is not one of",
+        ),
+        (
+            SANDBOX,
+            "web:\n  image: web\n  config: /c\n  variables: {port: 81}\n",
+            "variables:\n  port: !TcpPort\ntcp-ports: {'@{port}': {fd: 3}}\n",
+            "port 81 is not in sandbox",
+        ),
+        (
+            SANDBOX,
+            "web:\n  image: web\n  config: /c\n  variables: {port: 0}\n",
+            "variables:\n  port: !TcpPort\n",
+            "not a port",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "capabilities: [CAP_SYS_ADMIN]\n",
+            "allow-capabilities",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "kind: Command\n",
+            "is a Command but process entry",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "secret-environ: {A: v2:x}\n",
+            "secrets are not supported",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "uid-map: [{inside: 0, outside: 5000, count: 2}]\n",
+            "host ids 5000-5001",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "uid-map: [{inside: 0, outside: 1000, count: 2}]\nuser_id: 7\n",
+            "inside the container's uid-map",
+        ),
         (
             "image-dir: /img\nallow-users: [1]\nallow-groups: [0]\nuid-map: [{inside: 0, outside: 1000, count: 1}]\n",
-            ENTRY, "", "not mapped by the sandbox's uid-map",
+            ENTRY,
+            "",
+            "not mapped by the sandbox's uid-map",
         ),
         (
             "image-dir: /img\nallow-users: [1]\nallow-groups: [0]\nuid-map: [{inside: 0, outside: 1000, count: 2}]\n",
-            ENTRY, "uid-map: [{inside: 0, outside: 1, count: 1}]\n", "both the sandbox and the container",
+            ENTRY,
+            "uid-map: [{inside: 0, outside: 1, count: 1}]\n",
+            "both the sandbox and the container",
         ),
         (
             "image-dir: /img\nallow-users: [1]\nallow-groups: [0]\n",
-            ENTRY, "user-id: 1\nuser_id: 1\n", "given twice",
+            ENTRY,
+            "user-id: 1\nuser_id: 1\n",
+            "given twice",
         ),
     ] {
         let text = if extra.contains("user-id") || extra.contains("user_id") {
@@ -282,21 +530,30 @@ fn missing_user_without_default() {
 #[test]
 fn command_may_leave_unused_variables_out() {
     let entry = "py:\n  kind: Command\n  image: web\n  config: /c\n";
-    check_with(SANDBOX, entry, "kind: Command\nexecutable: /x\nuser-id: 1\nvariables:\n  hello: !TcpPort\n").unwrap();
+    check_with(
+        SANDBOX,
+        entry,
+        "kind: Command\nexecutable: /x\nuser-id: 1\nvariables:\n  hello: !TcpPort\n",
+    )
+    .unwrap();
     let e = check_with(
         SANDBOX,
         entry,
         "kind: Command\nexecutable: /x\nuser-id: 1\nvariables:\n  hello: !TcpPort\narguments: ['@{hello}']\n",
     )
     .unwrap_err();
-    assert!(e.contains("gives no value"), "{e}");
+    assert!(e.contains("but no value is given"), "{e}");
 }
 
 #[test]
 fn systemd_activation() {
     let entry = "s:\n  image: web\n  config: /c\n  variables: {input_port: 80}\n";
-    check_with(SANDBOX, entry, "executable: /x\nuser-id: 1\nvariables: {input_port: !TcpPort {activation: systemd}}\n")
-        .unwrap();
+    check_with(
+        SANDBOX,
+        entry,
+        "executable: /x\nuser-id: 1\nvariables: {input_port: !TcpPort {activation: systemd}}\n",
+    )
+    .unwrap();
     let e = check_with(
         SANDBOX,
         entry,
@@ -320,8 +577,17 @@ fn bridged_sandbox_ports_need_not_be_allowed() {
     let s = "image-dir: /img\nallow-users: [1]\nallow-groups: [0]\n\
              bridged-network: {bridge: br0, network: 10.0.0.0/16}\n";
     let entry = "w:\n  image: web\n  config: /c\n  ip-addresses: [10.0.0.2]\n";
-    check_with(s, entry, "executable: /x\nuser-id: 1\ntcp-ports: {81: {fd: 3}}\n").unwrap();
-    let e = check_with(s, entry, "executable: /x\nuser-id: 1\ntcp-ports: {81: {fd: 3, external: true}}\n")
-        .unwrap_err();
+    check_with(
+        s,
+        entry,
+        "executable: /x\nuser-id: 1\ntcp-ports: {81: {fd: 3}}\n",
+    )
+    .unwrap();
+    let e = check_with(
+        s,
+        entry,
+        "executable: /x\nuser-id: 1\ntcp-ports: {81: {fd: 3, external: true}}\n",
+    )
+    .unwrap_err();
     assert!(e.contains("allow-tcp-ports"), "{e}");
 }

@@ -60,16 +60,14 @@ impl Master {
         let root = Value::root(&file, &ast);
         let mut p = Problems::new();
         let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let mut f = match root.fields() {
-            Ok(f) => f,
-            Err(e) => return Err(e.into()),
-        };
-        let dir = |f: &mut super::reader::Fields, key: &str, default: &str, p: &mut Problems| {
-            match f.opt(key) {
+        let mut f = root.fields()?;
+        let dir =
+            |f: &mut super::reader::Fields, key: &str, default: &str, p: &mut Problems| match f
+                .opt(key)
+            {
                 Some(v) => check(p, host_path(&v, &base)).unwrap_or_default(),
                 None => base.join(default),
-            }
-        };
+            };
         let sandboxes_dir = dir(&mut f, "sandboxes-dir", "sandboxes", &mut p);
         let processes_dir = dir(&mut f, "processes-dir", "processes", &mut p);
         let runtime_dir = dir(&mut f, "runtime-dir", "/run/cairn", &mut p);
@@ -210,7 +208,10 @@ mod tests {
         assert_eq!(m.cgroup_name.as_deref(), Some("cairn"));
         assert_eq!(m.cgroup_controllers, DEFAULT_CONTROLLERS);
         assert_eq!(m.default_log_dir, Path::new("/var/log/cairn"));
-        assert_eq!(m.config_log_dir.as_deref(), Some(Path::new("/var/log/cairn/config")));
+        assert_eq!(
+            m.config_log_dir.as_deref(),
+            Some(Path::new("/var/log/cairn/config"))
+        );
         assert_eq!(m.stdio_log_dir, Path::new("/var/log/cairn/stderr"));
         assert_eq!(m.log_file, Path::new("/var/log/cairn/master.log"));
         assert_eq!(m.log_level, LogLevel::Warn);
@@ -254,7 +255,7 @@ mod tests {
     #[test]
     fn rejects() {
         for (text, needle) in [
-            ("bogus: 1\n", "unknown key \"bogus\""),
+            ("bogus: 1\n", "bogus: unknown key"),
             ("cgroup-name: ../x\n", "not a cgroup name"),
             ("cgroup-controllers: [mem]\n", "unknown cgroup controller"),
             ("log-level: loud\n", "log level"),

@@ -117,8 +117,7 @@ fn read_container_path(v: &Value) -> Result<String, ConfigError> {
 pub fn is_safe_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 

@@ -56,8 +56,18 @@ pub struct ProcessEntry {
     pub variables: BTreeMap<String, String>,
     pub ip_addresses: Vec<IpAddr>,
     pub extra_secrets_namespaces: Vec<String>,
-    /// Line of the entry in its file, for messages.
+    /// The process config file and the entry's line in it, for messages.
+    pub file: String,
     pub line: usize,
+}
+
+impl ProcessEntry {
+    /// An error about key `key` of this entry, in its process config file.
+    pub fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(&self.file, message)
+            .at(self.line)
+            .key(format!("{}.{key}", self.name))
+    }
 }
 
 /// A whole process config: entries by name.
@@ -87,7 +97,7 @@ impl Processes {
                 )));
                 continue;
             }
-            if let Some(e) = read_entry(name, &v, &mut p) {
+            if let Some(e) = read_entry(file, name, &v, &mut p) {
                 entries.insert(name.to_string(), e);
             }
         }
@@ -98,7 +108,7 @@ impl Processes {
     }
 }
 
-fn read_entry(name: &str, v: &Value, p: &mut Problems) -> Option<ProcessEntry> {
+fn read_entry(file: &str, name: &str, v: &Value, p: &mut Problems) -> Option<ProcessEntry> {
     let mut f = check(p, v.fields())?;
     let kind = match f.opt("kind") {
         Some(k) => check(p, Kind::read(&k)),
@@ -124,13 +134,16 @@ fn read_entry(name: &str, v: &Value, p: &mut Problems) -> Option<ProcessEntry> {
     }
     let ip_addresses = f
         .opt("ip-addresses")
-        .and_then(|ips| {
-            check(p, ips.seq().and_then(|s| s.iter().map(read_ip).collect()))
-        })
+        .and_then(|ips| check(p, ips.seq().and_then(|s| s.iter().map(read_ip).collect())))
         .unwrap_or_default();
     let extra_secrets_namespaces = f
         .opt("extra-secrets-namespaces")
-        .and_then(|x| check(p, x.seq().and_then(|s| s.iter().map(|i| i.string()).collect())))
+        .and_then(|x| {
+            check(
+                p,
+                x.seq().and_then(|s| s.iter().map(|i| i.string()).collect()),
+            )
+        })
         .unwrap_or_default();
     f.finish(p);
     Some(ProcessEntry {
@@ -142,6 +155,7 @@ fn read_entry(name: &str, v: &Value, p: &mut Problems) -> Option<ProcessEntry> {
         variables,
         ip_addresses,
         extra_secrets_namespaces,
+        file: file.to_string(),
         line: v.line(),
     })
 }
@@ -151,7 +165,9 @@ fn read_entry(name: &str, v: &Value, p: &mut Problems) -> Option<ProcessEntry> {
 fn read_image(v: &Value) -> Result<String, ConfigError> {
     let s = v.str()?;
     if s.starts_with('/') {
-        return Err(v.err(format!("image {s:?} must be relative to the sandbox's image-dir")));
+        return Err(v.err(format!(
+            "image {s:?} must be relative to the sandbox's image-dir"
+        )));
     }
     for c in s.split('/') {
         if c.is_empty() || c == "." || c == ".." {
@@ -208,11 +224,17 @@ mod tests {
             ("w:\n  image: /abs\n  config: /c\n", "relative"),
             ("w:\n  image: a/../b\n  config: /c\n", "plain path"),
             ("w:\n  image: i\n  config: rel.yaml\n", "absolute"),
-            ("w:\n  image: i\n  config: /c\n  instances: 10001\n", "maximum"),
+            (
+                "w:\n  image: i\n  config: /c\n  instances: 10001\n",
+                "maximum",
+            ),
             ("w:\n  image: i\n  config: /c\n  kind: Deamon\n", "kind"),
             ("w.x:\n  image: i\n  config: /c\n", "process name"),
             ("w:\n  image: i\n  config: /c\n  ip-addresses: [x]\n", "IP"),
-            ("w:\n  image: i\n  config: /c\n  replicas: 2\n", "unknown key"),
+            (
+                "w:\n  image: i\n  config: /c\n  replicas: 2\n",
+                "unknown key",
+            ),
             ("- a\n", "mapping"),
         ] {
             let e = parse(text).unwrap_err().to_string();

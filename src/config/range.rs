@@ -148,7 +148,8 @@ pub fn read_id_maps(v: &Value) -> Result<Vec<IdMap>, ConfigError> {
     // The kernel refuses overlapping lines; say so here, with the file.
     for (i, a) in out.iter().enumerate() {
         for b in &out[..i] {
-            let overlap = |x: u32, y: u32, n: u32, m: u32| x < y.saturating_add(m) && y < x.saturating_add(n);
+            let overlap =
+                |x: u32, y: u32, n: u32, m: u32| x < y.saturating_add(m) && y < x.saturating_add(n);
             if overlap(a.inside, b.inside, a.count, b.count)
                 || overlap(a.outside, b.outside, a.count, b.count)
             {
@@ -166,14 +167,23 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range("5"), Ok(Range { start: 5, end: 5 }));
-        assert_eq!(parse_range("1000-2000"), Ok(Range { start: 1000, end: 2000 }));
+        assert_eq!(
+            parse_range("1000-2000"),
+            Ok(Range {
+                start: 1000,
+                end: 2000
+            })
+        );
         assert_eq!(parse_range(" 0 - 1 "), Ok(Range { start: 0, end: 1 }));
         assert!(parse_range("2-1").is_err());
         assert!(parse_range("a").is_err());
         assert!(parse_range("-1").is_err());
         assert!(parse_range("1-").is_err());
         assert!(parse_range("99999999999").is_err());
-        let r = Ranges(vec![parse_range("1").unwrap(), parse_range("10-20").unwrap()]);
+        let r = Ranges(vec![
+            parse_range("1").unwrap(),
+            parse_range("10-20").unwrap(),
+        ]);
         assert!(r.contains(1) && r.contains(10) && r.contains(20));
         assert!(!r.contains(0) && !r.contains(2) && !r.contains(21));
         assert!(r.contains_span(10, 11));
@@ -184,7 +194,11 @@ mod tests {
 
     #[test]
     fn maps() {
-        let m = [IdMap { inside: 0, outside: 10000, count: 2 }];
+        let m = [IdMap {
+            inside: 0,
+            outside: 10000,
+            count: 2,
+        }];
         assert_eq!(map_to_host(&m, 0), Some(10000));
         assert_eq!(map_to_host(&m, 1), Some(10001));
         assert_eq!(map_to_host(&m, 2), None);

@@ -237,11 +237,10 @@ impl<'a> Fields<'a> {
     pub fn finish(self, problems: &mut Problems) {
         for (i, (norm, orig, value, taken)) in self.entries.iter().enumerate() {
             if !taken {
-                problems.push(value.err(format!("unknown key {orig:?}")));
+                let _ = orig;
+                problems.push(value.err("unknown key"));
             } else if self.entries[..i].iter().any(|e| &e.0 == norm) {
-                problems.push(value.err(format!(
-                    "key {norm:?} is given twice (once as {orig:?})"
-                )));
+                problems.push(value.err(format!("key {norm:?} is given twice (once as {orig:?})")));
             }
         }
     }

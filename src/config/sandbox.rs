@@ -61,11 +61,19 @@ impl BridgedNetwork {
         let (net, prefix) = self.network;
         match (net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(prefix))
+                };
                 u32::from(n) & mask == u32::from(*a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(prefix))
+                };
                 u128::from(n) & mask == u128::from(*a) & mask
             }
             _ => false,
@@ -75,22 +83,58 @@ impl BridgedNetwork {
 
 /// Capability names we know (`CAP_` prefix, as in capabilities(7)).
 pub const CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 pub fn read_capabilities(v: &Value) -> Result<Vec<String>, ConfigError> {
     let mut out = Vec::new();
     for item in v.seq()? {
         let s = item.str()?.to_ascii_uppercase();
-        let name = if s.starts_with("CAP_") { s } else { format!("CAP_{s}") };
+        let name = if s.starts_with("CAP_") {
+            s
+        } else {
+            format!("CAP_{s}")
+        };
         if !CAPABILITIES.contains(&name.as_str()) {
             return Err(item.err(format!("unknown capability {name:?}")));
         }
@@ -101,10 +145,7 @@ pub fn read_capabilities(v: &Value) -> Result<Vec<String>, ConfigError> {
     Ok(out)
 }
 
-fn read_vpaths(
-    v: &Value,
-    base: &Path,
-) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
+fn read_vpaths(v: &Value, base: &Path) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
     let mut out = BTreeMap::new();
     for (k, val) in v.map()? {
         let key = super::container_path(k).map_err(|e| val.err(format!("virtual path: {e}")))?;
@@ -151,7 +192,9 @@ impl Sandbox {
         if !is_safe_name(&name) {
             return Err(ConfigError::new(
                 &file,
-                format!("sandbox name {name:?} (the file name) must be letters, digits, '-' and '_'"),
+                format!(
+                    "sandbox name {name:?} (the file name) must be letters, digits, '-' and '_'"
+                ),
             )
             .into());
         }
@@ -286,7 +329,10 @@ impl Sandbox {
         let secrets_namespaces = f
             .opt("secrets-namespaces")
             .and_then(|v| {
-                check(&mut p, v.seq().and_then(|s| s.iter().map(|i| i.string()).collect()))
+                check(
+                    &mut p,
+                    v.seq().and_then(|s| s.iter().map(|i| i.string()).collect()),
+                )
             })
             .unwrap_or_default();
         let allow_capabilities = f
@@ -366,7 +412,11 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Sandbox, Problems> {
-        Sandbox::parse(&master(), Path::new("/etc/c/sandboxes/web.yaml"), text.as_bytes())
+        Sandbox::parse(
+            &master(),
+            Path::new("/etc/c/sandboxes/web.yaml"),
+            text.as_bytes(),
+        )
     }
 
     const MIN: &str = "image-dir: /img\nallow-users: [1]\nallow-groups: [0]\n";
@@ -459,16 +509,43 @@ mod tests {
     #[test]
     fn rejects() {
         for (text, needle) in [
-            ("allow-users: [1]\nallow-groups: [0]\n", "\"image-dir\" is missing"),
+            (
+                "allow-users: [1]\nallow-groups: [0]\n",
+                "\"image-dir\" is missing",
+            ),
             ("image-dir: /i\nallow-groups: [0]\n", "allow-users is empty"),
-            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nimage-dir-levels: 0\n", "between 1 and 16"),
-            ("image-dir: /i\nallow-users: [x]\nallow-groups: [0]\n", "not a number"),
-            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nuid-map: [{inside: 0, count: 1}]\n", "\"outside\" is missing"),
-            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nreadonly-paths: {rel: /x}\n", "not an absolute path"),
-            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nbridged-network: {bridge: b, network: 10.0.0.0/40}\n", "not a network"),
-            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nallow-capabilities: [CAP_FLY]\n", "unknown capability"),
-            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nadditional-hosts: {a: 1.2.3}\n", "not an IP"),
-            ("image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nextra: 1\n", "unknown key"),
+            (
+                "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nimage-dir-levels: 0\n",
+                "between 1 and 16",
+            ),
+            (
+                "image-dir: /i\nallow-users: [x]\nallow-groups: [0]\n",
+                "not a number",
+            ),
+            (
+                "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nuid-map: [{inside: 0, count: 1}]\n",
+                "\"outside\" is missing",
+            ),
+            (
+                "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nreadonly-paths: {rel: /x}\n",
+                "not an absolute path",
+            ),
+            (
+                "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nbridged-network: {bridge: b, network: 10.0.0.0/40}\n",
+                "not a network",
+            ),
+            (
+                "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nallow-capabilities: [CAP_FLY]\n",
+                "unknown capability",
+            ),
+            (
+                "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nadditional-hosts: {a: 1.2.3}\n",
+                "not an IP",
+            ),
+            (
+                "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nextra: 1\n",
+                "unknown key",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?} gave {e}");

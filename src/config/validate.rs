@@ -12,12 +12,9 @@ use super::variables::{self, Activation, VarType};
 
 /// A process entry against its sandbox (no image needed).
 pub fn entry(processes_file: &str, sandbox: &Sandbox, e: &ProcessEntry) -> Problems {
+    let _ = processes_file;
     let mut p = Problems::new();
-    let err = |key: &str, msg: String| {
-        ConfigError::new(processes_file, msg)
-            .at(e.line)
-            .key(format!("{}.{key}", e.name))
-    };
+    let err = |key: &str, msg: String| e.err(key, msg);
     let levels = e.image.split('/').count();
     if levels != sandbox.image_dir_levels {
         p.push(err(
@@ -64,7 +61,11 @@ pub fn entry(processes_file: &str, sandbox: &Sandbox, e: &ProcessEntry) -> Probl
 
 /// Things that are legal but probably not meant (printed by `cairn check`,
 /// logged by the tree; they never stop an instance).
-pub fn entry_warnings(processes_file: &str, sandbox: &Sandbox, e: &ProcessEntry) -> Vec<ConfigError> {
+pub fn entry_warnings(
+    processes_file: &str,
+    sandbox: &Sandbox,
+    e: &ProcessEntry,
+) -> Vec<ConfigError> {
     let mut w = Vec::new();
     if let Some(net) = &sandbox.bridged_network {
         for ip in &e.ip_addresses {
@@ -110,13 +111,22 @@ pub fn ids(file: &str, c: &ContainerConfig, s: &Sandbox) -> Result<Ids, Problems
         None => {
             p.push(err(
                 "user-id",
-                format!("no user-id given and sandbox {:?} has no default-user", s.name),
+                format!(
+                    "no user-id given and sandbox {:?} has no default-user",
+                    s.name
+                ),
             ));
             0
         }
     };
     let gid = c.group_id.unwrap_or(s.default_group);
-    let mut one = |what: &str, key: &str, id: u32, allow: &Ranges, smap: &[IdMap], cmap: &[IdMap], allow_key: &str| {
+    let mut one = |what: &str,
+                   key: &str,
+                   id: u32,
+                   allow: &Ranges,
+                   smap: &[IdMap],
+                   cmap: &[IdMap],
+                   allow_key: &str| {
         if !smap.is_empty() && !cmap.is_empty() {
             p.push(err(
                 &format!("{what}-map"),
@@ -125,8 +135,14 @@ pub fn ids(file: &str, c: &ContainerConfig, s: &Sandbox) -> Result<Ids, Problems
             return;
         }
         if !cmap.is_empty() {
-            if !cmap.iter().any(|m| id >= m.inside && id - m.inside < m.count) {
-                p.push(err(key, format!("{id} is not inside the container's {what}-map")));
+            if !cmap
+                .iter()
+                .any(|m| id >= m.inside && id - m.inside < m.count)
+            {
+                p.push(err(
+                    key,
+                    format!("{id} is not inside the container's {what}-map"),
+                ));
             }
             for m in cmap {
                 if !allow.contains_span(m.outside, m.count) {
@@ -143,15 +159,45 @@ pub fn ids(file: &str, c: &ContainerConfig, s: &Sandbox) -> Result<Ids, Problems
             return;
         }
         if !allow.contains(id) {
-            p.push(err(key, format!("{id} is not in the sandbox's {allow_key} {allow}")));
+            p.push(err(
+                key,
+                format!("{id} is not in the sandbox's {allow_key} {allow}"),
+            ));
         } else if !smap.is_empty() && map_to_host(smap, id).is_none() {
-            p.push(err(key, format!("{id} is not mapped by the sandbox's {what}-map")));
+            p.push(err(
+                key,
+                format!("{id} is not mapped by the sandbox's {what}-map"),
+            ));
         }
     };
-    one("uid", "user-id", uid, &s.allow_users, &s.uid_map, &c.uid_map, "allow-users");
-    one("gid", "group-id", gid, &s.allow_groups, &s.gid_map, &c.gid_map, "allow-groups");
+    one(
+        "uid",
+        "user-id",
+        uid,
+        &s.allow_users,
+        &s.uid_map,
+        &c.uid_map,
+        "allow-users",
+    );
+    one(
+        "gid",
+        "group-id",
+        gid,
+        &s.allow_groups,
+        &s.gid_map,
+        &c.gid_map,
+        "allow-groups",
+    );
     for &g in &c.additional_groups {
-        one("gid", "additional-groups", g, &s.allow_groups, &s.gid_map, &c.gid_map, "allow-groups");
+        one(
+            "gid",
+            "additional-groups",
+            g,
+            &s.allow_groups,
+            &s.gid_map,
+            &c.gid_map,
+            "allow-groups",
+        );
     }
     let (uid_map, gid_map) = if !s.uid_map.is_empty() || !s.gid_map.is_empty() {
         (s.uid_map.clone(), s.gid_map.clone())
@@ -200,8 +246,10 @@ pub fn ports(
     let lookup = lookup_fn(e, builtins);
     let mut out = BTreeMap::new();
     for (key, port) in &c.tcp_ports {
-        let text = variables::substitute(key, &lookup).map_err(|m| format!("tcp-ports key {key:?}: {m}"))?;
-        let num = variables::parse_port(&text).map_err(|m| format!("tcp-ports key {key:?}: {m}"))?;
+        let text = variables::substitute(key, &lookup)
+            .map_err(|m| format!("tcp-ports key {key:?}: {m}"))?;
+        let num =
+            variables::parse_port(&text).map_err(|m| format!("tcp-ports key {key:?}: {m}"))?;
         if out.insert(num, port.clone()).is_some() {
             return Err(format!("tcp port {num} is given twice"));
         }
@@ -209,12 +257,16 @@ pub fn ports(
     let mut names = Vec::new();
     let mut fd = 3u32;
     for (name, t) in &c.variables {
-        if let VarType::TcpPort { activation: Activation::Systemd } = t {
+        if let VarType::TcpPort {
+            activation: Activation::Systemd,
+        } = t
+        {
             let value = e
                 .variables
                 .get(name)
                 .ok_or_else(|| format!("systemd-activated port variable {name:?} is not given"))?;
-            let num = variables::parse_port(value).map_err(|m| format!("variable {name:?}: {m}"))?;
+            let num =
+                variables::parse_port(value).map_err(|m| format!("variable {name:?}: {m}"))?;
             out.insert(num, TcpPort::systemd(fd));
             names.push(name.clone());
             fd += 1;
@@ -223,7 +275,10 @@ pub fn ports(
     let mut fds = BTreeSet::new();
     for (num, port) in &out {
         if !fds.insert(port.fd) {
-            return Err(format!("port {num} uses fd {} which another port uses too", port.fd));
+            return Err(format!(
+                "port {num} uses fd {} which another port uses too",
+                port.fd
+            ));
         }
     }
     Ok((out, names))
@@ -242,7 +297,10 @@ pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry)
     if !kind_ok {
         p.push(err(
             "kind",
-            format!("the container is a {:?} but process entry {:?} is a {:?}", c.kind, e.name, e.kind),
+            format!(
+                "the container is a {:?} but process entry {:?} is a {:?}",
+                c.kind, e.name, e.kind
+            ),
         ));
     }
     if let Err(more) = ids(file, c, s) {
@@ -256,7 +314,10 @@ pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry)
                 .iter()
                 .any(|k| target == k || target.starts_with(&format!("{k}/")))
         {
-            p.push(err(&key, format!("a volume may not be mounted on {target}")));
+            p.push(err(
+                &key,
+                format!("a volume may not be mounted on {target}"),
+            ));
         }
         match vol {
             Volume::Readonly(v) => {
@@ -271,10 +332,13 @@ pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry)
             }
             Volume::Persistent { path, .. } => {
                 if Sandbox::resolve_vpath(&s.writable_paths, path).is_none() {
-                    p.push(err(&key, format!(
-                        "virtual path {path} is not in sandbox {:?}'s writable-paths",
-                        s.name
-                    )));
+                    p.push(err(
+                        &key,
+                        format!(
+                            "virtual path {path} is not in sandbox {:?}'s writable-paths",
+                            s.name
+                        ),
+                    ));
                 }
             }
             Volume::Tmpfs { .. } | Volume::Statedir { .. } => {}
@@ -283,25 +347,46 @@ pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry)
 
     for cap in &c.capabilities {
         if !s.allow_capabilities.contains(cap) {
-            p.push(err("capabilities", format!(
-                "{cap} is not in sandbox {:?}'s allow-capabilities", s.name
-            )));
+            p.push(err(
+                "capabilities",
+                format!("{cap} is not in sandbox {:?}'s allow-capabilities", s.name),
+            ));
         }
     }
     if !c.secret_environ.is_empty() || c.secret_environ_file.is_some() {
-        p.push(err("secret-environ", "secrets are not supported by this version of cairn; \
-            the instance would start without them, so it is refused".to_string()));
+        p.push(err(
+            "secret-environ",
+            "secrets are not supported by this version of cairn; \
+            the instance would start without them, so it is refused"
+                .to_string(),
+        ));
     }
     if c.interactive && c.kind == Kind::Daemon {
-        p.push(err("interactive", "only a Command can be interactive".into()));
+        p.push(err(
+            "interactive",
+            "only a Command can be interactive".into(),
+        ));
     }
     if c.restart_process_only && c.kind == Kind::Command {
-        p.push(err("restart-process-only", "only a Daemon can restart its process".into()));
+        p.push(err(
+            "restart-process-only",
+            "only a Daemon can restart its process".into(),
+        ));
     }
     for name in ["LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID"] {
-        let systemd = c.variables.values().any(|t| matches!(t, VarType::TcpPort { activation: Activation::Systemd }));
+        let systemd = c.variables.values().any(|t| {
+            matches!(
+                t,
+                VarType::TcpPort {
+                    activation: Activation::Systemd
+                }
+            )
+        });
         if systemd && c.environ.contains_key(name) {
-            p.push(err(&format!("environ.{name}"), "is set by systemd socket activation".into()));
+            p.push(err(
+                &format!("environ.{name}"),
+                "is set by systemd socket activation".into(),
+            ));
         }
     }
 
@@ -309,7 +394,13 @@ pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry)
     p
 }
 
-fn variables_check(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry, p: &mut Problems) {
+fn variables_check(
+    file: &str,
+    c: &ContainerConfig,
+    s: &Sandbox,
+    e: &ProcessEntry,
+    p: &mut Problems,
+) {
     let err = |key: &str, msg: String| ConfigError::new(file, msg).key(key.to_string());
     // Every reference must be declared (or a built-in).
     let mut referenced = BTreeSet::new();
@@ -335,24 +426,33 @@ fn variables_check(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntr
     // Every declared variable must be given, of its type. A Command may
     // leave unused ones out (lithos_cmd runs it; only referenced or
     // systemd-activated ones matter there).
-    let entry_err = |key: &str, msg: String| {
-        ConfigError::new(file, msg).key(format!("variables.{key}"))
-    };
     for (name, t) in &c.variables {
         match e.variables.get(name) {
             None => {
                 let needed = !e.kind.is_command()
                     || referenced.contains(name)
-                    || matches!(t, VarType::TcpPort { activation: Activation::Systemd });
+                    || matches!(
+                        t,
+                        VarType::TcpPort {
+                            activation: Activation::Systemd
+                        }
+                    );
                 if needed {
-                    p.push(entry_err(name, format!(
-                        "declared {} but process entry {:?} gives no value", t.describe(), e.name
-                    )));
+                    p.push(e.err(
+                        &format!("variables.{name}"),
+                        format!(
+                            "{file} declares {name} as {} but no value is given",
+                            t.describe()
+                        ),
+                    ));
                 }
             }
             Some(value) => {
                 if let Err(m) = t.check(value) {
-                    p.push(entry_err(name, format!("value from process entry {:?}: {m}", e.name)));
+                    p.push(e.err(
+                        &format!("variables.{name}"),
+                        format!("{m} (declared {} in {file})", t.describe()),
+                    ));
                 }
             }
         }
@@ -368,15 +468,26 @@ fn variables_check(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntr
             for (num, port) in &ports {
                 let bridged_internal = s.bridged_network.is_some() && !port.external;
                 if !bridged_internal && !s.allow_tcp_ports.contains(u32::from(*num)) {
-                    p.push(err("tcp-ports", format!(
+                    let msg = format!(
                         "port {num} is not in sandbox {:?}'s allow-tcp-ports {}",
                         s.name, s.allow_tcp_ports
-                    )));
+                    );
+                    // A literal port is the image's doing; one that came
+                    // from a variable is the process entry's.
+                    if c.tcp_ports.contains_key(&num.to_string()) {
+                        p.push(err(&format!("tcp-ports.{num}"), msg));
+                    } else {
+                        p.push(e.err("variables", format!("{msg} (used by {file})")));
+                    }
                 }
                 if port.fd >= 3 && u64::from(port.fd) >= c.fileno_limit {
-                    p.push(err("tcp-ports", format!(
-                        "port {num} uses fd {} but fileno-limit is {}", port.fd, c.fileno_limit
-                    )));
+                    p.push(err(
+                        "tcp-ports",
+                        format!(
+                            "port {num} uses fd {} but fileno-limit is {}",
+                            port.fd, c.fileno_limit
+                        ),
+                    ));
                 }
             }
         }
@@ -408,12 +519,18 @@ pub fn standalone(file: &str, c: &ContainerConfig) -> Problems {
     for (key, text) in texts {
         for r in variables::references(text) {
             if variables::builtin(r).is_none() && !c.variables.contains_key(r) {
-                p.push(err(key.clone(), format!("@{{{r}}} is not a declared variable")));
+                p.push(err(
+                    key.clone(),
+                    format!("@{{{r}}} is not a declared variable"),
+                ));
             }
         }
     }
     if c.interactive && c.kind == Kind::Daemon {
-        p.push(err("interactive".into(), "only a Command can be interactive".into()));
+        p.push(err(
+            "interactive".into(),
+            "only a Command can be interactive".into(),
+        ));
     }
     p
 }

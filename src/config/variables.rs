@@ -50,7 +50,9 @@ impl VarType {
                 if is_name(value) {
                     Ok(())
                 } else {
-                    Err(format!("{value:?} is not a name (letters, digits, '-' and '_')"))
+                    Err(format!(
+                        "{value:?} is not a name (letters, digits, '-' and '_')"
+                    ))
                 }
             }
             VarType::DottedName => {
@@ -72,8 +74,7 @@ impl VarType {
 
 fn is_name(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -125,9 +126,10 @@ pub fn read_var_type(v: &Value) -> Result<VarType, ConfigError> {
         Some(other) => Err(v.err(format!(
             "unknown variable type !{other} (expected !TcpPort, !Choice, !Name or !DottedName)"
         ))),
-        None => Err(v.err(
-            "a variable type is expected (!TcpPort, !Choice [...], !Name or !DottedName)",
-        )),
+        None => {
+            Err(v
+                .err("a variable type is expected (!TcpPort, !Choice [...], !Name or !DottedName)"))
+        }
     }
 }
 
@@ -261,10 +263,19 @@ mod tests {
         assert_eq!(substitute("@{port}@{port}", &look).unwrap(), "80808080");
         assert_eq!(substitute("a@{x}b", &look).unwrap(), "ab");
         assert_eq!(substitute("@{lithos:name}", &look).unwrap(), "s/p.0");
-        assert_eq!(substitute("unclosed @{port", &look).unwrap(), "unclosed @{port");
+        assert_eq!(
+            substitute("unclosed @{port", &look).unwrap(),
+            "unclosed @{port"
+        );
         assert_eq!(substitute("@", &look).unwrap(), "@");
-        assert_eq!(substitute("@{}x", &look).unwrap_err(), "unknown variable @{}");
-        assert_eq!(substitute("@{nope}", &look).unwrap_err(), "unknown variable @{nope}");
+        assert_eq!(
+            substitute("@{}x", &look).unwrap_err(),
+            "unknown variable @{}"
+        );
+        assert_eq!(
+            substitute("@{nope}", &look).unwrap_err(),
+            "unknown variable @{nope}"
+        );
         assert!(substitute("pid=@{lithos:pid}", &look).is_err());
         assert!(substitute("@{cairn:pid}", &look).is_err());
     }
@@ -285,7 +296,9 @@ mod tests {
 
     #[test]
     fn value_checks() {
-        let port = VarType::TcpPort { activation: Activation::None };
+        let port = VarType::TcpPort {
+            activation: Activation::None,
+        };
         assert!(port.check("80").is_ok());
         assert!(port.check("65535").is_ok());
         for bad in ["0", "65536", "-1", "x", "", "+80"] {

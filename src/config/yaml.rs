@@ -113,8 +113,7 @@ fn preflight(file: &str, text: &str, limits: &Limits) -> Result<(), ConfigError>
 
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| {
-            ConfigError::new(file, format!("YAML syntax error: {}", e.info()))
-                .at(e.marker().line())
+            ConfigError::new(file, format!("YAML syntax error: {}", e.info())).at(e.marker().line())
         })?;
         let line = span.start.line();
         let is_start = matches!(event, Event::SequenceStart(..) | Event::MappingStart(..));
@@ -124,8 +123,7 @@ fn preflight(file: &str, text: &str, limits: &Limits) -> Result<(), ConfigError>
                 documents += 1;
                 if documents > 1 {
                     return Err(
-                        ConfigError::new(file, "more than one YAML document in the file")
-                            .at(line),
+                        ConfigError::new(file, "more than one YAML document in the file").at(line),
                     );
                 }
                 continue;
@@ -185,10 +183,11 @@ fn preflight(file: &str, text: &str, limits: &Limits) -> Result<(), ConfigError>
         if let Some(top) = stack.last_mut() {
             top.size = top.size.saturating_add(added);
             if let Some(dup) = top.child(key.as_deref()) {
-                return Err(
-                    ConfigError::new(file, format!("duplicate key {dup:?} in one mapping"))
-                        .at(line),
-                );
+                return Err(ConfigError::new(
+                    file,
+                    format!("duplicate key {dup:?} in one mapping"),
+                )
+                .at(line));
             }
         }
     }
@@ -253,7 +252,8 @@ mod tests {
 
     #[test]
     fn plain_config_parses() {
-        let ast = p("a: 1\nb: !Tmpfs {size: 1Mi}\nc: [x, y]\n_anchor: &x {k: v}\nd:\n  <<: *x\n").unwrap();
+        let ast = p("a: 1\nb: !Tmpfs {size: 1Mi}\nc: [x, y]\n_anchor: &x {k: v}\nd:\n  <<: *x\n")
+            .unwrap();
         assert!(matches!(ast, Ast::Map(..)));
     }
 
@@ -267,7 +267,7 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
             let prev = format!("*a{}", i - 1);
-            let items = vec![prev.as_str(); 10].join(", ");
+            let items = [prev.as_str(); 10].join(", ");
             text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
         }
         let start = Instant::now();
@@ -322,7 +322,12 @@ mod tests {
         assert_eq!(e.line, Some(3));
         assert!(e.message.contains("duplicate key \"a\""));
         assert!(p("a: {x: 1}\nb: {x: 2}\n").is_ok());
-        assert!(p("a: 1\n---\nb: 2\n").unwrap_err().message.contains("more than one"));
+        assert!(
+            p("a: 1\n---\nb: 2\n")
+                .unwrap_err()
+                .message
+                .contains("more than one")
+        );
     }
 
     #[test]
@@ -336,7 +341,12 @@ mod tests {
 
     #[test]
     fn global_tags_do_not_panic() {
-        for text in ["a: !!str x\n", "!!map {a: 1}\n", "a: !<tag:x> 1\n", "a: !x!y 1\n"] {
+        for text in [
+            "a: !!str x\n",
+            "!!map {a: 1}\n",
+            "a: !<tag:x> 1\n",
+            "a: !x!y 1\n",
+        ] {
             let _ = p(text);
         }
     }

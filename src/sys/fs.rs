@@ -120,7 +120,11 @@ pub enum ReadError {
 /// outside), check it is a regular file, and read at most `cap` bytes.
 /// `O_NONBLOCK` keeps a FIFO from blocking the open; the regular-file check
 /// then refuses it, as it refuses devices such as `/dev/zero`.
-pub fn read_in_root(root: BorrowedFd<'_>, path: &str, cap: usize) -> std::result::Result<Vec<u8>, ReadError> {
+pub fn read_in_root(
+    root: BorrowedFd<'_>,
+    path: &str,
+    cap: usize,
+) -> std::result::Result<Vec<u8>, ReadError> {
     let fd = openat2(
         root,
         path,
@@ -145,4 +149,3 @@ pub fn read_in_root(root: BorrowedFd<'_>, path: &str, cap: usize) -> std::result
     }
     Ok(buf)
 }
-

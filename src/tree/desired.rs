@@ -79,7 +79,10 @@ pub fn load_configs(master: Master, sel: &Selection) -> Configs {
                 continue;
             }
         };
-        let proc_path = sel.alternate.map(Path::to_path_buf).unwrap_or_else(|| sandbox.config_file.clone());
+        let proc_path = sel
+            .alternate
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| sandbox.config_file.clone());
         let processes = if sel.alternate.is_none() && !proc_path.exists() {
             // No process config: the sandbox runs nothing (as in lithos).
             Ok(Processes {
@@ -112,7 +115,11 @@ pub fn load_configs(master: Master, sel: &Selection) -> Configs {
         problems.insert(
             only.to_string(),
             ConfigError::new(
-                master.sandboxes_dir.join(format!("{only}.yaml")).display().to_string(),
+                master
+                    .sandboxes_dir
+                    .join(format!("{only}.yaml"))
+                    .display()
+                    .to_string(),
                 format!("no sandbox named {only:?}"),
             )
             .into(),
@@ -141,7 +148,11 @@ fn list_yaml(dir: &Path) -> Result<Vec<PathBuf>, String> {
 /// Reads one entry's container config and validates it.
 pub trait ContainerLoader {
     /// Returns the display name of the config file and the validated config.
-    fn load(&mut self, sandbox: &Sandbox, entry: &ProcessEntry) -> Result<(String, ContainerConfig), Problems>;
+    fn load(
+        &mut self,
+        sandbox: &Sandbox,
+        entry: &ProcessEntry,
+    ) -> Result<(String, ContainerConfig), Problems>;
 }
 
 /// Parse in this process (for `cairn check` and `cairn cmd`: short-lived
@@ -156,17 +167,25 @@ pub fn config_display(sandbox: &Sandbox, entry: &ProcessEntry) -> String {
 }
 
 /// Read and validate an entry's container config from its image.
-pub fn load_container(sandbox: &Sandbox, entry: &ProcessEntry) -> Result<(String, ContainerConfig), Problems> {
+pub fn load_container(
+    sandbox: &Sandbox,
+    entry: &ProcessEntry,
+) -> Result<(String, ContainerConfig), Problems> {
     let shown = config_display(sandbox, entry);
-    let root = image::open_image(&sandbox.image_dir, &entry.image)
-        .map_err(|e| ConfigError::new(&shown, e))?;
-    let bytes = image::read_config(&root, &entry.config).map_err(|e| ConfigError::new(&shown, e))?;
+    let root =
+        image::open_image(&sandbox.image_dir, &entry.image).map_err(|e| entry.err("image", e))?;
+    let bytes =
+        image::read_config(&root, &entry.config).map_err(|e| ConfigError::new(&shown, e))?;
     let cfg = container::parse_and_validate(&shown, &bytes, sandbox, entry)?;
     Ok((shown, cfg))
 }
 
 impl ContainerLoader for InProcess {
-    fn load(&mut self, sandbox: &Sandbox, entry: &ProcessEntry) -> Result<(String, ContainerConfig), Problems> {
+    fn load(
+        &mut self,
+        sandbox: &Sandbox,
+        entry: &ProcessEntry,
+    ) -> Result<(String, ContainerConfig), Problems> {
         load_container(sandbox, entry)
     }
 }

@@ -1,0 +1,475 @@
+//! `cairn check` end to end: the real binary on real files.
+
+mod common;
+
+use std::fs;
+use std::time::Instant;
+
+use common::{ConfigSet, cairn, copy_tree, fixtures, stderr, stdout};
+
+/// Build a temp copy of a lithos example set: its `configs/` as the config
+/// dir, its `code/` configs as `/config/*.yaml` of the image it names, and
+/// image-dir pointed at the temp image dir. Nothing else changes.
+fn lithos_example(name: &str) -> ConfigSet {
+    let set = ConfigSet::new();
+    let src = fixtures().join("lithos-examples").join(name);
+    copy_tree(&src.join("configs"), set.path());
+    let images = set.p("images");
+    for sb in fs::read_dir(set.p("sandboxes")).unwrap() {
+        let path = sb.unwrap().path();
+        let text = fs::read_to_string(&path).unwrap();
+        let text = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("image-dir:") {
+                    format!("image-dir: {}", images.display())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        fs::write(&path, text + "\n").unwrap();
+    }
+    for pr in fs::read_dir(set.p("processes")).unwrap() {
+        let text = fs::read_to_string(pr.unwrap().path()).unwrap();
+        for line in text.lines() {
+            if let Some(img) = line.trim().strip_prefix("image:") {
+                copy_tree(&src.join("code"), &images.join(img.trim()).join("config"));
+            }
+        }
+    }
+    set
+}
+
+#[test]
+fn lithos_examples_pass_unchanged() {
+    for name in ["py", "py_bridged", "py_systemd", "py_var", "multi_level"] {
+        let set = lithos_example(name);
+        let out = cairn(&["check", "-c", &set.master()]);
+        assert!(
+            out.status.success(),
+            "{name}: exit {:?}\n{}",
+            out.status.code(),
+            stderr(&out)
+        );
+        assert!(stdout(&out).starts_with("ok:"), "{name}: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn lithos_example_alternate_config() {
+    let set = lithos_example("py");
+    let alt = set.write(
+        "alt.yaml",
+        "socket:\n  instances: 5\n  image: py-example\n  config: /config/socket.yaml\n",
+    );
+    let out = cairn(&[
+        "check",
+        "-c",
+        &set.master(),
+        "--sandbox",
+        "socket",
+        "--alternate-config",
+        alt.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("5 instance"), "{}", stdout(&out));
+}
+
+/// A small valid set to break in one place per test.
+fn base_set() -> ConfigSet {
+    let set = ConfigSet::new();
+    set.write("master.yaml", "runtime-dir: run\n");
+    set.write(
+        "sandboxes/web.yaml",
+        format!(
+            "image-dir: {}\nallow-users: [1, 1000-1999]\nallow-groups: [0-1]\n\
+             allow-tcp-ports: [8000-8099]\nwritable-paths: {{/data: /srv/data}}\n\
+             readonly-paths: {{/shared: /srv/shared}}\n",
+            set.s("images")
+        ),
+    );
+    set.write(
+        "processes/web.yaml",
+        "app:\n  image: app\n  config: /config/app.yaml\n  instances: 2\n  variables: {port: 8000}\n",
+    );
+    set.write(
+        "images/app/config/app.yaml",
+        "executable: /bin/app\nuser-id: 1000\nvariables:\n  port: !TcpPort\n\
+         arguments: ['--port=@{port}']\ntcp-ports:\n  '@{port}': {fd: 3}\n\
+         volumes:\n  /data: !Persistent /data\n  /tmp: !Tmpfs {size: 10Mi}\n",
+    );
+    set
+}
+
+#[test]
+fn base_set_is_valid() {
+    let set = base_set();
+    let out = cairn(&["check", "-c", &set.master()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "ok: 1 sandbox(es), 1 process entry, 2 instance(s)"
+    );
+}
+
+/// Break `file` by replacing `from` with `to`; check fails naming `needle`
+/// and the file.
+fn rejects(file: &str, from: &str, to: &str, needle: &str) {
+    let set = base_set();
+    let path = set.p(file);
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {file}");
+    fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    let out = cairn(&["check", "-c", &set.master()]);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{file}: {from:?} -> {to:?} should fail: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "{from:?} -> {to:?}: expected {needle:?} in:\n{err}"
+    );
+    assert!(
+        err.contains(path.to_str().unwrap()),
+        "message must name {}:\n{err}",
+        path.display()
+    );
+}
+
+#[test]
+fn rejects_user_outside_allowed_range() {
+    rejects(
+        "images/app/config/app.yaml",
+        "user-id: 1000",
+        "user-id: 5000",
+        "user-id: 5000 is not in the sandbox's allow-users [1, 1000-1999]",
+    );
+}
+
+#[test]
+fn rejects_group_outside_allowed_range() {
+    rejects(
+        "images/app/config/app.yaml",
+        "user-id: 1000",
+        "user-id: 1000\ngroup-id: 2",
+        "group-id: 2 is not in the sandbox's allow-groups",
+    );
+}
+
+#[test]
+fn rejects_unknown_virtual_path() {
+    rejects(
+        "images/app/config/app.yaml",
+        "!Persistent /data",
+        "!Persistent /nowhere",
+        "virtual path /nowhere is not in sandbox \"web\"'s writable-paths",
+    );
+}
+
+#[test]
+fn rejects_readonly_path_used_as_persistent() {
+    rejects(
+        "images/app/config/app.yaml",
+        "!Persistent /data",
+        "!Persistent /shared",
+        "writable-paths",
+    );
+}
+
+#[test]
+fn rejects_port_not_allowed() {
+    rejects(
+        "processes/web.yaml",
+        "port: 8000",
+        "port: 9000",
+        "port 9000 is not in sandbox \"web\"'s allow-tcp-ports",
+    );
+}
+
+#[test]
+fn rejects_relative_paths() {
+    rejects(
+        "images/app/config/app.yaml",
+        "executable: /bin/app",
+        "executable: bin/app",
+        "executable: \"bin/app\" is not an absolute path",
+    );
+    rejects(
+        "processes/web.yaml",
+        "config: /config/app.yaml",
+        "config: config/app.yaml",
+        "is not an absolute path",
+    );
+    rejects(
+        "images/app/config/app.yaml",
+        "/tmp: !Tmpfs",
+        "tmp: !Tmpfs",
+        "volume mount point",
+    );
+}
+
+#[test]
+fn rejects_dotdot_paths() {
+    rejects(
+        "images/app/config/app.yaml",
+        "/tmp: !Tmpfs",
+        "/a/../tmp: !Tmpfs",
+        "contains '..'",
+    );
+    rejects(
+        "images/app/config/app.yaml",
+        "executable: /bin/app",
+        "workdir: /x/..\nexecutable: /bin/app",
+        "contains '..'",
+    );
+}
+
+#[test]
+fn rejects_bad_image_names() {
+    rejects(
+        "processes/web.yaml",
+        "image: app",
+        "image: ../app",
+        "plain path components",
+    );
+    rejects(
+        "processes/web.yaml",
+        "image: app",
+        "image: /app",
+        "must be relative",
+    );
+    rejects(
+        "processes/web.yaml",
+        "image: app",
+        "image: app/v1",
+        "image-dir-levels 1",
+    );
+    rejects(
+        "processes/web.yaml",
+        "image: app",
+        "image: other",
+        "not found",
+    );
+}
+
+#[test]
+fn rejects_image_symlink_escape() {
+    let set = base_set();
+    std::os::unix::fs::symlink("/", set.p("images/evil")).unwrap();
+    let text = fs::read_to_string(set.p("processes/web.yaml")).unwrap();
+    fs::write(
+        set.p("processes/web.yaml"),
+        text.replace("image: app", "image: evil"),
+    )
+    .unwrap();
+    let out = cairn(&["check", "-c", &set.master()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+}
+
+#[test]
+fn container_config_symlink_stays_inside_image() {
+    // A config that is a symlink to an absolute path resolves inside the
+    // image, never to the host file of that name.
+    let set = base_set();
+    fs::remove_file(set.p("images/app/config/app.yaml")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", set.p("images/app/config/app.yaml")).unwrap();
+    let out = cairn(&["check", "-c", &set.master()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no such file in the image"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn rejects_missing_and_mistyped_variables() {
+    rejects(
+        "processes/web.yaml",
+        "  variables: {port: 8000}\n",
+        "\n",
+        "app.variables.port: ",
+    );
+    rejects(
+        "processes/web.yaml",
+        "port: 8000",
+        "port: http",
+        "app.variables.port: \"http\" is not a TCP port",
+    );
+    rejects(
+        "images/app/config/app.yaml",
+        "--port=@{port}",
+        "--port=@{prot}",
+        "@{prot} is not a declared variable",
+    );
+}
+
+#[test]
+fn rejects_ip_address_count_in_bridged_sandbox() {
+    let set = base_set();
+    let sb = set.p("sandboxes/web.yaml");
+    let text = fs::read_to_string(&sb).unwrap();
+    fs::write(
+        &sb,
+        text + "bridged-network: {bridge: br0, network: 10.0.0.0/24}\n",
+    )
+    .unwrap();
+    let pr = set.p("processes/web.yaml");
+    let text = fs::read_to_string(&pr).unwrap();
+    fs::write(&pr, text + "  ip-addresses: [10.0.0.2]\n").unwrap();
+    let out = cairn(&["check", "-c", &set.master()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("1 ip-addresses for 2 instances"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains(pr.to_str().unwrap()));
+}
+
+#[test]
+fn rejects_unknown_keys_with_line() {
+    let set = base_set();
+    let cfg = set.p("images/app/config/app.yaml");
+    let text = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, text + "memroy-limit: 1Gi\n").unwrap();
+    let out = cairn(&["check", "-c", &set.master()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:11: memroy-limit: unknown key", cfg.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn one_bad_sandbox_does_not_hide_another() {
+    let set = base_set();
+    set.write(
+        "sandboxes/aaa.yaml",
+        "image-dir: /x\nallow-users: [oops]\nallow-groups: [0]\n",
+    );
+    let cfg = set.p("images/app/config/app.yaml");
+    let text = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, text.replace("user-id: 1000", "user-id: 7")).unwrap();
+    let out = cairn(&["check", "-c", &set.master()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("sandboxes/aaa.yaml"), "{err}");
+    assert!(err.contains("user-id: 7 is not in"), "{err}");
+}
+
+#[test]
+fn alias_bomb_fails_fast() {
+    let set = base_set();
+    let mut bomb = String::from(
+        "executable: /bin/app\nuser-id: 1000\n_a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for i in 1..12 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        bomb.push_str(&format!("_a{i}: &a{i} [{refs}]\n"));
+    }
+    set.write("images/app/config/app.yaml", bomb);
+    let start = Instant::now();
+    let out = cairn(&["check", "-c", &set.master()]);
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("YAML nodes"), "{}", stderr(&out));
+    assert!(took.as_millis() < 1000, "took {took:?}");
+}
+
+#[test]
+fn huge_config_fails_fast() {
+    let set = base_set();
+    let mut big = String::from("executable: /bin/app\nuser-id: 1000\nenviron:\n");
+    let mut i = 0;
+    while big.len() < 3 << 20 {
+        big.push_str(&format!("  VAR_{i}: \"{}\"\n", "x".repeat(100)));
+        i += 1;
+    }
+    set.write("images/app/config/app.yaml", big);
+    let start = Instant::now();
+    let out = cairn(&["check", "-c", &set.master()]);
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("larger than 1048576 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(took.as_millis() < 1000, "took {took:?}");
+}
+
+#[test]
+fn fifo_and_device_configs_are_refused() {
+    let set = base_set();
+    let cfg = set.p("images/app/config/app.yaml");
+    fs::remove_file(&cfg).unwrap();
+    let c = std::ffi::CString::new(cfg.to_str().unwrap()).unwrap();
+    // SAFETY: plain mkfifo on a path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let start = Instant::now();
+    let out = cairn(&["check", "-c", &set.master()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(start.elapsed().as_millis() < 1000);
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let out = cairn(&["check", "--alternate-config", "/x.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = cairn(&["check", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = cairn(&["nosuchcommand"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn missing_master_is_an_error() {
+    let out = cairn(&["check", "-c", "/nonexistent/master.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("/nonexistent/master.yaml"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn check_one_container_config() {
+    let set = base_set();
+    let out = cairn(&[
+        "check",
+        "--container",
+        &set.s("images/app"),
+        "/config/app.yaml",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    set.write(
+        "images/app/config/bad.yaml",
+        "executable: /x\narguments: ['@{undeclared}']\n",
+    );
+    let out = cairn(&[
+        "check",
+        "--container",
+        &set.s("images/app"),
+        "/config/bad.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("config/bad.yaml: arguments[0]: @{undeclared} is not a declared variable"),
+        "{}",
+        stderr(&out)
+    );
+}
