@@ -23,9 +23,11 @@ use crate::config::{validate, variables};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountKind {
-    /// Bind of a host dir; `mkdir` = create it first with (mode, host uid, host gid).
+    /// Bind of `sub` (relative, resolved without symlinks) under the host dir
+    /// `base`; `mkdir` = create it first with (mode, host uid, host gid).
     Bind {
-        source: PathBuf,
+        base: PathBuf,
+        sub: String,
         writable: bool,
         mkdir: Option<(u32, u32, u32)>,
     },
@@ -89,7 +91,8 @@ pub struct NetworkSpec {
 pub struct Limits {
     pub memory: Option<u64>,
     pub cpu_shares: u64,
-    pub pids: u64,
+    /// `None`: the default limit, applied when the pids controller is on.
+    pub pids: Option<u64>,
     pub fileno: u64,
 }
 
@@ -117,7 +120,9 @@ pub struct InstanceSpec {
     pub config_path: String,
     pub executable: String,
     pub arguments: Vec<String>,
-    /// The whole environment, except the variables in `pid_vars`.
+    /// The whole environment, except the variables in `pid_vars` and
+    /// `TERM` (the knot sets `TERM` from its caller unless environ does:
+    /// the caller's terminal is not part of the config, so not of the hash).
     pub environ: BTreeMap<String, String>,
     /// Environment variables set to the workload's pid (as it sees itself).
     pub pid_vars: Vec<String>,
@@ -200,11 +205,6 @@ impl InstanceSpec {
         }
         let mut environ = BTreeMap::new();
         let mut pid_vars = Vec::new();
-        if let Ok(term) = std::env::var("TERM") {
-            environ.insert("TERM".to_string(), term);
-        } else {
-            environ.insert("TERM".to_string(), "dumb".to_string());
-        }
         for (k, v) in &c.environ {
             if variables::is_pid_placeholder(v) {
                 pid_vars.push(k.clone());
@@ -237,21 +237,26 @@ impl InstanceSpec {
                 map_to_host(&ids.gid_map, gid).unwrap_or(gid),
             )
         };
+        let unknown = |target: &str, v: &str| {
+            err(
+                &format!("volumes.{target}"),
+                format!("unknown virtual path {v}"),
+            )
+        };
         let mut mounts = Vec::new();
         for (target, vol) in &c.volumes {
             let kind = match vol {
-                Volume::Readonly(v) => MountKind::Bind {
-                    source: Sandbox::resolve_vpath(&s.readonly_paths, v)
-                        .or_else(|| Sandbox::resolve_vpath(&s.writable_paths, v))
-                        .ok_or_else(|| {
-                            err(
-                                &format!("volumes.{target}"),
-                                format!("unknown virtual path {v}"),
-                            )
-                        })?,
-                    writable: false,
-                    mkdir: None,
-                },
+                Volume::Readonly(v) => {
+                    let (base, sub) = Sandbox::split_vpath(&s.readonly_paths, v)
+                        .or_else(|| Sandbox::split_vpath(&s.writable_paths, v))
+                        .ok_or_else(|| unknown(target, v))?;
+                    MountKind::Bind {
+                        base,
+                        sub,
+                        writable: false,
+                        mkdir: None,
+                    }
+                }
                 Volume::Persistent {
                     path,
                     mkdir,
@@ -260,15 +265,11 @@ impl InstanceSpec {
                     group,
                 } => {
                     let (hu, hg) = to_host(*user, *group);
+                    let (base, sub) = Sandbox::split_vpath(&s.writable_paths, path)
+                        .ok_or_else(|| unknown(target, path))?;
                     MountKind::Bind {
-                        source: Sandbox::resolve_vpath(&s.writable_paths, path).ok_or_else(
-                            || {
-                                err(
-                                    &format!("volumes.{target}"),
-                                    format!("unknown virtual path {path}"),
-                                )
-                            },
-                        )?,
+                        base,
+                        sub,
                         writable: true,
                         mkdir: mkdir.then_some((*mode, hu, hg)),
                     }

@@ -113,7 +113,8 @@ pub struct ContainerConfig {
     pub additional_groups: Vec<u32>,
     pub memory_limit: Option<u64>,
     pub cpu_shares: u64,
-    pub pids_limit: u64,
+    /// `None` = the default (`DEFAULT_PIDS_LIMIT`, when cgroups are on).
+    pub pids_limit: Option<u64>,
     pub fileno_limit: u64,
     pub restart_timeout: f64,
     pub kill_timeout: f64,
@@ -241,17 +242,15 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         },
         None => 1024,
     };
-    let pids_limit = match f.opt("pids-limit") {
-        Some(v) => match check(p, v.bounded(MAX_PIDS)) {
+    let pids_limit = f
+        .opt("pids-limit")
+        .and_then(|v| match check(p, v.bounded(MAX_PIDS)) {
             Some(0) => {
                 p.push(v.err("0 would not even let the workload start"));
-                DEFAULT_PIDS_LIMIT
+                None
             }
-            Some(n) => n,
-            None => DEFAULT_PIDS_LIMIT,
-        },
-        None => DEFAULT_PIDS_LIMIT,
-    };
+            other => other,
+        });
     let fileno_limit = match f.opt("fileno-limit") {
         Some(v) => match check(p, v.bounded(MAX_FILENO)) {
             Some(n) if n >= 3 => n,

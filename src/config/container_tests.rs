@@ -27,7 +27,7 @@ fn defaults() {
     assert!(c.additional_groups.is_empty());
     assert_eq!(c.memory_limit, None);
     assert_eq!(c.cpu_shares, 1024);
-    assert_eq!(c.pids_limit, DEFAULT_PIDS_LIMIT);
+    assert_eq!(c.pids_limit, None);
     assert_eq!(c.fileno_limit, 1024);
     assert_eq!(c.restart_timeout, 1.0);
     assert_eq!(c.kill_timeout, 5.0);
@@ -150,7 +150,7 @@ fn every_key() {
     assert_eq!(c.additional_groups, [3, 4]);
     assert_eq!(c.memory_limit, Some(100 << 20));
     assert_eq!(c.cpu_shares, 3);
-    assert_eq!(c.pids_limit, 64);
+    assert_eq!(c.pids_limit, Some(64));
     assert_eq!(c.fileno_limit, 2048);
     assert_eq!(c.restart_timeout, 0.5);
     assert_eq!(c.kill_timeout, 10.0);
@@ -506,6 +506,30 @@ fn validation_rejections() {
             ENTRY,
             "user-id: 1\nuser_id: 1\n",
             "given twice",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "volumes:\n  /d: !Persistent {path: /data, mkdir: true, user: 5}\n",
+            "volumes./d.user: 5 is not in the sandbox's allow-users",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "volumes:\n  /s: !Statedir {group: 9}\n",
+            "volumes./s.group: 9 is not in the sandbox's allow-groups",
+        ),
+        (
+            "image-dir: /img\nallow-users: [1]\nallow-groups: [0]\nuid-map: [{inside: 0, outside: 1000, count: 2}]\n",
+            ENTRY,
+            "gid-map: [{inside: 0, outside: 1, count: 1}]\n",
+            "both the sandbox and the container give id maps",
+        ),
+        (
+            SANDBOX,
+            "web:\n  image: web\n  config: /c\n  variables: {port: 9000}\n",
+            "variables:\n  port: !TcpPort\n",
+            "web.variables.port: port 9000 is not in sandbox",
         ),
     ] {
         let text = if extra.contains("user-id") || extra.contains("user_id") {

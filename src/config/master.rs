@@ -114,7 +114,11 @@ impl Master {
             .and_then(|v| check(&mut p, v.string()));
         // lithos's code spells it syslog-app-name; its docs syslog-name.
         let syslog_name = match (f.opt("syslog-name"), f.opt("syslog-app-name")) {
-            (Some(v), _) | (None, Some(v)) => check(&mut p, v.string()).unwrap_or_default(),
+            (Some(v), Some(_)) => {
+                p.push(v.err("syslog-name and syslog-app-name are the same key; give one"));
+                "cairn".to_string()
+            }
+            (Some(v), None) | (None, Some(v)) => check(&mut p, v.string()).unwrap_or_default(),
             (None, None) => "cairn".to_string(),
         };
         f.finish(&mut p);
@@ -262,6 +266,7 @@ mod tests {
             ("runtime-dir: [a]\n", "scalar"),
             ("a: &x 1\nb: *x\nc: [", "YAML"),
             ("runtime-dir: /a\nruntime_dir: /b\n", "given twice"),
+            ("syslog-name: a\nsyslog-app-name: b\n", "same key"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?} gave {e}");

@@ -91,6 +91,11 @@ impl Processes {
         let mut p = Problems::new();
         let mut entries = BTreeMap::new();
         for (name, v) in root.map().map_err(Problems::from)? {
+            // As in every cairn mapping of fixed keys, `_` keys are a place
+            // for YAML anchors, not entries.
+            if name.starts_with('_') {
+                continue;
+            }
             if !is_safe_name(name) {
                 p.push(v.err(format!(
                     "process name {name:?} must be letters, digits, '-' and '_'"
@@ -209,6 +214,13 @@ mod tests {
         assert_eq!(c.variables["port"], "8080");
         assert_eq!(c.ip_addresses[0].to_string(), "10.0.0.2");
         assert_eq!(c.extra_secrets_namespaces, ["x"]);
+    }
+
+    #[test]
+    fn underscore_keys_are_not_entries() {
+        let p = parse("_tpl: &t\n  image: i\n  config: /c\nw:\n  <<: *t\n").unwrap();
+        assert_eq!(p.entries.keys().collect::<Vec<_>>(), ["w"]);
+        assert_eq!(p.entries["w"].image, "i");
     }
 
     #[test]

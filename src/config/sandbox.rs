@@ -372,6 +372,19 @@ impl Sandbox {
     /// Resolve a virtual path (e.g. `/data/sub`) through a map of virtual
     /// paths: the longest virtual path that is a component-wise prefix wins.
     pub fn resolve_vpath(map: &BTreeMap<String, PathBuf>, vpath: &str) -> Option<PathBuf> {
+        let (base, rest) = Sandbox::split_vpath(map, vpath)?;
+        Some(if rest.is_empty() {
+            base
+        } else {
+            base.join(rest)
+        })
+    }
+
+    /// Like `resolve_vpath`, but returns the host dir of the matching
+    /// virtual path (trusted) and the rest of the path (from the container
+    /// config, untrusted) separately, so the rest can be resolved without
+    /// following symlinks.
+    pub fn split_vpath(map: &BTreeMap<String, PathBuf>, vpath: &str) -> Option<(PathBuf, String)> {
         let mut best: Option<(&String, &PathBuf)> = None;
         for (k, host) in map {
             let rest = if k == "/" {
@@ -395,11 +408,7 @@ impl Sandbox {
         } else {
             vpath[k.len()..].trim_start_matches('/')
         };
-        Some(if rest.is_empty() {
-            host.clone()
-        } else {
-            host.join(rest)
-        })
+        Some((host.clone(), rest.to_string()))
     }
 }
 

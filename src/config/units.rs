@@ -30,7 +30,14 @@ pub fn parse_u64(src: &str) -> Result<u64, String> {
     }
     let mut mult = 1u64;
     let mut digits = s;
-    for &(suffix, value) in SUFFIXES {
+    // Hex digits include E (and unit letters would be ambiguous): no units
+    // after 0x.
+    let suffixes = if s.starts_with("0x") {
+        &[][..]
+    } else {
+        SUFFIXES
+    };
+    for &(suffix, value) in suffixes {
         if let Some(stripped) = s.strip_suffix(suffix)
             && !stripped.is_empty()
         {
@@ -134,6 +141,9 @@ mod tests {
         assert_eq!(parse_u64("0xff"), Ok(255));
         assert_eq!(parse_u64("0b101"), Ok(5));
         assert_eq!(parse_u64("0o1Ki"), Ok(1024));
+        assert_eq!(parse_u64("0x1E"), Ok(30));
+        assert_eq!(parse_u64("0xAE"), Ok(0xae));
+        assert!(parse_u64("0x1Mi").is_err());
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub fn entry(processes_file: &str, sandbox: &Sandbox, e: &ProcessEntry) -> Probl
     }
     match &sandbox.bridged_network {
         Some(_) => {
+            if e.kind == Kind::Command && e.ip_addresses.is_empty() {
+                p.push(err(
+                    "ip-addresses",
+                    "a Command in a bridged sandbox needs an ip-address".to_string(),
+                ));
+            }
             if e.kind.is_daemon() && e.ip_addresses.len() != e.instances as usize {
                 p.push(err(
                     "ip-addresses",
@@ -99,10 +105,39 @@ pub struct Ids {
     pub gid_map: Vec<IdMap>,
 }
 
-/// Resolve and check user and group ids (lithos's rules): allow-users and
-/// allow-groups apply to the ids as written (inside the container); with a
-/// sandbox map the id must also be mapped; with a container map the id must
-/// be inside it and every mapped host range must fit one allowed range.
+/// Check one id (as written, inside the container) against the sandbox's
+/// allowed ranges and whichever map applies (lithos's rules): without a
+/// container map it must be allowed and, with a sandbox map, mapped; with a
+/// container map it must be inside that map (whose host ranges are checked
+/// separately).
+fn check_id(
+    id: u32,
+    allow: &Ranges,
+    allow_key: &str,
+    smap: &[IdMap],
+    cmap: &[IdMap],
+    what: &str,
+) -> Result<(), String> {
+    if !cmap.is_empty() {
+        if !cmap
+            .iter()
+            .any(|m| id >= m.inside && id - m.inside < m.count)
+        {
+            return Err(format!("{id} is not inside the container's {what}-map"));
+        }
+        return Ok(());
+    }
+    if !allow.contains(id) {
+        return Err(format!("{id} is not in the sandbox's {allow_key} {allow}"));
+    }
+    if !smap.is_empty() && map_to_host(smap, id).is_none() {
+        return Err(format!("{id} is not mapped by the sandbox's {what}-map"));
+    }
+    Ok(())
+}
+
+/// Resolve and check user and group ids, and choose the user-namespace
+/// maps: the sandbox's pair, or the container's pair, never a mix.
 pub fn ids(file: &str, c: &ContainerConfig, s: &Sandbox) -> Result<Ids, Problems> {
     let mut p = Problems::new();
     let err = |key: &str, msg: String| ConfigError::new(file, msg).key(key.to_string());
@@ -120,90 +155,83 @@ pub fn ids(file: &str, c: &ContainerConfig, s: &Sandbox) -> Result<Ids, Problems
         }
     };
     let gid = c.group_id.unwrap_or(s.default_group);
-    let mut one = |what: &str,
-                   key: &str,
-                   id: u32,
-                   allow: &Ranges,
-                   smap: &[IdMap],
-                   cmap: &[IdMap],
-                   allow_key: &str| {
-        if !smap.is_empty() && !cmap.is_empty() {
-            p.push(err(
-                &format!("{what}-map"),
-                format!("both the sandbox and the container give a {what}-map; only one may"),
-            ));
-            return;
-        }
-        if !cmap.is_empty() {
-            if !cmap
-                .iter()
-                .any(|m| id >= m.inside && id - m.inside < m.count)
-            {
-                p.push(err(
-                    key,
-                    format!("{id} is not inside the container's {what}-map"),
-                ));
-            }
-            for m in cmap {
-                if !allow.contains_span(m.outside, m.count) {
-                    p.push(err(
-                        &format!("{what}-map"),
-                        format!(
-                            "host ids {}-{} are not within one range of the sandbox's {allow_key} {allow}",
-                            m.outside,
-                            u64::from(m.outside) + u64::from(m.count) - 1
-                        ),
-                    ));
-                }
-            }
-            return;
-        }
-        if !allow.contains(id) {
-            p.push(err(
-                key,
-                format!("{id} is not in the sandbox's {allow_key} {allow}"),
-            ));
-        } else if !smap.is_empty() && map_to_host(smap, id).is_none() {
-            p.push(err(
-                key,
-                format!("{id} is not mapped by the sandbox's {what}-map"),
-            ));
-        }
-    };
-    one(
-        "uid",
-        "user-id",
-        uid,
-        &s.allow_users,
-        &s.uid_map,
-        &c.uid_map,
-        "allow-users",
-    );
-    one(
-        "gid",
-        "group-id",
-        gid,
-        &s.allow_groups,
-        &s.gid_map,
-        &c.gid_map,
-        "allow-groups",
-    );
-    for &g in &c.additional_groups {
-        one(
-            "gid",
-            "additional-groups",
-            g,
-            &s.allow_groups,
-            &s.gid_map,
-            &c.gid_map,
-            "allow-groups",
-        );
+    let sandbox_maps = !s.uid_map.is_empty() || !s.gid_map.is_empty();
+    let container_maps = !c.uid_map.is_empty() || !c.gid_map.is_empty();
+    if sandbox_maps && container_maps {
+        p.push(err(
+            "uid-map",
+            "both the sandbox and the container give id maps; only one of them may".into(),
+        ));
+        return Err(p);
     }
-    let (uid_map, gid_map) = if !s.uid_map.is_empty() || !s.gid_map.is_empty() {
+    let (uid_map, gid_map) = if sandbox_maps {
         (s.uid_map.clone(), s.gid_map.clone())
     } else {
         (c.uid_map.clone(), c.gid_map.clone())
     };
+    let (su, sg): (&[IdMap], &[IdMap]) = if sandbox_maps {
+        (&uid_map, &gid_map)
+    } else {
+        (&[], &[])
+    };
+    let (cu, cg): (&[IdMap], &[IdMap]) = if container_maps {
+        (&uid_map, &gid_map)
+    } else {
+        (&[], &[])
+    };
+    if let Err(m) = check_id(uid, &s.allow_users, "allow-users", su, cu, "uid") {
+        p.push(err("user-id", m));
+    }
+    if let Err(m) = check_id(gid, &s.allow_groups, "allow-groups", sg, cg, "gid") {
+        p.push(err("group-id", m));
+    }
+    for &g in &c.additional_groups {
+        if let Err(m) = check_id(g, &s.allow_groups, "allow-groups", sg, cg, "gid") {
+            p.push(err("additional-groups", m));
+        }
+    }
+    // Owners of directories we create: root (the default) is always safe;
+    // any other id must be one the container could run as, so an image
+    // cannot make us create directories owned by another service's user.
+    for (target, vol) in &c.volumes {
+        let (user, group) = match vol {
+            Volume::Persistent {
+                user,
+                group,
+                mkdir: true,
+                ..
+            }
+            | Volume::Statedir { user, group, .. } => (*user, *group),
+            _ => continue,
+        };
+        if user != 0
+            && let Err(m) = check_id(user, &s.allow_users, "allow-users", su, cu, "uid")
+        {
+            p.push(err(&format!("volumes.{target}.user"), m));
+        }
+        if group != 0
+            && let Err(m) = check_id(group, &s.allow_groups, "allow-groups", sg, cg, "gid")
+        {
+            p.push(err(&format!("volumes.{target}.group"), m));
+        }
+    }
+    for (what, map, allow, allow_key) in [
+        ("uid", &c.uid_map, &s.allow_users, "allow-users"),
+        ("gid", &c.gid_map, &s.allow_groups, "allow-groups"),
+    ] {
+        for m in map {
+            if !allow.contains_span(m.outside, m.count) {
+                p.push(err(
+                    &format!("{what}-map"),
+                    format!(
+                        "host ids {}-{} are not within one range of the sandbox's {allow_key} {allow}",
+                        m.outside,
+                        u64::from(m.outside) + u64::from(m.count) - 1
+                    ),
+                ));
+            }
+        }
+    }
     p.into_result(Ids {
         uid,
         gid,
@@ -284,9 +312,111 @@ pub fn ports(
     Ok((out, names))
 }
 
+fn has_systemd_ports(c: &ContainerConfig) -> bool {
+    c.variables.values().any(|t| {
+        matches!(
+            t,
+            VarType::TcpPort {
+                activation: Activation::Systemd
+            }
+        )
+    })
+}
+
+/// Every `@{name}` a config uses, with the key it is used under.
+fn references(c: &ContainerConfig) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    for (i, a) in c.arguments.iter().enumerate() {
+        for r in variables::references(a) {
+            out.push((format!("arguments[{i}]"), r));
+        }
+    }
+    for (k, v) in &c.environ {
+        if !variables::is_pid_placeholder(v) {
+            for r in variables::references(v) {
+                out.push((format!("environ.{k}"), r));
+            }
+        }
+    }
+    for k in c.tcp_ports.keys() {
+        for r in variables::references(k) {
+            out.push((format!("tcp-ports.{k}"), r));
+        }
+    }
+    out
+}
+
+/// What can be checked of a container config on its own (also used by
+/// `check --container`): mount targets, kinds of features, variables used
+/// but not declared, literal ports.
+pub fn standalone(file: &str, c: &ContainerConfig) -> Problems {
+    let mut p = Problems::new();
+    let err = |key: &str, msg: String| ConfigError::new(file, msg).key(key.to_string());
+    for target in c.volumes.keys() {
+        if target == "/"
+            || ["/proc", "/sys", "/dev"]
+                .iter()
+                .any(|k| target == k || target.starts_with(&format!("{k}/")))
+        {
+            p.push(err(
+                &format!("volumes.{target}"),
+                format!("a volume may not be mounted on {target}"),
+            ));
+        }
+    }
+    if !c.secret_environ.is_empty() || c.secret_environ_file.is_some() {
+        let key = if c.secret_environ.is_empty() {
+            "secret-environ-file"
+        } else {
+            "secret-environ"
+        };
+        p.push(err(
+            key,
+            "secrets are not supported by this version of cairn; \
+             the instance would start without them, so it is refused"
+                .to_string(),
+        ));
+    }
+    if c.interactive && c.kind == Kind::Daemon {
+        p.push(err(
+            "interactive",
+            "only a Command can be interactive".into(),
+        ));
+    }
+    if c.restart_process_only && c.kind == Kind::Command {
+        p.push(err(
+            "restart-process-only",
+            "only a Daemon can restart its process".into(),
+        ));
+    }
+    if has_systemd_ports(c) {
+        for name in ["LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID"] {
+            if c.environ.contains_key(name) {
+                p.push(err(
+                    &format!("environ.{name}"),
+                    "is set by systemd socket activation".into(),
+                ));
+            }
+        }
+    }
+    for (key, r) in references(c) {
+        if variables::builtin(r).is_none() && !c.variables.contains_key(r) {
+            p.push(err(&key, format!("@{{{r}}} is not a declared variable")));
+        }
+    }
+    for k in c.tcp_ports.keys() {
+        if variables::references(k).is_empty()
+            && let Err(m) = variables::parse_port(k)
+        {
+            p.push(err(&format!("tcp-ports.{k}"), m));
+        }
+    }
+    p
+}
+
 /// A container config against its sandbox and process entry.
 pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry) -> Problems {
-    let mut p = Problems::new();
+    let mut p = standalone(file, c);
     let err = |key: &str, msg: String| ConfigError::new(file, msg).key(key.to_string());
 
     let kind_ok = match e.kind {
@@ -306,28 +436,20 @@ pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry)
     if let Err(more) = ids(file, c, s) {
         p.extend(more);
     }
-
     for (target, vol) in &c.volumes {
         let key = format!("volumes.{target}");
-        if target == "/"
-            || ["/proc", "/sys", "/dev"]
-                .iter()
-                .any(|k| target == k || target.starts_with(&format!("{k}/")))
-        {
-            p.push(err(
-                &key,
-                format!("a volume may not be mounted on {target}"),
-            ));
-        }
         match vol {
             Volume::Readonly(v) => {
                 if Sandbox::resolve_vpath(&s.readonly_paths, v).is_none()
                     && Sandbox::resolve_vpath(&s.writable_paths, v).is_none()
                 {
-                    p.push(err(&key, format!(
-                        "virtual path {v} is not in sandbox {:?}'s readonly-paths or writable-paths",
-                        s.name
-                    )));
+                    p.push(err(
+                        &key,
+                        format!(
+                            "virtual path {v} is not in sandbox {:?}'s readonly-paths or writable-paths",
+                            s.name
+                        ),
+                    ));
                 }
             }
             Volume::Persistent { path, .. } => {
@@ -344,7 +466,6 @@ pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry)
             Volume::Tmpfs { .. } | Volume::Statedir { .. } => {}
         }
     }
-
     for cap in &c.capabilities {
         if !s.allow_capabilities.contains(cap) {
             p.push(err(
@@ -353,43 +474,6 @@ pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry)
             ));
         }
     }
-    if !c.secret_environ.is_empty() || c.secret_environ_file.is_some() {
-        p.push(err(
-            "secret-environ",
-            "secrets are not supported by this version of cairn; \
-            the instance would start without them, so it is refused"
-                .to_string(),
-        ));
-    }
-    if c.interactive && c.kind == Kind::Daemon {
-        p.push(err(
-            "interactive",
-            "only a Command can be interactive".into(),
-        ));
-    }
-    if c.restart_process_only && c.kind == Kind::Command {
-        p.push(err(
-            "restart-process-only",
-            "only a Daemon can restart its process".into(),
-        ));
-    }
-    for name in ["LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID"] {
-        let systemd = c.variables.values().any(|t| {
-            matches!(
-                t,
-                VarType::TcpPort {
-                    activation: Activation::Systemd
-                }
-            )
-        });
-        if systemd && c.environ.contains_key(name) {
-            p.push(err(
-                &format!("environ.{name}"),
-                "is set by systemd socket activation".into(),
-            ));
-        }
-    }
-
     variables_check(file, c, s, e, &mut p);
     p
 }
@@ -402,41 +486,21 @@ fn variables_check(
     p: &mut Problems,
 ) {
     let err = |key: &str, msg: String| ConfigError::new(file, msg).key(key.to_string());
-    // Every reference must be declared (or a built-in).
-    let mut referenced = BTreeSet::new();
-    let mut refs = |key: String, text: &str, p: &mut Problems| {
-        for r in variables::references(text) {
-            if variables::builtin(r).is_none() && !c.variables.contains_key(r) {
-                p.push(err(&key, format!("@{{{r}}} is not a declared variable")));
-            }
-            referenced.insert(r.to_string());
-        }
-    };
-    for (i, a) in c.arguments.iter().enumerate() {
-        refs(format!("arguments[{i}]"), a, p);
-    }
-    for (k, v) in &c.environ {
-        if !variables::is_pid_placeholder(v) {
-            refs(format!("environ.{k}"), v, p);
-        }
-    }
-    for k in c.tcp_ports.keys() {
-        refs(format!("tcp-ports.{k}"), k, p);
-    }
+    let referenced: BTreeSet<&str> = references(c).into_iter().map(|(_, r)| r).collect();
     // Every declared variable must be given, of its type. A Command may
     // leave unused ones out (lithos_cmd runs it; only referenced or
     // systemd-activated ones matter there).
     for (name, t) in &c.variables {
+        let systemd = matches!(
+            t,
+            VarType::TcpPort {
+                activation: Activation::Systemd
+            }
+        );
         match e.variables.get(name) {
             None => {
-                let needed = !e.kind.is_command()
-                    || referenced.contains(name)
-                    || matches!(
-                        t,
-                        VarType::TcpPort {
-                            activation: Activation::Systemd
-                        }
-                    );
+                let needed =
+                    e.kind != Kind::Command || referenced.contains(name.as_str()) || systemd;
                 if needed {
                     p.push(e.err(
                         &format!("variables.{name}"),
@@ -453,14 +517,26 @@ fn variables_check(
                         &format!("variables.{name}"),
                         format!("{m} (declared {} in {file})", t.describe()),
                     ));
+                } else if let VarType::TcpPort { .. } = t
+                    && s.bridged_network.is_none()
+                    && let Ok(port) = variables::parse_port(value)
+                    && !s.allow_tcp_ports.contains(u32::from(port))
+                {
+                    p.push(e.err(
+                        &format!("variables.{name}"),
+                        format!(
+                            "port {port} is not in sandbox {:?}'s allow-tcp-ports {} (declared !TcpPort in {file})",
+                            s.name, s.allow_tcp_ports
+                        ),
+                    ));
                 }
             }
         }
     }
-    // Ports (after substitution) must be allowed by the sandbox.
     if !p.is_empty() {
         return;
     }
+    // Ports after substitution must be allowed by the sandbox.
     let name = format!("{}/{}.0", s.name, e.name);
     match ports(c, e, &builtins(&s.name, e, &name)) {
         Err(m) => p.push(err("tcp-ports", m)),
@@ -468,21 +544,17 @@ fn variables_check(
             for (num, port) in &ports {
                 let bridged_internal = s.bridged_network.is_some() && !port.external;
                 if !bridged_internal && !s.allow_tcp_ports.contains(u32::from(*num)) {
-                    let msg = format!(
-                        "port {num} is not in sandbox {:?}'s allow-tcp-ports {}",
-                        s.name, s.allow_tcp_ports
-                    );
-                    // A literal port is the image's doing; one that came
-                    // from a variable is the process entry's.
-                    if c.tcp_ports.contains_key(&num.to_string()) {
-                        p.push(err(&format!("tcp-ports.{num}"), msg));
-                    } else {
-                        p.push(e.err("variables", format!("{msg} (used by {file})")));
-                    }
+                    p.push(err(
+                        &format!("tcp-ports.{num}"),
+                        format!(
+                            "port {num} is not in sandbox {:?}'s allow-tcp-ports {}",
+                            s.name, s.allow_tcp_ports
+                        ),
+                    ));
                 }
                 if port.fd >= 3 && u64::from(port.fd) >= c.fileno_limit {
                     p.push(err(
-                        "tcp-ports",
+                        &format!("tcp-ports.{num}"),
                         format!(
                             "port {num} uses fd {} but fileno-limit is {}",
                             port.fd, c.fileno_limit
@@ -492,45 +564,4 @@ fn variables_check(
             }
         }
     }
-}
-
-/// A container config on its own (`check --container`): every `@{name}` it
-/// uses is declared or built in, and literal port keys are ports.
-pub fn standalone(file: &str, c: &ContainerConfig) -> Problems {
-    let mut p = Problems::new();
-    let err = |key: String, msg: String| ConfigError::new(file, msg).key(key);
-    let mut texts: Vec<(String, &str)> = Vec::new();
-    for (i, a) in c.arguments.iter().enumerate() {
-        texts.push((format!("arguments[{i}]"), a));
-    }
-    for (k, v) in &c.environ {
-        if !variables::is_pid_placeholder(v) {
-            texts.push((format!("environ.{k}"), v));
-        }
-    }
-    for k in c.tcp_ports.keys() {
-        texts.push((format!("tcp-ports.{k}"), k));
-        if variables::references(k).is_empty()
-            && let Err(m) = variables::parse_port(k)
-        {
-            p.push(err(format!("tcp-ports.{k}"), m));
-        }
-    }
-    for (key, text) in texts {
-        for r in variables::references(text) {
-            if variables::builtin(r).is_none() && !c.variables.contains_key(r) {
-                p.push(err(
-                    key.clone(),
-                    format!("@{{{r}}} is not a declared variable"),
-                ));
-            }
-        }
-    }
-    if c.interactive && c.kind == Kind::Daemon {
-        p.push(err(
-            "interactive".into(),
-            "only a Command can be interactive".into(),
-        ));
-    }
-    p
 }

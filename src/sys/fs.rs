@@ -149,3 +149,102 @@ pub fn read_in_root(
     }
     Ok(buf)
 }
+
+/// Open the directory `path` (relative, plain components) under `dir`,
+/// refusing symlinks anywhere on the way; `O_PATH` unless `flags` say
+/// otherwise.
+pub fn open_dir_beneath(dir: BorrowedFd<'_>, path: &str) -> Result<OwnedFd> {
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    openat2(
+        dir,
+        rel,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        Resolve::BeneathNoSymlinks,
+    )
+}
+
+/// Like `open_dir_beneath`, creating missing components with `mode` as we
+/// go (mkdirat(2) then open, never following a symlink). Returns the fd and
+/// whether the last component was created.
+pub fn mkdir_beneath(dir: BorrowedFd<'_>, path: &str, mode: u32) -> Result<(OwnedFd, bool)> {
+    let mut cur = open_dir_beneath(dir, ".")?;
+    let mut created = false;
+    for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if comp == ".." {
+            return Err(Error::new(
+                "mkdir",
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "'..' is not allowed"),
+            ));
+        }
+        created = false;
+        let next = match open_dir_beneath(cur.as_fd(), comp) {
+            Ok(fd) => fd,
+            Err(e) if e.errno() == Some(libc::ENOENT) => {
+                let c = super::cstr(comp)?;
+                // SAFETY: valid fd and C string.
+                let ret = unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), mode) };
+                if ret == -1 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
+                {
+                    return Err(Error::last("mkdir", path));
+                }
+                created = ret == 0;
+                open_dir_beneath(cur.as_fd(), comp)?
+            }
+            Err(e) => return Err(e),
+        };
+        cur = next;
+    }
+    Ok((cur, created))
+}
+
+/// fchownat(2) + fchmodat(2) of an O_PATH fd (via AT_EMPTY_PATH and
+/// /proc/self/fd for chmod, which has no AT_EMPTY_PATH form).
+pub fn chown_chmod(fd: BorrowedFd<'_>, what: &str, uid: u32, gid: u32, mode: u32) -> Result<()> {
+    let empty = super::cstr("")?;
+    // SAFETY: valid fd and empty C string with AT_EMPTY_PATH.
+    let ret = unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            uid,
+            gid,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    check(ret, "chown", what)?;
+    let proc_path = super::cstr(&format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    // SAFETY: valid C string; chmod through the magic link of our own fd.
+    check(
+        unsafe { libc::chmod(proc_path.as_ptr(), mode) },
+        "chmod",
+        what,
+    )?;
+    Ok(())
+}
+
+/// Replace the file `name` in `dir` with `content`: unlink whatever is
+/// there (a symlink or hard link a workload may have planted), then create
+/// it exclusively, never following a symlink.
+pub fn replace_file(dir: BorrowedFd<'_>, name: &str, content: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    let c = super::cstr(name)?;
+    // SAFETY: valid fd and C string.
+    let ret = unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
+    if ret == -1 && std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT) {
+        return Err(Error::last("unlink", name));
+    }
+    let fd = openat2(
+        dir,
+        name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        mode,
+        Resolve::BeneathNoSymlinks,
+    )?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(content)
+        .map_err(|e| Error::new("write", name, e))?;
+    Ok(())
+}

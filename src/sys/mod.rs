@@ -2,7 +2,13 @@
 //! `unsafe` and raw syscalls; each wrapper is small, names the man page it
 //! follows, and returns an error that names the operation and its target.
 
+pub mod caps;
+pub mod cgroup;
 pub mod fs;
+pub mod idmap;
+pub mod mount;
+pub mod proc;
+pub mod process;
 
 use std::fmt;
 use std::io;

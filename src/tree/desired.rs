@@ -94,13 +94,8 @@ pub fn load_configs(master: Master, sel: &Selection) -> Configs {
         };
         match processes {
             Ok(processes) => {
-                let mut p = Problems::new();
                 for e in processes.entries.values() {
-                    p.extend(validate::entry(&processes.file, &sandbox, e));
                     warnings.extend(validate::entry_warnings(&processes.file, &sandbox, e));
-                }
-                if !p.is_empty() {
-                    problems.insert(name.clone(), p);
                 }
                 sandboxes.insert(name, SandboxConfig { sandbox, processes });
             }
@@ -229,6 +224,10 @@ pub fn resolve_entry(
     entry: &ProcessEntry,
     loader: &mut dyn ContainerLoader,
 ) -> Result<Vec<InstanceSpec>, Problems> {
+    let problems = validate::entry(&entry.file, sandbox, entry);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     let (file, cfg) = loader.load(sandbox, entry)?;
     let whiches: Vec<Which> = if entry.kind.is_daemon() {
         (0..entry.instances).map(Which::Daemon).collect()

@@ -1,0 +1,181 @@
+use super::*;
+use crate::sys::proc::{parse_cgroup, parse_mountinfo};
+
+const HYBRID: &str = "\
+30 24 0:26 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
+31 24 0:27 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd\n\
+32 24 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+33 24 0:29 / /sys/fs/cgroup/cpuacct rw - cgroup cgroup rw,cpuacct\n\
+34 24 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+35 24 0:31 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n\
+36 24 0:32 / /sys/fs/cgroup/blkio rw - cgroup cgroup rw,blkio\n";
+
+const HYBRID_SELF: &str =
+    "9:name=systemd:/\n8:pids:/\n7:blkio:/\n4:memory:/process_api/x\n2:cpuacct:/\n1:cpu:/\n0::/\n";
+
+const PURE_V2: &str = "30 24 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
+
+fn wanted(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn detects_hybrid_v1() {
+    let c = detect(
+        "cairn",
+        &wanted(&["name", "cpu", "cpuacct", "memory", "blkio", "pids"]),
+        &parse_mountinfo(HYBRID),
+        &parse_cgroup(HYBRID_SELF),
+        &["hugetlb".to_string()],
+    );
+    assert_eq!(c.hierarchies.len(), 6);
+    assert!(c.hierarchies.iter().all(|h| !h.v2));
+    let mem = c
+        .hierarchies
+        .iter()
+        .find(|h| h.controllers == ["memory"])
+        .unwrap();
+    assert_eq!(mem.base, "/process_api/x");
+    assert_eq!(
+        mem.dir("cairn", Some("sb:web.0")),
+        Path::new("/sys/fs/cgroup/memory/process_api/x/cairn/sb:web.0")
+    );
+    let name = c
+        .hierarchies
+        .iter()
+        .find(|h| h.controllers == ["name"])
+        .unwrap();
+    assert_eq!(name.mount, Path::new("/sys/fs/cgroup/systemd"));
+    assert!(c.supports("memory") && c.supports("pids") && c.supports("cpu"));
+}
+
+#[test]
+fn detects_pure_v2() {
+    let c = detect(
+        "cairn",
+        &wanted(&["name", "cpu", "cpuacct", "memory", "blkio", "pids"]),
+        &parse_mountinfo(PURE_V2),
+        &parse_cgroup("0::/system.slice/cairn.service\n"),
+        &wanted(&["cpuset", "cpu", "io", "memory", "pids"]),
+    );
+    assert_eq!(c.hierarchies.len(), 1);
+    let h = &c.hierarchies[0];
+    assert!(h.v2);
+    assert_eq!(h.controllers, ["cpu", "memory", "io", "pids"]);
+    assert_eq!(
+        h.dir("cairn", Some("a:b.0")),
+        Path::new("/sys/fs/cgroup/system.slice/cairn.service/cairn/a:b.0")
+    );
+}
+
+#[test]
+fn missing_controllers_are_skipped() {
+    let c = detect(
+        "cairn",
+        &wanted(&["memory", "pids"]),
+        &parse_mountinfo(PURE_V2),
+        &parse_cgroup("0::/\n"),
+        &wanted(&["cpu"]),
+    );
+    assert!(c.is_empty());
+    assert!(!c.supports("memory"));
+}
+
+#[test]
+fn weights() {
+    assert_eq!(shares_to_weight(2), 1);
+    assert_eq!(shares_to_weight(262_144), 10_000);
+    assert_eq!(shares_to_weight(1024), 39);
+    assert_eq!(shares_to_weight(0), 1);
+}
+
+/// A temp dir laid out like a cgroup2 mount: files the kernel would
+/// provide are created by hand.
+fn fake_v2(dir: &Path) -> Cgroups {
+    fs::write(dir.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+    fs::write(dir.join("cgroup.subtree_control"), "").unwrap();
+    Cgroups {
+        root: "cairn".into(),
+        hierarchies: vec![Hierarchy {
+            mount: dir.to_path_buf(),
+            base: "/svc".into(),
+            v2: true,
+            controllers: vec!["cpu".into(), "memory".into(), "pids".into()],
+        }],
+    }
+}
+
+#[test]
+fn v2_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = fake_v2(tmp.path());
+    let root = tmp.path().join("svc/cairn");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+    // The kernel creates these files in a new cgroup; pre-create them.
+    let leaf = root.join("sb:web.0");
+    fs::create_dir_all(&leaf).unwrap();
+    for f in [
+        "memory.max",
+        "memory.swap.max",
+        "cpu.weight",
+        "pids.max",
+        "cgroup.procs",
+    ] {
+        fs::write(leaf.join(f), "").unwrap();
+    }
+    c.create(
+        "sb:web.0",
+        &Limits {
+            memory: Some(100 << 20),
+            cpu_shares: Some(1024),
+            pids: Some(64),
+        },
+    )
+    .unwrap();
+    let read = |f: &str| fs::read_to_string(leaf.join(f)).unwrap();
+    assert_eq!(read("memory.max"), "104857600");
+    assert_eq!(read("memory.swap.max"), "0");
+    assert_eq!(read("cpu.weight"), "39");
+    assert_eq!(read("pids.max"), "64");
+    assert_eq!(
+        fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
+        "+cpu +memory +pids"
+    );
+    c.join("sb:web.0", 0).unwrap();
+    assert_eq!(read("cgroup.procs"), "0");
+    assert_eq!(c.leaves(), ["sb:web.0"]);
+}
+
+#[test]
+fn fail_closed_without_controller() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = fake_v2(tmp.path());
+    c.hierarchies[0].controllers = vec!["cpu".into()];
+    let e = c
+        .create(
+            "x",
+            &Limits {
+                memory: Some(1 << 20),
+                cpu_shares: None,
+                pids: None,
+            },
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("memory cgroup controller is not available"),
+        "{e}"
+    );
+    let e = c
+        .create(
+            "x",
+            &Limits {
+                memory: None,
+                cpu_shares: None,
+                pids: Some(5),
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("pids"), "{e}");
+}

@@ -1,0 +1,269 @@
+//! Mounts, made from file descriptors with the new mount API
+//! (open_tree(2), move_mount(2), fsopen(2), fsconfig(2), fsmount(2),
+//! mount_setattr(2)), so no mount ever lands on a string path that an image
+//! or a workload could turn into a symlink. Mount flags are always stated:
+//! each call names ro/rw, nosuid, nodev, noexec, and whether it recurses.
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::{Result, check, cstr};
+
+// Constants from <linux/mount.h> (libc lacks some of them).
+const OPEN_TREE_CLONE: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x0000_0004;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x0000_0040;
+const FSOPEN_CLOEXEC: u32 = 1;
+const FSMOUNT_CLOEXEC: u32 = 1;
+const FSCONFIG_SET_STRING: u32 = 1;
+const FSCONFIG_CMD_CREATE: u32 = 6;
+
+/// Mount attributes (`MOUNT_ATTR_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attrs(u64);
+
+impl Attrs {
+    pub const RDONLY: Attrs = Attrs(0x0000_0001);
+    pub const NOSUID: Attrs = Attrs(0x0000_0002);
+    pub const NODEV: Attrs = Attrs(0x0000_0004);
+    pub const NOEXEC: Attrs = Attrs(0x0000_0008);
+    pub const NONE: Attrs = Attrs(0);
+    /// `nosuid,nodev,noexec`: every volume and tmpfs.
+    pub const SAFE: Attrs = Attrs(0x2 | 0x4 | 0x8);
+
+    pub const fn or(self, o: Attrs) -> Attrs {
+        Attrs(self.0 | o.0)
+    }
+    pub fn bits(self) -> u64 {
+        self.0
+    }
+}
+
+/// Whether an attribute change applies to submounts too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recursive {
+    Yes,
+    No,
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn owned(fd: i64) -> OwnedFd {
+    // SAFETY: callers pass a fresh fd just returned by the kernel.
+    unsafe { OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// open_tree(2) with `OPEN_TREE_CLONE`: a detached copy of the mount at
+/// `dir` (an O_PATH fd), recursive or not. Nothing is attached yet.
+pub fn clone_tree(dir: BorrowedFd<'_>, what: &str, recursive: Recursive) -> Result<OwnedFd> {
+    let empty = cstr("")?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32;
+    if recursive == Recursive::Yes {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    // SAFETY: valid fd and C string; flags are constants.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), empty.as_ptr(), flags) };
+    Ok(owned(check(fd, "open_tree", what)?))
+}
+
+/// mount_setattr(2) on the mount `mnt` (a mount fd or an O_PATH fd of a
+/// mount root): set `set`, clear `clear`, make it private.
+pub fn set_attrs(
+    mnt: BorrowedFd<'_>,
+    what: &str,
+    set: Attrs,
+    clear: Attrs,
+    recursive: Recursive,
+) -> Result<()> {
+    let empty = cstr("")?;
+    let attr = MountAttr {
+        attr_set: set.bits(),
+        attr_clr: clear.bits(),
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as u32;
+    if recursive == Recursive::Yes {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    // SAFETY: valid fd, C string and a MountAttr of the size we pass.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(ret, "mount_setattr", what)?;
+    Ok(())
+}
+
+/// move_mount(2): attach the detached mount `mnt` on the directory (or
+/// file) `target`, both given as fds.
+pub fn attach(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>, what: &str) -> Result<()> {
+    let empty = cstr("")?;
+    // SAFETY: valid fds and C strings; flags are constants.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    check(ret, "move_mount", what)?;
+    Ok(())
+}
+
+/// A new filesystem instance (fsopen(2) + fsconfig(2) + fsmount(2)),
+/// returned detached, with `attrs` on its mount.
+pub fn new_fs(fstype: &str, options: &[(&str, &str)], attrs: Attrs) -> Result<OwnedFd> {
+    let t = cstr(fstype)?;
+    // SAFETY: valid C string; flags constant.
+    let fsfd = unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), FSOPEN_CLOEXEC) };
+    let fsfd = owned(check(fsfd, "fsopen", fstype)?);
+    for (k, v) in options {
+        let (kc, vc) = (cstr(k)?, cstr(v)?);
+        // SAFETY: valid fd and C strings.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fsfd.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                kc.as_ptr(),
+                vc.as_ptr(),
+                0,
+            )
+        };
+        check(ret, "fsconfig", format!("{fstype} {k}={v}"))?;
+    }
+    // SAFETY: valid fd; null key/value as the CMD_CREATE form requires.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fsfd.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    check(ret, "fsconfig create", fstype)?;
+    // SAFETY: valid fd; attrs are MOUNT_ATTR_* bits.
+    let mfd = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fsfd.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attrs.bits(),
+        )
+    };
+    Ok(owned(check(mfd, "fsmount", fstype)?))
+}
+
+/// mount(2) used only for propagation: make every mount in this (private)
+/// mount namespace `MS_PRIVATE`, so nothing we do propagates to the host.
+pub fn make_all_private() -> Result<()> {
+    let root = cstr("/")?;
+    // SAFETY: valid C string; null source/fstype/data are allowed for a
+    // propagation change.
+    let ret = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    check(ret, "mount --make-rprivate", "/")?;
+    Ok(())
+}
+
+/// Switch the root to the directory `new_root` (a mount): fchdir into it,
+/// pivot_root(".", ".") stacks the old root on top, and a lazy unmount
+/// detaches it (pivot_root(2), "pivot_root(".", ".")" in NOTES).
+pub fn pivot_into(new_root: BorrowedFd<'_>) -> Result<()> {
+    let dot = cstr(".")?;
+    // SAFETY: valid fd.
+    check(
+        unsafe { libc::fchdir(new_root.as_raw_fd()) },
+        "fchdir",
+        "new root",
+    )?;
+    // SAFETY: valid C strings.
+    let ret = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) };
+    check(ret, "pivot_root", "new root")?;
+    // SAFETY: valid C string.
+    check(
+        unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) },
+        "umount2",
+        "old root",
+    )?;
+    let slash = cstr("/")?;
+    // SAFETY: valid C string.
+    check(unsafe { libc::chdir(slash.as_ptr()) }, "chdir", "/")?;
+    Ok(())
+}
+
+/// mknodat(2) of a character device (in a tmpfs we just made).
+pub fn mknod_char(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    mode: u32,
+    major: u32,
+    minor: u32,
+) -> Result<()> {
+    let c = cstr(name)?;
+    let dev = libc::makedev(major, minor);
+    // SAFETY: valid fd and C string.
+    let ret = unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), libc::S_IFCHR | mode, dev) };
+    check(ret, "mknod", name)?;
+    Ok(())
+}
+
+/// mkdirat(2).
+pub fn mkdir_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid fd and C string.
+    check(
+        unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) },
+        "mkdir",
+        name,
+    )?;
+    Ok(())
+}
+
+/// symlinkat(2).
+pub fn symlink_at(target: &str, dir: BorrowedFd<'_>, name: &str) -> Result<()> {
+    let (t, n) = (cstr(target)?, cstr(name)?);
+    // SAFETY: valid C strings and fd.
+    check(
+        unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) },
+        "symlink",
+        name,
+    )?;
+    Ok(())
+}
+
+/// fchmodat(2) (no symlink following needed: names we just created).
+pub fn chmod_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid fd and C string.
+    check(
+        unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode, 0) },
+        "chmod",
+        name,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Parsers for /proc files. Pure functions over text, unit-tested; the
+//! readers around them are one line each.
+
+/// One line of /proc/PID/mountinfo (proc(5)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    pub id: u32,
+    pub parent: u32,
+    pub root: String,
+    pub mount_point: String,
+    /// Per-mount options (`ro,nosuid,...`).
+    pub options: Vec<String>,
+    pub fstype: String,
+    pub source: String,
+    /// Per-superblock options.
+    pub super_options: Vec<String>,
+}
+
+impl MountInfo {
+    pub fn has(&self, opt: &str) -> bool {
+        self.options.iter().any(|o| o == opt)
+    }
+}
+
+/// Undo the octal escapes mountinfo uses for space, tab, newline, `\`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            let oct = &s[i + 1..(i + 4).min(s.len())];
+            if oct.len() == 3
+                && let Ok(v) = u8::from_str_radix(oct, 8)
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    text.lines().filter_map(parse_mountinfo_line).collect()
+}
+
+fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
+    let (left, right) = line.split_once(" - ")?;
+    let mut l = left.split(' ');
+    let id = l.next()?.parse().ok()?;
+    let parent = l.next()?.parse().ok()?;
+    let _dev = l.next()?;
+    let root = unescape(l.next()?);
+    let mount_point = unescape(l.next()?);
+    let options = l.next()?.split(',').map(str::to_string).collect();
+    let mut r = right.split(' ');
+    let fstype = r.next()?.to_string();
+    let source = unescape(r.next()?);
+    let super_options = r
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    Some(MountInfo {
+        id,
+        parent,
+        root,
+        mount_point,
+        options,
+        fstype,
+        source,
+        super_options,
+    })
+}
+
+/// /proc/PID/cgroup lines: (hierarchy id, controllers, path).
+pub fn parse_cgroup(text: &str) -> Vec<(u32, Vec<String>, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let id = parts.next()?.parse().ok()?;
+            let ctl = parts.next()?;
+            let path = parts.next()?.to_string();
+            let ctls = if ctl.is_empty() {
+                Vec::new()
+            } else {
+                ctl.split(',').map(str::to_string).collect()
+            };
+            Some((id, ctls, path))
+        })
+        .collect()
+}
+
+/// Field 22 of /proc/PID/stat: start time in clock ticks since boot. The
+/// command name (field 2) may hold spaces and parentheses, so split after
+/// the last `)`.
+pub fn parse_stat_start_time(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    // After ')' come fields 3.. ; start time is field 22 → index 19.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Field 4 of /proc/PID/stat: the parent pid.
+pub fn parse_stat_ppid(text: &str) -> Option<i32> {
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A `Key:\tvalue` field of /proc/PID/status.
+pub fn status_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == key).then(|| v.trim())
+    })
+}
+
+/// Read /proc/PID/stat and return the start time, if the process exists.
+pub fn start_time(pid: i32) -> Option<u64> {
+    parse_stat_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MI: &str = "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw\n\
+        35 24 0:30 / /sys/fs/cgroup/memory rw,relatime shared:15 - cgroup cgroup rw,memory\n\
+        40 24 0:35 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd\n\
+        41 24 0:36 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
+        50 22 8:1 /a\\040b /mnt/with\\040space ro,nosuid - ext4 /dev/vda rw\n";
+
+    #[test]
+    fn mountinfo() {
+        let m = parse_mountinfo(MI);
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[0].mount_point, "/proc");
+        assert!(m[0].has("nosuid") && m[0].has("noexec"));
+        assert_eq!(m[1].fstype, "cgroup");
+        assert!(m[1].super_options.contains(&"memory".to_string()));
+        assert!(m[2].super_options.contains(&"name=systemd".to_string()));
+        assert_eq!(m[4].mount_point, "/mnt/with space");
+        assert_eq!(m[4].root, "/a b");
+        assert!(m[4].has("ro"));
+        assert!(parse_mountinfo("garbage\n").is_empty());
+    }
+
+    #[test]
+    fn cgroup_lines() {
+        let c = parse_cgroup("4:memory:/process_api/x\n1:cpu,cpuacct:/\n0::/user.slice\n");
+        assert_eq!(
+            c[0],
+            (4, vec!["memory".to_string()], "/process_api/x".to_string())
+        );
+        assert_eq!(c[1].1, ["cpu", "cpuacct"]);
+        assert_eq!(c[2], (0, vec![], "/user.slice".to_string()));
+    }
+
+    #[test]
+    fn stat() {
+        let s = "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 50";
+        assert_eq!(parse_stat_start_time(s), Some(987654));
+        assert_eq!(parse_stat_ppid(s), Some(1));
+        assert_eq!(parse_stat_start_time("nonsense"), None);
+    }
+
+    #[test]
+    fn status() {
+        let s = "Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nNoNewPrivs:\t1\n";
+        assert_eq!(status_field(s, "NoNewPrivs"), Some("1"));
+        assert_eq!(status_field(s, "Uid"), Some("1000\t1000\t1000\t1000"));
+        assert_eq!(status_field(s, "Gid"), None);
+    }
+}

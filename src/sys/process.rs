@@ -1,0 +1,408 @@
+//! Processes: clone into namespaces, fork, ids, prctl flags, rlimits,
+//! signals (mask, signalfd), waiting, exec, fd tables.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::{Error, Result, check, cstr};
+
+fn nix_err(op: &'static str, target: impl std::fmt::Display, e: nix::Error) -> Error {
+    Error::new(op, target, std::io::Error::from_raw_os_error(e as i32))
+}
+
+/// Namespaces to create with `clone_into`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    pub net: bool,
+}
+
+/// clone(2) with `CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC`
+/// (and `CLONE_NEWNET` if asked) and no new stack: fork semantics, the child
+/// continues here as pid 1 of the new pid namespace. Returns the child's pid
+/// in the parent, `None` in the child. The caller must be single-threaded.
+pub fn clone_into(ns: Namespaces) -> Result<Option<i32>> {
+    let mut flags =
+        libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if ns.net {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: clone without CLONE_VM and with a null stack behaves like
+    // fork(2): the child gets a copy of our memory and continues on its copy
+    // of this stack. Arguments (x86_64 order): flags, stack, ptid, ctid, tls.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    let pid = check(ret, "clone", "new namespaces")?;
+    Ok(if pid == 0 { None } else { Some(pid as i32) })
+}
+
+/// fork(2). `None` in the child.
+pub fn fork() -> Result<Option<i32>> {
+    // SAFETY: our callers are single-threaded (the knot, the tree's event
+    // loop, cmd); the child only runs async-signal-safe-enough code of ours.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Some(child.as_raw())),
+        Ok(nix::unistd::ForkResult::Child) => Ok(None),
+        Err(e) => Err(nix_err("fork", "", e)),
+    }
+}
+
+/// unshare(2) of a user namespace (the workload enters it right before
+/// dropping privileges; its maps are written by the parent).
+pub fn unshare_user() -> Result<()> {
+    // SAFETY: plain syscall with a constant flag.
+    check(
+        unsafe { libc::unshare(libc::CLONE_NEWUSER) },
+        "unshare",
+        "user namespace",
+    )?;
+    Ok(())
+}
+
+fn prctl(op: libc::c_int, arg: libc::c_ulong, what: &'static str) -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(
+        unsafe {
+            libc::prctl(
+                op,
+                arg,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        },
+        "prctl",
+        what,
+    )?;
+    Ok(())
+}
+
+/// PR_SET_DUMPABLE: a non-dumpable process cannot be ptraced and its
+/// /proc/PID/{exe,root,environ,mem} are closed to other users (proc(5)).
+pub fn set_dumpable(on: bool) -> Result<()> {
+    prctl(
+        libc::PR_SET_DUMPABLE,
+        u64::from(on) as libc::c_ulong,
+        "PR_SET_DUMPABLE",
+    )
+}
+
+/// PR_SET_NO_NEW_PRIVS: execve can never grant privileges again.
+pub fn set_no_new_privs() -> Result<()> {
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+}
+
+/// PR_SET_CHILD_SUBREAPER: orphans below us are reparented to us.
+pub fn set_child_subreaper() -> Result<()> {
+    prctl(libc::PR_SET_CHILD_SUBREAPER, 1, "PR_SET_CHILD_SUBREAPER")
+}
+
+/// PR_SET_KEEPCAPS: keep permitted capabilities across setuid.
+pub fn set_keepcaps(on: bool) -> Result<()> {
+    prctl(
+        libc::PR_SET_KEEPCAPS,
+        u64::from(on) as libc::c_ulong,
+        "PR_SET_KEEPCAPS",
+    )
+}
+
+/// setgroups(2), setresgid(2), setresuid(2), in that order.
+pub fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> Result<()> {
+    // SAFETY: pointer and length of a live slice.
+    check(
+        unsafe { libc::setgroups(groups.len(), groups.as_ptr()) },
+        "setgroups",
+        format!("{groups:?}"),
+    )?;
+    // SAFETY: plain integer syscalls.
+    check(unsafe { libc::setresgid(gid, gid, gid) }, "setresgid", gid)?;
+    // SAFETY: as above.
+    check(unsafe { libc::setresuid(uid, uid, uid) }, "setresuid", uid)?;
+    Ok(())
+}
+
+/// setrlimit(2) with soft = hard.
+pub fn set_rlimit(
+    resource: libc::__rlimit_resource_t,
+    value: u64,
+    what: &'static str,
+) -> Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: valid rlimit struct.
+    check(
+        unsafe { libc::setrlimit(resource, &lim) },
+        "setrlimit",
+        what,
+    )?;
+    Ok(())
+}
+
+pub const RLIMIT_NOFILE: libc::__rlimit_resource_t = libc::RLIMIT_NOFILE;
+pub const RLIMIT_AS: libc::__rlimit_resource_t = libc::RLIMIT_AS;
+pub const RLIMIT_CPU: libc::__rlimit_resource_t = libc::RLIMIT_CPU;
+pub const RLIMIT_CORE: libc::__rlimit_resource_t = libc::RLIMIT_CORE;
+
+/// Block every signal; returns the previous mask.
+pub fn block_all_signals() -> Result<SigSet> {
+    let mut old = SigSet::empty();
+    sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )
+    .map_err(|e| nix_err("sigprocmask", "block", e))?;
+    Ok(old)
+}
+
+/// Before exec: every signal back to its default action, none blocked.
+/// Ignored signals survive execve(2) (Rust ignores SIGPIPE), so reset them.
+pub fn reset_signals() -> Result<()> {
+    for sig in Signal::iterator() {
+        if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL never runs user code.
+        unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) }
+            .map_err(|e| nix_err("signal", sig, e))?;
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| nix_err("sigprocmask", "unblock", e))?;
+    Ok(())
+}
+
+/// A signalfd(2) for all signals (they must be blocked by the caller).
+pub fn signalfd_all() -> Result<OwnedFd> {
+    let mut set: libc::sigset_t = unsafe_zeroed_sigset();
+    // SAFETY: valid sigset pointer.
+    unsafe { libc::sigfillset(&mut set) };
+    // SAFETY: valid sigset; -1 = new fd.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    let fd = check(fd, "signalfd", "")?;
+    // SAFETY: new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn unsafe_zeroed_sigset() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigfillset initialize it.
+    unsafe { std::mem::zeroed() }
+}
+
+/// One signal read from a signalfd: (signal number, sender pid, si_code).
+#[derive(Debug, Clone, Copy)]
+pub struct SigInfo {
+    pub signo: i32,
+    pub pid: u32,
+    pub code: i32,
+}
+
+/// Read one pending signal from a non-blocking signalfd (`None` if none).
+pub fn read_signal(fd: BorrowedFd<'_>) -> Result<Option<SigInfo>> {
+    // SAFETY: zeroed struct is a valid buffer for read(2).
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: buffer of exactly `size` bytes.
+    let n = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            &mut info as *mut _ as *mut libc::c_void,
+            size,
+        )
+    };
+    if n == -1 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EAGAIN) || e.raw_os_error() == Some(libc::EINTR) {
+            return Ok(None);
+        }
+        return Err(Error::new("read", "signalfd", e));
+    }
+    if n as usize != size {
+        return Ok(None);
+    }
+    Ok(Some(SigInfo {
+        signo: info.ssi_signo as i32,
+        pid: info.ssi_pid,
+        code: info.ssi_code,
+    }))
+}
+
+/// kill(2).
+pub fn kill(pid: i32, sig: i32) -> Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::kill(pid, sig) }, "kill", pid)?;
+    Ok(())
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell convention: the code, or 128 + signal.
+    pub fn as_status(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// waitpid(-1, WNOHANG): one reaped child, if any.
+pub fn reap_any() -> Option<(i32, Exit)> {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => return Some((pid.as_raw(), Exit::Code(code))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                return Some((pid.as_raw(), Exit::Signal(sig as i32)));
+            }
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(_) => continue,
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// waitpid(pid, 0): block until that child ends.
+pub fn wait_for(pid: i32) -> Result<Exit> {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Exit::Signal(sig as i32)),
+            Ok(_) => continue,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(nix_err("waitpid", pid, e)),
+        }
+    }
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| nix_err("pipe2", "", e))
+}
+
+/// dup2(2): the new fd is NOT close-on-exec.
+pub fn dup2(src: RawFd, dst: RawFd) -> Result<()> {
+    // SAFETY: plain syscall on integers.
+    check(
+        unsafe { libc::dup2(src, dst) },
+        "dup2",
+        format!("{src} -> {dst}"),
+    )?;
+    Ok(())
+}
+
+/// fcntl(F_DUPFD_CLOEXEC): a copy at `min` or above.
+pub fn dup_above(src: RawFd, min: RawFd) -> Result<RawFd> {
+    // SAFETY: plain syscall on integers.
+    check(
+        unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, min) },
+        "fcntl F_DUPFD_CLOEXEC",
+        src,
+    )
+}
+
+/// close_range(2) with CLOSE_RANGE_CLOEXEC: mark `from..` close-on-exec.
+pub fn cloexec_from(from: u32) -> Result<()> {
+    // SAFETY: plain syscall on integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            from,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    check(ret, "close_range", from)?;
+    Ok(())
+}
+
+/// close_range(2): close `from..=to`.
+pub fn close_range(from: u32, to: u32) -> Result<()> {
+    if from > to {
+        return Ok(());
+    }
+    // SAFETY: plain syscall on integers; callers own the closed fds.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) };
+    check(ret, "close_range", from)?;
+    Ok(())
+}
+
+/// Clear close-on-exec on an fd we pass to a workload.
+pub fn clear_cloexec(fd: RawFd) -> Result<()> {
+    // SAFETY: plain fcntl on an integer fd.
+    check(
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) },
+        "fcntl F_SETFD",
+        fd,
+    )?;
+    Ok(())
+}
+
+/// execve(2). Only returns on failure.
+pub fn exec(path: &str, argv: &[String], env: &[String]) -> Error {
+    let to_c = |v: &[String]| -> Option<Vec<CString>> {
+        v.iter().map(|s| CString::new(s.as_str()).ok()).collect()
+    };
+    let (Ok(p), Some(a), Some(e)) = (cstr(path), to_c(argv), to_c(env)) else {
+        return Error::new(
+            "execve",
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "NUL byte in argument or environment",
+            ),
+        );
+    };
+    let mut ap: Vec<*const libc::c_char> = a.iter().map(|c| c.as_ptr()).collect();
+    ap.push(std::ptr::null());
+    let mut ep: Vec<*const libc::c_char> = e.iter().map(|c| c.as_ptr()).collect();
+    ep.push(std::ptr::null());
+    // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
+    unsafe { libc::execve(p.as_ptr(), ap.as_ptr(), ep.as_ptr()) };
+    Error::last("execve", path)
+}
+
+/// chdir(2).
+pub fn chdir(path: &str) -> Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: valid C string.
+    check(unsafe { libc::chdir(c.as_ptr()) }, "chdir", path)?;
+    Ok(())
+}
+
+/// setsid(2).
+pub fn setsid() -> Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::setsid() }, "setsid", "")?;
+    Ok(())
+}
+
+/// Our pid.
+pub fn getpid() -> i32 {
+    // SAFETY: always succeeds.
+    unsafe { libc::getpid() }
+}
+
+/// _exit(2): leave now, without running destructors or atexit handlers
+/// (used in forked children).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: terminates the process.
+    unsafe { libc::_exit(code) }
+}
