@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod image;
+pub mod knot;
 pub mod spec;
 pub mod sys;
 pub mod tree;

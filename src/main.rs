@@ -33,6 +33,16 @@ enum Command {
               conflicts_with_all = ["sandbox", "alternate_config"])]
         container: Option<Vec<String>>,
     },
+    /// Run a Command entry in a fresh container; exit with its status.
+    Cmd {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        sandbox: String,
+        name: String,
+        /// Appended to the configured arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +57,12 @@ fn main() -> ExitCode {
             Some(c) => cli::check::container(PathBuf::from(&c[0]).as_path(), &c[1]),
             None => cli::check::all(&config, sandbox.as_deref(), alternate_config.as_deref()),
         },
+        Command::Cmd {
+            config,
+            sandbox,
+            name,
+            args,
+        } => cli::cmd::run(&config, &sandbox, &name, &args),
     };
     ExitCode::from(code)
 }

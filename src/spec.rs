@@ -116,7 +116,9 @@ pub struct InstanceSpec {
     pub index: u32,
     pub kind: Kind,
     pub image: String,
-    pub image_root: PathBuf,
+    /// The sandbox's image-dir; the image is `image` under it (opened
+    /// without following symlinks).
+    pub image_dir: PathBuf,
     pub config_path: String,
     pub executable: String,
     pub arguments: Vec<String>,
@@ -300,10 +302,13 @@ impl InstanceSpec {
         }
         mounts.sort_by(|a, b| (a.target.len(), &a.target).cmp(&(b.target.len(), &b.target)));
 
-        let stdio = if c.interactive {
-            Stdio::Inherit
-        } else if let Some(f) = &c.stdout_stderr_file {
+        // A daemon writes to its stdout-stderr-file or the sandbox log; a
+        // command run by `cairn cmd` writes to the caller (unless it has a
+        // stdout-stderr-file). `interactive` adds the caller's stdin.
+        let stdio = if let Some(f) = &c.stdout_stderr_file {
             Stdio::ContainerFile(f.clone())
+        } else if c.interactive || matches!(which, Which::Command(_)) {
+            Stdio::Inherit
         } else {
             Stdio::HostFile(master.stdio_log_dir.join(format!("{}.log", s.name)))
         };
@@ -344,7 +349,7 @@ impl InstanceSpec {
             index,
             kind: e.kind,
             image: e.image.clone(),
-            image_root: s.image_dir.join(&e.image),
+            image_dir: s.image_dir.clone(),
             config_path: e.config.clone(),
             executable: c.executable.clone(),
             arguments,

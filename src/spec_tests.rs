@@ -74,7 +74,7 @@ fn resolves_everything() {
         (s.sandbox.as_str(), s.process.as_str(), s.index),
         ("sb", "web", 2)
     );
-    assert_eq!(s.image_root, Path::new("/img/web"));
+    assert_eq!(s.image_dir, Path::new("/img"));
     assert_eq!(s.arguments, ["--port=8080", "sb/web.2"]);
     assert_eq!(s.environ["CAIRN_NAME"], "sb/web.2");
     assert_eq!(s.environ["LITHOS_NAME"], "sb/web.2");
@@ -177,7 +177,7 @@ fn hash_is_stable_and_sensitive() {
     vary!(index = 9);
     vary!(kind = Kind::Command);
     vary!(image = "x".into());
-    vary!(image_root = "/x".into());
+    vary!(image_dir = "/x".into());
     vary!(config_path = "/x".into());
     vary!(executable = "/x".into());
     vary!(arguments = vec![]);

@@ -2,6 +2,7 @@
 //! 0 success, 1 failed check or error (message on stderr), 2 bad usage.
 
 pub mod check;
+pub mod cmd;
 
 /// The version string: crate version plus the git commit, when known.
 pub fn version() -> &'static str {

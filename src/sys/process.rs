@@ -308,14 +308,13 @@ pub fn dup2(src: RawFd, dst: RawFd) -> Result<()> {
     Ok(())
 }
 
-/// fcntl(F_DUPFD_CLOEXEC): a copy at `min` or above.
-pub fn dup_above(src: RawFd, min: RawFd) -> Result<RawFd> {
+/// fcntl(F_DUPFD_CLOEXEC): a close-on-exec copy at `min` or above.
+pub fn dup_above(src: RawFd, min: RawFd) -> Result<OwnedFd> {
     // SAFETY: plain syscall on integers.
-    check(
-        unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, min) },
-        "fcntl F_DUPFD_CLOEXEC",
-        src,
-    )
+    let fd = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, min) };
+    let fd = check(fd, "fcntl F_DUPFD_CLOEXEC", src)?;
+    // SAFETY: a new fd that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// close_range(2) with CLOSE_RANGE_CLOEXEC: mark `from..` close-on-exec.

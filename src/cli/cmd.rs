@@ -1,0 +1,171 @@
+//! `cairn cmd SANDBOX NAME [ARG...]`: run a Command (or CommandOrDaemon)
+//! entry in a fresh container and exit with its status.
+//!
+//! stdout and stderr go to the caller (or the container's
+//! stdout-stderr-file); stdin is the caller's when the container config is
+//! `interactive`, else /dev/null. Ctrl-C reaches the workload (it is in the
+//! terminal's process group); TERM, HUP, USR1 and USR2 sent to `cairn cmd`
+//! are passed on. Exit status: the workload's, 128+N if it died of signal
+//! N, 125 if the container could not be set up, 126/127 if the executable
+//! could not be run / was not found, 1 for a config error.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use crate::config::master::Master;
+use crate::config::process::Processes;
+use crate::config::sandbox::Sandbox;
+use crate::knot::{self, Context};
+use crate::spec::{InstanceSpec, Which};
+use crate::sys::cgroup;
+use crate::sys::process::{self, Exit};
+use crate::tree::desired;
+
+pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8 {
+    match prepare(master_path, sandbox, name, args) {
+        Ok((spec, ctx)) => execute(&spec, &ctx),
+        Err(msg) => {
+            eprintln!("{msg}");
+            1
+        }
+    }
+}
+
+fn prepare(
+    master_path: &Path,
+    sandbox: &str,
+    name: &str,
+    args: &[String],
+) -> Result<(InstanceSpec, Context), String> {
+    let master = Master::load(master_path).map_err(|p| p.to_string())?;
+    if !crate::config::is_safe_name(sandbox) {
+        return Err(format!("{sandbox:?} is not a sandbox name"));
+    }
+    let sb_path = master.sandboxes_dir.join(format!("{sandbox}.yaml"));
+    if !sb_path.exists() {
+        return Err(format!(
+            "{}: no such sandbox {sandbox:?}",
+            sb_path.display()
+        ));
+    }
+    let sb = Sandbox::load(&master, &sb_path).map_err(|p| p.to_string())?;
+    let procs = Processes::load(&sb.config_file).map_err(|p| p.to_string())?;
+    let entry = procs
+        .entries
+        .get(name)
+        .ok_or_else(|| format!("{}: no entry {name:?}", sb.config_file.display()))?;
+    if !entry.kind.is_command() {
+        return Err(format!(
+            "{}: {name:?} is a {:?}, not a Command; cairn tree runs it",
+            sb.config_file.display(),
+            entry.kind
+        ));
+    }
+    let problems = crate::config::validate::entry(&entry.file, &sb, entry);
+    if !problems.is_empty() {
+        return Err(problems.to_string());
+    }
+    let (file, cfg) = desired::load_container(&sb, entry).map_err(|p| p.to_string())?;
+    if !cfg.tcp_ports.is_empty() {
+        return Err(format!("{file}: tcp-ports are not supported for commands"));
+    }
+    let spec = InstanceSpec::resolve(
+        &master,
+        &sb,
+        entry,
+        &cfg,
+        &file,
+        Which::Command(process::getpid() as u32),
+    )
+    .map_err(|p| p.to_string())?;
+    let cgroups = match &master.cgroup_name {
+        Some(root) => {
+            Some(cgroup::detect_host(root, &master.cgroup_controllers).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let ctx = Context {
+        cgroups,
+        sockets: Vec::new(),
+        term: std::env::var("TERM").unwrap_or_else(|_| "dumb".into()),
+        extra_args: args.to_vec(),
+    };
+    Ok((spec, ctx))
+}
+
+/// Run the knot, pass signals on, clean up, return its status.
+fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
+    let old_mask = match process::block_all_signals() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("cairn cmd: {e}");
+            return 1;
+        }
+    };
+    let sigfd = match process::signalfd_all() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cairn cmd: {e}");
+            return 1;
+        }
+    };
+    let pid = match knot::spawn(spec, ctx) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cairn cmd: {e}");
+            return 1;
+        }
+    };
+    let exit = wait_knot(pid, &sigfd, spec.interactive);
+    cleanup(spec, ctx);
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&old_mask),
+        None,
+    );
+    match exit {
+        Exit::Code(c) => c.clamp(0, 255) as u8,
+        Exit::Signal(s) => (128 + s).clamp(0, 255) as u8,
+    }
+}
+
+fn wait_knot(pid: i32, sigfd: &std::os::fd::OwnedFd, interactive: bool) -> Exit {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::NONE);
+        while let Ok(Some(si)) = process::read_signal(sigfd.as_fd()) {
+            match si.signo {
+                libc::SIGCHLD => {
+                    while let Some((p, exit)) = process::reap_any() {
+                        if p == pid {
+                            return exit;
+                        }
+                    }
+                }
+                // Keys typed at the terminal already reached the whole
+                // process group, the workload included.
+                libc::SIGINT | libc::SIGQUIT if si.code == libc::SI_KERNEL || interactive => {}
+                libc::SIGTERM
+                | libc::SIGHUP
+                | libc::SIGUSR1
+                | libc::SIGUSR2
+                | libc::SIGINT
+                | libc::SIGQUIT => {
+                    let _ = process::kill(pid, si.signo);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Remove the command's cgroup and state dir.
+fn cleanup(spec: &InstanceSpec, ctx: &Context) {
+    if let (Some(cg), Some(leaf)) = (&ctx.cgroups, &spec.host.cgroup)
+        && let Err(e) = cg.destroy(leaf)
+    {
+        eprintln!("cairn cmd: cleaning up cgroup {leaf}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&spec.host.state_dir);
+}

@@ -1,0 +1,499 @@
+//! Build the container's root file system, inside the knot's own mount
+//! namespace, then pivot into it. Every mount target is an fd found by
+//! `openat2` under the new root without following symlinks; every mount
+//! source is an fd too. Mount flags are stated at each call.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use crate::image;
+use crate::spec::{EtcFile, InstanceSpec, MountKind};
+use crate::sys::fs::{self as sfs, Resolve};
+use crate::sys::mount::{self, Attrs, Recursive};
+
+use super::etc;
+
+/// A setup error: what failed, in words for the operator.
+pub type Result<T> = std::result::Result<T, String>;
+
+fn ctx<T, E: std::fmt::Display>(
+    r: std::result::Result<T, E>,
+    what: impl FnOnce() -> String,
+) -> Result<T> {
+    r.map_err(|e| format!("{}: {e}", what()))
+}
+
+/// What `build` leaves for the rest of the knot.
+pub struct Built {
+    /// The sandbox stdio log, opened on the host before the pivot.
+    pub stdio: Option<OwnedFd>,
+}
+
+/// Open a directory the image must have, refusing symlinks and files.
+fn image_dir(root: BorrowedFd<'_>, path: &str, why: &str) -> Result<OwnedFd> {
+    sfs::open_dir_beneath(root, path).map_err(|e| match e.errno() {
+        Some(libc::ENOENT) => format!("{path} does not exist in the image ({why})"),
+        Some(libc::ELOOP) | Some(libc::EXDEV) => {
+            format!("{path} in the image is or goes through a symlink; it must be a real directory ({why})")
+        }
+        Some(libc::ENOTDIR) => format!("{path} in the image is not a directory ({why})"),
+        _ => format!("{path} in the image: {e}"),
+    })
+}
+
+/// Build everything and pivot_root into it. `inst` is the instance dir
+/// (host), `state` its `state/` subdir (what `!Statedir` binds).
+pub fn build(spec: &InstanceSpec, inst: &OwnedFd, state: &OwnedFd) -> Result<Built> {
+    mount::make_all_private().map_err(|e| e.to_string())?;
+
+    // The image, read-only, nosuid, nodev (recursively), on the mount dir.
+    let img = image::open_image(&spec.image_dir, &spec.image)?;
+    let tree = ctx(
+        mount::clone_tree(img.as_fd(), &spec.image, Recursive::Yes),
+        || "image".into(),
+    )?;
+    ctx(
+        mount::set_attrs(
+            tree.as_fd(),
+            "image",
+            Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NODEV),
+            Attrs::NONE,
+            Recursive::Yes,
+        ),
+        || "image".into(),
+    )?;
+    let mnt_dir = ctx(sfs::open_dir(&spec.host.mount_dir), || "mount-dir".into())?;
+    ctx(
+        mount::attach(tree.as_fd(), mnt_dir.as_fd(), "image"),
+        || "mount image".into(),
+    )?;
+    drop(mnt_dir);
+    // Re-open: the path now leads to the image mount.
+    let root = ctx(sfs::open_dir(&spec.host.mount_dir), || "new root".into())?;
+
+    dev(spec, root.as_fd())?;
+    proc(root.as_fd())?;
+    for m in &spec.mounts {
+        volume(spec, root.as_fd(), state.as_fd(), m)?;
+    }
+    etc_file(
+        root.as_fd(),
+        state.as_fd(),
+        "resolv.conf",
+        &spec.resolv_conf,
+    )?;
+    etc_file(root.as_fd(), state.as_fd(), "hosts", &spec.hosts_file)?;
+    let _ = inst;
+
+    let stdio = match &spec.stdio {
+        crate::spec::Stdio::HostFile(p) => Some(open_log(p)?),
+        _ => None,
+    };
+    ctx(mount::pivot_into(root.as_fd()), || "pivot_root".into())?;
+    Ok(Built { stdio })
+}
+
+fn open_log(p: &Path) -> Result<OwnedFd> {
+    if let Some(parent) = p.parent() {
+        ctx(std::fs::create_dir_all(parent), || {
+            format!("create {}", parent.display())
+        })?;
+    }
+    let f = ctx(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(p),
+        || format!("open stdio log {}", p.display()),
+    )?;
+    Ok(OwnedFd::from(f))
+}
+
+/// A minimal `/dev` on a fresh tmpfs (or the master's devfs-dir, bound
+/// read-only), made read-only once populated; devpts and shm below it.
+fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
+    let target = image_dir(root, "dev", "cairn mounts /dev there")?;
+    if let Some(devfs) = &spec.host.devfs_dir {
+        let src = ctx(sfs::open_dir(devfs), || {
+            format!("devfs-dir {}", devfs.display())
+        })?;
+        let b = ctx(
+            mount::clone_tree(src.as_fd(), "devfs-dir", Recursive::No),
+            || "devfs-dir".into(),
+        )?;
+        ctx(
+            mount::set_attrs(
+                b.as_fd(),
+                "/dev",
+                Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
+                Attrs::NONE,
+                Recursive::No,
+            ),
+            || "/dev".into(),
+        )?;
+        return ctx(mount::attach(b.as_fd(), target.as_fd(), "/dev"), || {
+            "mount /dev".into()
+        });
+    }
+    let fs = ctx(
+        mount::new_fs(
+            "tmpfs",
+            &[("mode", "0755"), ("size", "65536"), ("nr_inodes", "64")],
+            Attrs::NOSUID.or(Attrs::NOEXEC),
+        ),
+        || "/dev tmpfs".into(),
+    )?;
+    let d = fs.as_fd();
+    let e = |r: std::result::Result<(), crate::sys::Error>| r.map_err(|e| format!("/dev: {e}"));
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        e(mount::mknod_char(d, name, 0o666, major, minor))?;
+        // mknod honours the umask; state the mode.
+        e(mount::chmod_at(d, name, 0o666))?;
+    }
+    e(mount::mkdir_at(d, "pts", 0o755))?;
+    e(mount::mkdir_at(d, "shm", 0o1777))?;
+    e(mount::chmod_at(d, "shm", 0o1777))?;
+    e(mount::symlink_at("pts/ptmx", d, "ptmx"))?;
+    e(mount::symlink_at("/proc/self/fd", d, "fd"))?;
+    e(mount::symlink_at("/proc/self/fd/0", d, "stdin"))?;
+    e(mount::symlink_at("/proc/self/fd/1", d, "stdout"))?;
+    e(mount::symlink_at("/proc/self/fd/2", d, "stderr"))?;
+    ctx(mount::attach(d, target.as_fd(), "/dev"), || {
+        "mount /dev".into()
+    })?;
+    let devroot = image_dir(root, "dev", "just mounted")?;
+    let pts = ctx(sfs::open_dir_beneath(devroot.as_fd(), "pts"), || {
+        "/dev/pts".into()
+    })?;
+    let ptsfs = ctx(
+        mount::new_fs(
+            "devpts",
+            &[
+                ("newinstance", ""),
+                ("ptmxmode", "0666"),
+                ("mode", "0620"),
+                ("gid", "5"),
+            ],
+            Attrs::NOSUID.or(Attrs::NOEXEC),
+        ),
+        || "devpts".into(),
+    );
+    // Some kernels reject an empty "newinstance" value; it is the default.
+    let ptsfs = match ptsfs {
+        Ok(f) => f,
+        Err(_) => ctx(
+            mount::new_fs(
+                "devpts",
+                &[("ptmxmode", "0666"), ("mode", "0620"), ("gid", "5")],
+                Attrs::NOSUID.or(Attrs::NOEXEC),
+            ),
+            || "devpts".into(),
+        )?,
+    };
+    ctx(
+        mount::attach(ptsfs.as_fd(), pts.as_fd(), "/dev/pts"),
+        || "mount /dev/pts".into(),
+    )?;
+    let shm = ctx(sfs::open_dir_beneath(devroot.as_fd(), "shm"), || {
+        "/dev/shm".into()
+    })?;
+    let shmfs = ctx(
+        mount::new_fs(
+            "tmpfs",
+            &[("mode", "1777"), ("size", "67108864")],
+            Attrs::SAFE,
+        ),
+        || "/dev/shm tmpfs".into(),
+    )?;
+    ctx(
+        mount::attach(shmfs.as_fd(), shm.as_fd(), "/dev/shm"),
+        || "mount /dev/shm".into(),
+    )?;
+    // Finally /dev itself read-only (not its submounts).
+    ctx(
+        mount::set_attrs(
+            devroot.as_fd(),
+            "/dev",
+            Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
+            Attrs::NONE,
+            Recursive::No,
+        ),
+        || "/dev read-only".into(),
+    )
+}
+
+/// Files of /proc that show host kernel internals: hidden behind /dev/null.
+const MASKED_FILES: &[&str] = &[
+    "kcore",
+    "keys",
+    "timer_list",
+    "latency_stats",
+    "sched_debug",
+    "kallsyms",
+];
+/// Directories of /proc hidden behind an empty read-only tmpfs.
+const MASKED_DIRS: &[&str] = &["acpi", "scsi"];
+/// Parts of /proc that stay visible but read-only.
+const READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+
+/// `/proc` of the container's pid namespace, with host surfaces masked or
+/// read-only. Masks use inodes we create (our /dev/null, a fresh tmpfs),
+/// never anything from the image.
+fn proc(root: BorrowedFd<'_>) -> Result<()> {
+    let target = image_dir(root, "proc", "cairn mounts /proc there")?;
+    let fs = ctx(mount::new_fs("proc", &[], Attrs::SAFE), || "proc".into())?;
+    ctx(mount::attach(fs.as_fd(), target.as_fd(), "/proc"), || {
+        "mount /proc".into()
+    })?;
+    let proc_root = image_dir(root, "proc", "just mounted")?;
+    let open = |name: &str| {
+        sfs::openat2(
+            proc_root.as_fd(),
+            name,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+            Resolve::BeneathNoSymlinks,
+        )
+    };
+    for name in READONLY {
+        let Ok(t) = open(name) else { continue };
+        let b = ctx(mount::clone_tree(t.as_fd(), name, Recursive::Yes), || {
+            format!("/proc/{name}")
+        })?;
+        ctx(
+            mount::set_attrs(
+                b.as_fd(),
+                name,
+                Attrs::RDONLY.or(Attrs::SAFE),
+                Attrs::NONE,
+                Recursive::Yes,
+            ),
+            || format!("/proc/{name} read-only"),
+        )?;
+        ctx(mount::attach(b.as_fd(), t.as_fd(), name), || {
+            format!("mount /proc/{name}")
+        })?;
+    }
+    let devnull = {
+        let dev = image_dir(root, "dev", "/dev/null for masks")?;
+        ctx(
+            sfs::openat2(
+                dev.as_fd(),
+                "null",
+                libc::O_PATH | libc::O_NOFOLLOW,
+                0,
+                Resolve::BeneathNoSymlinks,
+            ),
+            || "/dev/null".into(),
+        )?
+    };
+    for name in MASKED_FILES {
+        let Ok(t) = open(name) else { continue };
+        let b = ctx(
+            mount::clone_tree(devnull.as_fd(), "/dev/null", Recursive::No),
+            || format!("mask /proc/{name}"),
+        )?;
+        ctx(
+            mount::set_attrs(
+                b.as_fd(),
+                name,
+                Attrs::RDONLY.or(Attrs::SAFE),
+                Attrs::NONE,
+                Recursive::No,
+            ),
+            || format!("mask /proc/{name}"),
+        )?;
+        ctx(mount::attach(b.as_fd(), t.as_fd(), name), || {
+            format!("mask /proc/{name}")
+        })?;
+    }
+    for name in MASKED_DIRS {
+        let Ok(t) = open(name) else { continue };
+        let empty = ctx(
+            mount::new_fs(
+                "tmpfs",
+                &[("size", "4096"), ("mode", "0555"), ("nr_inodes", "1")],
+                Attrs::RDONLY.or(Attrs::SAFE),
+            ),
+            || format!("mask /proc/{name}"),
+        )?;
+        ctx(mount::attach(empty.as_fd(), t.as_fd(), name), || {
+            format!("mask /proc/{name}")
+        })?;
+    }
+    Ok(())
+}
+
+/// One volume.
+fn volume(
+    spec: &InstanceSpec,
+    root: BorrowedFd<'_>,
+    state: BorrowedFd<'_>,
+    m: &crate::spec::MountSpec,
+) -> Result<()> {
+    let t = &m.target;
+    let target = image_dir(root, t, "volume mount points must exist in the image")?;
+    let what = || format!("volume {t}");
+    let mnt = match &m.kind {
+        MountKind::Bind {
+            base,
+            sub,
+            writable,
+            mkdir,
+        } => {
+            let base_fd = ctx(sfs::open_dir(base), || {
+                format!("volume {t}: host dir {}", base.display())
+            })?;
+            let src = match mkdir {
+                Some((mode, uid, gid)) => {
+                    let (fd, created) =
+                        ctx(sfs::mkdir_beneath(base_fd.as_fd(), sub, *mode), || {
+                            format!("volume {t}: create {}/{sub}", base.display())
+                        })?;
+                    if created {
+                        ctx(sfs::chown_chmod(fd.as_fd(), sub, *uid, *gid, *mode), what)?;
+                    }
+                    fd
+                }
+                None => ctx(sfs::open_dir_beneath(base_fd.as_fd(), sub), || {
+                    format!("volume {t}: {}/{sub} (no symlinks allowed)", base.display())
+                })?,
+            };
+            let b = ctx(mount::clone_tree(src.as_fd(), t, Recursive::Yes), what)?;
+            let attrs = if *writable {
+                Attrs::SAFE
+            } else {
+                Attrs::SAFE.or(Attrs::RDONLY)
+            };
+            ctx(
+                mount::set_attrs(b.as_fd(), t, attrs, Attrs::NONE, Recursive::Yes),
+                what,
+            )?;
+            b
+        }
+        MountKind::Tmpfs { size, mode } => ctx(
+            mount::new_fs(
+                "tmpfs",
+                &[("size", &size.to_string()), ("mode", &format!("{mode:o}"))],
+                Attrs::SAFE,
+            ),
+            what,
+        )?,
+        MountKind::Statedir {
+            sub,
+            mode,
+            uid,
+            gid,
+        } => {
+            let (fd, _) = ctx(sfs::mkdir_beneath(state, sub, *mode), what)?;
+            ctx(sfs::chown_chmod(fd.as_fd(), sub, *uid, *gid, *mode), what)?;
+            let b = ctx(mount::clone_tree(fd.as_fd(), t, Recursive::No), what)?;
+            ctx(
+                mount::set_attrs(b.as_fd(), t, Attrs::SAFE, Attrs::NONE, Recursive::No),
+                what,
+            )?;
+            b
+        }
+    };
+    let _ = spec;
+    ctx(mount::attach(mnt.as_fd(), target.as_fd(), t), || {
+        format!("mount volume {t}")
+    })
+}
+
+/// Write `state/<name>` and, per the config, bind it read-only over the
+/// image's `/etc/<name>` when that is a regular file (never a symlink).
+fn etc_file(root: BorrowedFd<'_>, state: BorrowedFd<'_>, name: &str, f: &EtcFile) -> Result<()> {
+    if !etc::wanted(f) {
+        return Ok(());
+    }
+    let copied = match &f.copy_from {
+        Some(p) => Some(ctx(crate::config::read_file_capped(p, 1 << 20), || {
+            format!("copy {}", p.display())
+        })?),
+        None => None,
+    };
+    let host = if f.public_hostname {
+        public_host()
+    } else {
+        None
+    };
+    let content = etc::render(
+        f,
+        copied.as_deref(),
+        host.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+    );
+    ctx(sfs::replace_file(state, name, &content, 0o644), || {
+        format!("write state/{name}")
+    })?;
+    if f.mount == Some(false) {
+        return Ok(());
+    }
+    let path = format!("etc/{name}");
+    let target = sfs::openat2(
+        root,
+        &path,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        Resolve::BeneathNoSymlinks,
+    );
+    let regular = target
+        .as_ref()
+        .ok()
+        .and_then(|t| sfs::fstat(t.as_fd()).ok())
+        .is_some_and(|st| sfs::is_reg(&st));
+    let target = match (target, regular) {
+        (Ok(t), true) => t,
+        _ if f.mount == Some(true) => {
+            return Err(format!(
+                "/etc/{name} in the image is not a regular file (missing, a symlink or special), so it cannot be replaced"
+            ));
+        }
+        _ => return Ok(()),
+    };
+    let src = ctx(
+        sfs::openat2(
+            state,
+            name,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+            Resolve::BeneathNoSymlinks,
+        ),
+        || format!("state/{name}"),
+    )?;
+    let b = ctx(mount::clone_tree(src.as_fd(), name, Recursive::No), || {
+        format!("/etc/{name}")
+    })?;
+    ctx(
+        mount::set_attrs(
+            b.as_fd(),
+            name,
+            Attrs::RDONLY.or(Attrs::SAFE),
+            Attrs::NONE,
+            Recursive::No,
+        ),
+        || format!("/etc/{name}"),
+    )?;
+    ctx(mount::attach(b.as_fd(), target.as_fd(), name), || {
+        format!("mount /etc/{name}")
+    })
+}
+
+/// (hostname, first non-loopback IPv4 address) of the host.
+fn public_host() -> Option<(String, String)> {
+    let name = nix::unistd::gethostname().ok()?.into_string().ok()?;
+    let addr = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter_map(|i| i.address.and_then(|a| a.as_sockaddr_in().map(|s| s.ip())))
+        .find(|ip| !ip.is_loopback())
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "127.0.1.1".to_string());
+    Some((name, addr))
+}

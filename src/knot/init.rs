@@ -1,0 +1,108 @@
+//! The knot as the container's init: every signal blocked and read from a
+//! signalfd; TERM/INT/HUP/QUIT/USR1/USR2 forwarded to the workload; every
+//! zombie reaped (the workload's orphans are reparented to us, pid 1);
+//! exit with the workload's status. After the workload is spawned the knot
+//! never bails out: errors only end in an exit status.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::spec::InstanceSpec;
+use crate::sys::process::{self, Exit};
+
+/// Signals we pass on to the workload.
+const FORWARDED: &[i32] = &[
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// What ended the loop.
+pub struct Ended {
+    pub exit: Exit,
+    /// Last pid the workload had (in our namespace).
+    pub pid: i32,
+}
+
+/// Supervise `pid` until the workload ends for good. With
+/// `restart-process-only`, a workload that exits is started again (never
+/// sooner than restart-timeout after its previous start) until a SIGTERM.
+pub fn run(
+    spec: &InstanceSpec,
+    sigfd: &OwnedFd,
+    mut pid: i32,
+    mut respawn: impl FnMut() -> Result<i32, (String, i32)>,
+    mut on_start: impl FnMut(i32),
+) -> Result<Ended, (String, i32)> {
+    let mut alive = true;
+    let mut started = Instant::now();
+    let mut stopping = false;
+    let mut restart_at: Option<Instant> = None;
+    let mut last = Exit::Code(0);
+    let restart_timeout = Duration::from_millis(spec.restart_timeout_ms);
+    loop {
+        if let Some(at) = restart_at {
+            let now = Instant::now();
+            if now >= at {
+                restart_at = None;
+                pid = respawn()?;
+                alive = true;
+                started = Instant::now();
+                on_start(pid);
+                continue;
+            }
+        }
+        let timeout = match restart_at {
+            Some(at) => {
+                let ms = at
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(i32::MAX as u128);
+                PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::NONE)
+            }
+            None => PollTimeout::NONE,
+        };
+        let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(_) => {}
+        }
+        while let Ok(Some(si)) = process::read_signal(sigfd.as_fd()) {
+            if si.signo == libc::SIGCHLD {
+                while let Some((p, exit)) = process::reap_any() {
+                    if alive && p == pid {
+                        alive = false;
+                        last = exit;
+                        if spec.restart_process_only && !stopping {
+                            restart_at = Some(started + restart_timeout);
+                        } else {
+                            return Ok(Ended { exit, pid });
+                        }
+                    }
+                }
+                continue;
+            }
+            if !FORWARDED.contains(&si.signo) {
+                continue;
+            }
+            if si.signo == libc::SIGTERM {
+                stopping = true;
+                if !alive {
+                    return Ok(Ended { exit: last, pid });
+                }
+            }
+            // A key from the terminal (SI_KERNEL) already reached the
+            // workload's process group; forwarding it would double it.
+            let from_tty =
+                si.code == libc::SI_KERNEL && matches!(si.signo, libc::SIGINT | libc::SIGQUIT);
+            if alive && !(spec.interactive && from_tty) {
+                let _ = process::kill(pid, si.signo);
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The knot: one per instance, pid 1 of its container. `spawn` clones a
+//! child into new pid, mount, UTS and IPC namespaces (and a network
+//! namespace when bridged); the child builds the container (`fs`), starts
+//! the workload (`exec`) and stays as its init (`init`).
+//!
+//! The knot is forked, not exec'd: it shares the parent's code pages and
+//! costs only the pages it touches. `cairn knot --spec-fd N` runs the same
+//! code from a fresh exec, for debugging and for tools.
+
+pub mod etc;
+pub mod exec;
+pub mod fs;
+pub mod init;
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::InstanceSpec;
+use crate::sys::cgroup::{Cgroups, Limits};
+use crate::sys::fs as sfs;
+use crate::sys::process::{self, Exit};
+
+/// Exit status of a knot whose container could not be set up (the reason
+/// is in `<instance dir>/error` and on stderr).
+pub const SETUP_FAILED: i32 = 125;
+
+/// What a knot needs besides its spec: host facts that are not config.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Context {
+    /// Cgroup hierarchies, or `None` when cgroups are off.
+    pub cgroups: Option<Cgroups>,
+    /// Listening sockets: (fd number in the workload, fd in this process).
+    pub sockets: Vec<(u32, RawFd)>,
+    /// `TERM` for the workload unless its environ sets one.
+    pub term: String,
+    /// Arguments appended to the configured ones (`cairn cmd`).
+    pub extra_args: Vec<String>,
+}
+
+/// The workload's end as the knot records it in `exit-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Shell-style status: the code, or 128 + signal.
+    pub status: i32,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+}
+
+/// Clone a knot for `spec`. Returns its pid (in the caller's namespace).
+/// The caller must be single-threaded.
+pub fn spawn(spec: &InstanceSpec, ctx: &Context) -> Result<i32, String> {
+    let ns = process::Namespaces {
+        net: spec.network.is_some(),
+    };
+    match process::clone_into(ns).map_err(|e| format!("{}: {e}", spec.name))? {
+        Some(pid) => Ok(pid),
+        None => {
+            // Never unwind into the parent's code from here.
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| main(spec, ctx)))
+                .unwrap_or(SETUP_FAILED);
+            process::exit_now(code)
+        }
+    }
+}
+
+/// Close every inherited fd except stdio and `keep`.
+fn close_inherited(keep: &[RawFd]) -> Result<(), String> {
+    let mut keep: Vec<u32> = keep.iter().filter(|&&f| f > 2).map(|&f| f as u32).collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for k in keep {
+        if k > from {
+            process::close_range(from, k - 1).map_err(|e| e.to_string())?;
+        }
+        from = k + 1;
+    }
+    process::close_range(from, u32::MAX).map_err(|e| e.to_string())
+}
+
+/// Record a setup failure where the supervisor and the operator look.
+fn fail(spec: &InstanceSpec, inst: Option<&OwnedFd>, msg: &str) -> i32 {
+    if let Some(dir) = inst {
+        let _ = sfs::replace_file(dir.as_fd(), "error", msg.as_bytes(), 0o644);
+    }
+    eprintln!("cairn: {}: {msg}", spec.name);
+    SETUP_FAILED
+}
+
+/// The knot's life, in the cloned child. Returns its exit status.
+pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
+    // Not dumpable before anything else: no ptrace, no /proc/1/exe, root,
+    // environ or mem for the workload (and no core dumps of our memory).
+    if let Err(e) = process::set_dumpable(false) {
+        return fail(spec, None, &e.to_string());
+    }
+    let keep: Vec<RawFd> = ctx.sockets.iter().map(|(_, fd)| *fd).collect();
+    if let Err(e) = close_inherited(&keep) {
+        return fail(spec, None, &e);
+    }
+    // Keep the OOM killer on the workload, not on its init. Best effort:
+    // lowering the score needs CAP_SYS_RESOURCE, which some hosts withhold,
+    // and the knot's few pages rarely make it the victim anyway.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    let inst = match instance_dir(spec) {
+        Ok(d) => d,
+        Err(e) => return fail(spec, None, &e),
+    };
+    match setup(spec, ctx, &inst) {
+        Ok(code) => code,
+        Err(e) => fail(spec, Some(&inst.0), &e),
+    }
+}
+
+/// Create (or reuse) the instance dir and its `state/`, and clear the
+/// files a previous run left.
+fn instance_dir(spec: &InstanceSpec) -> Result<(OwnedFd, OwnedFd), String> {
+    let dir = &spec.host.state_dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
+    let inst = sfs::openat2(
+        sfs::open_dir(dir).map_err(|e| e.to_string())?.as_fd(),
+        ".",
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+        sfs::Resolve::BeneathNoSymlinks,
+    )
+    .map_err(|e| e.to_string())?;
+    for f in ["error", "exit-status", "workload.pid"] {
+        let _ = nix::unistd::unlinkat(&inst, f, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    }
+    let (state, _) = sfs::mkdir_beneath(inst.as_fd(), "state", 0o755).map_err(|e| e.to_string())?;
+    Ok((inst, state))
+}
+
+fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Result<i32, String> {
+    // Limits first: nothing of the container exists before they hold.
+    let mut oom_dir: Option<OwnedFd> = None;
+    if let (Some(cg), Some(leaf)) = (&ctx.cgroups, &spec.host.cgroup) {
+        let limits = Limits {
+            memory: spec.limits.memory,
+            cpu_shares: Some(spec.limits.cpu_shares),
+            pids: spec.limits.pids.or_else(|| {
+                cg.supports("pids")
+                    .then_some(crate::config::container::DEFAULT_PIDS_LIMIT)
+            }),
+        };
+        cg.create(leaf, &limits)
+            .map_err(|e| format!("cgroup: {e}"))?;
+        cg.join(leaf, 0).map_err(|e| format!("cgroup: {e}"))?;
+        if let Some(d) = cg.memory_dir(leaf) {
+            oom_dir = sfs::open_dir(&d).ok();
+        }
+    } else if spec.limits.memory.is_some() {
+        return Err(
+            "memory-limit is set but cgroups are off (cgroup-name: null in master.yaml)".into(),
+        );
+    } else if spec.limits.pids.is_some() {
+        return Err(
+            "pids-limit is set but cgroups are off (cgroup-name: null in master.yaml)".into(),
+        );
+    }
+    std::fs::create_dir_all(&spec.host.mount_dir)
+        .map_err(|e| format!("mount-dir {}: {e}", spec.host.mount_dir.display()))?;
+    let built = fs::build(spec, &inst.0, &inst.1)?;
+
+    process::block_all_signals().map_err(|e| e.to_string())?;
+    let sigfd = process::signalfd_all().map_err(|e| e.to_string())?;
+    let first = exec::spawn(spec, ctx, built.stdio.as_ref()).map_err(|e| e.to_string());
+    let first = match first {
+        Ok(p) => p,
+        Err(e) => {
+            let code = if e.contains("No such file") {
+                exec::NOT_FOUND
+            } else {
+                exec::EXEC_FAILED
+            };
+            let _ = sfs::replace_file(inst.0.as_fd(), "error", e.as_bytes(), 0o644);
+            eprintln!("cairn: {}: {e}", spec.name);
+            return Ok(code);
+        }
+    };
+    let record_pid = |pid: i32| {
+        let _ = sfs::replace_file(
+            inst.0.as_fd(),
+            "workload.pid",
+            pid.to_string().as_bytes(),
+            0o644,
+        );
+    };
+    record_pid(first);
+    let ended = init::run(
+        spec,
+        &sigfd,
+        first,
+        || {
+            exec::spawn(spec, ctx, built.stdio.as_ref()).map_err(|e| {
+                let code = if e.contains("No such file") {
+                    exec::NOT_FOUND
+                } else {
+                    exec::EXEC_FAILED
+                };
+                (e, code)
+            })
+        },
+        record_pid,
+    );
+    let ended = match ended {
+        Ok(e) => e,
+        Err((msg, code)) => {
+            let _ = sfs::replace_file(inst.0.as_fd(), "error", msg.as_bytes(), 0o644);
+            eprintln!("cairn: {}: {msg}", spec.name);
+            return Ok(code);
+        }
+    };
+    let oom_killed = matches!(ended.exit, Exit::Signal(libc::SIGKILL))
+        && oom_dir.as_ref().is_some_and(|d| oom_kills(d) > 0);
+    let rec = ExitRecord {
+        status: ended.exit.as_status(),
+        signal: match ended.exit {
+            Exit::Signal(s) => Some(s),
+            Exit::Code(_) => None,
+        },
+        oom_killed,
+    };
+    if let Ok(json) = serde_json::to_vec(&rec) {
+        let _ = sfs::replace_file(inst.0.as_fd(), "exit-status", &json, 0o644);
+    }
+    if oom_killed {
+        eprintln!(
+            "cairn: {}: killed by the OOM killer (memory-limit)",
+            spec.name
+        );
+    }
+    Ok(rec.status)
+}
+
+/// OOM kills recorded by the memory cgroup (v1 memory.oom_control or v2
+/// memory.events), read through an fd opened before the pivot.
+fn oom_kills(dir: &OwnedFd) -> u64 {
+    for (file, key) in [
+        ("memory.oom_control", "oom_kill "),
+        ("memory.events", "oom_kill "),
+    ] {
+        let path = format!("/proc/self/fd/{}/{file}", dir.as_raw_fd());
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Some(n) = text
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+        {
+            return n;
+        }
+    }
+    0
+}
