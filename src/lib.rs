@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod image;
 pub mod knot;
+pub mod logger;
 pub mod spec;
 pub mod sys;
 pub mod tree;

@@ -6,7 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cairn::cli;
+use cairn::config::LogLevel;
 use cairn::config::master::DEFAULT_PATH;
+
+fn parse_level(s: &str) -> Result<LogLevel, String> {
+    LogLevel::parse(s).ok_or_else(|| format!("{s:?} is not one of error, warn, info, debug, trace"))
+}
 
 #[derive(Parser)]
 #[command(name = "cairn", version = cli::version(), about = "A hardened process supervisor (lithos-compatible)")]
@@ -32,6 +37,42 @@ enum Command {
         #[arg(long, num_args = 2, value_names = ["IMAGE_DIR", "CONFIG_PATH"],
               conflicts_with_all = ["sandbox", "alternate_config"])]
         container: Option<Vec<String>>,
+    },
+    /// The supervisor: keep every configured instance running.
+    Tree {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// Log to stderr instead of the log file.
+        #[arg(long)]
+        log_stderr: bool,
+        /// error, warn, info, debug or trace (overrides master.yaml).
+        #[arg(long, value_parser = parse_level)]
+        log_level: Option<LogLevel>,
+    },
+    /// Show what runs.
+    Ps {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// One JSON object (the format is documented in docs/operations.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check FILE as SANDBOX's process config, install it, reload.
+    Switch {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        sandbox: String,
+        file: PathBuf,
+    },
+    /// Ask the running tree to re-read its configs (SIGHUP).
+    Reload {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Ask the running tree to replace itself with the installed binary (SIGQUIT).
+    Upgrade {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
+        config: PathBuf,
     },
     /// Run a Command entry in a fresh container; exit with its status.
     Cmd {
@@ -63,6 +104,23 @@ fn main() -> ExitCode {
             name,
             args,
         } => cli::cmd::run(&config, &sandbox, &name, &args),
+        Command::Tree {
+            config,
+            log_stderr,
+            log_level,
+        } => cairn::tree::run::run(cairn::tree::run::Options {
+            config,
+            log_stderr,
+            log_level,
+        }),
+        Command::Ps { config, json } => cli::ps::run(&config, json),
+        Command::Switch {
+            config,
+            sandbox,
+            file,
+        } => cli::switch::run(&config, &sandbox, &file),
+        Command::Reload { config } => cli::signal::send(&config, libc::SIGHUP, "reload"),
+        Command::Upgrade { config } => cli::signal::send(&config, libc::SIGQUIT, "upgrade"),
     };
     ExitCode::from(code)
 }

@@ -402,6 +402,66 @@ impl InstanceSpec {
         })
     }
 
+    /// A spec that only names an instance: shown as `failed` when its
+    /// config cannot be read; never run.
+    pub fn placeholder(sandbox: &str, process: &str, index: u32) -> InstanceSpec {
+        InstanceSpec {
+            name: instance_name(sandbox, process, Which::Daemon(index)),
+            sandbox: sandbox.to_string(),
+            process: process.to_string(),
+            index,
+            kind: Kind::Daemon,
+            image: String::new(),
+            image_dir: PathBuf::new(),
+            config_path: String::new(),
+            executable: String::new(),
+            arguments: Vec::new(),
+            environ: BTreeMap::new(),
+            pid_vars: Vec::new(),
+            workdir: "/".into(),
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+            uid_map: Vec::new(),
+            gid_map: Vec::new(),
+            capabilities: Vec::new(),
+            mounts: Vec::new(),
+            limits: Limits {
+                memory: None,
+                cpu_shares: 1024,
+                pids: None,
+                fileno: 1024,
+            },
+            restart_timeout_ms: 1000,
+            kill_timeout_ms: 5000,
+            normal_exit_codes: Vec::new(),
+            restart_process_only: false,
+            interactive: false,
+            stdio: Stdio::Inherit,
+            resolv_conf: EtcFile {
+                copy_from: None,
+                extra_lines: Vec::new(),
+                public_hostname: false,
+                mount: None,
+            },
+            hosts_file: EtcFile {
+                copy_from: None,
+                extra_lines: Vec::new(),
+                public_hostname: false,
+                mount: None,
+            },
+            tcp_ports: Vec::new(),
+            listen_fdnames: Vec::new(),
+            network: None,
+            host: HostSpec {
+                state_dir: PathBuf::new(),
+                mount_dir: PathBuf::new(),
+                devfs_dir: None,
+                cgroup: None,
+            },
+        }
+    }
+
     /// The stable content hash (16 hex digits) of this spec.
     pub fn hash(&self) -> String {
         // serde_json of a struct is deterministic: fields in declaration

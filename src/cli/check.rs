@@ -11,7 +11,8 @@ use crate::config::error::{ConfigError, Problems};
 use crate::config::master::Master;
 use crate::config::validate;
 use crate::image;
-use crate::tree::desired::{self, InProcess, Selection};
+use crate::tree::desired::{self, Selection};
+use crate::tree::parse;
 
 /// Check every sandbox (or one, with another process config).
 pub fn all(master_path: &Path, sandbox: Option<&str>, alternate: Option<&Path>) -> u8 {
@@ -35,7 +36,15 @@ pub fn all(master_path: &Path, sandbox: Option<&str>, alternate: Option<&Path>) 
     }
     let mut instances = 0usize;
     let mut entries = 0usize;
-    for r in desired::resolve_entries(&configs, &mut InProcess, true) {
+    // Container configs are read in a bounded child process, as the tree
+    // does: a hostile one costs only its own entry.
+    let jobs: Vec<_> = configs
+        .sandboxes
+        .values()
+        .flat_map(|sc| sc.processes.entries.values().map(move |e| (&sc.sandbox, e)))
+        .collect();
+    let mut loader = parse::Prefetched(parse::load_all(&jobs));
+    for r in desired::resolve_entries(&configs, &mut loader, true) {
         entries += 1;
         match r.result {
             Ok(specs) => instances += specs.len(),
@@ -63,7 +72,7 @@ pub fn container(image_dir: &Path, config_path: &str) -> u8 {
             .map_err(|e| ConfigError::new(&shown, e.to_string()))?;
         let bytes =
             image::read_config(&root, config_path).map_err(|e| ConfigError::new(&shown, e))?;
-        let cfg = container::parse(&shown, &bytes)?;
+        let cfg = parse::guarded(|| container::parse(&shown, &bytes))?;
         validate::standalone(&shown, &cfg).into_result(())
     })();
     match result {

@@ -65,7 +65,8 @@ fn prepare(
     if !problems.is_empty() {
         return Err(problems.to_string());
     }
-    let (file, cfg) = desired::load_container(&sb, entry).map_err(|p| p.to_string())?;
+    let (file, cfg) = crate::tree::parse::guarded(|| desired::load_container(&sb, entry))
+        .map_err(|p| p.to_string())?;
     if !cfg.tcp_ports.is_empty() {
         return Err(format!("{file}: tcp-ports are not supported for commands"));
     }
@@ -89,6 +90,7 @@ fn prepare(
         sockets: Vec::new(),
         term: std::env::var("TERM").unwrap_or_else(|_| "dumb".into()),
         extra_args: args.to_vec(),
+        ready: None,
     };
     Ok((spec, ctx))
 }

@@ -3,6 +3,9 @@
 
 pub mod check;
 pub mod cmd;
+pub mod ps;
+pub mod signal;
+pub mod switch;
 
 /// The version string: crate version plus the git commit, when known.
 pub fn version() -> &'static str {

@@ -70,8 +70,44 @@ pub fn parse(file: &str, bytes: &[u8], limits: &Limits) -> Result<Ast, ConfigErr
         let line = 1 + text[..off].matches('\n').count();
         return Err(ConfigError::new(file, "file contains a NUL byte").at(line));
     }
+    doc_markers(file, text)?;
     preflight(file, text, limits)?;
     quire_parse(file, text)
+}
+
+/// quire's tokenizer reads `---` as a document start wherever a token
+/// begins, even glued to text (`---[`) or in the middle of a line, while
+/// YAML (and so the pre-flight) reads those as plain text. Such a file
+/// would reach quire unchecked, so refuse it: `---` must be at the start
+/// of a line and followed by a space or the end of the line.
+fn doc_markers(file: &str, text: &str) -> Result<(), ConfigError> {
+    let b = text.as_bytes();
+    let mut from = 0;
+    while let Some(off) = text[from..].find("---") {
+        let i = from + off;
+        from = i + 1;
+        let boundary = i == 0
+            || matches!(
+                b[i - 1],
+                b' ' | b'\t' | b'\n' | b'\r' | b'[' | b']' | b'{' | b'}' | b',' | b':'
+            );
+        if !boundary {
+            continue;
+        }
+        let line_start = i == 0 || b[i - 1] == b'\n';
+        let spaced = b
+            .get(i + 3)
+            .is_none_or(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
+        if !(line_start && spaced) {
+            let line = 1 + text[..i].matches('\n').count();
+            return Err(ConfigError::new(
+                file,
+                "\"---\" may only start a line, followed by a space or a line end (quote it if it is text)",
+            )
+            .at(line));
+        }
+    }
+    Ok(())
 }
 
 /// One open mapping or sequence during the pre-flight pass.
@@ -337,6 +373,63 @@ mod tests {
         let e = p("a: [1, 2\n").unwrap_err();
         assert!(e.message.contains("YAML"), "{e}");
         assert!(e.line.is_some());
+    }
+
+    #[test]
+    fn glued_document_markers_are_refused() {
+        // Found by fuzzing: quire reads these as a document start and a
+        // flow collection, the pre-flight as one scalar.
+        let mut bomb = String::from("---[&a0 [x,x,x,x,x,x,x,x,x,x]");
+        for i in 1..8 {
+            bomb.push_str(&format!(
+                ",&a{i} [{}]",
+                vec![format!("*a{}", i - 1); 10].join(",")
+            ));
+        }
+        bomb.push(']');
+        let start = Instant::now();
+        let e = p(&bomb).unwrap_err();
+        assert!(e.message.contains("\"---\""), "{e}");
+        assert!(start.elapsed().as_millis() < 100);
+        let deep = "---".to_string() + &"[".repeat(11_000) + &"]".repeat(11_000);
+        assert!(p(&deep).is_err());
+        for bad in [
+            "---{executable: /bin/sh}",
+            "a: --- [x]\n",
+            "a: [---x]\n",
+            "---a",
+            "x: 1\n  ---b\n",
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "--- \na: 1\n",
+            "---\na: 1\n",
+            "a: x---y\n",
+            "a: '--x'\n",
+            "--\n",
+            "a: -x---\n",
+        ] {
+            assert!(p(good).is_ok(), "{good:?}: {:?}", p(good).err());
+        }
+    }
+
+    #[test]
+    fn quire_panics_found_by_fuzzing_are_contained() {
+        for text in [
+            "---[a",
+            "---{",
+            "---{a",
+            "---{a:[]",
+            "|\n  a\n#",
+            "|\ne\n  \n{",
+            "|\na\n  \na\u{21c}",
+            "|\n\u{1}!\u{1}",
+            "# \u{1}!\u{1}\n",
+        ] {
+            // Refused up front or a caught parser failure: an error, not a crash.
+            assert!(p(text).is_err(), "{text:?}");
+        }
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Context {
     pub term: String,
     /// Arguments appended to the configured ones (`cairn cmd`).
     pub extra_args: Vec<String>,
+    /// Write end of a pipe: the knot writes one byte once the workload has
+    /// exec'd, so the supervisor knows it runs (no polling).
+    pub ready: Option<RawFd>,
 }
 
 /// The workload's end as the knot records it in `exit-status`.
@@ -94,7 +97,8 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     if let Err(e) = process::set_dumpable(false) {
         return fail(spec, None, &e.to_string());
     }
-    let keep: Vec<RawFd> = ctx.sockets.iter().map(|(_, fd)| *fd).collect();
+    let mut keep: Vec<RawFd> = ctx.sockets.iter().map(|(_, fd)| *fd).collect();
+    keep.extend(ctx.ready);
     if let Err(e) = close_inherited(&keep) {
         return fail(spec, None, &e);
     }
@@ -188,6 +192,9 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
         );
     };
     record_pid(first);
+    if let Some(fd) = ctx.ready {
+        process::notify_and_close(fd);
+    }
     let ended = init::run(
         spec,
         &sigfd,

@@ -248,3 +248,36 @@ pub fn replace_file(dir: BorrowedFd<'_>, name: &str, content: &[u8], mode: u32) 
         .map_err(|e| Error::new("write", name, e))?;
     Ok(())
 }
+
+/// flock(2) LOCK_EX|LOCK_NB: `Ok(false)` when another process holds it.
+pub fn try_lock(fd: BorrowedFd<'_>) -> Result<bool> {
+    // SAFETY: plain syscall on a live fd.
+    let ret = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if ret == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(false);
+    }
+    Err(Error::new("flock", "", e))
+}
+
+/// Write `content` to `path` atomically: a temp file in the same dir,
+/// fsync'd, then rename(2) over the target.
+/// With `sync`, the data is on disk before the rename.
+pub fn write_atomic(path: &std::path::Path, content: &[u8], sync: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(content)?;
+    if sync {
+        f.sync_data()?;
+    }
+    drop(f);
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}

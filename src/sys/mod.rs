@@ -4,6 +4,7 @@
 
 pub mod caps;
 pub mod cgroup;
+pub mod event;
 pub mod fs;
 pub mod idmap;
 pub mod mount;

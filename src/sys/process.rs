@@ -151,6 +151,27 @@ pub fn set_rlimit(
     Ok(())
 }
 
+/// getrlimit(2); false if it failed.
+pub fn get_rlimit(resource: libc::__rlimit_resource_t, out: &mut libc::rlimit) -> bool {
+    // SAFETY: valid out pointer.
+    unsafe { libc::getrlimit(resource, out) == 0 }
+}
+
+/// setrlimit(2) with distinct soft and hard limits.
+pub fn set_rlimit_soft(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: valid rlimit struct.
+    check(
+        unsafe { libc::setrlimit(resource, &lim) },
+        "setrlimit",
+        "soft limit",
+    )?;
+    Ok(())
+}
+
 pub const RLIMIT_NOFILE: libc::__rlimit_resource_t = libc::RLIMIT_NOFILE;
 pub const RLIMIT_AS: libc::__rlimit_resource_t = libc::RLIMIT_AS;
 pub const RLIMIT_CPU: libc::__rlimit_resource_t = libc::RLIMIT_CPU;
@@ -404,4 +425,15 @@ pub fn getpid() -> i32 {
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: terminates the process.
     unsafe { libc::_exit(code) }
+}
+
+/// Write one byte to `fd` (a pipe inherited for this purpose) and close it,
+/// so the reader sees the byte and then EOF. Errors are ignored: the reader
+/// learns of our death from SIGCHLD anyway.
+pub fn notify_and_close(fd: RawFd) {
+    // SAFETY: `fd` was inherited for us alone; a one-byte write and close.
+    unsafe {
+        libc::write(fd, b"r".as_ptr() as *const libc::c_void, 1);
+        libc::close(fd);
+    }
 }

@@ -1,0 +1,107 @@
+//! `cairn ps [--json]`: what runs, from `<runtime-dir>/state.json`, with
+//! CPU and memory read live from each instance's cgroup and the workload's
+//! host pid from the knot's children.
+
+use std::path::Path;
+
+use crate::config::master::Master;
+use crate::tree::state::Snapshot;
+
+pub fn run(master_path: &Path, json: bool) -> u8 {
+    let master = match Master::load(master_path) {
+        Ok(m) => m,
+        Err(p) => {
+            eprintln!("{p}");
+            return 1;
+        }
+    };
+    let path = master.state_file();
+    let mut snap: Snapshot = match std::fs::read(&path) {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return 1;
+            }
+        },
+        Err(_) => {
+            eprintln!(
+                "cairn ps: no cairn tree runs with runtime dir {} (no state.json)",
+                master.runtime_dir.display()
+            );
+            return 1;
+        }
+    };
+    for i in &mut snap.instances {
+        if let Some(pid) = i.pid {
+            i.workload_pid = workload_pid(pid);
+        }
+        if let (Some(cg), Some(leaf)) = (&snap.cgroups, &i.cgroup)
+            && i.pid.is_some()
+        {
+            i.cpu_seconds = cg.cpu_ns(leaf).map(|ns| ns as f64 / 1e9);
+            i.memory_bytes = cg.memory_bytes(leaf);
+        }
+    }
+    if json {
+        let out = serde_json::json!({
+            "tree": snap.tree,
+            "instances": snap.instances,
+            "config_errors": snap.config_errors,
+        });
+        println!("{out}");
+        return 0;
+    }
+    println!(
+        "tree pid {} version {} started {} upgrades {} reloads {}",
+        snap.tree.pid, snap.tree.version, snap.tree.started, snap.tree.upgrades, snap.tree.reloads
+    );
+    for e in &snap.config_errors {
+        println!("config error: {e}");
+    }
+    println!(
+        "{:<32} {:<9} {:>8} {:>8} {:>4} {:>8} {:>9} {:<20} LAST EXIT",
+        "INSTANCE", "STATE", "PID", "WORKLOAD", "RST", "CPU(s)", "MEM(MiB)", "SINCE"
+    );
+    for i in &snap.instances {
+        let dash = || "-".to_string();
+        let last = match &i.last_exit {
+            Some(l) => match &l.error {
+                Some(e) => format!("error: {}", e.trim()),
+                None => format!("{}{}", l.status, if l.oom_killed { " (oom)" } else { "" }),
+            },
+            None => i
+                .error
+                .clone()
+                .map(|e| format!("error: {e}"))
+                .unwrap_or_default(),
+        };
+        println!(
+            "{:<32} {:<9} {:>8} {:>8} {:>4} {:>8} {:>9} {:<20} {}",
+            i.name,
+            i.state,
+            i.pid.map(|p| p.to_string()).unwrap_or_else(dash),
+            i.workload_pid.map(|p| p.to_string()).unwrap_or_else(dash),
+            i.restarts,
+            i.cpu_seconds
+                .map(|c| format!("{c:.2}"))
+                .unwrap_or_else(dash),
+            i.memory_bytes
+                .map(|m| format!("{:.1}", m as f64 / 1048576.0))
+                .unwrap_or_else(dash),
+            i.since,
+            last
+        );
+    }
+    0
+}
+
+/// The knot's first child (the workload), as a host pid.
+fn workload_pid(knot: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{knot}/task/{knot}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,46 @@
+//! `cairn reload` (SIGHUP) and `cairn upgrade` (SIGQUIT) to the running tree.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use crate::config::master::Master;
+use crate::sys::fs as sfs;
+use crate::sys::process;
+
+/// The pid of the tree running with `master`'s runtime dir, if any: the pid
+/// file must exist and be locked (a stale file is not a running tree).
+pub fn running_tree(master: &Master) -> Result<i32, String> {
+    let path = master.pid_file();
+    let f = std::fs::File::open(&path)
+        .map_err(|_| format!("no cairn tree runs (no {})", path.display()))?;
+    if sfs::try_lock(f.as_fd()).map_err(|e| e.to_string())? {
+        return Err(format!("no cairn tree runs ({} is stale)", path.display()));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{}: not a pid: {:?}", path.display(), text.trim()))
+}
+
+pub fn send(master_path: &Path, sig: i32, what: &str) -> u8 {
+    let master = match Master::load(master_path) {
+        Ok(m) => m,
+        Err(p) => {
+            eprintln!("{p}");
+            return 1;
+        }
+    };
+    match running_tree(&master).and_then(|pid| {
+        process::kill(pid, sig).map_err(|e| e.to_string())?;
+        Ok(pid)
+    }) {
+        Ok(pid) => {
+            println!("{what} requested (tree pid {pid})");
+            0
+        }
+        Err(e) => {
+            eprintln!("cairn: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `cairn switch SANDBOX FILE`: check FILE as SANDBOX's process config
+//! (everything `cairn check --sandbox SANDBOX --alternate-config FILE`
+//! checks), install it atomically in place of the sandbox's process config,
+//! and tell the running tree to reload. An invalid FILE changes nothing.
+
+use std::path::Path;
+
+use crate::config::master::Master;
+use crate::config::process::Processes;
+use crate::config::read_file_capped;
+use crate::config::yaml;
+use crate::sys::fs as sfs;
+use crate::sys::process;
+
+pub fn run(master_path: &Path, sandbox: &str, file: &Path) -> u8 {
+    // The whole check, as `cairn check` does it.
+    let code = super::check::all(master_path, Some(sandbox), Some(file));
+    if code != 0 {
+        eprintln!("cairn switch: {} was not installed", file.display());
+        return code;
+    }
+    let master = match Master::load(master_path) {
+        Ok(m) => m,
+        Err(p) => {
+            eprintln!("{p}");
+            return 1;
+        }
+    };
+    let sb_path = master.sandboxes_dir.join(format!("{sandbox}.yaml"));
+    let target = match crate::config::sandbox::Sandbox::load(&master, &sb_path) {
+        Ok(s) => s.config_file,
+        Err(p) => {
+            eprintln!("{p}");
+            return 1;
+        }
+    };
+    let bytes = match read_file_capped(file, yaml::TRUSTED.max_bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return 1;
+        }
+    };
+    // Parse once more from the exact bytes we install (the file could have
+    // changed since the check).
+    if let Err(p) = Processes::parse(&file.display().to_string(), &bytes) {
+        eprintln!("{p}");
+        return 1;
+    }
+    if let Some(dir) = target.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!("{}: {e}", dir.display());
+        return 1;
+    }
+    if let Err(e) = sfs::write_atomic(&target, &bytes, true) {
+        eprintln!("{}: {e}", target.display());
+        return 1;
+    }
+    match super::signal::running_tree(&master) {
+        Ok(pid) => match process::kill(pid, libc::SIGHUP) {
+            Ok(()) => println!("installed {}; tree (pid {pid}) reloading", target.display()),
+            Err(e) => {
+                eprintln!(
+                    "installed {}, but could not signal the tree: {e}",
+                    target.display()
+                );
+                return 1;
+            }
+        },
+        Err(why) => println!(
+            "installed {} ({why}; it takes effect when the tree starts)",
+            target.display()
+        ),
+    }
+    0
+}

@@ -1,0 +1,86 @@
+//! The tree's log: `<default-log-dir>/<log-file>` (or stderr with
+//! `--log-stderr`), one line per record: `TIME LEVEL message`.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use crate::tree::state::rfc3339;
+
+enum Sink {
+    Stderr,
+    File(std::fs::File),
+}
+
+struct Logger {
+    sink: Mutex<Sink>,
+    level: log::LevelFilter,
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= self.level
+    }
+    fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let line = format!(
+            "{} {} {}\n",
+            rfc3339(SystemTime::now()),
+            r.level(),
+            r.args()
+        );
+        if let Ok(mut sink) = self.sink.lock() {
+            let _ = match &mut *sink {
+                Sink::Stderr => std::io::stderr().write_all(line.as_bytes()),
+                Sink::File(f) => f.write_all(line.as_bytes()),
+            };
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Install the global logger. `file = None` logs to stderr.
+pub fn init(file: Option<&Path>, level: log::LevelFilter) -> Result<(), String> {
+    let sink = match file {
+        None => Sink::Stderr,
+        Some(p) => {
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            Sink::File(f)
+        }
+    };
+    let logger = Box::new(Logger {
+        sink: Mutex::new(sink),
+        level,
+    });
+    log::set_boxed_logger(logger).map_err(|e| e.to_string())?;
+    log::set_max_level(level);
+    Ok(())
+}
+
+/// Append one line to a sandbox's supervisor log (instance events).
+pub fn sandbox(path: &Path, msg: &str) {
+    let line = format!("{} {msg}\n", rfc3339(SystemTime::now()));
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)?
+            .write_all(line.as_bytes())
+    };
+    if let Err(e) = write() {
+        log::warn!("sandbox log {}: {e}", path.display());
+    }
+}

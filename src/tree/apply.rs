@@ -1,0 +1,425 @@
+//! The tree's effects: (re)load configs, apply the plan, run the actions
+//! of the lifecycle table (spawn, TERM, KILL, forget), handle exits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::config::master::Master;
+use crate::knot::{self, ExitRecord};
+use crate::sys::process::{self, Exit};
+
+use super::desired::{self, Selection};
+use super::instance::Instance;
+use super::lifecycle::{self, Action, Event, State};
+use super::parse;
+use super::plan::{self, Change, ProcKey, Want};
+use super::run::Tree;
+use super::state::{LastExit, rfc3339};
+
+impl Tree {
+    /// Re-read every config and reconcile. A file that fails keeps the
+    /// instances it described running as they are.
+    pub fn reload(&mut self) {
+        self.reloads += 1;
+        self.dirty = true;
+        let master = match Master::load(&self.master_path) {
+            Ok(m) => m,
+            Err(p) => {
+                log::error!("master config: {p}");
+                self.config_errors = p.iter().map(|e| e.to_string()).collect();
+                return;
+            }
+        };
+        if master.runtime_dir != self.master.runtime_dir
+            || master.cgroup_name != self.master.cgroup_name
+        {
+            log::warn!(
+                "runtime-dir and cgroup-name changes need a restart of the tree; keeping the old ones"
+            );
+        }
+        let configs = desired::load_configs(master, &Selection::default());
+        let mut errors: Vec<String> = Vec::new();
+        let mut frozen: BTreeSet<ProcKey> = BTreeSet::new();
+        for (sandbox, p) in &configs.problems {
+            errors.extend(p.iter().map(|e| e.to_string()));
+            // A sandbox whose files fail: its running instances stay.
+            for i in self.instances.values() {
+                if &i.key.0 == sandbox || sandbox.is_empty() {
+                    frozen.insert(i.key.clone());
+                }
+            }
+        }
+        for w in &configs.warnings {
+            log::warn!("{w}");
+        }
+        let mut jobs = Vec::new();
+        for sc in configs.sandboxes.values() {
+            for e in sc.processes.entries.values() {
+                if e.kind.is_daemon() {
+                    jobs.push((&sc.sandbox, e));
+                }
+            }
+        }
+        let mut loader = parse::Prefetched(parse::load_all(&jobs));
+        let mut want = BTreeMap::new();
+        let mut specs = BTreeMap::new();
+        let mut failed: Vec<(ProcKey, u32, String)> = Vec::new();
+        for (sandbox, e) in &jobs {
+            let key = (sandbox.name.clone(), e.name.clone());
+            match desired::resolve_entry(&configs.master, sandbox, e, &mut loader) {
+                Ok(list) => {
+                    for spec in list {
+                        let hash = spec.hash();
+                        want.insert(
+                            spec.name.clone(),
+                            Want {
+                                process: key.clone(),
+                                hash,
+                            },
+                        );
+                        specs.insert(spec.name.clone(), Arc::new(spec));
+                    }
+                }
+                Err(p) => {
+                    errors.extend(p.iter().map(|e| e.to_string()));
+                    let first = p.iter().next().map(|e| e.to_string()).unwrap_or_default();
+                    failed.push((key.clone(), e.instances, first));
+                    frozen.insert(key);
+                }
+            }
+        }
+        for e in &errors {
+            log::error!("config: {e}");
+        }
+        self.config_errors = errors;
+        self.want = want;
+        self.specs = specs;
+        self.frozen = frozen;
+        self.apply_plan();
+        // Entries that cannot start show as `failed` where nothing runs.
+        for ((sandbox, process), count, why) in failed {
+            for index in 0..count {
+                let name = format!("{sandbox}/{process}.{index}");
+                if let Some(i) = self.instances.get_mut(&name) {
+                    if i.life.state == State::Failed {
+                        i.error = Some(why.clone());
+                    }
+                    continue;
+                }
+                let spec = crate::spec::InstanceSpec::placeholder(&sandbox, &process, index);
+                let token = self.token();
+                let mut inst = Instance::new(Arc::new(spec), String::new(), token);
+                inst.life = lifecycle::Life::failed();
+                inst.error = Some(why.clone());
+                self.by_token.insert(token, name.clone());
+                self.instances.insert(name, inst);
+            }
+        }
+    }
+
+    fn token(&mut self) -> u64 {
+        let t = self.next_token;
+        self.next_token += 1;
+        t
+    }
+
+    /// Compare desired and actual and make the changes.
+    pub fn apply_plan(&mut self) {
+        let have = self
+            .instances
+            .iter()
+            .map(|(n, i)| (n.clone(), i.have()))
+            .collect();
+        for change in plan::plan(&self.want, &have, &self.frozen) {
+            match change {
+                Change::Start(name) => self.start(&name, false),
+                Change::Stop(name) => {
+                    if let Some(i) = self.instances.get_mut(&name) {
+                        i.drop_state = true;
+                        log::info!("{name}: stopping (removed from the config)");
+                    }
+                    self.event(&name, Event::Stop);
+                }
+                Change::Replace(name) => self.replace(&name),
+            }
+        }
+    }
+
+    fn start(&mut self, name: &str, fresh_replacement: bool) {
+        let (Some(spec), Some(w)) = (self.specs.get(name).cloned(), self.want.get(name).cloned())
+        else {
+            return;
+        };
+        let token = self.token();
+        let mut inst = Instance::new(spec, w.hash, token);
+        inst.fresh_replacement = fresh_replacement;
+        self.by_token.insert(token, name.to_string());
+        self.instances.insert(name.to_string(), inst);
+        self.event(name, Event::Deadline);
+    }
+
+    fn replace(&mut self, name: &str) {
+        let (Some(spec), Some(w)) = (self.specs.get(name).cloned(), self.want.get(name).cloned())
+        else {
+            return;
+        };
+        let Some(i) = self.instances.get_mut(name) else {
+            return;
+        };
+        log::info!(
+            "{name}: config changed ({} -> {}), restarting",
+            i.hash,
+            w.hash
+        );
+        match i.life.state {
+            State::Backoff | State::Failed => {
+                self.remove(name, false);
+                self.start(name, true);
+            }
+            _ => {
+                i.pending = Some((spec, w.hash));
+                i.replacing = true;
+                self.event(name, Event::Stop);
+            }
+        }
+    }
+
+    /// Feed one event to an instance's lifecycle and perform its actions.
+    pub fn event(&mut self, name: &str, ev: Event) {
+        let now = Instant::now();
+        let Some(i) = self.instances.get_mut(name) else {
+            return;
+        };
+        let before = i.life.state;
+        let actions = lifecycle::step(&mut i.life, ev, now, &i.policy);
+        if i.life.state != before {
+            i.since = SystemTime::now();
+            self.dirty = true;
+            self.replan = true;
+        }
+        for a in actions {
+            match a {
+                Action::Spawn => self.spawn(name),
+                Action::Term => self.signal(name, libc::SIGTERM),
+                Action::Kill => {
+                    log::warn!("{name}: still running after kill-timeout; killing");
+                    self.signal(name, libc::SIGKILL)
+                }
+                Action::Forget => self.forget(name),
+            }
+        }
+    }
+
+    fn signal(&mut self, name: &str, sig: i32) {
+        if let Some(pid) = self.instances.get(name).and_then(|i| i.pid) {
+            let _ = process::kill(pid, sig);
+        }
+    }
+
+    fn spawn(&mut self, name: &str) {
+        let Some(i) = self.instances.get_mut(name) else {
+            return;
+        };
+        let (r, w) = match process::pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("{name}: {e}");
+                self.event(name, Event::Exited { failure: true });
+                return;
+            }
+        };
+        let ctx = knot::Context {
+            cgroups: self.cgroups.clone(),
+            sockets: Vec::new(),
+            term: "dumb".into(),
+            extra_args: Vec::new(),
+            ready: Some(w.as_raw_fd()),
+        };
+        // The previous run's cgroup, if any, goes first (its counters,
+        // e.g. OOM kills, must not carry over).
+        if let (Some(cg), Some(leaf)) = (&self.cgroups, &i.spec.host.cgroup) {
+            let _ = cg.destroy(leaf);
+        }
+        match knot::spawn(&i.spec, &ctx) {
+            Ok(pid) => {
+                drop(w);
+                i.pid = Some(pid);
+                i.start_ticks = crate::sys::proc::start_time(pid);
+                i.spawns += 1;
+                if let Err(e) = self.poller.add(r.as_fd(), i.token) {
+                    log::error!("{name}: {e}");
+                }
+                i.ready = Some(r);
+                self.by_pid.insert(pid, name.to_string());
+                self.counters.entry(i.key.clone()).or_default().started += 1;
+                let msg = format!("{name}: started (knot pid {pid}, config {})", i.hash);
+                log::info!("{msg}");
+                self.sandbox_log(name, &msg);
+                self.log_config(name);
+            }
+            Err(e) => {
+                log::error!("{name}: cannot start: {e}");
+                i.error = Some(e);
+                self.event(name, Event::Exited { failure: true });
+            }
+        }
+    }
+
+    /// A knot's ready pipe has news.
+    pub fn ready_event(&mut self, token: u64) {
+        let Some(name) = self.by_token.get(&token).cloned() else {
+            return;
+        };
+        let Some(i) = self.instances.get_mut(&name) else {
+            return;
+        };
+        let Some(r) = i.ready.take() else { return };
+        let _ = self.poller.delete(r.as_fd());
+        let mut b = [0u8; 1];
+        let got = nix::unistd::read(&r, &mut b).unwrap_or(0);
+        if got == 1 {
+            i.fresh_replacement = false;
+            i.error = None;
+            self.event(&name, Event::Ready);
+        }
+    }
+
+    /// A knot exited: record why, count it, step the lifecycle.
+    pub fn knot_exited(&mut self, name: &str, exit: Exit) {
+        let Some(i) = self.instances.get_mut(name) else {
+            return;
+        };
+        i.pid = None;
+        i.start_ticks = None;
+        if let Some(r) = i.ready.take() {
+            let _ = self.poller.delete(r.as_fd());
+        }
+        let dir = &i.spec.host.state_dir;
+        let record: Option<ExitRecord> = std::fs::read(dir.join("exit-status"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let error = std::fs::read_to_string(dir.join("error")).ok();
+        let (status, signal, oom) = match record {
+            Some(r) => (r.status, r.signal, r.oom_killed),
+            None => match exit {
+                Exit::Code(c) => (c, None, false),
+                Exit::Signal(s) => (128 + s, Some(s), false),
+            },
+        };
+        let normal =
+            signal.is_none() && error.is_none() && i.spec.normal_exit_codes.contains(&status);
+        let failure = !i.life.stop_requested && !normal;
+        let c = self.counters.entry(i.key.clone()).or_default();
+        c.deaths += 1;
+        if failure {
+            c.failures += 1;
+        }
+        i.last_exit = Some(LastExit {
+            status,
+            signal,
+            oom_killed: oom,
+            failure,
+            at: rfc3339(SystemTime::now()),
+            error: error.clone(),
+        });
+        let why = match (&error, oom) {
+            (Some(e), _) => format!("could not start: {}", e.trim()),
+            (None, true) => format!("killed by the OOM killer (status {status})"),
+            (None, false) => format!("exited with status {status}"),
+        };
+        let msg = format!("{name}: {why}{}", if failure { " (failure)" } else { "" });
+        if failure {
+            log::warn!("{msg}");
+        } else {
+            log::info!("{msg}");
+        }
+        self.sandbox_log(name, &msg);
+        self.dirty = true;
+        self.event(name, Event::Exited { failure });
+    }
+
+    /// The instance is done (stopped, or its knot gone for a replacement).
+    fn forget(&mut self, name: &str) {
+        let pending = self.instances.get_mut(name).and_then(|i| i.pending.take());
+        let drop_state =
+            pending.is_none() && self.instances.get(name).is_some_and(|i| i.drop_state);
+        self.remove(name, drop_state);
+        if let Some((spec, hash)) = pending {
+            self.specs.insert(name.to_string(), spec);
+            if let Some(w) = self.want.get_mut(name) {
+                w.hash = hash;
+            }
+            self.start(name, true);
+        }
+    }
+
+    /// Take an instance out of the table and clean up after it.
+    fn remove(&mut self, name: &str, drop_state: bool) {
+        let Some(i) = self.instances.remove(name) else {
+            return;
+        };
+        self.by_token.remove(&i.token);
+        if let Some(pid) = i.pid {
+            self.by_pid.remove(&pid);
+        }
+        if let Some(r) = &i.ready {
+            let _ = self.poller.delete(r.as_fd());
+        }
+        if let (Some(cg), Some(leaf)) = (&self.cgroups, &i.spec.host.cgroup)
+            && let Err(e) = cg.destroy(leaf)
+        {
+            log::error!("{name}: cgroup cleanup: {e}");
+        }
+        if drop_state && !i.spec.host.state_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&i.spec.host.state_dir);
+        }
+        if i.life.state != State::Failed {
+            let msg = format!("{name}: stopped");
+            log::info!("{msg}");
+            self.sandbox_log(name, &msg);
+        }
+        self.dirty = true;
+        self.replan = true;
+    }
+
+    fn sandbox_log(&self, name: &str, msg: &str) {
+        let sandbox = name.split('/').next().unwrap_or("");
+        let path = self.master.default_log_dir.join(format!("{sandbox}.log"));
+        crate::logger::sandbox(&path, msg);
+    }
+
+    /// Append a config version to config-log-dir the first time it starts.
+    fn log_config(&mut self, name: &str) {
+        let Some(dir) = self.master.config_log_dir.clone() else {
+            return;
+        };
+        let Some(i) = self.instances.get(name) else {
+            return;
+        };
+        if self.logged_hash.get(name) == Some(&i.hash) {
+            return;
+        }
+        let line = format!(
+            "{} {name} {} {}\n",
+            rfc3339(SystemTime::now()),
+            i.hash,
+            serde_json::to_string(&*i.spec).unwrap_or_default()
+        );
+        let path = dir.join(format!("{}.log", i.spec.sandbox));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            std::fs::create_dir_all(&dir)?;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)?
+                .write_all(line.as_bytes())
+        };
+        if let Err(e) = write() {
+            log::warn!("config log {}: {e}", path.display());
+        }
+        self.logged_hash.insert(name.to_string(), i.hash.clone());
+    }
+}

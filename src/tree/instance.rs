@@ -1,0 +1,114 @@
+//! One supervised instance as the event loop holds it.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::spec::InstanceSpec;
+
+use super::lifecycle::{Life, Policy, State};
+use super::plan::{Have, ProcKey};
+use super::state::{InstanceInfo, LastExit, rfc3339};
+
+pub struct Instance {
+    pub spec: Arc<InstanceSpec>,
+    pub hash: String,
+    pub key: ProcKey,
+    pub life: Life,
+    pub policy: Policy,
+    /// The knot's host pid while it lives.
+    pub pid: Option<i32>,
+    /// Its start time in clock ticks since boot (identity check).
+    pub start_ticks: Option<u64>,
+    /// Read end of the ready pipe, while the knot has not reported.
+    pub ready: Option<OwnedFd>,
+    pub token: u64,
+    /// When the instance entered its current state.
+    pub since: SystemTime,
+    /// Knots started for this instance (restarts = spawns - 1).
+    pub spawns: u32,
+    pub last_exit: Option<LastExit>,
+    pub replacing: bool,
+    pub fresh_replacement: bool,
+    /// The config to start once this one has stopped (a replacement).
+    pub pending: Option<(Arc<InstanceSpec>, String)>,
+    /// Why the instance is `failed`.
+    pub error: Option<String>,
+    /// When it is gone for good, remove its state dir.
+    pub drop_state: bool,
+}
+
+pub fn policy_of(spec: &InstanceSpec) -> Policy {
+    Policy::new(
+        Duration::from_millis(spec.restart_timeout_ms),
+        Duration::from_millis(spec.kill_timeout_ms),
+    )
+}
+
+impl Instance {
+    pub fn new(spec: Arc<InstanceSpec>, hash: String, token: u64) -> Instance {
+        let key = (spec.sandbox.clone(), spec.process.clone());
+        let policy = policy_of(&spec);
+        Instance {
+            spec,
+            hash,
+            key,
+            life: Life::new(),
+            policy,
+            pid: None,
+            start_ticks: None,
+            ready: None,
+            token,
+            since: SystemTime::now(),
+            spawns: 0,
+            last_exit: None,
+            replacing: false,
+            fresh_replacement: false,
+            pending: None,
+            error: None,
+            drop_state: false,
+        }
+    }
+
+    pub fn have(&self) -> Have {
+        Have {
+            process: self.key.clone(),
+            hash: self.hash.clone(),
+            state: self.life.state,
+            stopping: self.life.stop_requested,
+            replacing: self.replacing,
+            fresh_replacement: self.fresh_replacement,
+        }
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.spawns.saturating_sub(1)
+    }
+
+    /// The state.json view. `now`/`wall` convert deadlines to wall time.
+    pub fn info(&self, now: Instant, wall: SystemTime) -> InstanceInfo {
+        let next_start = match (self.life.state, self.life.deadline) {
+            (State::Backoff, Some(d)) => Some(rfc3339(wall + d.saturating_duration_since(now))),
+            _ => None,
+        };
+        InstanceInfo {
+            name: self.spec.name.clone(),
+            sandbox: self.spec.sandbox.clone(),
+            process: self.spec.process.clone(),
+            index: self.spec.index,
+            state: self.life.state.as_str().to_string(),
+            pid: self.pid,
+            workload_pid: None,
+            restarts: self.restarts(),
+            since: rfc3339(self.since),
+            image: self.spec.image.clone(),
+            config_hash: self.hash.clone(),
+            last_exit: self.last_exit.clone(),
+            next_start,
+            error: self.error.clone(),
+            cgroup: self.spec.host.cgroup.clone(),
+            cpu_seconds: None,
+            memory_bytes: None,
+        }
+    }
+}

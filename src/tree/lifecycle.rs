@@ -1,0 +1,241 @@
+//! The instance lifecycle as an explicit table: states × events, one named
+//! handler per cell (STYLE.md 4). Pure: no syscalls, time comes in as an
+//! argument, effects go out as `Action`s for the event loop to perform.
+//!
+//! ```text
+//!              Ready      Exited          Deadline          Stop
+//! Starting     Running    Backoff/Gone*   -                 Stopping
+//! Running      -          Backoff/Gone*   -                 Stopping
+//! Stopping     -          Gone            Stopping (KILL)   -
+//! Backoff      -          -               Starting (spawn)  Gone
+//! Failed       -          -               -                 Gone
+//! ```
+//! (*) Gone when a stop was asked for while it ran; `Gone` means the
+//! instance leaves the table (and is started again from the desired set
+//! when it is still wanted, e.g. after a config change).
+
+use std::time::{Duration, Instant};
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// A knot was started; its workload has not exec'd yet.
+    Starting,
+    /// The workload runs.
+    Running,
+    /// TERM was sent; KILL follows at the deadline.
+    Stopping,
+    /// Waiting before the next start (restart-timeout, crash back-off).
+    Backoff,
+    /// Cannot be started with its current config (see the reason).
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Backoff => "backoff",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// Something that happened to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The knot reports that the workload exec'd.
+    Ready,
+    /// The knot exited; `failure` per FEATURES.md (not TERM from the tree,
+    /// not a normal exit code).
+    Exited { failure: bool },
+    /// The instance's deadline passed.
+    Deadline,
+    /// The tree wants it stopped (removed, changed, shutdown).
+    Stop,
+}
+
+/// What the event loop must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Start a knot now.
+    Spawn,
+    /// Send SIGTERM to the knot.
+    Term,
+    /// Send SIGKILL to the knot.
+    Kill,
+    /// Remove the instance (cgroup, and state dir when not restarting).
+    Forget,
+}
+
+/// Restart policy numbers of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Minimum time between two starts.
+    pub restart_timeout: Duration,
+    /// TERM → KILL.
+    pub kill_timeout: Duration,
+    /// Longest back-off.
+    pub max_backoff: Duration,
+    /// A run at least this long resets the back-off.
+    pub healthy_after: Duration,
+}
+
+impl Policy {
+    pub fn new(restart_timeout: Duration, kill_timeout: Duration) -> Policy {
+        Policy {
+            restart_timeout,
+            kill_timeout,
+            max_backoff: Duration::from_secs(60),
+            healthy_after: restart_timeout.max(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// The part of an instance the table reads and writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Life {
+    pub state: State,
+    /// When the current (or last) knot was started.
+    pub started: Option<Instant>,
+    /// The deadline of Stopping (KILL) or Backoff (next start).
+    pub deadline: Option<Instant>,
+    /// Failures in a row (crash loop length).
+    pub failures: u32,
+    /// A stop was asked for: when the knot exits, the instance is gone.
+    pub stop_requested: bool,
+    /// KILL was already sent.
+    pub killed: bool,
+}
+
+impl Life {
+    /// A new instance, to be started now.
+    pub fn new() -> Life {
+        Life {
+            state: State::Backoff,
+            started: None,
+            deadline: None,
+            failures: 0,
+            stop_requested: false,
+            killed: false,
+        }
+    }
+
+    /// An instance that cannot start (bad config).
+    pub fn failed() -> Life {
+        Life {
+            state: State::Failed,
+            ..Life::new()
+        }
+    }
+
+    /// An adopted instance that already runs.
+    pub fn running(started: Instant) -> Life {
+        Life {
+            state: State::Running,
+            started: Some(started),
+            ..Life::new()
+        }
+    }
+}
+
+impl Default for Life {
+    fn default() -> Self {
+        Life::new()
+    }
+}
+
+/// The back-off before the next start, after a death at `now`.
+pub fn next_start(life: &Life, failure: bool, now: Instant, p: &Policy) -> (Instant, u32) {
+    let earliest = life.started.map_or(now, |s| s + p.restart_timeout).max(now);
+    let ran = life
+        .started
+        .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+    if !failure || ran >= p.healthy_after {
+        // A normal exit or a healthy run: only restart-timeout applies.
+        return (earliest, 0);
+    }
+    let failures = life.failures.saturating_add(1);
+    // restart-timeout doubles with each failure in a row, up to the cap; a
+    // restart-timeout of 0 still backs off from 100 ms.
+    let base = p.restart_timeout.max(Duration::from_millis(100));
+    let shift = (failures - 1).min(20);
+    let delay = base.saturating_mul(1u32 << shift).min(p.max_backoff);
+    let at = life.started.map_or(now, |s| s + delay).max(earliest);
+    (at, failures)
+}
+
+/// Apply `event` to `life`. Returns the actions to perform, in order.
+pub fn step(life: &mut Life, event: Event, now: Instant, p: &Policy) -> Vec<Action> {
+    use Event::*;
+    use State::*;
+    match (life.state, event) {
+        (Starting, Ready) => starting_ready(life),
+        (Starting | Running, Exited { failure }) => died(life, failure, now, p),
+        (Starting | Running, Stop) => stop_running(life, now, p),
+        (Stopping, Exited { .. }) => stopped(life),
+        (Stopping, Deadline) => kill_after_timeout(life),
+        (Backoff, Deadline) => start(life, now),
+        (Backoff | Failed, Stop) => forget_idle(life),
+        // Every other cell is "nothing to do": a late Ready, a second Stop,
+        // a Deadline that is no longer ours, an exit we already handled.
+        _ => Vec::new(),
+    }
+}
+
+fn starting_ready(life: &mut Life) -> Vec<Action> {
+    life.state = State::Running;
+    Vec::new()
+}
+
+fn died(life: &mut Life, failure: bool, now: Instant, p: &Policy) -> Vec<Action> {
+    if life.stop_requested {
+        return stopped(life);
+    }
+    let (at, failures) = next_start(life, failure, now, p);
+    life.failures = failures;
+    life.state = State::Backoff;
+    life.deadline = Some(at);
+    Vec::new()
+}
+
+fn stop_running(life: &mut Life, now: Instant, p: &Policy) -> Vec<Action> {
+    life.state = State::Stopping;
+    life.stop_requested = true;
+    life.deadline = Some(now + p.kill_timeout);
+    vec![Action::Term]
+}
+
+fn stopped(life: &mut Life) -> Vec<Action> {
+    life.deadline = None;
+    vec![Action::Forget]
+}
+
+fn kill_after_timeout(life: &mut Life) -> Vec<Action> {
+    life.deadline = None;
+    if life.killed {
+        return Vec::new();
+    }
+    life.killed = true;
+    vec![Action::Kill]
+}
+
+fn start(life: &mut Life, now: Instant) -> Vec<Action> {
+    life.state = State::Starting;
+    life.started = Some(now);
+    life.deadline = None;
+    life.killed = false;
+    vec![Action::Spawn]
+}
+
+fn forget_idle(life: &mut Life) -> Vec<Action> {
+    life.stop_requested = true;
+    life.deadline = None;
+    vec![Action::Forget]
+}
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;

@@ -1,0 +1,282 @@
+use super::*;
+
+fn policy() -> Policy {
+    Policy::new(Duration::from_secs(1), Duration::from_secs(5))
+}
+
+fn at(t0: Instant, ms: u64) -> Instant {
+    t0 + Duration::from_millis(ms)
+}
+
+fn life(state: State, t0: Instant) -> Life {
+    Life {
+        state,
+        started: Some(t0),
+        ..Life::new()
+    }
+}
+
+const ALL_STATES: [State; 5] = [
+    State::Starting,
+    State::Running,
+    State::Stopping,
+    State::Backoff,
+    State::Failed,
+];
+
+fn all_events() -> [Event; 5] {
+    [
+        Event::Ready,
+        Event::Exited { failure: true },
+        Event::Exited { failure: false },
+        Event::Deadline,
+        Event::Stop,
+    ]
+}
+
+// ---- one test per cell of the table ----
+
+#[test]
+fn starting_ready_runs() {
+    let t0 = Instant::now();
+    let mut l = life(State::Starting, t0);
+    assert!(step(&mut l, Event::Ready, t0, &policy()).is_empty());
+    assert_eq!(l.state, State::Running);
+}
+
+#[test]
+fn starting_exited_backs_off() {
+    let t0 = Instant::now();
+    let mut l = life(State::Starting, t0);
+    assert!(
+        step(
+            &mut l,
+            Event::Exited { failure: true },
+            at(t0, 10),
+            &policy()
+        )
+        .is_empty()
+    );
+    assert_eq!(l.state, State::Backoff);
+    assert_eq!(l.deadline, Some(at(t0, 1000)));
+    assert_eq!(l.failures, 1);
+}
+
+#[test]
+fn starting_stop_terms() {
+    let t0 = Instant::now();
+    let mut l = life(State::Starting, t0);
+    assert_eq!(step(&mut l, Event::Stop, t0, &policy()), [Action::Term]);
+    assert_eq!(l.state, State::Stopping);
+    assert_eq!(l.deadline, Some(at(t0, 5000)));
+}
+
+#[test]
+fn running_exited_after_healthy_run_restarts_at_once() {
+    let t0 = Instant::now();
+    let mut l = life(State::Running, t0);
+    l.failures = 5;
+    step(
+        &mut l,
+        Event::Exited { failure: true },
+        at(t0, 60_000),
+        &policy(),
+    );
+    assert_eq!(l.state, State::Backoff);
+    assert_eq!(l.deadline, Some(at(t0, 60_000)));
+    assert_eq!(l.failures, 0);
+}
+
+#[test]
+fn running_normal_exit_is_not_a_failure() {
+    let t0 = Instant::now();
+    let mut l = life(State::Running, t0);
+    l.failures = 3;
+    step(
+        &mut l,
+        Event::Exited { failure: false },
+        at(t0, 100),
+        &policy(),
+    );
+    assert_eq!(l.failures, 0);
+    // still not sooner than restart-timeout after the previous start
+    assert_eq!(l.deadline, Some(at(t0, 1000)));
+}
+
+#[test]
+fn running_stop_terms() {
+    let t0 = Instant::now();
+    let mut l = life(State::Running, t0);
+    assert_eq!(
+        step(&mut l, Event::Stop, at(t0, 7), &policy()),
+        [Action::Term]
+    );
+    assert_eq!((l.state, l.stop_requested), (State::Stopping, true));
+}
+
+#[test]
+fn running_ready_is_ignored() {
+    let t0 = Instant::now();
+    let mut l = life(State::Running, t0);
+    assert!(step(&mut l, Event::Ready, t0, &policy()).is_empty());
+    assert_eq!(l.state, State::Running);
+}
+
+#[test]
+fn stopping_exited_forgets() {
+    let t0 = Instant::now();
+    let mut l = life(State::Running, t0);
+    step(&mut l, Event::Stop, t0, &policy());
+    assert_eq!(
+        step(
+            &mut l,
+            Event::Exited { failure: true },
+            at(t0, 1),
+            &policy()
+        ),
+        [Action::Forget]
+    );
+}
+
+#[test]
+fn stopping_deadline_kills_once() {
+    let t0 = Instant::now();
+    let mut l = life(State::Running, t0);
+    step(&mut l, Event::Stop, t0, &policy());
+    assert_eq!(
+        step(&mut l, Event::Deadline, at(t0, 5000), &policy()),
+        [Action::Kill]
+    );
+    assert_eq!(l.state, State::Stopping);
+    assert!(step(&mut l, Event::Deadline, at(t0, 6000), &policy()).is_empty());
+    assert_eq!(
+        step(
+            &mut l,
+            Event::Exited { failure: false },
+            at(t0, 6001),
+            &policy()
+        ),
+        [Action::Forget]
+    );
+}
+
+#[test]
+fn stopping_stop_and_ready_are_ignored() {
+    let t0 = Instant::now();
+    let mut l = life(State::Running, t0);
+    step(&mut l, Event::Stop, t0, &policy());
+    let before = l.clone();
+    assert!(step(&mut l, Event::Stop, at(t0, 1), &policy()).is_empty());
+    assert!(step(&mut l, Event::Ready, at(t0, 1), &policy()).is_empty());
+    assert_eq!(l, before);
+}
+
+#[test]
+fn backoff_deadline_spawns() {
+    let t0 = Instant::now();
+    let mut l = Life::new();
+    assert_eq!(
+        step(&mut l, Event::Deadline, t0, &policy()),
+        [Action::Spawn]
+    );
+    assert_eq!((l.state, l.started), (State::Starting, Some(t0)));
+}
+
+#[test]
+fn backoff_stop_forgets() {
+    let mut l = Life::new();
+    assert_eq!(
+        step(&mut l, Event::Stop, Instant::now(), &policy()),
+        [Action::Forget]
+    );
+}
+
+#[test]
+fn failed_stop_forgets_and_nothing_else_moves_it() {
+    let t0 = Instant::now();
+    for ev in [
+        Event::Ready,
+        Event::Exited { failure: true },
+        Event::Deadline,
+    ] {
+        let mut l = Life::failed();
+        assert!(step(&mut l, ev, t0, &policy()).is_empty());
+        assert_eq!(l.state, State::Failed);
+    }
+    let mut l = Life::failed();
+    assert_eq!(step(&mut l, Event::Stop, t0, &policy()), [Action::Forget]);
+}
+
+#[test]
+fn exit_after_stop_request_is_gone_even_when_not_stopping() {
+    // Stop asked while Starting, then the knot died on its own first.
+    let t0 = Instant::now();
+    let mut l = life(State::Starting, t0);
+    l.stop_requested = true;
+    assert_eq!(
+        step(&mut l, Event::Exited { failure: true }, t0, &policy()),
+        [Action::Forget]
+    );
+}
+
+#[test]
+fn every_cell_is_total() {
+    // No (state, event) pair panics, and only the documented cells act.
+    let t0 = Instant::now();
+    for s in ALL_STATES {
+        for ev in all_events() {
+            let mut l = life(s, t0);
+            let acts = step(&mut l, ev, at(t0, 20_000), &policy());
+            let expected_nonempty = matches!(
+                (s, ev),
+                (State::Starting | State::Running, Event::Stop)
+                    | (State::Stopping, Event::Exited { .. })
+                    | (State::Stopping, Event::Deadline)
+                    | (State::Backoff, Event::Deadline)
+                    | (State::Backoff | State::Failed, Event::Stop)
+            );
+            assert_eq!(
+                !acts.is_empty(),
+                expected_nonempty,
+                "{s:?} x {ev:?} -> {acts:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn crash_loop_backs_off_exponentially_to_the_cap() {
+    let p = policy();
+    let t0 = Instant::now();
+    let mut l = Life::new();
+    let mut now = t0;
+    let mut delays = Vec::new();
+    for _ in 0..10 {
+        step(&mut l, Event::Deadline, now, &p);
+        // dies 10 ms after each start
+        let died = now + Duration::from_millis(10);
+        step(&mut l, Event::Exited { failure: true }, died, &p);
+        let next = l.deadline.unwrap();
+        delays.push((next - now).as_millis());
+        now = next;
+    }
+    assert_eq!(
+        delays,
+        [
+            1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000, 60000
+        ]
+    );
+}
+
+#[test]
+fn zero_restart_timeout_still_backs_off() {
+    let p = Policy::new(Duration::ZERO, Duration::from_secs(1));
+    let t0 = Instant::now();
+    let mut l = life(State::Running, t0);
+    step(&mut l, Event::Exited { failure: true }, t0, &p);
+    assert_eq!(l.deadline, Some(at(t0, 100)));
+    // a normal exit with restart-timeout 0 restarts at once
+    let mut l = life(State::Running, t0);
+    step(&mut l, Event::Exited { failure: false }, at(t0, 5), &p);
+    assert_eq!(l.deadline, Some(at(t0, 5)));
+}

@@ -1,0 +1,93 @@
+//! The reload planner: a pure function from the desired instances and the
+//! actual ones to the changes to make. Rolling rule: changed instances of
+//! one process are replaced one at a time, the next only when the previous
+//! one runs again; a rollout whose last replaced instance does not come up
+//! pauses there (a broken new config never takes down every instance).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::lifecycle::State;
+
+/// `(sandbox, process)`: the unit of rolling restarts.
+pub type ProcKey = (String, String);
+
+/// An instance the configs ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    pub process: ProcKey,
+    pub hash: String,
+}
+
+/// An instance the tree has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Have {
+    pub process: ProcKey,
+    pub hash: String,
+    pub state: State,
+    /// A stop was already asked for.
+    pub stopping: bool,
+    /// It is being stopped to be replaced by a new config.
+    pub replacing: bool,
+    /// It was started as a replacement and has not run since.
+    pub fresh_replacement: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// Start a new instance.
+    Start(String),
+    /// Stop an instance nobody wants any more.
+    Stop(String),
+    /// Stop an instance and start it again with its new config.
+    Replace(String),
+}
+
+/// Plan the changes. `frozen` are processes whose config could not be read
+/// this time: their instances are left exactly as they are.
+pub fn plan(
+    want: &BTreeMap<String, Want>,
+    have: &BTreeMap<String, Have>,
+    frozen: &BTreeSet<ProcKey>,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    for name in want.keys() {
+        if !have.contains_key(name) {
+            out.push(Change::Start(name.clone()));
+        }
+    }
+    for (name, h) in have {
+        if !want.contains_key(name) && !frozen.contains(&h.process) && !h.stopping {
+            out.push(Change::Stop(name.clone()));
+        }
+    }
+    // Processes with a replacement under way.
+    let busy: BTreeSet<&ProcKey> = have
+        .values()
+        .filter(|h| h.replacing || (h.fresh_replacement && h.state != State::Running))
+        .map(|h| &h.process)
+        .collect();
+    let mut rolled: BTreeSet<&ProcKey> = BTreeSet::new();
+    for (name, w) in want {
+        let Some(h) = have.get(name) else { continue };
+        if h.hash == w.hash || h.stopping || h.replacing {
+            continue;
+        }
+        match h.state {
+            // Nothing runs: nothing to protect, replace at once.
+            State::Backoff | State::Failed => out.push(Change::Replace(name.clone())),
+            State::Starting | State::Running => {
+                if busy.contains(&h.process) || rolled.contains(&h.process) {
+                    continue;
+                }
+                rolled.insert(&h.process);
+                out.push(Change::Replace(name.clone()));
+            }
+            State::Stopping => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

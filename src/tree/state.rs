@@ -1,0 +1,226 @@
+//! What the tree tells the world: `<runtime-dir>/state.json` (read by
+//! `cairn ps`) and `<runtime-dir>/metrics.prom` (Prometheus textfile).
+//! Both are replaced atomically, at most once per turn of the event loop.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sys::cgroup::Cgroups;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub tree: TreeInfo,
+    pub instances: Vec<InstanceInfo>,
+    /// Config problems found by the last (re)load; the instances of the
+    /// affected processes kept their previous config.
+    #[serde(default)]
+    pub config_errors: Vec<String>,
+    /// Where instance cgroups live (for `ps` to read CPU and memory).
+    #[serde(default)]
+    pub cgroups: Option<Cgroups>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TreeInfo {
+    pub pid: i32,
+    pub version: String,
+    pub started: String,
+    pub upgrades: u32,
+    pub reloads: u32,
+    pub config: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastExit {
+    /// Shell-style status (128+N for signal N).
+    pub status: i32,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    /// Counted as a failure (not TERM from the tree, not a normal code).
+    pub failure: bool,
+    pub at: String,
+    /// Why the container could not start, when it could not.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    pub name: String,
+    pub sandbox: String,
+    pub process: String,
+    pub index: u32,
+    pub state: String,
+    /// The knot's host pid.
+    pub pid: Option<i32>,
+    /// The workload's host pid (`ps` fills it in).
+    #[serde(default)]
+    pub workload_pid: Option<i32>,
+    pub restarts: u32,
+    /// When the instance entered its current state.
+    pub since: String,
+    pub image: String,
+    pub config_hash: String,
+    pub last_exit: Option<LastExit>,
+    /// In `backoff`: when the next start is due.
+    #[serde(default)]
+    pub next_start: Option<String>,
+    /// In `failed`: why.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The cgroup leaf, when cgroups are on.
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    /// Filled by `ps` from the cgroup.
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+}
+
+/// Counters per process, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub started: u64,
+    pub deaths: u64,
+    pub failures: u64,
+}
+
+/// RFC 3339 (UTC, seconds) for a system time.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The Prometheus textfile.
+pub fn metrics(
+    per_process: &BTreeMap<(String, String), Counters>,
+    running: &BTreeMap<(String, String), u64>,
+    unknown_children: u64,
+) -> String {
+    let mut out = String::new();
+    type Series = (&'static str, &'static str, &'static str, fn(&Counters) -> u64);
+    let series: [Series; 3] = [
+        (
+            "cairn_started_total",
+            "counter",
+            "Instances started (knots spawned).",
+            |c| c.started,
+        ),
+        (
+            "cairn_deaths_total",
+            "counter",
+            "Instance deaths (knot exits).",
+            |c| c.deaths,
+        ),
+        (
+            "cairn_failures_total",
+            "counter",
+            "Deaths counted as failures.",
+            |c| c.failures,
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        let mut total = 0;
+        for ((s, p), c) in per_process {
+            let v = get(c);
+            total += v;
+            let _ = writeln!(
+                out,
+                "{name}{{sandbox=\"{}\",process=\"{}\"}} {v}",
+                label(s),
+                label(p)
+            );
+        }
+        let _ = writeln!(out, "{name}{{sandbox=\"\",process=\"\"}} {total}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP cairn_running Instances whose workload runs.\n# TYPE cairn_running gauge"
+    );
+    let mut total = 0;
+    for ((s, p), v) in running {
+        total += v;
+        let _ = writeln!(
+            out,
+            "cairn_running{{sandbox=\"{}\",process=\"{}\"}} {v}",
+            label(s),
+            label(p)
+        );
+    }
+    let _ = writeln!(out, "cairn_running{{sandbox=\"\",process=\"\"}} {total}");
+    let _ = writeln!(
+        out,
+        "# HELP cairn_unknown_children_total Reaped processes that were no instance.\n\
+         # TYPE cairn_unknown_children_total counter\ncairn_unknown_children_total {unknown_children}"
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_316_645)),
+            "2026-11-22T03:04:05Z"
+        );
+    }
+
+    #[test]
+    fn metrics_text() {
+        let mut c = BTreeMap::new();
+        c.insert(
+            ("sb".to_string(), "web".to_string()),
+            Counters {
+                started: 3,
+                deaths: 2,
+                failures: 1,
+            },
+        );
+        let mut r = BTreeMap::new();
+        r.insert(("sb".to_string(), "web".to_string()), 1);
+        let m = metrics(&c, &r, 4);
+        assert!(m.contains("cairn_started_total{sandbox=\"sb\",process=\"web\"} 3\n"));
+        assert!(m.contains("cairn_failures_total{sandbox=\"\",process=\"\"} 1\n"));
+        assert!(m.contains("cairn_running{sandbox=\"sb\",process=\"web\"} 1\n"));
+        assert!(m.contains("cairn_unknown_children_total 4\n"));
+        assert!(m.contains("# TYPE cairn_deaths_total counter\n"));
+    }
+}
