@@ -23,7 +23,19 @@ use crate::tree::desired;
 
 pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8 {
     match prepare(master_path, sandbox, name, args) {
-        Ok((spec, ctx)) => execute(&spec, &ctx),
+        Ok((spec, mut ctx)) => {
+            // A command with tcp-ports gets its sockets like a daemon does
+            // (bound here, kept until it ends).
+            let mut sockets = crate::tree::sockets::Sockets::default();
+            match sockets.for_spec(&spec) {
+                Ok(list) => ctx.sockets = list,
+                Err(e) => {
+                    eprintln!("cairn cmd: {e}");
+                    return 1;
+                }
+            }
+            execute(&spec, &ctx)
+        }
         Err(msg) => {
             eprintln!("{msg}");
             1
@@ -67,9 +79,6 @@ fn prepare(
     }
     let (file, cfg) = crate::tree::parse::guarded(|| desired::load_container(&sb, entry))
         .map_err(|p| p.to_string())?;
-    if !cfg.tcp_ports.is_empty() {
-        return Err(format!("{file}: tcp-ports are not supported for commands"));
-    }
     let spec = InstanceSpec::resolve(
         &master,
         &sb,
@@ -91,6 +100,7 @@ fn prepare(
         term: std::env::var("TERM").unwrap_or_else(|_| "dumb".into()),
         extra_args: args.to_vec(),
         ready: None,
+        hash: spec.hash(),
     };
     Ok((spec, ctx))
 }

@@ -36,6 +36,9 @@ pub struct Context {
     pub term: String,
     /// Arguments appended to the configured ones (`cairn cmd`).
     pub extra_args: Vec<String>,
+    /// The instance's config hash, recorded in `<instance>/knot` so a
+    /// restarted supervisor can adopt the instance.
+    pub hash: String,
     /// Write end of a pipe: the knot writes one byte once the workload has
     /// exec'd, so the supervisor knows it runs (no polling).
     pub ready: Option<RawFd>,
@@ -92,6 +95,8 @@ fn fail(spec: &InstanceSpec, inst: Option<&OwnedFd>, msg: &str) -> i32 {
 
 /// The knot's life, in the cloned child. Returns its exit status.
 pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
+    // A crash of ours must not re-exec a supervisor (the tree's handler).
+    crate::sys::crash::reset_fatal();
     // Not dumpable before anything else: no ptrace, no /proc/1/exe, root,
     // environ or mem for the workload (and no core dumps of our memory).
     if let Err(e) = process::set_dumpable(false) {
@@ -106,7 +111,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     // lowering the score needs CAP_SYS_RESOURCE, which some hosts withhold,
     // and the knot's few pages rarely make it the victim anyway.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
-    let inst = match instance_dir(spec) {
+    let inst = match instance_dir(spec, &ctx.hash) {
         Ok(d) => d,
         Err(e) => return fail(spec, None, &e),
     };
@@ -118,7 +123,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
 
 /// Create (or reuse) the instance dir and its `state/`, and clear the
 /// files a previous run left.
-fn instance_dir(spec: &InstanceSpec) -> Result<(OwnedFd, OwnedFd), String> {
+fn instance_dir(spec: &InstanceSpec, hash: &str) -> Result<(OwnedFd, OwnedFd), String> {
     let dir = &spec.host.state_dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
     let inst = sfs::openat2(
@@ -133,6 +138,23 @@ fn instance_dir(spec: &InstanceSpec) -> Result<(OwnedFd, OwnedFd), String> {
         let _ = nix::unistd::unlinkat(&inst, f, nix::unistd::UnlinkatFlags::NoRemoveDir);
     }
     let (state, _) = sfs::mkdir_beneath(inst.as_fd(), "state", 0o755).map_err(|e| e.to_string())?;
+    // Who we are on the host: /proc is still the parent's mount here, so
+    // /proc/self is our host pid. A restarted tree adopts us by this file.
+    let stat =
+        std::fs::read_to_string("/proc/self/stat").map_err(|e| format!("/proc/self/stat: {e}"))?;
+    let host_pid: i32 = stat
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let ticks = crate::sys::proc::parse_stat_start_time(&stat).unwrap_or(0);
+    sfs::replace_file(
+        inst.as_fd(),
+        "knot",
+        format!("{host_pid} {ticks} {hash}\n").as_bytes(),
+        0o644,
+    )
+    .map_err(|e| e.to_string())?;
     Ok((inst, state))
 }
 

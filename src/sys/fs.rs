@@ -281,3 +281,14 @@ pub fn write_atomic(path: &std::path::Path, content: &[u8], sync: bool) -> std::
         let _ = std::fs::remove_file(&tmp);
     })
 }
+
+/// Own an fd number handed to us across exec (the upgrade hand-off), after
+/// checking that it is open.
+pub fn adopt_fd(fd: i32) -> Result<OwnedFd> {
+    // SAFETY: F_GETFD only queries the fd table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(Error::last("fcntl F_GETFD", fd));
+    }
+    // SAFETY: the fd is open and was handed to us to own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

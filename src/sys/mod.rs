@@ -4,12 +4,15 @@
 
 pub mod caps;
 pub mod cgroup;
+pub mod crash;
 pub mod event;
 pub mod fs;
 pub mod idmap;
 pub mod mount;
+pub mod pidfd;
 pub mod proc;
 pub mod process;
+pub mod socket;
 
 use std::fmt;
 use std::io;

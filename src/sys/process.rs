@@ -437,3 +437,36 @@ pub fn notify_and_close(fd: RawFd) {
         libc::close(fd);
     }
 }
+
+/// CLOCK_MONOTONIC in nanoseconds (the same clock across exec).
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: zeroed timespec is a valid out-buffer.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// memfd_create(2) with close-on-exec; the caller clears it to pass it on.
+pub fn memfd(name: &str) -> Result<OwnedFd> {
+    let c = cstr(name)?;
+    // SAFETY: valid C string.
+    let fd = check(
+        unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC) },
+        "memfd_create",
+        name,
+    )?;
+    // SAFETY: new fd nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Set close-on-exec on an fd again (after a failed exec).
+pub fn set_cloexec(fd: RawFd) -> Result<()> {
+    // SAFETY: plain fcntl.
+    check(
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
+        "fcntl F_SETFD",
+        fd,
+    )?;
+    Ok(())
+}

@@ -24,6 +24,9 @@ impl Tree {
     pub fn reload(&mut self) {
         self.reloads += 1;
         self.dirty = true;
+        if self.reloads > 1 {
+            self.notify_reloading();
+        }
         let master = match Master::load(&self.master_path) {
             Ok(m) => m,
             Err(p) => {
@@ -98,6 +101,7 @@ impl Tree {
         self.specs = specs;
         self.frozen = frozen;
         self.apply_plan();
+        self.gc_sockets();
         // Entries that cannot start show as `failed` where nothing runs.
         for ((sandbox, process), count, why) in failed {
             for index in 0..count {
@@ -109,7 +113,7 @@ impl Tree {
                     continue;
                 }
                 let spec = crate::spec::InstanceSpec::placeholder(&sandbox, &process, index);
-                let token = self.token();
+                let token = self.new_token();
                 let mut inst = Instance::new(Arc::new(spec), String::new(), token);
                 inst.life = lifecycle::Life::failed();
                 inst.error = Some(why.clone());
@@ -119,14 +123,19 @@ impl Tree {
         }
     }
 
-    fn token(&mut self) -> u64 {
-        let t = self.next_token;
-        self.next_token += 1;
-        t
-    }
-
     /// Compare desired and actual and make the changes.
     pub fn apply_plan(&mut self) {
+        // Instances whose config did not change take the freshly resolved
+        // spec (same hash, same content; adopted ones had a placeholder).
+        for (name, i) in self.instances.iter_mut() {
+            if let (Some(w), Some(spec)) = (self.want.get(name), self.specs.get(name))
+                && w.hash == i.hash
+                && !Arc::ptr_eq(&i.spec, spec)
+            {
+                i.spec = spec.clone();
+                i.policy = super::instance::policy_of(spec);
+            }
+        }
         let have = self
             .instances
             .iter()
@@ -152,7 +161,7 @@ impl Tree {
         else {
             return;
         };
-        let token = self.token();
+        let token = self.new_token();
         let mut inst = Instance::new(spec, w.hash, token);
         inst.fresh_replacement = fresh_replacement;
         self.by_token.insert(token, name.to_string());
@@ -230,12 +239,22 @@ impl Tree {
                 return;
             }
         };
+        let sockets = match self.sockets.for_spec(&i.spec) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("{name}: {e}");
+                i.error = Some(e);
+                self.event(name, Event::Exited { failure: true });
+                return;
+            }
+        };
         let ctx = knot::Context {
             cgroups: self.cgroups.clone(),
-            sockets: Vec::new(),
+            sockets,
             term: "dumb".into(),
             extra_args: Vec::new(),
             ready: Some(w.as_raw_fd()),
+            hash: i.hash.clone(),
         };
         // The previous run's cgroup, if any, goes first (its counters,
         // e.g. OOM kills, must not carry over).
@@ -248,7 +267,7 @@ impl Tree {
                 i.pid = Some(pid);
                 i.start_ticks = crate::sys::proc::start_time(pid);
                 i.spawns += 1;
-                if let Err(e) = self.poller.add(r.as_fd(), i.token) {
+                if let Err(e) = self.poller.add(r.as_fd(), i.token << 1) {
                     log::error!("{name}: {e}");
                 }
                 i.ready = Some(r);
@@ -286,6 +305,38 @@ impl Tree {
         }
     }
 
+    /// An adopted knot (not our child) exited: its pidfd became readable.
+    pub fn pidfd_event(&mut self, token: u64) {
+        let Some(name) = self.by_token.get(&token).cloned() else {
+            return;
+        };
+        let Some(i) = self.instances.get_mut(&name) else {
+            return;
+        };
+        if let Some(p) = i.pidfd.take() {
+            let _ = self.poller.delete(p.as_fd());
+        }
+        if let Some(pid) = i.pid {
+            self.by_pid.remove(&pid);
+        }
+        // Not our child: no wait status. The knot's exit-status file says
+        // why; without it, it was killed.
+        self.knot_exited(&name, Exit::Signal(libc::SIGKILL));
+    }
+
+    /// Close listening sockets that no instance (or pending replacement)
+    /// uses any more.
+    pub fn gc_sockets(&mut self) {
+        let mut used = std::collections::BTreeSet::new();
+        for i in self.instances.values() {
+            used.extend(super::sockets::keys(&i.spec).into_iter().map(|(k, _, _)| k));
+            if let Some((p, _)) = &i.pending {
+                used.extend(super::sockets::keys(p).into_iter().map(|(k, _, _)| k));
+            }
+        }
+        self.sockets.retain(&used);
+    }
+
     /// A knot exited: record why, count it, step the lifecycle.
     pub fn knot_exited(&mut self, name: &str, exit: Exit) {
         let Some(i) = self.instances.get_mut(name) else {
@@ -293,6 +344,9 @@ impl Tree {
         };
         i.pid = None;
         i.start_ticks = None;
+        if let Some(p) = i.pidfd.take() {
+            let _ = self.poller.delete(p.as_fd());
+        }
         if let Some(r) = i.ready.take() {
             let _ = self.poller.delete(r.as_fd());
         }
@@ -366,6 +420,9 @@ impl Tree {
         }
         if let Some(r) = &i.ready {
             let _ = self.poller.delete(r.as_fd());
+        }
+        if let Some(p) = &i.pidfd {
+            let _ = self.poller.delete(p.as_fd());
         }
         if let (Some(cg), Some(leaf)) = (&self.cgroups, &i.spec.host.cgroup)
             && let Err(e) = cg.destroy(leaf)

@@ -22,6 +22,8 @@ pub struct Instance {
     pub start_ticks: Option<u64>,
     /// Read end of the ready pipe, while the knot has not reported.
     pub ready: Option<OwnedFd>,
+    /// For an adopted knot that is not our child: readable when it exits.
+    pub pidfd: Option<OwnedFd>,
     pub token: u64,
     /// When the instance entered its current state.
     pub since: SystemTime,
@@ -58,6 +60,7 @@ impl Instance {
             pid: None,
             start_ticks: None,
             ready: None,
+            pidfd: None,
             token,
             since: SystemTime::now(),
             spawns: 0,

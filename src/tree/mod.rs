@@ -2,9 +2,13 @@
 
 pub mod apply;
 pub mod desired;
+pub mod handoff;
 pub mod instance;
 pub mod lifecycle;
+pub mod notify;
 pub mod parse;
 pub mod plan;
+pub mod recover;
 pub mod run;
+pub mod sockets;
 pub mod state;

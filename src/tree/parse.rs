@@ -195,6 +195,7 @@ fn child(jobs: &[(&Sandbox, &ProcessEntry)], w: std::os::fd::OwnedFd) -> ! {
 }
 
 fn limit_self() {
+    crate::sys::crash::reset_fatal();
     let _ = process::reset_signals();
     let vsize = std::fs::read_to_string("/proc/self/statm")
         .ok()

@@ -57,6 +57,15 @@ pub struct Tree {
     pub shutting_down: bool,
     pub dirty: bool,
     pub replan: bool,
+    pub sockets: super::sockets::Sockets,
+    /// The binary to exec for upgrades (its installed path) and our argv.
+    pub exe: PathBuf,
+    pub args: Vec<String>,
+    /// How long the last upgrade took until we supervised again.
+    pub last_upgrade_ms: Option<f64>,
+    /// systemd's notify socket, if we run under systemd.
+    pub notify: Option<super::notify::Notify>,
+    pub ready_sent: bool,
     /// Held for the tree's life: the pid file lock.
     pub _lock: std::fs::File,
 }
@@ -103,7 +112,7 @@ pub fn run(opts: Options) -> u8 {
         return 1;
     }
     match Tree::new(&opts.config, master) {
-        Ok(mut tree) => tree.main_loop(),
+        Ok(mut tree) => tree.run_guarded(),
         Err(e) => {
             log::error!("{e}");
             eprintln!("cairn tree: {e}");
@@ -114,7 +123,11 @@ pub fn run(opts: Options) -> u8 {
 
 impl Tree {
     fn new(master_path: &Path, master: Master) -> Result<Tree, String> {
-        let lock = lock_pid_file(&master.runtime_dir)?;
+        let handoff = super::handoff::take();
+        let lock = match &handoff {
+            Some(Ok(h)) => h.lock_file()?,
+            _ => lock_pid_file(&master.runtime_dir)?,
+        };
         for d in [&master.state_dir, &master.mount_dir] {
             std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
@@ -124,6 +137,18 @@ impl Tree {
         }
         process::block_all_signals().map_err(|e| e.to_string())?;
         let sigfd = process::signalfd_all().map_err(|e| e.to_string())?;
+        // The installed path, even if the file was replaced since (then
+        // /proc/self/exe reads "... (deleted)").
+        let exe = std::env::current_exe().map_err(|e| format!("own binary: {e}"))?;
+        let exe = PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)"));
+        let args: Vec<String> = std::env::args().collect();
+        let mut env: Vec<String> = std::env::vars()
+            .filter(|(k, _)| k != super::handoff::ENV && k != super::recover::RECOVER_ENV)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.push(format!("{}=1", super::recover::RECOVER_ENV));
+        crate::sys::crash::reexec_on_fatal(&exe.display().to_string(), &args, &env)
+            .map_err(|e| e.to_string())?;
         let poller = Poller::new().map_err(|e| e.to_string())?;
         poller
             .add(sigfd.as_fd(), SIGNAL_TOKEN)
@@ -140,7 +165,7 @@ impl Tree {
             process::getpid(),
             master_path.display()
         );
-        Ok(Tree {
+        let mut tree = Tree {
             master_path: master_path.to_path_buf(),
             master,
             cgroups,
@@ -163,12 +188,72 @@ impl Tree {
             shutting_down: false,
             dirty: true,
             replan: false,
+            sockets: Default::default(),
+            exe,
+            args,
+            last_upgrade_ms: None,
+            notify: super::notify::Notify::from_env(),
+            ready_sent: false,
             _lock: lock,
-        })
+        };
+        match handoff {
+            Some(Ok(h)) => tree.restore(h),
+            Some(Err(e)) => {
+                log::error!("{e}; recovering from the cgroups and state dirs instead");
+                tree.recover();
+            }
+            None => {
+                if std::env::var_os(super::recover::RECOVER_ENV).is_some() {
+                    log::error!("restarted after a crash; adopting the running instances");
+                }
+                tree.recover();
+            }
+        }
+        Ok(tree)
+    }
+
+    pub fn new_token(&mut self) -> u64 {
+        let t = self.next_token;
+        self.next_token += 1;
+        t
+    }
+
+    /// Put an instance's ready pipe and pidfd into the poller.
+    pub fn watch(&self, inst: &mut super::instance::Instance) {
+        if let Some(r) = &inst.ready
+            && let Err(e) = self.poller.add(r.as_fd(), inst.token << 1)
+        {
+            log::error!("{}: {e}", inst.spec.name);
+        }
+        if let Some(p) = &inst.pidfd
+            && let Err(e) = self.poller.add(p.as_fd(), (inst.token << 1) | 1)
+        {
+            log::error!("{}: {e}", inst.spec.name);
+        }
+    }
+
+    /// The main loop, with a net: a panic re-execs the tree (hand-off
+    /// first, plain recovery if that fails) instead of orphaning anything.
+    fn run_guarded(&mut self) -> u8 {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.reload();
+            self.main_loop()
+        }));
+        match r {
+            Ok(code) => code,
+            Err(_) => {
+                log::error!("panic in the tree; re-executing to recover");
+                let why = self.upgrade(process::monotonic_ns());
+                log::error!("{why}");
+                // The hand-off failed: the crash path (plain re-exec and
+                // adoption) is what SIGABRT's handler does.
+                let _ = process::kill(process::getpid(), libc::SIGABRT);
+                1
+            }
+        }
     }
 
     fn main_loop(&mut self) -> u8 {
-        self.reload();
         let mut ready = Vec::new();
         loop {
             if self.shutting_down && self.instances.is_empty() {
@@ -192,14 +277,17 @@ impl Tree {
             for token in ready.drain(..) {
                 if token == SIGNAL_TOKEN {
                     self.signals();
+                } else if token & 1 == 0 {
+                    self.ready_event(token >> 1);
                 } else {
-                    self.ready_event(token);
+                    self.pidfd_event(token >> 1);
                 }
             }
             self.deadlines();
             if self.replan && !self.shutting_down {
                 self.replan = false;
                 self.apply_plan();
+                self.gc_sockets();
             }
         }
     }
@@ -213,8 +301,11 @@ impl Tree {
                     self.reload();
                 }
                 libc::SIGQUIT => {
-                    log::info!("SIGQUIT: reloading configs");
-                    self.reload();
+                    log::info!("SIGQUIT: upgrading in place");
+                    let began = process::monotonic_ns();
+                    self.flush();
+                    let why = self.upgrade(began);
+                    log::error!("{why}");
                 }
                 libc::SIGTERM | libc::SIGINT => self.shutdown(),
                 _ => {}
@@ -300,6 +391,7 @@ impl Tree {
                 started: rfc3339(self.started),
                 upgrades: self.upgrades,
                 reloads: self.reloads,
+                last_upgrade_ms: self.last_upgrade_ms,
                 config: self.master_path.display().to_string(),
             },
             instances: self.instances.values().map(|i| i.info(now, wall)).collect(),
@@ -321,6 +413,7 @@ impl Tree {
                 *r += 1;
             }
         }
+        self.notify_ready();
         let text = super::state::metrics(&self.counters, &running, self.unknown_children);
         if let Err(e) = sfs::write_atomic(&self.master.metrics_file(), text.as_bytes(), false) {
             log::error!("{}: {e}", self.master.metrics_file().display());

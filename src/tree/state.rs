@@ -30,6 +30,9 @@ pub struct TreeInfo {
     pub started: String,
     pub upgrades: u32,
     pub reloads: u32,
+    /// Milliseconds from the upgrade signal to the new image supervising.
+    #[serde(default)]
+    pub last_upgrade_ms: Option<f64>,
     pub config: String,
 }
 
@@ -81,7 +84,7 @@ pub struct InstanceInfo {
 }
 
 /// Counters per process, for metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub started: u64,
     pub deaths: u64,
@@ -126,7 +129,12 @@ pub fn metrics(
     unknown_children: u64,
 ) -> String {
     let mut out = String::new();
-    type Series = (&'static str, &'static str, &'static str, fn(&Counters) -> u64);
+    type Series = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&Counters) -> u64,
+    );
     let series: [Series; 3] = [
         (
             "cairn_started_total",

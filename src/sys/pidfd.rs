@@ -1,0 +1,33 @@
+//! pidfd_open(2): a stable handle to a process that is not our child (an
+//! instance adopted after the supervisor was restarted). It becomes
+//! readable when the process exits, so it goes into the event loop.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use super::{Result, check};
+
+/// A pidfd for `pid` (close-on-exec).
+pub fn open(pid: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall; flags 0 (PIDFD_NONBLOCK not needed: we poll).
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = check(fd, "pidfd_open", pid)?;
+    // SAFETY: a new fd that nobody else owns. pidfds are O_CLOEXEC.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// waitid(P_PID, pid, WEXITED|WNOHANG|WNOWAIT): true when `pid` is one of
+/// our children (alive, or a zombie not yet reaped), without reaping it.
+pub fn is_our_child(pid: i32) -> bool {
+    // SAFETY: zeroed siginfo is a valid out-buffer.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer; flags are constants.
+    let ret = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    ret == 0
+}

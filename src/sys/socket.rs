@@ -1,0 +1,114 @@
+//! Listening TCP sockets bound by the supervisor and passed to workloads
+//! (socket(2), setsockopt(2), bind(2), listen(2)).
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::{Result, check};
+
+/// Options of one listening socket (from the container's tcp-ports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub host: IpAddr,
+    pub port: u16,
+    pub backlog: u32,
+    pub reuse_addr: bool,
+    pub reuse_port: bool,
+    pub nonblock: bool,
+}
+
+fn setopt(fd: &OwnedFd, opt: libc::c_int, on: bool, what: &str) -> Result<()> {
+    let v: libc::c_int = i32::from(on);
+    // SAFETY: valid fd and a c_int option value of the size we pass.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check(ret, "setsockopt", what)?;
+    Ok(())
+}
+
+/// A bound, listening, close-on-exec TCP socket.
+pub fn listen(l: &Listen) -> Result<OwnedFd> {
+    let addr = SocketAddr::new(l.host, l.port);
+    let family = if l.host.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let mut kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    if l.nonblock {
+        kind |= libc::SOCK_NONBLOCK;
+    }
+    // SAFETY: plain syscall.
+    let fd = check(unsafe { libc::socket(family, kind, 0) }, "socket", addr)?;
+    // SAFETY: a new fd nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    setopt(&fd, libc::SO_REUSEADDR, l.reuse_addr, "SO_REUSEADDR")?;
+    if l.reuse_port {
+        setopt(&fd, libc::SO_REUSEPORT, true, "SO_REUSEPORT")?;
+    }
+    let (storage, len) = sockaddr(&addr);
+    // SAFETY: `storage` holds a sockaddr of `len` bytes for this family.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &storage as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    check(ret, "bind", addr)?;
+    let backlog = l.backlog.min(i32::MAX as u32) as i32;
+    // SAFETY: plain syscall on our fd.
+    check(
+        unsafe { libc::listen(fd.as_raw_fd(), backlog) },
+        "listen",
+        addr,
+    )?;
+    Ok(fd)
+}
+
+fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: zeroed sockaddr_storage is valid; we fill the family's part.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_in fits in sockaddr_storage.
+            unsafe { std::ptr::write(&mut st as *mut _ as *mut libc::sockaddr_in, sin) };
+            (
+                st,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
+            unsafe { std::ptr::write(&mut st as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            (
+                st,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Upgrades: the tree replaces itself with the binary at its installed
+//! path, keeping its pid, its children, its listening sockets and its
+//! state. The state goes into a memfd as JSON; the fds that must survive
+//! lose close-on-exec; the new image reads the hand-off, verifies every
+//! instance and carries on (DESIGN.md, "Upgrade, reload, recovery").
+
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::InstanceSpec;
+use crate::sys::process;
+use crate::sys::{pidfd, proc};
+
+use super::instance::Instance;
+use super::lifecycle::{Life, State};
+use super::run::Tree;
+use super::sockets::SocketKey;
+use super::state::{Counters, LastExit};
+
+/// The environment variable naming the hand-off fd.
+pub const ENV: &str = "CAIRN_HANDOFF_FD";
+
+#[derive(Serialize, Deserialize)]
+struct HInstance {
+    spec: InstanceSpec,
+    hash: String,
+    state: String,
+    pid: Option<i32>,
+    start_ticks: Option<u64>,
+    pidfd: Option<i32>,
+    ready_fd: Option<i32>,
+    started_ago_ms: Option<u64>,
+    deadline_in_ms: Option<u64>,
+    failures: u32,
+    stop_requested: bool,
+    killed: bool,
+    spawns: u32,
+    last_exit: Option<LastExit>,
+    replacing: bool,
+    fresh_replacement: bool,
+    pending: Option<(InstanceSpec, String)>,
+    error: Option<String>,
+    drop_state: bool,
+    since_unix_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Handoff {
+    lock_fd: i32,
+    started_unix_ms: u64,
+    upgrades: u32,
+    reloads: u32,
+    /// CLOCK_MONOTONIC when the upgrade began (for the measurement).
+    began_ns: u64,
+    instances: Vec<HInstance>,
+    sockets: Vec<(SocketKey, i32)>,
+    counters: Vec<((String, String), Counters)>,
+    unknown_children: u64,
+    shutting_down: bool,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(ms).unwrap_or(0)
+}
+
+fn state_from(s: &str) -> State {
+    match s {
+        "starting" => State::Starting,
+        "running" => State::Running,
+        "stopping" => State::Stopping,
+        "failed" => State::Failed,
+        _ => State::Backoff,
+    }
+}
+
+impl Tree {
+    /// Serialize, keep the fds, exec. Returns only if the exec failed (the
+    /// old image then keeps running unchanged).
+    pub fn upgrade(&mut self, began_ns: u64) -> String {
+        let now = Instant::now();
+        let mut keep: Vec<RawFd> = vec![self._lock.as_raw_fd()];
+        let mut instances = Vec::with_capacity(self.instances.len());
+        for i in self.instances.values() {
+            let pidfd = i.pidfd.as_ref().map(|f| f.as_raw_fd());
+            let ready_fd = i.ready.as_ref().map(|f| f.as_raw_fd());
+            keep.extend(pidfd);
+            keep.extend(ready_fd);
+            instances.push(HInstance {
+                spec: (*i.spec).clone(),
+                hash: i.hash.clone(),
+                state: i.life.state.as_str().to_string(),
+                pid: i.pid,
+                start_ticks: i.start_ticks,
+                pidfd,
+                ready_fd,
+                started_ago_ms: i.life.started.map(|s| ms(now.saturating_duration_since(s))),
+                deadline_in_ms: i
+                    .life
+                    .deadline
+                    .map(|d| ms(d.saturating_duration_since(now))),
+                failures: i.life.failures,
+                stop_requested: i.life.stop_requested,
+                killed: i.life.killed,
+                spawns: i.spawns,
+                last_exit: i.last_exit.clone(),
+                replacing: i.replacing,
+                fresh_replacement: i.fresh_replacement,
+                pending: i.pending.as_ref().map(|(s, h)| ((**s).clone(), h.clone())),
+                error: i.error.clone(),
+                drop_state: i.drop_state,
+                since_unix_ms: unix_ms(i.since),
+            });
+        }
+        keep.extend(self.sockets.fds());
+        let h = Handoff {
+            lock_fd: self._lock.as_raw_fd(),
+            started_unix_ms: unix_ms(self.started),
+            upgrades: self.upgrades,
+            reloads: self.reloads,
+            began_ns,
+            instances,
+            sockets: self.sockets.handoff(),
+            counters: self
+                .counters
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            unknown_children: self.unknown_children,
+            shutting_down: self.shutting_down,
+        };
+        let memfd = match write_memfd(&h) {
+            Ok(f) => f,
+            Err(e) => return format!("upgrade: cannot write the hand-off: {e}"),
+        };
+        keep.push(memfd.as_raw_fd());
+        for fd in &keep {
+            if let Err(e) = process::clear_cloexec(*fd) {
+                restore_cloexec(&keep);
+                return format!("upgrade: {e}");
+            }
+        }
+        let mut env: Vec<String> = std::env::vars()
+            .filter(|(k, _)| k != ENV && k != super::recover::RECOVER_ENV)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.push(format!("{ENV}={}", memfd.as_raw_fd()));
+        let path = self.exe.display().to_string();
+        log::info!("upgrade: executing {path}");
+        let e = process::exec(&path, &self.args, &env);
+        restore_cloexec(&keep);
+        format!(
+            "upgrade: exec {path} failed: {}; the running tree goes on",
+            e.source
+        )
+    }
+
+    /// Take over from the previous image.
+    pub fn restore(&mut self, h: Handoff) {
+        let now = Instant::now();
+        self.upgrades = h.upgrades + 1;
+        self.reloads = h.reloads;
+        self.started = UNIX_EPOCH + Duration::from_millis(h.started_unix_ms);
+        self.unknown_children = h.unknown_children;
+        self.counters = h.counters.into_iter().collect();
+        self.sockets.restore(h.sockets);
+        let mut lost = Vec::new();
+        for hi in h.instances {
+            let name = hi.spec.name.clone();
+            let token = self.new_token();
+            let mut inst = Instance::new(std::sync::Arc::new(hi.spec), hi.hash, token);
+            inst.life = Life {
+                state: state_from(&hi.state),
+                started: hi.started_ago_ms.map(|a| now - Duration::from_millis(a)),
+                deadline: hi.deadline_in_ms.map(|d| now + Duration::from_millis(d)),
+                failures: hi.failures,
+                stop_requested: hi.stop_requested,
+                killed: hi.killed,
+            };
+            inst.spawns = hi.spawns;
+            inst.last_exit = hi.last_exit;
+            inst.replacing = hi.replacing;
+            inst.fresh_replacement = hi.fresh_replacement;
+            inst.pending = hi.pending.map(|(s, hash)| (std::sync::Arc::new(s), hash));
+            inst.error = hi.error;
+            inst.drop_state = hi.drop_state;
+            inst.since = UNIX_EPOCH + Duration::from_millis(hi.since_unix_ms);
+            inst.pidfd = hi.pidfd.and_then(|fd| crate::sys::fs::adopt_fd(fd).ok());
+            inst.ready = hi.ready_fd.and_then(|fd| crate::sys::fs::adopt_fd(fd).ok());
+            if let Some(pid) = hi.pid {
+                // Verify: same process (start time), and ours to watch.
+                let same = hi.start_ticks.is_some() && proc::start_time(pid) == hi.start_ticks;
+                let ours = pidfd::is_our_child(pid) || inst.pidfd.is_some();
+                if same && ours {
+                    inst.pid = Some(pid);
+                    inst.start_ticks = hi.start_ticks;
+                    self.by_pid.insert(pid, name.clone());
+                } else {
+                    log::error!("{name}: knot {pid} is gone or not ours after the upgrade");
+                    lost.push(name.clone());
+                }
+            }
+            self.watch(&mut inst);
+            self.by_token.insert(token, name.clone());
+            self.instances.insert(name, inst);
+        }
+        self.shutting_down = h.shutting_down;
+        for name in lost {
+            self.knot_exited(&name, process::Exit::Signal(libc::SIGKILL));
+        }
+        let took = process::monotonic_ns().saturating_sub(h.began_ns);
+        self.last_upgrade_ms = Some(took as f64 / 1e6);
+        log::info!(
+            "upgrade: supervising {} instances again, {:.2} ms after the signal",
+            self.instances.len(),
+            took as f64 / 1e6
+        );
+        self.dirty = true;
+    }
+}
+
+fn restore_cloexec(fds: &[RawFd]) {
+    for fd in fds {
+        let _ = process::set_cloexec(*fd);
+    }
+}
+
+fn write_memfd(h: &Handoff) -> Result<OwnedFd, String> {
+    let fd = process::memfd("cairn-handoff").map_err(|e| e.to_string())?;
+    let mut f = std::fs::File::from(fd);
+    serde_json::to_writer(&mut f, h).map_err(|e| e.to_string())?;
+    f.flush().map_err(|e| e.to_string())?;
+    f.rewind().map_err(|e| e.to_string())?;
+    Ok(OwnedFd::from(f))
+}
+
+/// Read the hand-off named by the environment, if we were exec'd by an
+/// upgrade. The fd is closed afterwards.
+pub fn take() -> Option<Result<Handoff, String>> {
+    let fd: i32 = std::env::var(ENV).ok()?.parse().ok()?;
+    let owned = match crate::sys::fs::adopt_fd(fd) {
+        Ok(f) => f,
+        Err(e) => return Some(Err(format!("hand-off fd {fd}: {e}"))),
+    };
+    let mut text = Vec::new();
+    let mut f = std::fs::File::from(owned);
+    if let Err(e) = f.read_to_end(&mut text) {
+        return Some(Err(format!("hand-off: {e}")));
+    }
+    Some(serde_json::from_slice(&text).map_err(|e| format!("hand-off: {e}")))
+}
+
+impl Handoff {
+    /// The pid file lock fd, inherited across the exec.
+    pub fn lock_file(&self) -> Result<std::fs::File, String> {
+        crate::sys::fs::adopt_fd(self.lock_fd)
+            .map(std::fs::File::from)
+            .map_err(|e| format!("pid file lock: {e}"))
+    }
+}

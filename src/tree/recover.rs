@@ -1,0 +1,169 @@
+//! Recovery after the tree died without a hand-off (kill -9, a crash that
+//! could not re-exec, a reboot of the service): running instances are
+//! found from the instance state dirs (the knot records its host pid, start
+//! time and config hash in `<instance>/knot`) and from the tree's cgroup
+//! subtree, verified by pid and start time, and adopted. Nothing is started
+//! before this is done, so nothing runs twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::spec::InstanceSpec;
+use crate::sys::{pidfd, proc};
+
+use super::instance::Instance;
+use super::lifecycle::Life;
+use super::run::Tree;
+
+/// Set by the crash handler's re-exec, for the log.
+pub const RECOVER_ENV: &str = "CAIRN_RECOVERED";
+
+/// What an instance dir's `knot` file says.
+struct Found {
+    pid: i32,
+    ticks: u64,
+    hash: String,
+}
+
+fn read_knot_file(path: &std::path::Path) -> Option<Found> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut it = text.split_whitespace();
+    Some(Found {
+        pid: it.next()?.parse().ok()?,
+        ticks: it.next()?.parse().ok()?,
+        hash: it.next().unwrap_or("").to_string(),
+    })
+}
+
+/// `PROCESS.N` → (process, N); `cmd.*` leaves belong to `cairn cmd`.
+fn parse_leaf(leaf: &str) -> Option<(String, u32)> {
+    if leaf.starts_with("cmd.") {
+        return None;
+    }
+    let (p, n) = leaf.rsplit_once('.')?;
+    Some((p.to_string(), n.parse().ok()?))
+}
+
+/// The pid-namespace init among `pids` (NSpid ends in 1): the knot.
+fn find_knot(pids: &[i32]) -> Option<i32> {
+    pids.iter().copied().find(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                proc::status_field(&s, "NSpid").map(|v| v.split_whitespace().last() == Some("1"))
+            })
+            .unwrap_or(false)
+    })
+}
+
+impl Tree {
+    pub fn recover(&mut self) {
+        let mut found: BTreeMap<String, Found> = BTreeMap::new();
+        if let Ok(sandboxes) = std::fs::read_dir(&self.master.state_dir) {
+            for sb in sandboxes.flatten() {
+                let Some(sandbox) = sb.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let Ok(leaves) = std::fs::read_dir(sb.path()) else {
+                    continue;
+                };
+                for l in leaves.flatten() {
+                    let Some(leaf) = l.file_name().to_str().map(str::to_string) else {
+                        continue;
+                    };
+                    if parse_leaf(&leaf).is_none() {
+                        continue;
+                    }
+                    if let Some(f) = read_knot_file(&l.path().join("knot"))
+                        && proc::start_time(f.pid) == Some(f.ticks)
+                    {
+                        found.insert(format!("{sandbox}/{leaf}"), f);
+                    }
+                }
+            }
+        }
+        if let Some(cg) = self.cgroups.clone() {
+            for leaf in cg.leaves() {
+                let Some((sandbox, rest)) = leaf.split_once(':') else {
+                    continue;
+                };
+                if parse_leaf(rest).is_none() {
+                    continue;
+                }
+                let name = format!("{sandbox}/{rest}");
+                let pids = cg.procs(&leaf);
+                if let Some(f) = found.get(&name) {
+                    if !pids.contains(&f.pid) && !pids.is_empty() {
+                        log::warn!(
+                            "{name}: knot {} is not in its cgroup; trusting the cgroup",
+                            f.pid
+                        );
+                    } else {
+                        continue;
+                    }
+                }
+                if let Some(pid) = find_knot(&pids)
+                    && let Some(ticks) = proc::start_time(pid)
+                {
+                    let hash = read_knot_file(
+                        &self.master.state_dir.join(sandbox).join(rest).join("knot"),
+                    )
+                    .map(|f| f.hash)
+                    .unwrap_or_default();
+                    found.insert(name, Found { pid, ticks, hash });
+                }
+            }
+        }
+        for (name, f) in found {
+            self.adopt(&name, f);
+        }
+    }
+
+    fn adopt(&mut self, name: &str, f: Found) {
+        let Some((sandbox, leaf)) = name.split_once('/') else {
+            return;
+        };
+        let Some((process, index)) = parse_leaf(leaf) else {
+            return;
+        };
+        let mut spec: InstanceSpec = InstanceSpec::placeholder(sandbox, &process, index);
+        spec.host.state_dir = self.master.state_dir.join(sandbox).join(leaf);
+        spec.host.cgroup = self.cgroups.as_ref().map(|_| format!("{sandbox}:{leaf}"));
+        let token = self.new_token();
+        let mut inst = Instance::new(Arc::new(spec), f.hash, token);
+        inst.life = Life::running(Instant::now());
+        inst.spawns = 1;
+        inst.pid = Some(f.pid);
+        inst.start_ticks = Some(f.ticks);
+        if !pidfd::is_our_child(f.pid) {
+            match pidfd::open(f.pid) {
+                Ok(fd) => inst.pidfd = Some(fd),
+                Err(e) => {
+                    log::error!("{name}: cannot watch knot {}: {e}; not adopted", f.pid);
+                    return;
+                }
+            }
+        }
+        log::info!("{name}: adopted running knot {}", f.pid);
+        self.watch(&mut inst);
+        self.by_pid.insert(f.pid, name.to_string());
+        self.by_token.insert(token, name.to_string());
+        self.instances.insert(name.to_string(), inst);
+        self.dirty = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaves() {
+        assert_eq!(parse_leaf("web.0"), Some(("web".into(), 0)));
+        assert_eq!(parse_leaf("my-app.12"), Some(("my-app".into(), 12)));
+        assert_eq!(parse_leaf("cmd.web.1234"), None);
+        assert_eq!(parse_leaf("web"), None);
+        assert_eq!(parse_leaf("web.x"), None);
+    }
+}
