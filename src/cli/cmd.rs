@@ -100,7 +100,8 @@ fn prepare(
         term: std::env::var("TERM").unwrap_or_else(|_| "dumb".into()),
         extra_args: args.to_vec(),
         ready: None,
-        hash: spec.hash(),
+        hash: String::new(),
+        supervised: false,
     };
     Ok((spec, ctx))
 }

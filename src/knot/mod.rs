@@ -36,6 +36,10 @@ pub struct Context {
     pub term: String,
     /// Arguments appended to the configured ones (`cairn cmd`).
     pub extra_args: Vec<String>,
+    /// Supervised by the tree: record `knot`, `workload.pid`, `error` and
+    /// `exit-status` in the instance dir (`cairn cmd` needs none of them).
+    #[serde(default)]
+    pub supervised: bool,
     /// The instance's config hash, recorded in `<instance>/knot` so a
     /// restarted supervisor can adopt the instance.
     pub hash: String,
@@ -111,7 +115,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     // lowering the score needs CAP_SYS_RESOURCE, which some hosts withhold,
     // and the knot's few pages rarely make it the victim anyway.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
-    let inst = match instance_dir(spec, &ctx.hash) {
+    let inst = match instance_dir(spec, ctx) {
         Ok(d) => d,
         Err(e) => return fail(spec, None, &e),
     };
@@ -123,7 +127,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
 
 /// Create (or reuse) the instance dir and its `state/`, and clear the
 /// files a previous run left.
-fn instance_dir(spec: &InstanceSpec, hash: &str) -> Result<(OwnedFd, OwnedFd), String> {
+fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<(OwnedFd, OwnedFd), String> {
     let dir = &spec.host.state_dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
     let inst = sfs::openat2(
@@ -134,27 +138,31 @@ fn instance_dir(spec: &InstanceSpec, hash: &str) -> Result<(OwnedFd, OwnedFd), S
         sfs::Resolve::BeneathNoSymlinks,
     )
     .map_err(|e| e.to_string())?;
-    for f in ["error", "exit-status", "workload.pid"] {
-        let _ = nix::unistd::unlinkat(&inst, f, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    if ctx.supervised {
+        for f in ["error", "exit-status", "workload.pid"] {
+            let _ = nix::unistd::unlinkat(&inst, f, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        }
     }
     let (state, _) = sfs::mkdir_beneath(inst.as_fd(), "state", 0o755).map_err(|e| e.to_string())?;
-    // Who we are on the host: /proc is still the parent's mount here, so
-    // /proc/self is our host pid. A restarted tree adopts us by this file.
-    let stat =
-        std::fs::read_to_string("/proc/self/stat").map_err(|e| format!("/proc/self/stat: {e}"))?;
-    let host_pid: i32 = stat
-        .split_whitespace()
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    let ticks = crate::sys::proc::parse_stat_start_time(&stat).unwrap_or(0);
-    sfs::replace_file(
-        inst.as_fd(),
-        "knot",
-        format!("{host_pid} {ticks} {hash}\n").as_bytes(),
-        0o644,
-    )
-    .map_err(|e| e.to_string())?;
+    if ctx.supervised {
+        // Who we are on the host: /proc is still the parent's mount here, so
+        // /proc/self is our host pid. A restarted tree adopts us by this file.
+        let stat = std::fs::read_to_string("/proc/self/stat")
+            .map_err(|e| format!("/proc/self/stat: {e}"))?;
+        let host_pid: i32 = stat
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let ticks = crate::sys::proc::parse_stat_start_time(&stat).unwrap_or(0);
+        sfs::replace_file(
+            inst.as_fd(),
+            "knot",
+            format!("{host_pid} {ticks} {}\n", ctx.hash).as_bytes(),
+            0o644,
+        )
+        .map_err(|e| e.to_string())?;
+    }
     Ok((inst, state))
 }
 
@@ -206,6 +214,9 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
         }
     };
     let record_pid = |pid: i32| {
+        if !ctx.supervised {
+            return;
+        }
         let _ = sfs::replace_file(
             inst.0.as_fd(),
             "workload.pid",
@@ -251,7 +262,9 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
         },
         oom_killed,
     };
-    if let Ok(json) = serde_json::to_vec(&rec) {
+    if ctx.supervised
+        && let Ok(json) = serde_json::to_vec(&rec)
+    {
         let _ = sfs::replace_file(inst.0.as_fd(), "exit-status", &json, 0o644);
     }
     if oom_killed {

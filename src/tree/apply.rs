@@ -255,6 +255,7 @@ impl Tree {
             extra_args: Vec::new(),
             ready: Some(w.as_raw_fd()),
             hash: i.hash.clone(),
+            supervised: true,
         };
         // The previous run's cgroup, if any, goes first (its counters,
         // e.g. OOM kills, must not carry over).
