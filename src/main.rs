@@ -74,6 +74,13 @@ enum Command {
         #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// The container init (internal; started by the tree and by cmd).
+    #[command(hide = true)]
+    Knot {
+        /// fd holding the instance spec (JSON).
+        #[arg(long)]
+        spec_fd: i32,
+    },
     /// Run a Command entry in a fresh container; exit with its status.
     Cmd {
         #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
@@ -113,6 +120,7 @@ fn main() -> ExitCode {
             log_stderr,
             log_level,
         }),
+        Command::Knot { spec_fd } => cairn::knot::exec_main(spec_fd).clamp(0, 255) as u8,
         Command::Ps { config, json } => cli::ps::run(&config, json),
         Command::Switch {
             config,
