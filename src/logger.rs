@@ -66,21 +66,3 @@ pub fn init(file: Option<&Path>, level: log::LevelFilter) -> Result<(), String> 
     log::set_max_level(level);
     Ok(())
 }
-
-/// Append one line to a sandbox's supervisor log (instance events).
-pub fn sandbox(path: &Path, msg: &str) {
-    let line = format!("{} {msg}\n", rfc3339(SystemTime::now()));
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)?
-            .write_all(line.as_bytes())
-    };
-    if let Err(e) = write() {
-        log::warn!("sandbox log {}: {e}", path.display());
-    }
-}

@@ -250,6 +250,7 @@ fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<(OwnedFd, OwnedFd)
 fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Result<i32, String> {
     // Limits first: nothing of the container exists before they hold.
     let mut oom_dir: Option<OwnedFd> = None;
+    let mut oom_before = 0;
     if let (Some(cg), Some(leaf)) = (&ctx.cgroups, &spec.host.cgroup) {
         let limits = Limits {
             memory: spec.limits.memory,
@@ -264,6 +265,8 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
         cg.join(leaf, 0).map_err(|e| format!("cgroup: {e}"))?;
         if let Some(d) = cg.memory_dir(leaf) {
             oom_dir = sfs::open_dir(&d).ok();
+            // The leaf is reused across restarts: count OOM kills from here.
+            oom_before = oom_dir.as_ref().map_or(0, oom_kills);
         }
     } else if spec.limits.memory.is_some() {
         return Err(
@@ -334,7 +337,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
         }
     };
     let oom_killed = matches!(ended.exit, Exit::Signal(libc::SIGKILL))
-        && oom_dir.as_ref().is_some_and(|d| oom_kills(d) > 0);
+        && oom_dir.as_ref().is_some_and(|d| oom_kills(d) > oom_before);
     let rec = ExitRecord {
         status: ended.exit.as_status(),
         signal: match ended.exit {

@@ -57,6 +57,15 @@ impl Tree {
         for w in &configs.warnings {
             log::warn!("{w}");
         }
+        for (name, sc) in &configs.sandboxes {
+            let path = &sc.sandbox.log_file;
+            match self.sandbox_logs.get(name) {
+                Some((p, _)) if p == path => {}
+                _ => {
+                    self.sandbox_logs.insert(name.clone(), (path.clone(), None));
+                }
+            }
+        }
         let mut jobs = Vec::new();
         for sc in configs.sandboxes.values() {
             for e in sc.processes.entries.values() {
@@ -257,11 +266,6 @@ impl Tree {
             hash: i.hash.clone(),
             supervised: true,
         };
-        // The previous run's cgroup, if any, goes first (its counters,
-        // e.g. OOM kills, must not carry over).
-        if let (Some(cg), Some(leaf)) = (&self.cgroups, &i.spec.host.cgroup) {
-            let _ = cg.destroy(leaf);
-        }
         match knot::spawn(&i.spec, &ctx) {
             Ok(pid) => {
                 drop(w);
@@ -442,10 +446,36 @@ impl Tree {
         self.replan = true;
     }
 
-    fn sandbox_log(&self, name: &str, msg: &str) {
+    /// Append an instance event to its sandbox's log (`log-file` of the
+    /// sandbox config); the file stays open between events.
+    fn sandbox_log(&mut self, name: &str, msg: &str) {
+        use std::io::Write;
         let sandbox = name.split('/').next().unwrap_or("");
-        let path = self.master.default_log_dir.join(format!("{sandbox}.log"));
-        crate::logger::sandbox(&path, msg);
+        let Some((path, file)) = self.sandbox_logs.get_mut(sandbox) else {
+            return;
+        };
+        if file.is_none() {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            match std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&*path)
+            {
+                Ok(f) => *file = Some(f),
+                Err(e) => {
+                    log::warn!("sandbox log {}: {e}", path.display());
+                    return;
+                }
+            }
+        }
+        if let Some(f) = file {
+            let line = format!("{} {msg}\n", rfc3339(SystemTime::now()));
+            if f.write_all(line.as_bytes()).is_err() {
+                *file = None;
+            }
+        }
     }
 
     /// Append a config version to config-log-dir the first time it starts.

@@ -150,10 +150,6 @@ pub trait ContainerLoader {
     ) -> Result<(String, ContainerConfig), Problems>;
 }
 
-/// Parse in this process (for `cairn check` and `cairn cmd`: short-lived
-/// commands, and the parser is bounded; the tree uses a child process).
-pub struct InProcess;
-
 /// The display name of an entry's container config.
 pub fn config_display(sandbox: &Sandbox, entry: &ProcessEntry) -> String {
     let mut p = sandbox.image_dir.join(&entry.image);
@@ -173,16 +169,6 @@ pub fn load_container(
         image::read_config(&root, &entry.config).map_err(|e| ConfigError::new(&shown, e))?;
     let cfg = container::parse_and_validate(&shown, &bytes, sandbox, entry)?;
     Ok((shown, cfg))
-}
-
-impl ContainerLoader for InProcess {
-    fn load(
-        &mut self,
-        sandbox: &Sandbox,
-        entry: &ProcessEntry,
-    ) -> Result<(String, ContainerConfig), Problems> {
-        load_container(sandbox, entry)
-    }
 }
 
 /// The desired instances of one process entry, or why there are none.

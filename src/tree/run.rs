@@ -51,6 +51,8 @@ pub struct Tree {
     pub counters: BTreeMap<ProcKey, Counters>,
     pub unknown_children: u64,
     pub logged_hash: HashMap<String, String>,
+    /// Each sandbox's log file, opened on first use.
+    pub sandbox_logs: HashMap<String, (PathBuf, Option<std::fs::File>)>,
     pub started: SystemTime,
     pub upgrades: u32,
     pub reloads: u32,
@@ -182,6 +184,7 @@ impl Tree {
             counters: BTreeMap::new(),
             unknown_children: 0,
             logged_hash: HashMap::new(),
+            sandbox_logs: HashMap::new(),
             started: SystemTime::now(),
             upgrades: 0,
             reloads: 0,
