@@ -102,6 +102,7 @@ fn prepare(
         ready: None,
         hash: String::new(),
         supervised: false,
+        parent_pipe: None,
     };
     Ok((spec, ctx))
 }
@@ -122,6 +123,17 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
             return 1;
         }
     };
+    // The knot dies with us (see Context::parent_pipe).
+    let (alive_r, _alive_w) = match process::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cairn cmd: {e}");
+            return 1;
+        }
+    };
+    let mut ctx = ctx.clone();
+    ctx.parent_pipe = Some(std::os::fd::AsRawFd::as_raw_fd(&alive_r));
+    let ctx = &ctx;
     let pid = match knot::spawn(spec, ctx) {
         Ok(p) => p,
         Err(e) => {

@@ -11,18 +11,41 @@ use crate::sys::{caps, idmap, process};
 
 use super::Context;
 
-/// Exit codes of a workload child that never reached exec.
+/// Exit codes of a workload that never ran: exec failed, or the
+/// executable was not found (shell conventions).
 pub const EXEC_FAILED: i32 = 126;
 pub const NOT_FOUND: i32 = 127;
 
+/// Why the workload did not start, and the status that reports it: 125
+/// (`SETUP_FAILED`) for everything before execve, 126/127 for execve.
+#[derive(Debug)]
+pub struct SpawnError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl SpawnError {
+    fn setup(message: String) -> SpawnError {
+        SpawnError {
+            code: super::SETUP_FAILED,
+            message,
+        }
+    }
+}
+
 /// Fork and exec the workload; returns its pid (in the knot's pid
 /// namespace) once it has exec'd, or the reason it could not.
-pub fn spawn(spec: &InstanceSpec, ctx: &Context, stdio: Option<&OwnedFd>) -> Result<i32, String> {
+pub fn spawn(
+    spec: &InstanceSpec,
+    ctx: &Context,
+    stdio: Option<&OwnedFd>,
+) -> Result<i32, SpawnError> {
+    let setup = |e: crate::sys::Error| SpawnError::setup(e.to_string());
     let userns = !spec.uid_map.is_empty() || !spec.gid_map.is_empty();
-    let (err_r, err_w) = process::pipe().map_err(|e| e.to_string())?;
-    let (up_r, up_w) = process::pipe().map_err(|e| e.to_string())?;
-    let (go_r, go_w) = process::pipe().map_err(|e| e.to_string())?;
-    match process::fork().map_err(|e| e.to_string())? {
+    let (err_r, err_w) = process::pipe().map_err(setup)?;
+    let (up_r, up_w) = process::pipe().map_err(setup)?;
+    let (go_r, go_w) = process::pipe().map_err(setup)?;
+    match process::fork().map_err(setup)? {
         None => {
             drop(err_r);
             drop(up_r);
@@ -34,16 +57,12 @@ pub fn spawn(spec: &InstanceSpec, ctx: &Context, stdio: Option<&OwnedFd>) -> Res
             };
             drop(err_w);
             let err_w = high;
-            let msg = child(spec, ctx, stdio, userns, up_w, go_r);
-            // Only reached when something failed before or at exec.
-            let code = if msg.contains("No such file") {
-                NOT_FOUND
-            } else {
-                EXEC_FAILED
-            };
+            let err = child(spec, ctx, stdio, userns, up_w, go_r);
+            // Only reached when something failed before or at exec: the
+            // status first, then the message.
             let mut w = std::fs::File::from(err_w);
-            let _ = w.write_all(msg.as_bytes());
-            process::exit_now(code);
+            let _ = w.write_all(format!("{} {}", err.code, err.message).as_bytes());
+            process::exit_now(err.code);
         }
         Some(pid) => {
             drop(err_w);
@@ -77,7 +96,7 @@ pub fn spawn(spec: &InstanceSpec, ctx: &Context, stdio: Option<&OwnedFd>) -> Res
                     ) {
                         let _ = process::kill(pid, libc::SIGKILL);
                         let _ = process::wait_for(pid);
-                        return Err(format!("user namespace maps: {e}"));
+                        return Err(SpawnError::setup(format!("user namespace maps: {e}")));
                     }
                     let mut w = std::fs::File::from(go_w);
                     let _ = w.write_all(b"g");
@@ -87,11 +106,14 @@ pub fn spawn(spec: &InstanceSpec, ctx: &Context, stdio: Option<&OwnedFd>) -> Res
             let mut r = std::fs::File::from(err_r);
             let _ = r.read_to_string(&mut msg);
             if msg.is_empty() {
-                Ok(pid)
-            } else {
-                let _ = process::wait_for(pid);
-                Err(msg)
+                return Ok(pid);
             }
+            let _ = process::wait_for(pid);
+            let (code, message) = match msg.split_once(' ') {
+                Some((c, m)) => (c.parse().unwrap_or(super::SETUP_FAILED), m.to_string()),
+                None => (super::SETUP_FAILED, msg),
+            };
+            Err(SpawnError { code, message })
         }
     }
 }
@@ -106,7 +128,7 @@ fn max_target(ctx: &Context) -> RawFd {
         .max(2)
 }
 
-/// The child side; returns an error message if anything fails.
+/// The child side; returns why it failed, if anything fails.
 fn child(
     spec: &InstanceSpec,
     ctx: &Context,
@@ -114,14 +136,34 @@ fn child(
     userns: bool,
     up_w: OwnedFd,
     go_r: OwnedFd,
-) -> String {
+) -> SpawnError {
     match child_steps(spec, ctx, stdio, userns, up_w, go_r) {
         Ok(never) => match never {},
-        Err(e) => e,
+        Err(Fail::Setup(m)) => SpawnError::setup(m),
+        Err(Fail::Exec(m, errno)) => SpawnError {
+            code: if errno == Some(libc::ENOENT) {
+                NOT_FOUND
+            } else {
+                EXEC_FAILED
+            },
+            message: m,
+        },
     }
 }
 
 enum Never {}
+
+/// A failure in the child: before execve, or of execve (with its errno).
+enum Fail {
+    Setup(String),
+    Exec(String, Option<i32>),
+}
+
+impl From<String> for Fail {
+    fn from(m: String) -> Fail {
+        Fail::Setup(m)
+    }
+}
 
 fn child_steps(
     spec: &InstanceSpec,
@@ -130,8 +172,15 @@ fn child_steps(
     userns: bool,
     up_w: OwnedFd,
     go_r: OwnedFd,
-) -> Result<Never, String> {
+) -> Result<Never, Fail> {
     let s = |e: crate::sys::Error| e.to_string();
+    // A session of its own, without a controlling terminal: the workload
+    // can neither read nor write (nor inject into) the caller's terminal,
+    // nor signal the caller's process group. Only an interactive command
+    // stays in the caller's session, on purpose.
+    if !spec.interactive {
+        process::setsid().map_err(s)?;
+    }
     // The knot is exempt from the OOM killer; its workload is not.
     let _ = std::fs::write("/proc/self/oom_score_adj", "0");
     if userns {
@@ -141,7 +190,9 @@ fn child_steps(
         let mut b = [0u8; 1];
         let mut r = std::fs::File::from(go_r);
         if r.read(&mut b).unwrap_or(0) != 1 {
-            return Err("the knot did not write the user namespace maps".into());
+            return Err(Fail::Setup(
+                "the knot did not write the user namespace maps".into(),
+            ));
         }
     } else {
         drop(up_w);
@@ -227,5 +278,8 @@ fn child_steps(
     argv.extend(spec.arguments.iter().cloned());
     argv.extend(ctx.extra_args.iter().cloned());
     let e = process::exec(&spec.executable, &argv, &env);
-    Err(format!("cannot execute {}: {}", spec.executable, e.source))
+    Err(Fail::Exec(
+        format!("cannot execute {}: {}", spec.executable, e.source),
+        e.errno(),
+    ))
 }

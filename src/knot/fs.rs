@@ -301,10 +301,11 @@ fn proc(root: BorrowedFd<'_>) -> Result<()> {
             || format!("mask /proc/{name}"),
         )?;
         ctx(
+            // Not nodev: a masked file reads as empty, like /dev/null.
             mount::set_attrs(
                 b.as_fd(),
                 name,
-                Attrs::RDONLY.or(Attrs::SAFE),
+                Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
                 Attrs::NONE,
                 Recursive::No,
             ),

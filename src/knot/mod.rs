@@ -40,6 +40,11 @@ pub struct Context {
     /// `exit-status` in the instance dir (`cairn cmd` needs none of them).
     #[serde(default)]
     pub supervised: bool,
+    /// For a knot of `cairn cmd`: the read end of a pipe whose write end
+    /// only `cairn cmd` holds. The knot dies with `cairn cmd` (parent-death
+    /// signal) and checks this pipe to close the race with its start.
+    #[serde(default)]
+    pub parent_pipe: Option<RawFd>,
     /// The instance's config hash, recorded in `<instance>/knot` so a
     /// restarted supervisor can adopt the instance.
     pub hash: String,
@@ -187,6 +192,13 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     if let Err(e) = process::set_dumpable(false) {
         return fail(spec, None, &e.to_string());
     }
+    // A command's container must not outlive `cairn cmd` (killed with -9
+    // it could not clean up): die with it.
+    if let Some(fd) = ctx.parent_pipe {
+        if process::set_pdeathsig(libc::SIGKILL).is_err() || process::pipe_closed(fd) {
+            return SETUP_FAILED;
+        }
+    }
     let mut keep: Vec<RawFd> = ctx.sockets.iter().map(|(_, fd)| *fd).collect();
     keep.extend(ctx.ready);
     if let Err(e) = close_inherited(&keep) {
@@ -283,18 +295,14 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
 
     process::block_all_signals().map_err(|e| e.to_string())?;
     let sigfd = process::signalfd_all().map_err(|e| e.to_string())?;
-    let first = exec::spawn(spec, ctx, built.stdio.as_ref()).map_err(|e| e.to_string());
-    let first = match first {
+    let first = match exec::spawn(spec, ctx, built.stdio.as_ref()) {
         Ok(p) => p,
         Err(e) => {
-            let code = if e.contains("No such file") {
-                exec::NOT_FOUND
-            } else {
-                exec::EXEC_FAILED
-            };
-            let _ = sfs::replace_file(inst.0.as_fd(), "error", e.as_bytes(), 0o644);
-            eprintln!("cairn: {}: {e}", spec.name);
-            return Ok(code);
+            if ctx.supervised {
+                let _ = sfs::replace_file(inst.0.as_fd(), "error", e.message.as_bytes(), 0o644);
+            }
+            eprintln!("cairn: {}: {}", spec.name, e.message);
+            return Ok(e.code);
         }
     };
     let record_pid = |pid: i32| {
@@ -316,16 +324,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
         spec,
         &sigfd,
         first,
-        || {
-            exec::spawn(spec, ctx, built.stdio.as_ref()).map_err(|e| {
-                let code = if e.contains("No such file") {
-                    exec::NOT_FOUND
-                } else {
-                    exec::EXEC_FAILED
-                };
-                (e, code)
-            })
-        },
+        || exec::spawn(spec, ctx, built.stdio.as_ref()).map_err(|e| (e.message, e.code)),
         record_pid,
     );
     let ended = match ended {

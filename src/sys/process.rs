@@ -108,6 +108,28 @@ pub fn set_child_subreaper() -> Result<()> {
     prctl(libc::PR_SET_CHILD_SUBREAPER, 1, "PR_SET_CHILD_SUBREAPER")
 }
 
+/// PR_SET_PDEATHSIG: get `sig` when the parent dies.
+pub fn set_pdeathsig(sig: i32) -> Result<()> {
+    prctl(
+        libc::PR_SET_PDEATHSIG,
+        sig as libc::c_ulong,
+        "PR_SET_PDEATHSIG",
+    )
+}
+
+/// True when the write end of the pipe whose read end is `fd` is closed
+/// everywhere (poll(2) reports POLLHUP): the holder is gone.
+pub fn pipe_closed(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & libc::POLLHUP != 0
+}
+
 /// PR_SET_KEEPCAPS: keep permitted capabilities across setuid.
 pub fn set_keepcaps(on: bool) -> Result<()> {
     prctl(

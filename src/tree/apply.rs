@@ -265,6 +265,7 @@ impl Tree {
             ready: Some(w.as_raw_fd()),
             hash: i.hash.clone(),
             supervised: true,
+            parent_pipe: None,
         };
         match knot::spawn(&i.spec, &ctx) {
             Ok(pid) => {
