@@ -18,6 +18,31 @@ struct Logger {
     level: log::LevelFilter,
 }
 
+/// The log file, for `reopen`.
+static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+static LOGGER: std::sync::OnceLock<&'static Logger> = std::sync::OnceLock::new();
+
+fn open(p: &Path) -> Result<std::fs::File, String> {
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(p)
+        .map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Reopen the log file (after logrotate moved it away); on SIGHUP.
+pub fn reopen() {
+    if let (Some(path), Some(logger)) = (FILE.get(), LOGGER.get())
+        && let Ok(f) = open(path)
+        && let Ok(mut sink) = logger.sink.lock()
+    {
+        *sink = Sink::File(f);
+    }
+}
+
 impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata) -> bool {
         m.level() <= self.level
@@ -47,22 +72,16 @@ pub fn init(file: Option<&Path>, level: log::LevelFilter) -> Result<(), String> 
     let sink = match file {
         None => Sink::Stderr,
         Some(p) => {
-            if let Some(dir) = p.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            let f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?;
-            Sink::File(f)
+            let _ = FILE.set(p.to_path_buf());
+            Sink::File(open(p)?)
         }
     };
-    let logger = Box::new(Logger {
+    let logger: &'static Logger = Box::leak(Box::new(Logger {
         sink: Mutex::new(sink),
         level,
-    });
-    log::set_boxed_logger(logger).map_err(|e| e.to_string())?;
+    }));
+    let _ = LOGGER.set(logger);
+    log::set_logger(logger).map_err(|e| e.to_string())?;
     log::set_max_level(level);
     Ok(())
 }

@@ -7,19 +7,21 @@ use crate::config::master::Master;
 use crate::sys::fs as sfs;
 use crate::sys::process;
 
-/// The pid of the tree running with `master`'s runtime dir, if any: the pid
-/// file must exist and be locked (a stale file is not a running tree).
+/// The pid of the tree running with `master`'s runtime dir, as seen from
+/// here: the holder of the pid file's lock (the kernel translates it into
+/// our pid namespace; the number written in the file may be from another).
 pub fn running_tree(master: &Master) -> Result<i32, String> {
     let path = master.pid_file();
     let f = std::fs::File::open(&path)
         .map_err(|_| format!("no cairn tree runs (no {})", path.display()))?;
-    if sfs::try_lock(f.as_fd()).map_err(|e| e.to_string())? {
-        return Err(format!("no cairn tree runs ({} is stale)", path.display()));
+    match sfs::lock_holder(f.as_fd()).map_err(|e| format!("{}: {e}", path.display()))? {
+        None => Err(format!("no cairn tree runs ({} is stale)", path.display())),
+        Some(0) => Err(format!(
+            "the cairn tree of {} runs in another pid namespace; run this command there",
+            master.runtime_dir.display()
+        )),
+        Some(pid) => Ok(pid),
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{}: not a pid: {:?}", path.display(), text.trim()))
 }
 
 pub fn send(master_path: &Path, sig: i32, what: &str) -> u8 {

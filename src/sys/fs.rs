@@ -30,6 +30,17 @@ impl Resolve {
     }
 }
 
+/// Open the file behind an `O_PATH` fd for real, through its
+/// /proc/self/fd magic link (the documented way to upgrade an O_PATH fd).
+pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd> {
+    let link = super::cstr(&format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    // SAFETY: valid C string.
+    let new = unsafe { libc::open(link.as_ptr(), flags | libc::O_CLOEXEC) };
+    let new = check(new, "reopen", fd.as_raw_fd())?;
+    // SAFETY: new fd nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 /// `struct open_how` of openat2(2) (libc's is non-exhaustive).
 #[repr(C)]
 struct OpenHow {
@@ -53,18 +64,30 @@ pub fn openat2(
         mode: u64::from(mode),
         resolve: resolve.bits(),
     };
-    // SAFETY: `c` is a valid NUL-terminated string and `how` a valid
-    // open_how of the size we pass; the kernel only reads them.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
+    // With RESOLVE_IN_ROOT/BENEATH the kernel answers EAGAIN when a rename
+    // or mount anywhere raced a ".." step; openat2(2) says to retry.
+    let mut tries = 0;
+    let fd = loop {
+        // SAFETY: `c` is a valid NUL-terminated string and `how` a valid
+        // open_how of the size we pass; the kernel only reads them.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
+            && tries < 128
+        {
+            tries += 1;
+            continue;
+        }
+        break check(fd, "openat2", path)?;
     };
-    let fd = check(fd, "openat2", path)?;
     // SAFETY: the kernel returned a new fd that nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
@@ -125,17 +148,15 @@ pub fn read_in_root(
     path: &str,
     cap: usize,
 ) -> std::result::Result<Vec<u8>, ReadError> {
-    let fd = openat2(
-        root,
-        path,
-        libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
-        0,
-        Resolve::InRoot,
-    )?;
-    let st = fstat(fd.as_fd())?;
+    // O_PATH first: opening a FIFO would wake its writer, opening a device
+    // would run its driver. Only a regular file is then opened for reading,
+    // through our own fd (never by name again).
+    let path_fd = openat2(root, path, libc::O_PATH, 0, Resolve::InRoot)?;
+    let st = fstat(path_fd.as_fd())?;
     if !is_reg(&st) {
         return Err(ReadError::NotRegular);
     }
+    let fd = reopen(path_fd.as_fd(), libc::O_RDONLY | libc::O_NOCTTY)?;
     if st.st_size as u64 > cap as u64 {
         return Err(ReadError::TooLarge(cap));
     }
@@ -247,6 +268,47 @@ pub fn replace_file(dir: BorrowedFd<'_>, name: &str, content: &[u8], mode: u32) 
     f.write_all(content)
         .map_err(|e| Error::new("write", name, e))?;
     Ok(())
+}
+
+fn whole_file_lock(kind: libc::c_short) -> libc::flock {
+    // SAFETY: zeroed flock is valid; we set the fields we use.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl
+}
+
+/// fcntl(2) F_SETLK write lock on the whole file (a POSIX record lock: the
+/// kernel reports its holder's pid in the asker's pid namespace, so `cairn
+/// reload` never signals a pid that means something else where it runs).
+/// `Ok(false)` when another process holds it.
+pub fn lock_posix(fd: BorrowedFd<'_>) -> Result<bool> {
+    let fl = whole_file_lock(libc::F_WRLCK as libc::c_short);
+    // SAFETY: valid fd and flock struct.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLK, &fl) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) {
+        return Ok(false);
+    }
+    Err(Error::new("fcntl F_SETLK", "", e))
+}
+
+/// fcntl(2) F_GETLK: who holds the write lock on the file. `None`: nobody;
+/// `Some(0)`: a process in another pid namespace (not visible here).
+pub fn lock_holder(fd: BorrowedFd<'_>) -> Result<Option<i32>> {
+    let mut fl = whole_file_lock(libc::F_WRLCK as libc::c_short);
+    // SAFETY: valid fd and flock struct (in/out).
+    check(
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETLK, &mut fl) },
+        "fcntl F_GETLK",
+        "",
+    )?;
+    if fl.l_type == libc::F_UNLCK as libc::c_short {
+        return Ok(None);
+    }
+    Ok(Some(fl.l_pid))
 }
 
 /// flock(2) LOCK_EX|LOCK_NB: `Ok(false)` when another process holds it.

@@ -5,6 +5,7 @@
 //! no wakeups at all.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,17 +85,21 @@ fn lock_pid_file(runtime_dir: &Path) -> Result<std::fs::File, String> {
         .truncate(false)
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    if !sfs::try_lock(f.as_fd()).map_err(|e| format!("{}: {e}", path.display()))? {
-        let pid = std::fs::read_to_string(&path).unwrap_or_default();
+    if !sfs::lock_posix(f.as_fd()).map_err(|e| format!("{}: {e}", path.display()))? {
+        let who = match sfs::lock_holder(f.as_fd()) {
+            Ok(Some(pid)) if pid > 0 => format!("pid {pid}"),
+            _ => "in another pid namespace".to_string(),
+        };
         return Err(format!(
-            "another cairn tree (pid {}) already runs with runtime dir {}",
-            pid.trim(),
+            "another cairn tree ({who}) already runs with runtime dir {}",
             runtime_dir.display()
         ));
     }
+    // Through the locked fd: opening the file again and closing it would
+    // drop a POSIX lock (fcntl(2), "Advisory record locking").
     f.set_len(0)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::write(&path, format!("{}\n", process::getpid()))
+    (&f).write_all(format!("{}\n", process::getpid()).as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(f)
 }
@@ -300,6 +305,11 @@ impl Tree {
             match si.signo {
                 libc::SIGCHLD => self.reap(),
                 libc::SIGHUP => {
+                    // Logs are reopened too, for logrotate.
+                    crate::logger::reopen();
+                    for (_, f) in self.sandbox_logs.values_mut() {
+                        *f = None;
+                    }
                     log::info!("SIGHUP: reloading configs");
                     self.reload();
                 }
@@ -320,7 +330,10 @@ impl Tree {
         while let Some((pid, exit)) = process::reap_any() {
             match self.by_pid.remove(&pid) {
                 Some(name) => self.knot_exited(&name, exit),
-                None => self.unknown_children += 1,
+                None => {
+                    self.unknown_children += 1;
+                    self.dirty = true;
+                }
             }
         }
     }
