@@ -320,6 +320,8 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
     if let Some(fd) = ctx.ready {
         process::notify_and_close(fd);
     }
+    // From here on the knot only waits: return the memory setup used.
+    process::trim_heap();
     let ended = init::run(
         spec,
         &sigfd,

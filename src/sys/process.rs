@@ -492,3 +492,10 @@ pub fn set_cloexec(fd: RawFd) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// malloc_trim(3): give free heap memory back to the kernel. In a forked
+/// knot this drops its private copies of pages it no longer uses.
+pub fn trim_heap() {
+    // SAFETY: glibc call without pointers; always safe to call.
+    unsafe { libc::malloc_trim(0) };
+}

@@ -170,3 +170,26 @@ fn stdin_is_dev_null_unless_interactive() {
     fx.assert_cleaned_up();
     assert_eq!(ok(&out), "/dev/null\nend\n");
 }
+
+/// `cairn knot --spec-fd N`: the exec'd init (CAIRN_KNOT_EXEC=1) builds the
+/// same container as the forked one: pid 1 is `cairn`, the workload runs
+/// as the configured user, and its status comes back.
+#[test]
+fn exec_path_of_the_knot_builds_the_same_container() {
+    let mut fx = fixture!();
+    fx.command("exec", &probe(""));
+    let mut c = fx.cmd(
+        "exec",
+        &["echo \"$(cat /proc/1/comm) $(id -u) $(grep NoNewPrivs /proc/self/status | cut -f2)\"; exit 9"],
+    );
+    c.env("CAIRN_KNOT_EXEC", "1");
+    let out = output_within(&mut c, None, TIMEOUT);
+    fx.assert_cleaned_up();
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("cairn {UID} 1"),
+        "{}",
+        stderr(&out)
+    );
+}
