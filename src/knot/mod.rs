@@ -174,6 +174,26 @@ fn close_inherited(keep: &[RawFd]) -> Result<(), String> {
     process::close_range(from, u32::MAX).map_err(|e| e.to_string())
 }
 
+/// `<instance>/knot`: "HOSTPID STARTTIME HASH", then one line per
+/// listening socket we hold, "sock FD HOST PORT OWNER" (OWNER `-` for a
+/// shared socket): a restarted tree adopts us, and takes back the sockets
+/// with pidfd_getfd(2), from this.
+fn knot_file(spec: &InstanceSpec, ctx: &Context, pid: i32, ticks: u64) -> String {
+    let mut out = format!("{pid} {ticks} {}\n", ctx.hash);
+    for (port, (_, fd)) in spec.tcp_ports.iter().zip(&ctx.sockets) {
+        let owner = if port.settings.reuse_port {
+            spec.name.as_str()
+        } else {
+            "-"
+        };
+        out.push_str(&format!(
+            "sock {fd} {} {} {owner}\n",
+            port.settings.host, port.port
+        ));
+    }
+    out
+}
+
 /// Record a setup failure where the supervisor and the operator look.
 fn fail(spec: &InstanceSpec, inst: Option<&OwnedFd>, msg: &str) -> i32 {
     if let Some(dir) = inst {
@@ -251,7 +271,7 @@ fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<(OwnedFd, OwnedFd)
         sfs::replace_file(
             inst.as_fd(),
             "knot",
-            format!("{host_pid} {ticks} {}\n", ctx.hash).as_bytes(),
+            knot_file(spec, ctx, host_pid, ticks).as_bytes(),
             0o644,
         )
         .map_err(|e| e.to_string())?;

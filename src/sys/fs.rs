@@ -351,6 +351,12 @@ pub fn adopt_fd(fd: i32) -> Result<OwnedFd> {
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
         return Err(Error::last("fcntl F_GETFD", fd));
     }
+    // Close-on-exec again: it was cleared only to cross one exec
+    // (invariant 4: no fd leaks into anything we exec later).
+    // SAFETY: plain fcntl on an open fd.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+        return Err(Error::last("fcntl F_SETFD", fd));
+    }
     // SAFETY: the fd is open and was handed to us to own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

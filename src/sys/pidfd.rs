@@ -31,3 +31,15 @@ pub fn is_our_child(pid: i32) -> bool {
     };
     ret == 0
 }
+
+/// pidfd_getfd(2): a duplicate (close-on-exec) of fd `target` of the
+/// process behind `pidfd`. Used to take back the listening sockets an
+/// adopted knot holds, after the tree lost its own copies.
+pub fn get_fd(pidfd: std::os::fd::BorrowedFd<'_>, target: i32) -> Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall; flags must be 0.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) };
+    let fd = check(fd, "pidfd_getfd", target)?;
+    // SAFETY: a new fd nobody else owns (the kernel sets O_CLOEXEC).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}

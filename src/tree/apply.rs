@@ -173,6 +173,30 @@ impl Tree {
         let token = self.new_token();
         let mut inst = Instance::new(spec, w.hash, token);
         inst.fresh_replacement = fresh_replacement;
+        if let Some((rec, error)) = self.died_away.remove(name) {
+            // It ran before this tree, and died while no tree watched it.
+            let normal = rec.signal.is_none()
+                && error.is_none()
+                && inst.spec.normal_exit_codes.contains(&rec.status);
+            let c = self.counters.entry(inst.key.clone()).or_default();
+            c.deaths += 1;
+            if !normal {
+                c.failures += 1;
+            }
+            inst.spawns = 1;
+            inst.last_exit = Some(LastExit {
+                status: rec.status,
+                signal: rec.signal,
+                oom_killed: rec.oom_killed,
+                failure: !normal,
+                at: rfc3339(SystemTime::now()),
+                error,
+            });
+            log::warn!(
+                "{name}: died while no tree ran (status {}); starting it again",
+                rec.status
+            );
+        }
         self.by_token.insert(token, name.to_string());
         self.instances.insert(name.to_string(), inst);
         self.event(name, Event::Deadline);

@@ -6,6 +6,7 @@
 //! before this is done, so nothing runs twice.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,16 +25,50 @@ struct Found {
     pid: i32,
     ticks: u64,
     hash: String,
+    /// (fd in the knot, host, port, owner) of its listening sockets.
+    sockets: Vec<(i32, IpAddr, u16, Option<String>)>,
 }
 
 fn read_knot_file(path: &std::path::Path) -> Option<Found> {
     let text = std::fs::read_to_string(path).ok()?;
-    let mut it = text.split_whitespace();
-    Some(Found {
+    let mut lines = text.lines();
+    let mut it = lines.next()?.split_whitespace();
+    let mut found = Found {
         pid: it.next()?.parse().ok()?,
         ticks: it.next()?.parse().ok()?,
         hash: it.next().unwrap_or("").to_string(),
-    })
+        sockets: Vec::new(),
+    };
+    for line in lines {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let ["sock", fd, host, port, owner] = f.as_slice()
+            && let (Ok(fd), Ok(host), Ok(port)) = (fd.parse(), host.parse(), port.parse())
+        {
+            let owner = (*owner != "-").then(|| owner.to_string());
+            found.sockets.push((fd, host, port, owner));
+        }
+    }
+    Some(found)
+}
+
+/// The exit record of a knot that died while no tree ran.
+fn read_exit(dir: &std::path::Path) -> Option<(crate::knot::ExitRecord, Option<String>)> {
+    let error = std::fs::read_to_string(dir.join("error")).ok();
+    let rec = std::fs::read(dir.join("exit-status"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    match (rec, error) {
+        (Some(r), e) => Some((r, e)),
+        (None, Some(e)) => Some((
+            crate::knot::ExitRecord {
+                status: crate::knot::SETUP_FAILED,
+                signal: None,
+                oom_killed: false,
+            },
+            Some(e),
+        )),
+        (None, None) => None,
+    }
 }
 
 /// `PROCESS.N` → (process, N); `cmd.*` leaves belong to `cairn cmd`.
@@ -75,10 +110,15 @@ impl Tree {
                     if parse_leaf(&leaf).is_none() {
                         continue;
                     }
-                    if let Some(f) = read_knot_file(&l.path().join("knot"))
-                        && proc::start_time(f.pid) == Some(f.ticks)
-                    {
-                        found.insert(format!("{sandbox}/{leaf}"), f);
+                    if let Some(f) = read_knot_file(&l.path().join("knot")) {
+                        let name = format!("{sandbox}/{leaf}");
+                        if proc::start_time(f.pid) == Some(f.ticks) {
+                            found.insert(name, f);
+                        } else if let Some(exit) = read_exit(&l.path()) {
+                            // It died while no tree ran: report that death
+                            // when the instance is started again.
+                            self.died_away.insert(name, exit);
+                        }
                     }
                 }
             }
@@ -111,7 +151,15 @@ impl Tree {
                     )
                     .map(|f| f.hash)
                     .unwrap_or_default();
-                    found.insert(name, Found { pid, ticks, hash });
+                    found.insert(
+                        name,
+                        Found {
+                            pid,
+                            ticks,
+                            hash,
+                            sockets: Vec::new(),
+                        },
+                    );
                 }
             }
         }
@@ -120,7 +168,7 @@ impl Tree {
         }
     }
 
-    fn adopt(&mut self, name: &str, f: Found) {
+    fn adopt(&mut self, name: &str, mut f: Found) {
         let Some((sandbox, leaf)) = name.split_once('/') else {
             return;
         };
@@ -131,7 +179,8 @@ impl Tree {
         spec.host.state_dir = self.master.state_dir.join(sandbox).join(leaf);
         spec.host.cgroup = self.cgroups.as_ref().map(|_| format!("{sandbox}:{leaf}"));
         let token = self.new_token();
-        let mut inst = Instance::new(Arc::new(spec), f.hash, token);
+        let sockets = std::mem::take(&mut f.sockets);
+        let mut inst = Instance::new(Arc::new(spec), f.hash.clone(), token);
         inst.life = Life::running(Instant::now());
         inst.spawns = 1;
         inst.pid = Some(f.pid);
@@ -145,12 +194,61 @@ impl Tree {
                 }
             }
         }
+        self.reclaim_sockets(name, &inst, &sockets);
         log::info!("{name}: adopted running knot {}", f.pid);
         self.watch(&mut inst);
         self.by_pid.insert(f.pid, name.to_string());
         self.by_token.insert(token, name.to_string());
         self.instances.insert(name.to_string(), inst);
         self.dirty = true;
+    }
+}
+
+impl Tree {
+    /// Take back the listening sockets an adopted knot holds, unless we
+    /// have them already (after a crash or kill -9 the tree lost its copies,
+    /// and binding again would fail while the knots hold the port).
+    fn reclaim_sockets(
+        &mut self,
+        name: &str,
+        inst: &Instance,
+        sockets: &[(i32, IpAddr, u16, Option<String>)],
+    ) {
+        if sockets.is_empty() {
+            return;
+        }
+        let Some(pid) = inst.pid else { return };
+        let own;
+        let pfd = match &inst.pidfd {
+            Some(p) => p,
+            None => match pidfd::open(pid) {
+                Ok(p) => {
+                    own = p;
+                    &own
+                }
+                Err(e) => {
+                    log::error!("{name}: cannot reach knot {pid} for its sockets: {e}");
+                    return;
+                }
+            },
+        };
+        for (fd, host, port, owner) in sockets {
+            let key = super::sockets::SocketKey {
+                host: *host,
+                port: *port,
+                owner: owner.clone(),
+            };
+            if self.sockets.contains(&key) {
+                continue;
+            }
+            match pidfd::get_fd(std::os::fd::AsFd::as_fd(pfd), *fd) {
+                Ok(sock) => {
+                    log::info!("{name}: took back the socket of {host}:{port}");
+                    self.sockets.insert(key, sock);
+                }
+                Err(e) => log::error!("{name}: cannot take back the socket of {host}:{port}: {e}"),
+            }
+        }
     }
 }
 

@@ -52,6 +52,9 @@ pub struct Tree {
     pub counters: BTreeMap<ProcKey, Counters>,
     pub unknown_children: u64,
     pub logged_hash: HashMap<String, String>,
+    /// Exits of knots that died while no tree ran (from their state dirs),
+    /// reported when the instance starts again.
+    pub died_away: HashMap<String, (crate::knot::ExitRecord, Option<String>)>,
     /// Each sandbox's log file, opened on first use.
     pub sandbox_logs: HashMap<String, (PathBuf, Option<std::fs::File>)>,
     pub started: SystemTime,
@@ -130,6 +133,9 @@ pub fn run(opts: Options) -> u8 {
 
 impl Tree {
     fn new(master_path: &Path, master: Master) -> Result<Tree, String> {
+        // Whatever we inherited (from a shell, a hand-off we may fail to
+        // read) must not leak into anything we exec (invariant 4).
+        process::cloexec_from(3).map_err(|e| e.to_string())?;
         let handoff = super::handoff::take();
         let lock = match &handoff {
             Some(Ok(h)) => h.lock_file()?,
@@ -190,6 +196,7 @@ impl Tree {
             unknown_children: 0,
             logged_hash: HashMap::new(),
             sandbox_logs: HashMap::new(),
+            died_away: HashMap::new(),
             started: SystemTime::now(),
             upgrades: 0,
             reloads: 0,

@@ -89,6 +89,15 @@ impl Sockets {
         });
     }
 
+    pub fn contains(&self, key: &SocketKey) -> bool {
+        self.open.contains_key(key)
+    }
+
+    /// Keep a socket taken back from an adopted knot.
+    pub fn insert(&mut self, key: SocketKey, fd: OwnedFd) {
+        self.open.entry(key).or_insert(fd);
+    }
+
     /// For the upgrade hand-off: keys and fd numbers.
     pub fn handoff(&self) -> Vec<(SocketKey, i32)> {
         self.open
