@@ -338,7 +338,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
     };
     record_pid(first);
     if let Some(fd) = ctx.ready {
-        process::notify_and_close(fd);
+        process::notify(fd, b'r');
     }
     // From here on the knot only waits: return the memory setup used.
     process::trim_heap();
@@ -371,6 +371,13 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
         && let Ok(json) = serde_json::to_vec(&rec)
     {
         let _ = sfs::replace_file(inst.0.as_fd(), "exit-status", &json, 0o644);
+    }
+    // Tell the tree now, not when our exit is reaped: tearing down the
+    // container's namespaces and mounts then runs in parallel with the
+    // start of the next one.
+    if let Some(fd) = ctx.ready {
+        process::notify(fd, b'x');
+        process::close_fd(fd);
     }
     if oom_killed {
         eprintln!(

@@ -449,15 +449,17 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Write one byte to `fd` (a pipe inherited for this purpose) and close it,
-/// so the reader sees the byte and then EOF. Errors are ignored: the reader
-/// learns of our death from SIGCHLD anyway.
-pub fn notify_and_close(fd: RawFd) {
-    // SAFETY: `fd` was inherited for us alone; a one-byte write and close.
-    unsafe {
-        libc::write(fd, b"r".as_ptr() as *const libc::c_void, 1);
-        libc::close(fd);
-    }
+/// Write one byte to `fd` (a pipe inherited for this purpose). Errors are
+/// ignored: the reader learns of our death from SIGCHLD anyway.
+pub fn notify(fd: RawFd, byte: u8) {
+    // SAFETY: a one-byte write from a live buffer to an fd we were given.
+    unsafe { libc::write(fd, &byte as *const u8 as *const libc::c_void, 1) };
+}
+
+/// close(2) of an fd we were given as a number.
+pub fn close_fd(fd: RawFd) {
+    // SAFETY: the fd is ours; nothing else uses it afterwards.
+    unsafe { libc::close(fd) };
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the same clock across exec).

@@ -324,14 +324,44 @@ impl Tree {
         let Some(i) = self.instances.get_mut(&name) else {
             return;
         };
-        let Some(r) = i.ready.take() else { return };
-        let _ = self.poller.delete(r.as_fd());
-        let mut b = [0u8; 1];
-        let got = nix::unistd::read(&r, &mut b).unwrap_or(0);
-        if got == 1 {
-            i.fresh_replacement = false;
-            i.error = None;
-            self.event(&name, Event::Ready);
+        let Some(r) = &i.ready else { return };
+        let mut buf = [0u8; 8];
+        let got = nix::unistd::read(r, &mut buf).unwrap_or(0);
+        if got == 0 {
+            // EOF: the knot is gone; SIGCHLD tells the rest.
+            if let Some(r) = i.ready.take() {
+                let _ = self.poller.delete(r.as_fd());
+            }
+            return;
+        }
+        for &b in &buf[..got] {
+            match b {
+                b'r' => {
+                    if let Some(i) = self.instances.get_mut(&name) {
+                        i.fresh_replacement = false;
+                        i.error = None;
+                    }
+                    self.event(&name, Event::Ready);
+                }
+                b'x' => {
+                    // The workload ended for good and the knot recorded
+                    // why; it is now tearing its container down. Go on
+                    // without waiting for that: its pid is reaped later.
+                    let Some(i) = self.instances.get_mut(&name) else {
+                        return;
+                    };
+                    if let Some(r) = i.ready.take() {
+                        let _ = self.poller.delete(r.as_fd());
+                    }
+                    if let Some(pid) = i.pid {
+                        self.by_pid.remove(&pid);
+                        self.retiring.insert(pid);
+                    }
+                    self.knot_exited(&name, Exit::Code(-1));
+                    return;
+                }
+                _ => {}
+            }
         }
     }
 

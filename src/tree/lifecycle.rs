@@ -89,7 +89,7 @@ impl Policy {
             restart_timeout,
             kill_timeout,
             max_backoff: Duration::from_secs(60),
-            healthy_after: restart_timeout.max(Duration::from_secs(10)),
+            healthy_after: restart_timeout.max(Duration::from_secs(1)),
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct Tree {
     /// Exits of knots that died while no tree ran (from their state dirs),
     /// reported when the instance starts again.
     pub died_away: HashMap<String, (crate::knot::ExitRecord, Option<String>)>,
+    /// Knots that reported their end and are still tearing down; their
+    /// exit is reaped but is no news.
+    pub retiring: std::collections::HashSet<i32>,
     /// Each sandbox's log file, opened on first use.
     pub sandbox_logs: HashMap<String, (PathBuf, Option<std::fs::File>)>,
     pub started: SystemTime,
@@ -196,6 +199,7 @@ impl Tree {
             unknown_children: 0,
             logged_hash: HashMap::new(),
             sandbox_logs: HashMap::new(),
+            retiring: Default::default(),
             died_away: HashMap::new(),
             started: SystemTime::now(),
             upgrades: 0,
@@ -335,6 +339,9 @@ impl Tree {
 
     fn reap(&mut self) {
         while let Some((pid, exit)) = process::reap_any() {
+            if self.retiring.remove(&pid) {
+                continue;
+            }
             match self.by_pid.remove(&pid) {
                 Some(name) => self.knot_exited(&name, exit),
                 None => {
