@@ -2066,3 +2066,57 @@ fn usage_errors_exit_2_and_missing_tree_exits_1() {
         assert!(stderr(&out).contains(&missing), "{cmd}: {}", stderr(&out));
     }
 }
+
+/// Once a supervised workload runs, pid 1 of its container is cairn-init,
+/// a few pages run from a sealed memfd (not the forked supervisor): its
+/// resident memory is tiny, it calls itself `cairn`, it is not dumpable,
+/// and the workload can reach neither its exe, root nor environ.
+#[test]
+fn pid1_of_a_supervised_container_is_cairn_init() {
+    let mut fx = fixture!();
+    fx.container(
+        "probe",
+        &sh(
+            "sleep 0.3; cat /proc/1/exe >/dev/null 2>&1 && echo 'open exe' || echo 'closed exe'; \
+             ls /proc/1/root/ >/dev/null 2>&1 && echo 'open root' || echo 'closed root'; \
+             cat /proc/1/environ >/dev/null 2>&1 && echo 'open environ' || echo 'closed environ'; \
+             echo \"comm $(cat /proc/1/comm)\"; sleep 1000",
+            "",
+        ),
+    );
+    fx.processes(&[("probe", 1)]);
+    fx.start();
+    let ps = fx.wait_ps("probe running", |ps| all_running(ps, &["box/probe.0"]));
+    let (knot, _) = pids(&ps, "box/probe.0");
+    // Running cairn-init: the knot's exe became the memfd.
+    wait_for(Duration::from_secs(5), "pid 1 to become cairn-init", || {
+        fs::read_link(format!("/proc/{knot}/exe"))
+            .ok()
+            .map(|p| p.display().to_string())
+            .filter(|p| p.contains("memfd:cairn-init"))
+    });
+    let status = fs::read_to_string(format!("/proc/{knot}/status")).expect("status");
+    let rss: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS");
+    assert!(rss <= 64, "cairn-init uses {rss} kB");
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{knot}/comm"))
+            .expect("comm")
+            .trim(),
+        "cairn"
+    );
+    let text = wait_for(Duration::from_secs(5), "the probe's findings", || {
+        let t = fs::read_to_string(fx.set.p("log/stdio/box.log")).ok()?;
+        t.contains("comm ").then_some(t)
+    });
+    for f in ["exe", "root", "environ"] {
+        assert!(
+            text.contains(&format!("closed {f}")),
+            "/proc/1/{f} is reachable:\n{text}"
+        );
+    }
+    assert!(text.contains("comm cairn"), "{text}");
+}

@@ -103,6 +103,7 @@ fn prepare(
         hash: String::new(),
         supervised: false,
         parent_pipe: None,
+        init_fd: None,
     };
     Ok((spec, ctx))
 }

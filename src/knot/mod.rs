@@ -45,6 +45,10 @@ pub struct Context {
     /// signal) and checks this pipe to close the race with its start.
     #[serde(default)]
     pub parent_pipe: Option<RawFd>,
+    /// A memfd holding cairn-init (the tree's): supervised knots exec it
+    /// once the workload runs.
+    #[serde(default)]
+    pub init_fd: Option<RawFd>,
     /// The instance's config hash, recorded in `<instance>/knot` so a
     /// restarted supervisor can adopt the instance.
     pub hash: String,
@@ -180,7 +184,10 @@ fn close_inherited(keep: &[RawFd]) -> Result<(), String> {
 /// with pidfd_getfd(2), from this.
 fn knot_file(spec: &InstanceSpec, ctx: &Context, pid: i32, ticks: u64) -> String {
     let mut out = format!("{pid} {ticks} {}\n", ctx.hash);
-    for (port, (_, fd)) in spec.tcp_ports.iter().zip(&ctx.sockets) {
+    let handing_over = hands_over(spec, ctx);
+    for (i, (port, (_, fd))) in spec.tcp_ports.iter().zip(&ctx.sockets).enumerate() {
+        // cairn-init keeps the sockets at 6, 7, ... (see `hand_over`).
+        let fd = if handing_over { 6 + i as RawFd } else { *fd };
         let owner = if port.settings.reuse_port {
             spec.name.as_str()
         } else {
@@ -221,6 +228,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     }
     let mut keep: Vec<RawFd> = ctx.sockets.iter().map(|(_, fd)| *fd).collect();
     keep.extend(ctx.ready);
+    keep.extend(ctx.init_fd);
     if let Err(e) = close_inherited(&keep) {
         return fail(spec, None, &e);
     }
@@ -240,7 +248,10 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
 
 /// Create (or reuse) the instance dir and its `state/`, and clear the
 /// files a previous run left.
-fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<(OwnedFd, OwnedFd), String> {
+/// The instance dir, its `state/`, and our host pid and start time.
+type InstanceDir = (OwnedFd, OwnedFd, i32, u64);
+
+fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<InstanceDir, String> {
     let dir = &spec.host.state_dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
     let inst = sfs::openat2(
@@ -257,17 +268,18 @@ fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<(OwnedFd, OwnedFd)
         }
     }
     let (state, _) = sfs::mkdir_beneath(inst.as_fd(), "state", 0o755).map_err(|e| e.to_string())?;
+    // Who we are on the host: /proc is still the parent's mount here, so
+    // /proc/self is our host pid. A restarted tree adopts us by this file.
+    let (mut host_pid, mut ticks) = (0, 0);
     if ctx.supervised {
-        // Who we are on the host: /proc is still the parent's mount here, so
-        // /proc/self is our host pid. A restarted tree adopts us by this file.
         let stat = std::fs::read_to_string("/proc/self/stat")
             .map_err(|e| format!("/proc/self/stat: {e}"))?;
-        let host_pid: i32 = stat
+        host_pid = stat
             .split_whitespace()
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        let ticks = crate::sys::proc::parse_stat_start_time(&stat).unwrap_or(0);
+        ticks = crate::sys::proc::parse_stat_start_time(&stat).unwrap_or(0);
         sfs::replace_file(
             inst.as_fd(),
             "knot",
@@ -276,10 +288,10 @@ fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<(OwnedFd, OwnedFd)
         )
         .map_err(|e| e.to_string())?;
     }
-    Ok((inst, state))
+    Ok((inst, state, host_pid, ticks))
 }
 
-fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Result<i32, String> {
+fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, String> {
     // Limits first: nothing of the container exists before they hold.
     let mut oom_dir: Option<OwnedFd> = None;
     let mut oom_before = 0;
@@ -340,7 +352,28 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
     if let Some(fd) = ctx.ready {
         process::notify(fd, b'r');
     }
-    // From here on the knot only waits: return the memory setup used.
+    // From here on the knot only waits. A supervised instance hands pid 1
+    // over to cairn-init, which needs a few pages instead of the forked
+    // supervisor's; if that fails, the knot stays pid 1 itself.
+    if hands_over(spec, ctx)
+        && let Some(init_fd) = ctx.init_fd
+    {
+        let e = hand_over(
+            init_fd,
+            first,
+            spec.interactive,
+            oom_before,
+            ctx,
+            &inst.0,
+            oom_dir.as_ref(),
+        );
+        eprintln!("cairn: {}: keeping the knot as pid 1: {e}", spec.name);
+        // The knot file named cairn-init's socket fds: name ours.
+        let mut plain = ctx.clone();
+        plain.init_fd = None;
+        let text = knot_file(spec, &plain, inst.2, inst.3);
+        let _ = sfs::replace_file(inst.0.as_fd(), "knot", text.as_bytes(), 0o644);
+    }
     process::trim_heap();
     let ended = init::run(
         spec,
@@ -386,6 +419,62 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &(OwnedFd, OwnedFd)) -> Resul
         );
     }
     Ok(rec.status)
+}
+
+/// Whether this knot hands pid 1 over to cairn-init.
+fn hands_over(spec: &InstanceSpec, ctx: &Context) -> bool {
+    ctx.supervised && !spec.restart_process_only && ctx.init_fd.is_some()
+}
+
+/// Exec cairn-init with the fds it expects (3: status pipe, 4: instance
+/// dir, 5: memory cgroup dir); returns only if that failed, with every fd
+/// we had still usable.
+fn hand_over(
+    init_fd: RawFd,
+    workload: i32,
+    interactive: bool,
+    oom_before: u64,
+    ctx: &Context,
+    inst: &OwnedFd,
+    oom_dir: Option<&OwnedFd>,
+) -> String {
+    let ready = ctx.ready;
+    let s = |e: crate::sys::Error| e.to_string();
+    let steps = || -> Result<String, String> {
+        // Copies far above 3..5 first, so no dup2 below clobbers a source.
+        let high = |fd: RawFd| process::dup_above(fd, 100).map_err(s);
+        let init = high(init_fd)?;
+        let status = ready.map(high).transpose()?;
+        let dir = high(inst.as_raw_fd())?;
+        let oom = oom_dir.map(|d| high(d.as_raw_fd())).transpose()?;
+        let sockets: Vec<OwnedFd> = ctx
+            .sockets
+            .iter()
+            .map(|(_, fd)| high(*fd))
+            .collect::<Result<_, _>>()?;
+        process::cloexec_from(3).map_err(s)?;
+        for (src, dst) in [(status.as_ref(), 3), (Some(&dir), 4), (oom.as_ref(), 5)] {
+            if let Some(src) = src {
+                process::dup2(src.as_raw_fd(), dst).map_err(s)?;
+            }
+        }
+        // The listening sockets stay open in pid 1 too, at 6, 7, ...: a
+        // restarted tree takes them back from there.
+        for (i, sock) in sockets.iter().enumerate() {
+            process::dup2(sock.as_raw_fd(), 6 + i as RawFd).map_err(s)?;
+        }
+        let argv = vec![
+            "cairn".to_string(),
+            workload.to_string(),
+            u8::from(interactive).to_string(),
+            oom_before.to_string(),
+        ];
+        let e = crate::sys::embedded::exec_init(init.as_fd(), &argv);
+        Ok(e.to_string())
+    };
+    match steps() {
+        Ok(e) | Err(e) => e,
+    }
 }
 
 /// OOM kills recorded by the memory cgroup (v1 memory.oom_control or v2

@@ -5,6 +5,7 @@
 pub mod caps;
 pub mod cgroup;
 pub mod crash;
+pub mod embedded;
 pub mod event;
 pub mod fs;
 pub mod idmap;

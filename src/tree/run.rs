@@ -75,6 +75,8 @@ pub struct Tree {
     /// systemd's notify socket, if we run under systemd.
     pub notify: Option<super::notify::Notify>,
     pub ready_sent: bool,
+    /// cairn-init in a sealed memfd, for the knots to exec.
+    pub init: Option<OwnedFd>,
     /// Held for the tree's life: the pid file lock.
     pub _lock: std::fs::File,
 }
@@ -213,6 +215,13 @@ impl Tree {
             last_upgrade_ms: None,
             notify: super::notify::Notify::from_env(),
             ready_sent: false,
+            init: match crate::sys::embedded::init_memfd() {
+                Ok(f) => f,
+                Err(e) => {
+                    log::warn!("cairn-init unavailable ({e}); knots stay pid 1 themselves");
+                    None
+                }
+            },
             _lock: lock,
         };
         match handoff {

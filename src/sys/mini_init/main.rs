@@ -1,0 +1,326 @@
+//! cairn-init: the container's pid 1 for supervised instances, after the
+//! knot has built the container and started the workload.
+//!
+//! The knot is a fork of the supervisor and carries its whole address
+//! space; staying pid 1 for the workload's life would cost each instance
+//! the pages that fork touched. So once the workload runs, the knot execs
+//! this: a freestanding program (no std, no libc, raw system calls) whose
+//! whole memory is a stack page or two. It blocks every signal, reads them
+//! from a signalfd, forwards TERM/INT/HUP/QUIT/USR1/USR2 to the workload,
+//! reaps every child (orphans are reparented to pid 1), and when the
+//! workload ends it records the exit in the instance dir, tells the
+//! supervisor, and exits with the workload's status.
+//!
+//! Built by build.rs with rustc alone (panic=abort, static, no start
+//! files) and embedded into cairn, which runs it from a sealed memfd.
+//!
+//! Arguments: `cairn WORKLOAD_PID INTERACTIVE OOM_BEFORE`, and fds: 3 the
+//! supervisor's status pipe, 4 the instance dir, 5 the memory cgroup dir
+//! (each may be closed when not given). Only x86_64.
+
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, global_asm};
+
+// ---- system calls (x86_64 Linux ABI) --------------------------------------
+
+const SYS_READ: usize = 0;
+const SYS_WRITE: usize = 1;
+const SYS_CLOSE: usize = 3;
+const SYS_RT_SIGPROCMASK: usize = 14;
+const SYS_KILL: usize = 62;
+const SYS_WAIT4: usize = 61;
+const SYS_PRCTL: usize = 157;
+const SYS_EXIT_GROUP: usize = 231;
+const SYS_OPENAT: usize = 257;
+const SYS_UNLINKAT: usize = 263;
+const SYS_SIGNALFD4: usize = 289;
+
+unsafe fn syscall6(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
+    let ret: isize;
+    // SAFETY (caller): the arguments are valid for system call `n`.
+    unsafe {
+        asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a, in("rsi") b, in("rdx") c,
+             in("r10") d, in("r8") e, in("r9") f, lateout("rcx") _, lateout("r11") _,
+             options(nostack));
+    }
+    ret
+}
+
+fn sys(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
+    // SAFETY: every call site passes arguments valid for its system call;
+    // pointers point into live buffers of this program.
+    unsafe { syscall6(n, a, b, c, d, 0, 0) }
+}
+
+fn exit(code: i32) -> ! {
+    loop {
+        sys(SYS_EXIT_GROUP, code as usize, 0, 0, 0);
+    }
+}
+
+// ---- what the compiler may call without libc ------------------------------
+
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memset(d: *mut u8, c: i32, n: usize) -> *mut u8 {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: the caller gives a writable region of n bytes; volatile
+        // keeps this loop from being turned back into a memset call.
+        unsafe { core::ptr::write_volatile(d.add(i), c as u8) };
+        i += 1;
+    }
+    d
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memcpy(d: *mut u8, s: *const u8, n: usize) -> *mut u8 {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: the caller gives valid, non-overlapping regions of n bytes.
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+        i += 1;
+    }
+    d
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memmove(d: *mut u8, s: *const u8, n: usize) -> *mut u8 {
+    if (d as usize) < (s as usize) {
+        // SAFETY: forwards copy is correct when the destination is lower.
+        unsafe { memcpy(d, s, n) }
+    } else {
+        let mut i = n;
+        while i > 0 {
+            i -= 1;
+            // SAFETY: valid regions of n bytes (caller), copied backwards.
+            unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+        }
+        d
+    }
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: the caller gives readable regions of n bytes.
+        let (x, y) = unsafe { (core::ptr::read_volatile(a.add(i)), core::ptr::read_volatile(b.add(i))) };
+        if x != y {
+            return x as i32 - y as i32;
+        }
+        i += 1;
+    }
+    0
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // SAFETY: same contract as memcmp.
+    unsafe { memcmp(a, b, n) }
+}
+
+/// The prebuilt libcore was compiled for unwinding and names this symbol;
+/// with panic=abort nothing ever calls it.
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    exit(125)
+}
+
+// ---- entry ----------------------------------------------------------------
+
+global_asm!(
+    ".globl _start",
+    "_start:",
+    "xor rbp, rbp",
+    "mov rdi, rsp",
+    "and rsp, -16",
+    "call {main}",
+    "ud2",
+    main = sym start,
+);
+
+/// The kernel's initial stack: argc, then argv pointers.
+unsafe extern "C" fn start(sp: *const usize) -> ! {
+    // SAFETY: the kernel puts argc and argc argv pointers (NUL-terminated
+    // strings) at the initial stack pointer.
+    let (argc, argv) = unsafe { (*sp, sp.add(1) as *const *const u8) };
+    let mut args = [0u64; 3];
+    let mut i = 1;
+    while i < argc && i <= 3 {
+        // SAFETY: argv[i] is a valid C string for i < argc.
+        args[i - 1] = unsafe { parse_c(*argv.add(i)) };
+        i += 1;
+    }
+    run(args[0] as i32, args[1] != 0, args[2])
+}
+
+/// A decimal number from a C string (0 if none).
+unsafe fn parse_c(mut p: *const u8) -> u64 {
+    let mut v: u64 = 0;
+    loop {
+        // SAFETY: p walks a NUL-terminated string.
+        let c = unsafe { *p };
+        if !c.is_ascii_digit() {
+            return v;
+        }
+        v = v.wrapping_mul(10).wrapping_add((c - b'0') as u64);
+        // SAFETY: not past the NUL we have not seen yet.
+        p = unsafe { p.add(1) };
+    }
+}
+
+// ---- the init -------------------------------------------------------------
+
+const PR_SET_NAME: usize = 15;
+const PR_SET_DUMPABLE: usize = 4;
+const SIGCHLD: u32 = 17;
+const SI_KERNEL: i32 = 0x80;
+const FORWARDED: [u32; 6] = [15, 2, 1, 3, 10, 12]; // TERM INT HUP QUIT USR1 USR2
+const WNOHANG: usize = 1;
+
+fn run(workload: i32, interactive: bool, oom_before: u64) -> ! {
+    sys(SYS_PRCTL, PR_SET_DUMPABLE, 0, 0, 0);
+    let name = *b"cairn\0";
+    sys(SYS_PRCTL, PR_SET_NAME, name.as_ptr() as usize, 0, 0);
+    let all: u64 = !0;
+    sys(SYS_RT_SIGPROCMASK, 0 /* SIG_BLOCK */, &all as *const u64 as usize, 0, 8);
+    let sfd = sys(SYS_SIGNALFD4, usize::MAX /* -1 */, &all as *const u64 as usize, 8, 0o2000000 /* SFD_CLOEXEC */);
+    if sfd < 0 {
+        exit(125);
+    }
+    let mut info = [0u8; 128];
+    let status = 'outer: loop {
+        let n = sys(SYS_READ, sfd as usize, info.as_mut_ptr() as usize, info.len(), 0);
+        if n != 128 {
+            continue;
+        }
+        let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+        let code = i32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
+        if signo == SIGCHLD {
+            loop {
+                let mut ws: i32 = 0;
+                let pid = sys(SYS_WAIT4, usize::MAX /* -1 */, &mut ws as *mut i32 as usize, WNOHANG, 0);
+                if pid <= 0 {
+                    break;
+                }
+                if pid as i32 == workload {
+                    break 'outer ws;
+                }
+            }
+            continue;
+        }
+        if FORWARDED.contains(&signo) {
+            let from_tty = code == SI_KERNEL && (signo == 2 || signo == 3);
+            if !(interactive && from_tty) {
+                sys(SYS_KILL, workload as usize, signo as usize, 0, 0);
+            }
+        }
+    };
+    // wait(2) status: exit code in bits 8-15, or the signal in bits 0-6.
+    let (shell, signal) = if status & 0x7f == 0 {
+        ((status >> 8) & 0xff, 0)
+    } else {
+        (128 + (status & 0x7f), status & 0x7f)
+    };
+    let oom = signal == 9 && oom_kills() > oom_before;
+    record(shell, signal, oom);
+    let x = b'x';
+    sys(SYS_WRITE, 3, &x as *const u8 as usize, 1, 0);
+    sys(SYS_CLOSE, 3, 0, 0, 0);
+    exit(shell)
+}
+
+/// `oom_kill N` from the memory cgroup dir at fd 5 (v1 memory.oom_control
+/// or v2 memory.events); 0 when unknown.
+fn oom_kills() -> u64 {
+    for file in [&b"memory.oom_control\0"[..], &b"memory.events\0"[..]] {
+        let fd = sys(SYS_OPENAT, 5, file.as_ptr() as usize, 0o2000000 /* O_RDONLY|O_CLOEXEC */, 0);
+        if fd < 0 {
+            continue;
+        }
+        let mut buf = [0u8; 512];
+        let n = sys(SYS_READ, fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0);
+        sys(SYS_CLOSE, fd as usize, 0, 0, 0);
+        if n <= 0 {
+            continue;
+        }
+        let text = &buf[..n as usize];
+        let key = b"oom_kill ";
+        let mut i = 0;
+        while i + key.len() <= text.len() {
+            if (i == 0 || text[i - 1] == b'\n') && &text[i..i + key.len()] == key {
+                let mut v = 0u64;
+                let mut j = i + key.len();
+                while j < text.len() && text[j].is_ascii_digit() {
+                    v = v * 10 + (text[j] - b'0') as u64;
+                    j += 1;
+                }
+                return v;
+            }
+            i += 1;
+        }
+    }
+    0
+}
+
+/// Append the decimal form of `v` to `out` at `len`.
+fn put_num(out: &mut [u8], len: &mut usize, v: i32) {
+    let mut digits = [0u8; 12];
+    let mut n = 0;
+    let mut x = v as i64;
+    if x < 0 {
+        put(out, len, b"-");
+        x = -x;
+    }
+    loop {
+        digits[n] = b'0' + (x % 10) as u8;
+        n += 1;
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    while n > 0 {
+        n -= 1;
+        put(out, len, &digits[n..n + 1]);
+    }
+}
+
+fn put(out: &mut [u8], len: &mut usize, s: &[u8]) {
+    for &b in s {
+        if *len < out.len() {
+            out[*len] = b;
+            *len += 1;
+        }
+    }
+}
+
+/// `<instance>/exit-status` (fd 4), in the JSON the supervisor reads:
+/// replaced, never followed (unlink, then create exclusively, no symlinks).
+fn record(status: i32, signal: i32, oom: bool) {
+    let mut json = [0u8; 96];
+    let mut len = 0;
+    put(&mut json, &mut len, b"{\"status\":");
+    put_num(&mut json, &mut len, status);
+    put(&mut json, &mut len, b",\"signal\":");
+    if signal == 0 {
+        put(&mut json, &mut len, b"null");
+    } else {
+        put_num(&mut json, &mut len, signal);
+    }
+    put(&mut json, &mut len, if oom { b",\"oom_killed\":true}" } else { b",\"oom_killed\":false}" });
+    let name = b"exit-status\0";
+    sys(SYS_UNLINKAT, 4, name.as_ptr() as usize, 0, 0);
+    // O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC
+    let flags = 0o1 | 0o100 | 0o200 | 0o400000 | 0o2000000;
+    let fd = sys(SYS_OPENAT, 4, name.as_ptr() as usize, flags, 0o644);
+    if fd >= 0 {
+        sys(SYS_WRITE, fd as usize, json.as_ptr() as usize, len, 0);
+        sys(SYS_CLOSE, fd as usize, 0, 0, 0);
+    }
+}
