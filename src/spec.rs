@@ -122,9 +122,12 @@ pub struct InstanceSpec {
     pub config_path: String,
     pub executable: String,
     pub arguments: Vec<String>,
-    /// The whole environment, except the variables in `pid_vars` and
-    /// `TERM` (the knot sets `TERM` from its caller unless environ does:
-    /// the caller's terminal is not part of the config, so not of the hash).
+    /// The whole environment, except the variables in `pid_vars`,
+    /// `CAIRN_NAME`/`LITHOS_NAME` (= `name`) and `CAIRN_CONFIG`/
+    /// `LITHOS_CONFIG` (= `config_path`), which the knot adds from the
+    /// fields they copy, and `TERM` (the knot sets `TERM` from its caller
+    /// unless environ does: the caller's terminal is not part of the
+    /// config, so not of the hash).
     pub environ: BTreeMap<String, String>,
     /// Environment variables set to the workload's pid (as it sees itself).
     pub pid_vars: Vec<String>,
@@ -216,10 +219,6 @@ impl InstanceSpec {
                 k.clone(),
                 variables::substitute(v, &lookup).map_err(|m| err(&format!("environ.{k}"), m))?,
             );
-        }
-        for prefix in ["CAIRN", "LITHOS"] {
-            environ.insert(format!("{prefix}_NAME"), name.clone());
-            environ.insert(format!("{prefix}_CONFIG"), e.config.clone());
         }
         let (ports, listen_fdnames) =
             validate::ports(c, e, &builtins).map_err(|m| err("tcp-ports", m))?;

@@ -267,8 +267,17 @@ fn child_steps(
     if !spec.environ.contains_key("TERM") {
         env.push(format!("TERM={}", ctx.term));
     }
+    const OURS: [&str; 4] = ["CAIRN_NAME", "LITHOS_NAME", "CAIRN_CONFIG", "LITHOS_CONFIG"];
     for (k, v) in &spec.environ {
-        env.push(format!("{k}={v}"));
+        if !OURS.contains(&k.as_str()) {
+            env.push(format!("{k}={v}"));
+        }
+    }
+    for k in &OURS[..2] {
+        env.push(format!("{k}={}", spec.name));
+    }
+    for k in &OURS[2..] {
+        env.push(format!("{k}={}", spec.config_path));
     }
     for k in &spec.pid_vars {
         env.push(format!("{k}={pid}"));

@@ -103,15 +103,12 @@ pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, 
     use std::io::{Seek, Write};
     let fd = process::memfd("cairn-knot-spec").map_err(|e| e.to_string())?;
     let mut f = std::fs::File::from(fd);
-    serde_json::to_writer(
-        &mut f,
-        &ExecInput {
-            spec: spec.clone(),
-            ctx: ctx.clone(),
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    f.flush().map_err(|e| e.to_string())?;
+    let input = ExecInput {
+        spec: spec.clone(),
+        ctx: ctx.clone(),
+    };
+    let bytes = serde_json::to_vec(&input).map_err(|e| e.to_string())?;
+    f.write_all(&bytes).map_err(|e| e.to_string())?;
     f.rewind().map_err(|e| e.to_string())?;
     let fd = OwnedFd::from(f);
     let ns = process::Namespaces {

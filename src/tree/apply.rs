@@ -111,6 +111,8 @@ impl Tree {
         self.frozen = frozen;
         self.apply_plan();
         self.gc_sockets();
+        // Parsing every config leaves free memory behind: give it back.
+        process::trim_heap();
         // Entries that cannot start show as `failed` where nothing runs.
         for ((sandbox, process), count, why) in failed {
             for index in 0..count {

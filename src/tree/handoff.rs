@@ -222,6 +222,8 @@ impl Tree {
             took as f64 / 1e6
         );
         self.dirty = true;
+        // The hand-off's text and its parse are garbage now.
+        process::trim_heap();
     }
 }
 
@@ -234,8 +236,10 @@ fn restore_cloexec(fds: &[RawFd]) {
 fn write_memfd(h: &Handoff) -> Result<OwnedFd, String> {
     let fd = process::memfd("cairn-handoff").map_err(|e| e.to_string())?;
     let mut f = std::fs::File::from(fd);
-    serde_json::to_writer(&mut f, h).map_err(|e| e.to_string())?;
-    f.flush().map_err(|e| e.to_string())?;
+    // One write: serde_json writes in small pieces, each a system call on
+    // an unbuffered file.
+    let bytes = serde_json::to_vec(h).map_err(|e| e.to_string())?;
+    f.write_all(&bytes).map_err(|e| e.to_string())?;
     f.rewind().map_err(|e| e.to_string())?;
     Ok(OwnedFd::from(f))
 }
