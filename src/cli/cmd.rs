@@ -88,9 +88,19 @@ fn prepare(
         Which::Command(process::getpid() as u32),
     )
     .map_err(|p| p.to_string())?;
+    // A one-off command gets only the cgroups that limit it.
     let cgroups = match &master.cgroup_name {
         Some(root) => {
-            Some(cgroup::detect_host(root, &master.cgroup_controllers).map_err(|e| e.to_string())?)
+            let all =
+                cgroup::detect_host(root, &master.cgroup_controllers).map_err(|e| e.to_string())?;
+            let l = knot::limits(&spec, &all);
+            if l.memory.is_some() && !all.supports("memory")
+                || spec.limits.pids.is_some() && !all.supports("pids")
+            {
+                Some(all) // the knot reports which controller is missing
+            } else {
+                Some(all.limiting(&l))
+            }
         }
         None => None,
     };

@@ -259,6 +259,7 @@ fn child_steps(
         process::clear_cloexec(fd).map_err(s)?;
     }
     process::set_rlimit(process::RLIMIT_NOFILE, spec.limits.fileno, "RLIMIT_NOFILE").map_err(s)?;
+    process::set_umask(super::WORKLOAD_UMASK.load(std::sync::atomic::Ordering::Relaxed));
     process::reset_signals().map_err(s)?;
     process::chdir(&spec.workdir).map_err(|e| format!("workdir: {e}"))?;
 

@@ -153,13 +153,11 @@ fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
+        // The knot runs with umask 0, so the mode is exactly this.
         e(mount::mknod_char(d, name, 0o666, major, minor))?;
-        // mknod honours the umask; state the mode.
-        e(mount::chmod_at(d, name, 0o666))?;
     }
     e(mount::mkdir_at(d, "pts", 0o755))?;
     e(mount::mkdir_at(d, "shm", 0o1777))?;
-    e(mount::chmod_at(d, "shm", 0o1777))?;
     e(mount::symlink_at("pts/ptmx", d, "ptmx"))?;
     e(mount::symlink_at("/proc/self/fd", d, "fd"))?;
     e(mount::symlink_at("/proc/self/fd/0", d, "stdin"))?;
@@ -172,31 +170,15 @@ fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
     let pts = ctx(sfs::open_dir_beneath(devroot.as_fd(), "pts"), || {
         "/dev/pts".into()
     })?;
+    // Every devpts mount is a new instance (devpts(4) since Linux 4.7).
     let ptsfs = ctx(
         mount::new_fs(
             "devpts",
-            &[
-                ("newinstance", ""),
-                ("ptmxmode", "0666"),
-                ("mode", "0620"),
-                ("gid", "5"),
-            ],
+            &[("ptmxmode", "0666"), ("mode", "0620"), ("gid", "5")],
             Attrs::NOSUID.or(Attrs::NOEXEC),
         ),
         || "devpts".into(),
-    );
-    // Some kernels reject an empty "newinstance" value; it is the default.
-    let ptsfs = match ptsfs {
-        Ok(f) => f,
-        Err(_) => ctx(
-            mount::new_fs(
-                "devpts",
-                &[("ptmxmode", "0666"), ("mode", "0620"), ("gid", "5")],
-                Attrs::NOSUID.or(Attrs::NOEXEC),
-            ),
-            || "devpts".into(),
-        )?,
-    };
+    )?;
     ctx(
         mount::attach(ptsfs.as_fd(), pts.as_fd(), "/dev/pts"),
         || "mount /dev/pts".into(),

@@ -21,6 +21,11 @@ use crate::sys::cgroup::{Cgroups, Limits};
 use crate::sys::fs as sfs;
 use crate::sys::process::{self, Exit};
 
+/// The umask the knot was started with, for the workload (the knot itself
+/// works with 0).
+pub(crate) static WORKLOAD_UMASK: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(0o022);
+
 /// Exit status of a knot whose container could not be set up (the reason
 /// is in `<instance dir>/error` and on stderr).
 pub const SETUP_FAILED: i32 = 125;
@@ -118,7 +123,13 @@ pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, 
         Some(pid) => Ok(pid),
         None => {
             let raw = fd.as_raw_fd();
-            if process::clear_cloexec(raw).is_err() {
+            // Every fd the context names must cross the exec.
+            let mut pass: Vec<RawFd> = ctx.sockets.iter().map(|(_, f)| *f).collect();
+            pass.extend(ctx.ready);
+            pass.extend(ctx.parent_pipe);
+            pass.extend(ctx.init_fd);
+            pass.push(raw);
+            if pass.iter().any(|f| process::clear_cloexec(*f).is_err()) {
                 process::exit_now(SETUP_FAILED);
             }
             let argv = vec![
@@ -223,6 +234,9 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
             return SETUP_FAILED;
         }
     }
+    // Modes we create are the modes we state (mknod, mkdir); the
+    // workload gets the caller's umask back.
+    WORKLOAD_UMASK.store(process::set_umask(0), std::sync::atomic::Ordering::Relaxed);
     let mut keep: Vec<RawFd> = ctx.sockets.iter().map(|(_, fd)| *fd).collect();
     keep.extend(ctx.ready);
     keep.extend(ctx.init_fd);
@@ -288,27 +302,25 @@ fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<InstanceDir, Strin
     Ok((inst, state, host_pid, ticks))
 }
 
+/// The cgroup limits of an instance (the default pids limit applies where
+/// the pids controller is on).
+pub fn limits(spec: &InstanceSpec, cg: &Cgroups) -> Limits {
+    Limits {
+        memory: spec.limits.memory,
+        cpu_shares: Some(spec.limits.cpu_shares),
+        pids: spec.limits.pids.or_else(|| {
+            cg.supports("pids")
+                .then_some(crate::config::container::DEFAULT_PIDS_LIMIT)
+        }),
+    }
+}
+
 fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, String> {
     // Limits first: nothing of the container exists before they hold.
-    let mut oom_dir: Option<OwnedFd> = None;
-    let mut oom_before = 0;
     if let (Some(cg), Some(leaf)) = (&ctx.cgroups, &spec.host.cgroup) {
-        let limits = Limits {
-            memory: spec.limits.memory,
-            cpu_shares: Some(spec.limits.cpu_shares),
-            pids: spec.limits.pids.or_else(|| {
-                cg.supports("pids")
-                    .then_some(crate::config::container::DEFAULT_PIDS_LIMIT)
-            }),
-        };
-        cg.create(leaf, &limits)
+        cg.create(leaf, &limits(spec, cg))
             .map_err(|e| format!("cgroup: {e}"))?;
         cg.join(leaf, 0).map_err(|e| format!("cgroup: {e}"))?;
-        if let Some(d) = cg.memory_dir(leaf) {
-            oom_dir = sfs::open_dir(&d).ok();
-            // The leaf is reused across restarts: count OOM kills from here.
-            oom_before = oom_dir.as_ref().map_or(0, oom_kills);
-        }
     } else if spec.limits.memory.is_some() {
         return Err(
             "memory-limit is set but cgroups are off (cgroup-name: null in master.yaml)".into(),
@@ -320,7 +332,22 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
     }
     std::fs::create_dir_all(&spec.host.mount_dir)
         .map_err(|e| format!("mount-dir {}: {e}", spec.host.mount_dir.display()))?;
+    // The memory cgroup dir, for counting OOM kills: opened before the
+    // pivot (after it, host paths are gone).
+    let memory_mount = match (&ctx.cgroups, &spec.host.cgroup) {
+        (Some(cg), Some(leaf)) => cg
+            .memory_dir_parts(leaf)
+            .and_then(|(m, rel)| Some((sfs::open_dir(&m).ok()?, rel))),
+        _ => None,
+    };
     let built = fs::build(spec, &inst.0, &inst.1)?;
+    let mut oom_dir: Option<OwnedFd> = None;
+    let mut oom_before = 0;
+    if let Some((mount, rel)) = &memory_mount {
+        // The leaf is reused across restarts: count OOM kills from here.
+        oom_dir = sfs::open_dir_beneath(mount.as_fd(), rel).ok();
+        oom_before = oom_dir.as_ref().map_or(0, oom_kills);
+    }
 
     process::block_all_signals().map_err(|e| e.to_string())?;
     let sigfd = process::signalfd_all().map_err(|e| e.to_string())?;

@@ -191,6 +191,26 @@ impl Cgroups {
         self.hierarchies.is_empty()
     }
 
+    /// Only the hierarchies that receive one of `limits` (a one-off
+    /// command needs no tracking or accounting cgroups; each hierarchy
+    /// costs a mkdir, a move and an rmdir).
+    pub fn limiting(&self, limits: &Limits) -> Cgroups {
+        let wanted = |h: &Hierarchy| {
+            (limits.memory.is_some() && h.has("memory"))
+                || (limits.pids.is_some() && h.has("pids"))
+                || (limits.cpu_shares.is_some_and(|s| s != 1024) && h.has("cpu"))
+        };
+        Cgroups {
+            root: self.root.clone(),
+            hierarchies: self
+                .hierarchies
+                .iter()
+                .filter(|h| wanted(h))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Whether a limit of this kind can be applied.
     pub fn supports(&self, ctl: &str) -> bool {
         self.hierarchies.iter().any(|h| h.has(ctl))
@@ -377,6 +397,14 @@ impl Cgroups {
         text.lines()
             .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The memory hierarchy's mount point and the path of `leaf` below it.
+    pub fn memory_dir_parts(&self, leaf: &str) -> Option<(PathBuf, String)> {
+        let h = self.hierarchies.iter().find(|h| h.has("memory"))?;
+        let full = h.dir(&self.root, Some(leaf));
+        let rel = full.strip_prefix(&h.mount).ok()?.to_str()?.to_string();
+        Some((h.mount.clone(), rel))
     }
 
     /// Path of the memory cgroup dir of `leaf`, if memory is controlled.

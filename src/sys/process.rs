@@ -501,3 +501,9 @@ pub fn trim_heap() {
     // SAFETY: glibc call without pointers; always safe to call.
     unsafe { libc::malloc_trim(0) };
 }
+
+/// umask(2); returns the previous mask.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
