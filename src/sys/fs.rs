@@ -330,18 +330,36 @@ pub fn try_lock(fd: BorrowedFd<'_>) -> Result<bool> {
 /// With `sync`, the data is on disk before the rename.
 pub fn write_atomic(path: &std::path::Path, content: &[u8], sync: bool) -> std::io::Result<()> {
     use std::io::Write;
+    write_atomic_with(path, sync, |w| w.write_all(content))
+}
+
+/// Like `write_atomic`, with the content produced by `fill` into a
+/// buffered writer (no copy of the whole content in memory).
+pub fn write_atomic_with(
+    path: &std::path::Path,
+    sync: bool,
+    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::Write;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(content)?;
-    if sync {
-        f.sync_data()?;
+    let result = (|| {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
+        fill(&mut w)?;
+        w.flush()?;
+        if sync {
+            w.get_ref().sync_data()?;
+        }
+        Ok(())
+    })();
+    match result.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    drop(f);
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 /// Own an fd number handed to us across exec (the upgrade hand-off), after

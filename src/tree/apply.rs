@@ -109,6 +109,17 @@ impl Tree {
         self.want = want;
         self.specs = specs;
         self.frozen = frozen;
+        // Instances whose config did not change take the freshly resolved
+        // spec (same hash, same content; adopted ones had a placeholder).
+        for (name, i) in self.instances.iter_mut() {
+            if let (Some(w), Some(spec)) = (self.want.get(name), self.specs.get(name))
+                && w.hash == i.hash
+                && !Arc::ptr_eq(&i.spec, spec)
+            {
+                i.spec = spec.clone();
+                i.policy = super::instance::policy_of(spec);
+            }
+        }
         self.apply_plan();
         self.gc_sockets();
         // Parsing every config leaves free memory behind: give it back.
@@ -136,17 +147,6 @@ impl Tree {
 
     /// Compare desired and actual and make the changes.
     pub fn apply_plan(&mut self) {
-        // Instances whose config did not change take the freshly resolved
-        // spec (same hash, same content; adopted ones had a placeholder).
-        for (name, i) in self.instances.iter_mut() {
-            if let (Some(w), Some(spec)) = (self.want.get(name), self.specs.get(name))
-                && w.hash == i.hash
-                && !Arc::ptr_eq(&i.spec, spec)
-            {
-                i.spec = spec.clone();
-                i.policy = super::instance::policy_of(spec);
-            }
-        }
         let have = self
             .instances
             .iter()
@@ -241,7 +241,12 @@ impl Tree {
         if i.life.state != before {
             i.since = SystemTime::now();
             self.dirty = true;
-            self.replan = true;
+            // Only a rollout waits on state changes (its replacement coming
+            // up, or failing); planning after every change of every
+            // instance would make a cold start quadratic.
+            if i.fresh_replacement || i.replacing {
+                self.replan = true;
+            }
         }
         for a in actions {
             match a {
@@ -341,6 +346,10 @@ impl Tree {
             match b {
                 b'r' => {
                     if let Some(i) = self.instances.get_mut(&name) {
+                        // A replacement up again lets the rollout go on.
+                        if i.fresh_replacement {
+                            self.replan = true;
+                        }
                         i.fresh_replacement = false;
                         i.error = None;
                     }

@@ -287,20 +287,28 @@ impl Tree {
             if self.shutting_down && self.instances.is_empty() {
                 return self.finish();
             }
-            self.flush();
-            let now = Instant::now();
-            let timeout = self
-                .instances
-                .values()
-                .filter_map(|i| i.life.deadline)
-                .min()
-                .map(|d| {
-                    let left = d.saturating_duration_since(now);
-                    // Round up, so we never wake up a hair early and spin.
-                    left.as_millis() as u64 + u64::from(left.subsec_nanos() % 1_000_000 != 0)
-                });
-            if let Err(e) = self.poller.wait(timeout, &mut ready) {
+            // Work already waiting is done first; state.json is written once
+            // a burst (1000 instances starting) has been handled, right
+            // before the tree would sleep.
+            if let Err(e) = self.poller.wait(Some(0), &mut ready) {
                 log::error!("{e}");
+            }
+            if ready.is_empty() {
+                self.flush();
+                let now = Instant::now();
+                let timeout = self
+                    .instances
+                    .values()
+                    .filter_map(|i| i.life.deadline)
+                    .min()
+                    .map(|d| {
+                        let left = d.saturating_duration_since(now);
+                        // Round up, so we never wake up a hair early and spin.
+                        left.as_millis() as u64 + u64::from(left.subsec_nanos() % 1_000_000 != 0)
+                    });
+                if let Err(e) = self.poller.wait(timeout, &mut ready) {
+                    log::error!("{e}");
+                }
             }
             for token in ready.drain(..) {
                 if token == SIGNAL_TOKEN {
@@ -437,13 +445,11 @@ impl Tree {
             config_errors: self.config_errors.clone(),
             cgroups: self.cgroups.clone(),
         };
-        match serde_json::to_vec_pretty(&snap) {
-            Ok(json) => {
-                if let Err(e) = sfs::write_atomic(&self.master.state_file(), &json, false) {
-                    log::error!("{}: {e}", self.master.state_file().display());
-                }
-            }
-            Err(e) => log::error!("state.json: {e}"),
+        let write = sfs::write_atomic_with(&self.master.state_file(), false, |w| {
+            serde_json::to_writer(w, &snap).map_err(std::io::Error::other)
+        });
+        if let Err(e) = write {
+            log::error!("{}: {e}", self.master.state_file().display());
         }
         let mut running: BTreeMap<ProcKey, u64> = BTreeMap::new();
         for i in self.instances.values() {
