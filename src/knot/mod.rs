@@ -320,7 +320,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
     if let (Some(cg), Some(leaf)) = (&ctx.cgroups, &spec.host.cgroup) {
         cg.create(leaf, &limits(spec, cg))
             .map_err(|e| format!("cgroup: {e}"))?;
-        cg.join(leaf, 0).map_err(|e| format!("cgroup: {e}"))?;
+        cg.join_self(leaf).map_err(|e| format!("cgroup: {e}"))?;
     } else if spec.limits.memory.is_some() {
         return Err(
             "memory-limit is set but cgroups are off (cgroup-name: null in master.yaml)".into(),

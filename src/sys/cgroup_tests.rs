@@ -142,7 +142,7 @@ fn v2_writer() {
         fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
         "+cpu +memory +pids"
     );
-    c.join("sb:web.0", 0).unwrap();
+    c.join_self("sb:web.0").unwrap();
     assert_eq!(read("cgroup.procs"), "0");
     assert_eq!(c.leaves(), ["sb:web.0"]);
 }
@@ -178,4 +178,20 @@ fn fail_closed_without_controller() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("pids"), "{e}");
+}
+
+#[test]
+fn v1_self_join_writes_tasks() {
+    // A self-move on v1 goes through `tasks` (no RCU grace period); the
+    // fake hierarchy is plain files, so we see exactly what was written.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = fake_v2(tmp.path());
+    c.hierarchies[0].v2 = false;
+    let leaf = tmp.path().join("svc/cairn/x");
+    fs::create_dir_all(&leaf).unwrap();
+    fs::write(leaf.join("tasks"), "").unwrap();
+    fs::write(leaf.join("cgroup.procs"), "").unwrap();
+    c.join_self("x").unwrap();
+    assert_eq!(fs::read_to_string(leaf.join("tasks")).unwrap(), "0");
+    assert_eq!(fs::read_to_string(leaf.join("cgroup.procs")).unwrap(), "");
 }

@@ -154,12 +154,15 @@ pub fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> Result<()> {
     Ok(())
 }
 
+/// The resource argument of getrlimit(2)/setrlimit(2): an enum type in
+/// glibc, a plain int in musl.
+#[cfg(target_env = "gnu")]
+pub type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+pub type Resource = libc::c_int;
+
 /// setrlimit(2) with soft = hard.
-pub fn set_rlimit(
-    resource: libc::__rlimit_resource_t,
-    value: u64,
-    what: &'static str,
-) -> Result<()> {
+pub fn set_rlimit(resource: Resource, value: u64, what: &'static str) -> Result<()> {
     let lim = libc::rlimit {
         rlim_cur: value,
         rlim_max: value,
@@ -174,13 +177,13 @@ pub fn set_rlimit(
 }
 
 /// getrlimit(2); false if it failed.
-pub fn get_rlimit(resource: libc::__rlimit_resource_t, out: &mut libc::rlimit) -> bool {
+pub fn get_rlimit(resource: Resource, out: &mut libc::rlimit) -> bool {
     // SAFETY: valid out pointer.
     unsafe { libc::getrlimit(resource, out) == 0 }
 }
 
 /// setrlimit(2) with distinct soft and hard limits.
-pub fn set_rlimit_soft(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> Result<()> {
+pub fn set_rlimit_soft(resource: Resource, soft: u64, hard: u64) -> Result<()> {
     let lim = libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard,
@@ -194,10 +197,10 @@ pub fn set_rlimit_soft(resource: libc::__rlimit_resource_t, soft: u64, hard: u64
     Ok(())
 }
 
-pub const RLIMIT_NOFILE: libc::__rlimit_resource_t = libc::RLIMIT_NOFILE;
-pub const RLIMIT_AS: libc::__rlimit_resource_t = libc::RLIMIT_AS;
-pub const RLIMIT_CPU: libc::__rlimit_resource_t = libc::RLIMIT_CPU;
-pub const RLIMIT_CORE: libc::__rlimit_resource_t = libc::RLIMIT_CORE;
+pub const RLIMIT_NOFILE: Resource = libc::RLIMIT_NOFILE;
+pub const RLIMIT_AS: Resource = libc::RLIMIT_AS;
+pub const RLIMIT_CPU: Resource = libc::RLIMIT_CPU;
+pub const RLIMIT_CORE: Resource = libc::RLIMIT_CORE;
 
 /// Block every signal; returns the previous mask.
 pub fn block_all_signals() -> Result<SigSet> {
@@ -497,10 +500,15 @@ pub fn set_cloexec(fd: RawFd) -> Result<()> {
 
 /// malloc_trim(3): give free heap memory back to the kernel. In a forked
 /// knot this drops its private copies of pages it no longer uses.
+#[cfg(target_env = "gnu")]
 pub fn trim_heap() {
     // SAFETY: glibc call without pointers; always safe to call.
     unsafe { libc::malloc_trim(0) };
 }
+
+/// musl's allocator returns freed memory to the kernel by itself.
+#[cfg(not(target_env = "gnu"))]
+pub fn trim_heap() {}
 
 /// umask(2); returns the previous mask.
 pub fn set_umask(mask: u32) -> u32 {
