@@ -132,3 +132,9 @@ fn main() -> ExitCode {
     };
     ExitCode::from(code)
 }
+
+/// musl's allocator unmaps eagerly; dlmalloc keeps freed memory for reuse
+/// (see Cargo.toml). glibc builds keep glibc's malloc.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;

@@ -129,7 +129,8 @@ pub fn read_file_capped(path: &Path, cap: usize) -> Result<Vec<u8>, String> {
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
-    let mut buf = Vec::new();
+    // Sized from the metadata: one read(2) for the file, one for the EOF.
+    let mut buf = Vec::with_capacity((meta.len() as usize).min(cap) + 1);
     file.take(cap as u64 + 1)
         .read_to_end(&mut buf)
         .map_err(|e| format!("cannot read: {e}"))?;

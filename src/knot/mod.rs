@@ -283,7 +283,7 @@ fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<InstanceDir, Strin
     // /proc/self is our host pid. A restarted tree adopts us by this file.
     let (mut host_pid, mut ticks) = (0, 0);
     if ctx.supervised {
-        let stat = std::fs::read_to_string("/proc/self/stat")
+        let stat = crate::sys::proc::read_text("/proc/self/stat")
             .map_err(|e| format!("/proc/self/stat: {e}"))?;
         host_pid = stat
             .split_whitespace()

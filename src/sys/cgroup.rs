@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::Error;
-use super::proc::{MountInfo, parse_cgroup, parse_mountinfo};
+use super::proc::{MountInfo, parse_cgroup, parse_cgroup_mounts, read_text};
 
 /// One cgroup hierarchy we use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +112,7 @@ pub fn detect(
             let base = self_cgroup
                 .iter()
                 .find(|(_, c, _)| key.iter().all(|k| c.contains(k)))
-                .map(|(_, _, p)| p.clone())
+                .map(|(_, _, p)| below_root(p, &m.root))
                 .unwrap_or_else(|| "/".into());
             let mount = PathBuf::from(&m.mount_point);
             match hierarchies.iter_mut().find(|h| h.mount == mount) {
@@ -143,7 +143,7 @@ pub fn detect(
                 None => {
                     hierarchies.push(Hierarchy {
                         mount,
-                        base: base.clone(),
+                        base: below_root(base, &m.root),
                         v2: true,
                         controllers: Vec::new(),
                     });
@@ -161,17 +161,34 @@ pub fn detect(
     }
 }
 
+/// Our cgroup path as seen from a hierarchy mount whose root is
+/// `mount_root` (mountinfo field 4). In a container without a cgroup
+/// namespace, /proc/self/cgroup says `/docker/ID/x` while the container's
+/// mount of the hierarchy starts at `/docker/ID`: the path under the mount
+/// is then `/x`.
+pub fn below_root(path: &str, mount_root: &str) -> String {
+    let root = mount_root.trim_end_matches('/');
+    if root.is_empty() {
+        return path.to_string();
+    }
+    match path.strip_prefix(root) {
+        Some("") => "/".into(),
+        Some(rest) if rest.starts_with('/') => rest.to_string(),
+        _ => path.to_string(),
+    }
+}
+
 /// Detect on this host, for `root` and the configured controllers.
 pub fn detect_host(root: &str, wanted: &[String]) -> Result<Cgroups, Error> {
-    let mi = fs::read_to_string("/proc/self/mountinfo")
+    let mi = read_text("/proc/self/mountinfo")
         .map_err(|e| Error::new("read", "/proc/self/mountinfo", e))?;
-    let cg = fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| Error::new("read", "/proc/self/cgroup", e))?;
-    let mounts = parse_mountinfo(&mi);
+    let cg =
+        read_text("/proc/self/cgroup").map_err(|e| Error::new("read", "/proc/self/cgroup", e))?;
+    let mounts = parse_cgroup_mounts(&mi);
     let v2_ctl = mounts
         .iter()
         .find(|m| m.fstype == "cgroup2")
-        .and_then(|m| fs::read_to_string(Path::new(&m.mount_point).join("cgroup.controllers")).ok())
+        .and_then(|m| read_text(Path::new(&m.mount_point).join("cgroup.controllers")).ok())
         .map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .unwrap_or_default();
     Ok(detect(root, wanted, &mounts, &parse_cgroup(&cg), &v2_ctl))
@@ -262,7 +279,7 @@ impl Cgroups {
                 .map_err(|e| Error::new("mkdir", root_dir.display(), e))?;
         }
         let ctl = root_dir.join("cgroup.subtree_control");
-        let current = fs::read_to_string(&ctl).unwrap_or_default();
+        let current = read_text(&ctl).unwrap_or_default();
         let want: Vec<String> = h
             .controllers
             .iter()
@@ -311,7 +328,7 @@ impl Cgroups {
         let Some(h) = self.hierarchies.first() else {
             return Vec::new();
         };
-        fs::read_to_string(h.dir(&self.root, Some(leaf)).join("cgroup.procs"))
+        read_text(h.dir(&self.root, Some(leaf)).join("cgroup.procs"))
             .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default()
     }
@@ -329,7 +346,7 @@ impl Cgroups {
                 // fall through to rmdir (retried below while it drains)
             } else {
                 for _ in 0..100 {
-                    let pids: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
+                    let pids: Vec<i32> = read_text(dir.join("cgroup.procs"))
                         .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
                         .unwrap_or_default();
                     if pids.is_empty() {
@@ -397,7 +414,7 @@ impl Cgroups {
             return read_u64(&h.dir(&self.root, Some(leaf)).join("cpuacct.usage"));
         }
         let h = self.hierarchies.iter().find(|h| h.v2 && h.has("cpu"))?;
-        let text = fs::read_to_string(h.dir(&self.root, Some(leaf)).join("cpu.stat")).ok()?;
+        let text = read_text(h.dir(&self.root, Some(leaf)).join("cpu.stat")).ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix("usage_usec "))
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -413,7 +430,7 @@ impl Cgroups {
         } else {
             ("memory.oom_control", "oom_kill ")
         };
-        let text = fs::read_to_string(dir.join(file)).ok()?;
+        let text = read_text(dir.join(file)).ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().parse().ok())
@@ -435,7 +452,7 @@ impl Cgroups {
 }
 
 fn read_u64(p: &Path) -> Option<u64> {
-    fs::read_to_string(p).ok()?.trim().parse().ok()
+    read_text(p).ok()?.trim().parse().ok()
 }
 
 fn write_limits(h: &Hierarchy, dir: &Path, l: &Limits) -> Result<(), Error> {

@@ -195,3 +195,53 @@ fn v1_self_join_writes_tasks() {
     assert_eq!(fs::read_to_string(leaf.join("tasks")).unwrap(), "0");
     assert_eq!(fs::read_to_string(leaf.join("cgroup.procs")).unwrap(), "");
 }
+
+#[test]
+fn paths_below_a_mount_root() {
+    assert_eq!(below_root("/docker/abc/x", "/"), "/docker/abc/x");
+    assert_eq!(below_root("/docker/abc/x", "/docker/abc"), "/x");
+    assert_eq!(below_root("/docker/abc", "/docker/abc"), "/");
+    assert_eq!(below_root("/docker/abc", "/docker/abc/"), "/");
+    // Not below the root (a prefix of a name is not a parent): unchanged.
+    assert_eq!(
+        below_root("/docker/abcd/x", "/docker/abc"),
+        "/docker/abcd/x"
+    );
+}
+
+#[test]
+fn detects_inside_a_container_without_cgroupns() {
+    // Docker on a v1 host: the container sees the host's cgroup paths in
+    // /proc/self/cgroup, but its mounts start at its own cgroup.
+    let mi = "\
+32 24 0:28 /docker/abc /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+33 24 0:29 /docker/abc /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n";
+    let own = "5:pids:/docker/abc\n4:memory:/docker/abc/sub\n";
+    let c = detect(
+        "cairn",
+        &wanted(&["memory", "pids"]),
+        &parse_mountinfo(mi),
+        &parse_cgroup(own),
+        &[],
+    );
+    let dirs: Vec<PathBuf> = c
+        .hierarchies
+        .iter()
+        .map(|h| h.dir("cairn", Some("l")))
+        .collect();
+    assert_eq!(
+        dirs,
+        [
+            PathBuf::from("/sys/fs/cgroup/memory/sub/cairn/l"),
+            PathBuf::from("/sys/fs/cgroup/pids/cairn/l")
+        ]
+    );
+    let v2 = detect(
+        "cairn",
+        &wanted(&["memory"]),
+        &parse_mountinfo("30 24 0:26 /kubepods/p1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"),
+        &parse_cgroup("0::/kubepods/p1/c2\n"),
+        &wanted(&["memory"]),
+    );
+    assert_eq!(v2.hierarchies[0].base, "/c2");
+}

@@ -197,7 +197,7 @@ fn child(jobs: &[(&Sandbox, &ProcessEntry)], w: std::os::fd::OwnedFd) -> ! {
 fn limit_self() {
     crate::sys::crash::reset_fatal();
     let _ = process::reset_signals();
-    let vsize = std::fs::read_to_string("/proc/self/statm")
+    let vsize = crate::sys::proc::read_text("/proc/self/statm")
         .ok()
         .and_then(|s| {
             s.split_whitespace()
@@ -222,7 +222,7 @@ pub fn guarded<T>(f: impl FnOnce() -> T) -> T {
         rlim_max: 0,
     };
     let have_old = process::get_rlimit(process::RLIMIT_AS, &mut old);
-    let vsize = std::fs::read_to_string("/proc/self/statm")
+    let vsize = crate::sys::proc::read_text("/proc/self/statm")
         .ok()
         .and_then(|s| {
             s.split_whitespace()

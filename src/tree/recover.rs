@@ -83,7 +83,7 @@ fn parse_leaf(leaf: &str) -> Option<(String, u32)> {
 /// The pid-namespace init among `pids` (NSpid ends in 1): the knot.
 fn find_knot(pids: &[i32]) -> Option<i32> {
     pids.iter().copied().find(|p| {
-        std::fs::read_to_string(format!("/proc/{p}/status"))
+        crate::sys::proc::read_text(format!("/proc/{p}/status"))
             .ok()
             .and_then(|s| {
                 proc::status_field(&s, "NSpid").map(|v| v.split_whitespace().last() == Some("1"))
