@@ -30,6 +30,12 @@ pub(crate) static WORKLOAD_UMASK: std::sync::atomic::AtomicU32 =
 /// is in `<instance dir>/error` and on stderr).
 pub const SETUP_FAILED: i32 = 125;
 
+/// Why an instance of a sandbox with `bridged-network` does not start:
+/// this version cannot attach it to the bridge, and running it in an empty
+/// network namespace (or in the host's) is not what was configured.
+pub const BRIDGED_UNSUPPORTED: &str = "bridged-network is not implemented in this version of \
+     cairn; not starting an instance without the network its sandbox configures";
+
 /// What a knot needs besides its spec: host facts that are not config.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Context {
@@ -316,6 +322,9 @@ pub fn limits(spec: &InstanceSpec, cg: &Cgroups) -> Limits {
 }
 
 fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, String> {
+    if spec.network.is_some() {
+        return Err(BRIDGED_UNSUPPORTED.into());
+    }
     // Limits first: nothing of the container exists before they hold.
     if let (Some(cg), Some(leaf)) = (&ctx.cgroups, &spec.host.cgroup) {
         cg.create(leaf, &limits(spec, cg))
