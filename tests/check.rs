@@ -58,30 +58,6 @@ fn lithos_examples_pass_unchanged() {
 }
 
 #[test]
-fn bridged_network_is_reported_as_not_started() {
-    // Accepted (lithos sets use it) but not implemented: check warns,
-    // naming the sandbox file and key, and still exits 0.
-    let set = lithos_example("py_bridged");
-    let out = cairn(&["check", "-c", &set.master()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
-    let line = err
-        .lines()
-        .find(|l| l.contains("bridged-network is not implemented"))
-        .unwrap_or_else(|| panic!("no bridged-network warning in:\n{err}"));
-    assert!(line.starts_with("warning: "), "{line}");
-    assert!(line.contains("sandboxes/socket.yaml"), "{line}");
-    assert!(line.contains("bridged-network"), "{line}");
-    // Sandboxes without it get no such warning.
-    let plain = cairn(&["check", "-c", &lithos_example("py").master()]);
-    assert!(
-        !stderr(&plain).contains("bridged-network"),
-        "{}",
-        stderr(&plain)
-    );
-}
-
-#[test]
 fn lithos_example_alternate_config() {
     let set = lithos_example("py");
     let alt = set.write(

@@ -422,6 +422,8 @@ fn caps(status: &str) -> BTreeMap<&'static str, String> {
 mod lifecycle;
 #[path = "container/mounts.rs"]
 mod mounts;
+#[path = "container/network.rs"]
+mod network;
 #[path = "container/privileges.rs"]
 mod privileges;
 #[path = "container/processes.rs"]

@@ -113,6 +113,7 @@ fn prepare(
         hash: String::new(),
         supervised: false,
         parent_pipe: None,
+        host_netns: None,
         init_fd: None,
     };
     Ok((spec, ctx))

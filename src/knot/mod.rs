@@ -11,7 +11,9 @@ pub mod etc;
 pub mod exec;
 pub mod fs;
 pub mod init;
+pub mod net;
 
+use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use serde::{Deserialize, Serialize};
@@ -29,12 +31,6 @@ pub(crate) static WORKLOAD_UMASK: std::sync::atomic::AtomicU32 =
 /// Exit status of a knot whose container could not be set up (the reason
 /// is in `<instance dir>/error` and on stderr).
 pub const SETUP_FAILED: i32 = 125;
-
-/// Why an instance of a sandbox with `bridged-network` does not start:
-/// this version cannot attach it to the bridge, and running it in an empty
-/// network namespace (or in the host's) is not what was configured.
-pub const BRIDGED_UNSUPPORTED: &str = "bridged-network is not implemented in this version of \
-     cairn; not starting an instance without the network its sandbox configures";
 
 /// What a knot needs besides its spec: host facts that are not config.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -60,6 +56,10 @@ pub struct Context {
     /// once the workload runs.
     #[serde(default)]
     pub init_fd: Option<RawFd>,
+    /// The network namespace the knot was cloned from (a bridged instance
+    /// attaches its veth pair to the bridge there); set by `spawn`.
+    #[serde(default)]
+    pub host_netns: Option<RawFd>,
     /// The instance's config hash, recorded in `<instance>/knot` so a
     /// restarted supervisor can adopt the instance.
     pub hash: String,
@@ -85,11 +85,16 @@ pub fn spawn(spec: &InstanceSpec, ctx: &Context) -> Result<i32, String> {
     {
         return spawn_exec(spec, ctx, &exe.display().to_string());
     }
+    let (host_netns, ctx) = with_host_netns(spec, ctx)?;
+    let ctx: &Context = &ctx;
     let ns = process::Namespaces {
         net: spec.network.is_some(),
     };
     match process::clone_into(ns).map_err(|e| format!("{}: {e}", spec.name))? {
-        Some(pid) => Ok(pid),
+        Some(pid) => {
+            drop(host_netns);
+            Ok(pid)
+        }
         None => {
             // Never unwind into the parent's code from here.
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| main(spec, ctx)))
@@ -97,6 +102,23 @@ pub fn spawn(spec: &InstanceSpec, ctx: &Context) -> Result<i32, String> {
             process::exit_now(code)
         }
     }
+}
+
+/// For a bridged instance: an fd of our network namespace (the one with
+/// the bridge), and the context that names it for the knot.
+fn with_host_netns<'a>(
+    spec: &InstanceSpec,
+    ctx: &'a Context,
+) -> Result<(Option<OwnedFd>, Cow<'a, Context>), String> {
+    if spec.network.is_none() {
+        return Ok((None, Cow::Borrowed(ctx)));
+    }
+    let fd: OwnedFd = std::fs::File::open("/proc/self/ns/net")
+        .map_err(|e| format!("{}: /proc/self/ns/net: {e}", spec.name))?
+        .into();
+    let mut ctx = ctx.clone();
+    ctx.host_netns = Some(fd.as_raw_fd());
+    Ok((Some(fd), Cow::Owned(ctx)))
 }
 
 /// What `cairn knot --spec-fd N` reads from fd N.
@@ -112,6 +134,8 @@ pub struct ExecInput {
 /// debugging and to show the knot needs nothing from its parent's memory.
 pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, String> {
     use std::io::{Seek, Write};
+    let (host_netns, ctx) = with_host_netns(spec, ctx)?;
+    let ctx: &Context = &ctx;
     let fd = process::memfd("cairn-knot-spec").map_err(|e| e.to_string())?;
     let mut f = std::fs::File::from(fd);
     let input = ExecInput {
@@ -126,7 +150,10 @@ pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, 
         net: spec.network.is_some(),
     };
     match process::clone_into(ns).map_err(|e| format!("{}: {e}", spec.name))? {
-        Some(pid) => Ok(pid),
+        Some(pid) => {
+            drop(host_netns);
+            Ok(pid)
+        }
         None => {
             let raw = fd.as_raw_fd();
             // Every fd the context names must cross the exec.
@@ -134,6 +161,7 @@ pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, 
             pass.extend(ctx.ready);
             pass.extend(ctx.parent_pipe);
             pass.extend(ctx.init_fd);
+            pass.extend(ctx.host_netns);
             pass.push(raw);
             if pass.iter().any(|f| process::clear_cloexec(*f).is_err()) {
                 process::exit_now(SETUP_FAILED);
@@ -246,6 +274,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     let mut keep: Vec<RawFd> = ctx.sockets.iter().map(|(_, fd)| *fd).collect();
     keep.extend(ctx.ready);
     keep.extend(ctx.init_fd);
+    keep.extend(ctx.host_netns);
     if let Err(e) = close_inherited(&keep) {
         return fail(spec, None, &e);
     }
@@ -322,9 +351,6 @@ pub fn limits(spec: &InstanceSpec, cg: &Cgroups) -> Limits {
 }
 
 fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, String> {
-    if spec.network.is_some() {
-        return Err(BRIDGED_UNSUPPORTED.into());
-    }
     // Limits first: nothing of the container exists before they hold.
     if let (Some(cg), Some(leaf)) = (&ctx.cgroups, &spec.host.cgroup) {
         cg.create(leaf, &limits(spec, cg))
@@ -338,6 +364,17 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         return Err(
             "pids-limit is set but cgroups are off (cgroup-name: null in master.yaml)".into(),
         );
+    }
+    if let Some(netspec) = &spec.network {
+        let host = ctx
+            .host_netns
+            .ok_or("bridged-network: no handle on the host's network namespace")?;
+        // The commands get the caller's umask, not ours.
+        let ours = process::set_umask(WORKLOAD_UMASK.load(std::sync::atomic::Ordering::Relaxed));
+        let r = net::setup(netspec, host);
+        process::set_umask(ours);
+        r?;
+        process::close_fd(host);
     }
     std::fs::create_dir_all(&spec.host.mount_dir)
         .map_err(|e| format!("mount-dir {}: {e}", spec.host.mount_dir.display()))?;

@@ -400,6 +400,19 @@ pub fn clear_cloexec(fd: RawFd) -> Result<()> {
     Ok(())
 }
 
+/// setns(2) into the network namespace `fd` refers to (an nsfs file such
+/// as `/proc/self/ns/net`). The caller must be single-threaded.
+pub fn enter_netns(fd: RawFd) -> Result<()> {
+    // SAFETY: setns on an integer fd; the kernel checks that it is a
+    // network namespace (nstype CLONE_NEWNET).
+    check(
+        unsafe { libc::setns(fd, libc::CLONE_NEWNET) },
+        "setns (network namespace)",
+        fd,
+    )?;
+    Ok(())
+}
+
 /// execve(2). Only returns on failure.
 pub fn exec(path: &str, argv: &[String], env: &[String]) -> Error {
     let to_c = |v: &[String]| -> Option<Vec<CString>> {

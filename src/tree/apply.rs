@@ -297,6 +297,7 @@ impl Tree {
             hash: i.hash.clone(),
             supervised: true,
             parent_pipe: None,
+            host_netns: None,
             init_fd: self.init.as_ref().map(|f| f.as_raw_fd()),
         };
         match knot::spawn(&i.spec, &ctx) {

@@ -94,15 +94,6 @@ pub fn load_configs(master: Master, sel: &Selection) -> Configs {
         };
         match processes {
             Ok(processes) => {
-                if sandbox.bridged_network.is_some() && !processes.entries.is_empty() {
-                    warnings.push(
-                        ConfigError::new(
-                            sandbox.path.display().to_string(),
-                            crate::knot::BRIDGED_UNSUPPORTED,
-                        )
-                        .key("bridged-network"),
-                    );
-                }
                 for e in processes.entries.values() {
                     warnings.extend(validate::entry_warnings(&processes.file, &sandbox, e));
                 }

@@ -239,27 +239,3 @@ fn etc_hosts_symlink_in_image_is_not_followed() {
     );
     assert_host_mounts_unchanged(&before);
 }
-
-#[test]
-fn bridged_network_instance_is_not_started_without_its_network() {
-    let mut fx = fixture!();
-    let before = host_mounts();
-    fx.command("net", &probe(""));
-    fx.sandbox(
-        "allow-users: [1000-1999]\nallow-groups: [1000-1999]\n\
-         bridged-network: {bridge: br-cairn-test, network: 10.71.0.0/16}\n",
-    );
-    fx.set.write(
-        "processes/box.yaml",
-        "net:\n  kind: Command\n  image: bb\n  config: /config/net.yaml\n  \
-         ip-addresses: [10.71.0.2]\n",
-    );
-    let out = fx.run("net", &[&format!("echo {STARTED}")]);
-    assert_refused(
-        &out,
-        125,
-        &["box/cmd.net.", "bridged-network is not implemented"],
-        &before,
-    );
-    fx.assert_cleaned_up();
-}
