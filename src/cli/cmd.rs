@@ -114,6 +114,7 @@ fn prepare(
         supervised: false,
         parent_pipe: None,
         host_netns: None,
+        leaf_ready: false,
         init_fd: None,
     };
     Ok((spec, ctx))

@@ -60,6 +60,11 @@ pub struct Context {
     /// attaches its veth pair to the bridge there); set by `spawn`.
     #[serde(default)]
     pub host_netns: Option<RawFd>,
+    /// The instance's cgroup leaf exists with this spec's limits (a knot
+    /// of the same config ran in it): join it without rewriting them,
+    /// falling back to a full setup if joining fails.
+    #[serde(default)]
+    pub leaf_ready: bool,
     /// The instance's config hash, recorded in `<instance>/knot` so a
     /// restarted supervisor can adopt the instance.
     pub hash: String,
@@ -281,7 +286,10 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     // Keep the OOM killer on the workload, not on its init. Best effort:
     // lowering the score needs CAP_SYS_RESOURCE, which some hosts withhold,
     // and the knot's few pages rarely make it the victim anyway.
-    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    // (A supervised knot inherits the tree's -1000.)
+    if !ctx.supervised {
+        let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    }
     let inst = match instance_dir(spec, ctx) {
         Ok(d) => d,
         Err(e) => return fail(spec, None, &e),
@@ -353,9 +361,11 @@ pub fn limits(spec: &InstanceSpec, cg: &Cgroups) -> Limits {
 fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, String> {
     // Limits first: nothing of the container exists before they hold.
     if let (Some(cg), Some(leaf)) = (&ctx.cgroups, &spec.host.cgroup) {
-        cg.create(leaf, &limits(spec, cg))
-            .map_err(|e| format!("cgroup: {e}"))?;
-        cg.join_self(leaf).map_err(|e| format!("cgroup: {e}"))?;
+        if !(ctx.leaf_ready && cg.join_self(leaf).is_ok()) {
+            cg.create(leaf, &limits(spec, cg))
+                .map_err(|e| format!("cgroup: {e}"))?;
+            cg.join_self(leaf).map_err(|e| format!("cgroup: {e}"))?;
+        }
     } else if spec.limits.memory.is_some() {
         return Err(
             "memory-limit is set but cgroups are off (cgroup-name: null in master.yaml)".into(),

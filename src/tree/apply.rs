@@ -298,6 +298,7 @@ impl Tree {
             supervised: true,
             parent_pipe: None,
             host_netns: None,
+            leaf_ready: i.leaf_hash.as_deref() == Some(i.hash.as_str()),
             init_fd: self.init.as_ref().map(|f| f.as_raw_fd()),
         };
         match knot::spawn(&i.spec, &ctx) {
@@ -353,6 +354,7 @@ impl Tree {
                         }
                         i.fresh_replacement = false;
                         i.error = None;
+                        i.leaf_hash = Some(i.hash.clone());
                     }
                     self.event(&name, Event::Ready);
                 }

@@ -38,6 +38,9 @@ pub struct Instance {
     pub error: Option<String>,
     /// When it is gone for good, remove its state dir.
     pub drop_state: bool,
+    /// The config hash its cgroup leaf was set up for by a knot that got
+    /// its workload running: a restart with the same hash only joins it.
+    pub leaf_hash: Option<String>,
 }
 
 pub fn policy_of(spec: &InstanceSpec) -> Policy {
@@ -70,6 +73,7 @@ impl Instance {
             pending: None,
             error: None,
             drop_state: false,
+            leaf_hash: None,
         }
     }
 

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::LogLevel;
 use crate::config::master::Master;
@@ -65,6 +65,10 @@ pub struct Tree {
     pub reloads: u32,
     pub shutting_down: bool,
     pub dirty: bool,
+    /// When the tree first went idle with unwritten changes, and when it
+    /// last wrote state.json (see `flush_due`).
+    pub dirty_since: Option<Instant>,
+    pub last_flush: Option<Instant>,
     pub replan: bool,
     pub sockets: super::sockets::Sockets,
     /// The binary to exec for upgrades (its installed path) and our argv.
@@ -153,6 +157,12 @@ impl Tree {
             // Orphans of our knots come to us, not to the host's init.
             process::set_child_subreaper().map_err(|e| e.to_string())?;
         }
+        // The OOM killer picks workloads, not their supervisors: the tree
+        // and every knot (which inherit this) are exempt, workloads are
+        // set back to 0. Best effort: it needs CAP_SYS_RESOURCE.
+        if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
+            log::warn!("/proc/self/oom_score_adj: {e}");
+        }
         process::block_all_signals().map_err(|e| e.to_string())?;
         let sigfd = process::signalfd_all().map_err(|e| e.to_string())?;
         // The installed path, even if the file was replaced since (then
@@ -208,6 +218,8 @@ impl Tree {
             reloads: 0,
             shutting_down: false,
             dirty: true,
+            dirty_since: None,
+            last_flush: None,
             replan: false,
             sockets: Default::default(),
             exe,
@@ -294,12 +306,22 @@ impl Tree {
                 log::error!("{e}");
             }
             if ready.is_empty() {
-                self.flush();
                 let now = Instant::now();
+                let mut flush_at = None;
+                if self.dirty {
+                    let since = *self.dirty_since.get_or_insert(now);
+                    let due = flush_due(since, self.last_flush);
+                    if now >= due {
+                        self.flush();
+                    } else {
+                        flush_at = Some(due);
+                    }
+                }
                 let timeout = self
                     .instances
                     .values()
                     .filter_map(|i| i.life.deadline)
+                    .chain(flush_at)
                     .min()
                     .map(|d| {
                         let left = d.saturating_duration_since(now);
@@ -430,6 +452,8 @@ impl Tree {
         }
         self.dirty = false;
         let now = Instant::now();
+        self.dirty_since = None;
+        self.last_flush = Some(now);
         let wall = SystemTime::now();
         let snap = Snapshot {
             tree: TreeInfo {
@@ -463,5 +487,47 @@ impl Tree {
         if let Err(e) = sfs::write_atomic(&self.master.metrics_file(), text.as_bytes(), false) {
             log::error!("{}: {e}", self.master.metrics_file().display());
         }
+    }
+}
+
+/// How long changes wait before state.json is written: a restart (workload
+/// gone, new container started, workload running) becomes one write after
+/// the new workload runs instead of two in its way.
+pub const FLUSH_BATCH: Duration = Duration::from_millis(5);
+/// The shortest time between two writes while changes keep coming (a cold
+/// start of 1000 instances: about 25 writes of the whole state, not 200).
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// When state.json is written, given when the tree first went idle with
+/// changes and when it last wrote it. Pure, for the tests.
+pub fn flush_due(dirty_since: Instant, last_flush: Option<Instant>) -> Instant {
+    let batched = dirty_since + FLUSH_BATCH;
+    match last_flush {
+        Some(last) => batched.max(last + FLUSH_INTERVAL),
+        None => batched,
+    }
+}
+
+#[cfg(test)]
+mod flush_tests {
+    use super::*;
+
+    #[test]
+    fn flush_is_batched_and_rate_limited() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // The first change: written after the batch window.
+        assert_eq!(flush_due(t0, None), t0 + FLUSH_BATCH);
+        // After a quiet period: the same.
+        assert_eq!(
+            flush_due(t0 + ms(1000), Some(t0)),
+            t0 + ms(1000) + FLUSH_BATCH
+        );
+        // Changes right after a write wait for the interval.
+        assert_eq!(flush_due(t0 + ms(1), Some(t0)), t0 + FLUSH_INTERVAL);
+        assert_eq!(
+            flush_due(t0 + FLUSH_INTERVAL, Some(t0)),
+            t0 + FLUSH_INTERVAL + FLUSH_BATCH
+        );
     }
 }
