@@ -375,6 +375,10 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
             "pids-limit is set but cgroups are off (cgroup-name: null in master.yaml)".into(),
         );
     }
+    // Ports opened in the container's own network namespace, and the
+    // context that gives them to the workload (kept open for respawns).
+    let mut own_ports: Vec<OwnedFd> = Vec::new();
+    let mut with_ports = Cow::Borrowed(ctx);
     if let Some(netspec) = &spec.network {
         let host = ctx
             .host_netns
@@ -385,7 +389,14 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         process::set_umask(ours);
         r?;
         process::close_fd(host);
+        for (target, listen) in crate::tree::sockets::container_ports(spec) {
+            let fd = crate::sys::socket::listen(&listen)
+                .map_err(|e| format!("tcp port {} (in the container): {e}", listen.port))?;
+            with_ports.to_mut().sockets.push((target, fd.as_raw_fd()));
+            own_ports.push(fd);
+        }
     }
+    let spawn_ctx: &Context = &with_ports;
     std::fs::create_dir_all(&spec.host.mount_dir)
         .map_err(|e| format!("mount-dir {}: {e}", spec.host.mount_dir.display()))?;
     // The memory cgroup dir, for counting OOM kills: opened before the
@@ -407,7 +418,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
 
     process::block_all_signals().map_err(|e| e.to_string())?;
     let sigfd = process::signalfd_all().map_err(|e| e.to_string())?;
-    let first = match exec::spawn(spec, ctx, built.stdio.as_ref()) {
+    let first = match exec::spawn(spec, spawn_ctx, built.stdio.as_ref()) {
         Ok(p) => p,
         Err(e) => {
             if ctx.supervised {
@@ -459,7 +470,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         spec,
         &sigfd,
         first,
-        || exec::spawn(spec, ctx, built.stdio.as_ref()).map_err(|e| (e.message, e.code)),
+        || exec::spawn(spec, spawn_ctx, built.stdio.as_ref()).map_err(|e| (e.message, e.code)),
         record_pid,
     );
     let ended = match ended {

@@ -115,3 +115,53 @@ fn missing_bridge_refuses_the_instance() {
         &before,
     );
 }
+
+#[test]
+fn bridged_ports_open_inside_the_container_unless_external() {
+    let mut fx = fixture!();
+    require!(
+        ip_tool(),
+        "iproute2's ip is needed (apt-get install iproute2)"
+    );
+    let before = host_mounts();
+    bridged(&mut fx, "");
+    fx.command(
+        "net",
+        &probe("tcp-ports:\n  8080: {fd: 3}\n  9090: {fd: 4, external: true}\n"),
+    );
+    fx.sandbox(&format!(
+        "allow-users: [1000-1999]\nallow-groups: [1000-1999]\nallow-tcp-ports: [9090]\n\
+         bridged-network:\n  bridge: {BRIDGE}\n  network: 10.71.0.0/16\n"
+    ));
+    fx.set.write(
+        "processes/box.yaml",
+        "net:\n  kind: Command\n  image: bb\n  config: /config/net.yaml\n  \
+         ip-addresses: [10.71.0.2]\n",
+    );
+    let setup = format!(
+        "ip link add {BRIDGE} type bridge\nip addr add 10.71.0.1/16 dev {BRIDGE}\n\
+         ip link set {BRIDGE} up"
+    );
+    // /proc/net/tcp lists the sockets of the reader's network namespace:
+    // the port opened inside shows there, the external one does not.
+    let script = format!(
+        "echo {STARTED}; \
+         i3=$(readlink /proc/self/fd/3 | tr -dc 0-9); \
+         i4=$(readlink /proc/self/fd/4 | tr -dc 0-9); \
+         [ -n \"$i3\" ] && [ -n \"$i4\" ] || echo missing-fd; \
+         if grep -q \" $i3 \" /proc/net/tcp; then echo fd3-inside; fi; \
+         if grep -q \" $i4 \" /proc/net/tcp; then echo fd4-inside; fi"
+    );
+    let out = run_in_netns(&fx, &setup, &script);
+    let text = ok(&out);
+    assert!(!text.contains("missing-fd"), "{text}");
+    assert!(
+        text.contains("fd3-inside"),
+        "port 8080 not in the container:\n{text}"
+    );
+    assert!(
+        !text.contains("fd4-inside"),
+        "external port 9090 opened in the container:\n{text}"
+    );
+    assert_host_mounts_unchanged(&before);
+}
