@@ -12,6 +12,9 @@ pub mod exec;
 pub mod fs;
 pub mod init;
 pub mod net;
+mod spawn;
+
+pub use spawn::{ExecInput, exec_main, spawn, spawn_exec};
 
 use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -80,135 +83,6 @@ pub struct ExitRecord {
     pub status: i32,
     pub signal: Option<i32>,
     pub oom_killed: bool,
-}
-
-/// Clone a knot for `spec`. Returns its pid (in the caller's namespace).
-/// The caller must be single-threaded.
-pub fn spawn(spec: &InstanceSpec, ctx: &Context) -> Result<i32, String> {
-    if std::env::var_os("CAIRN_KNOT_EXEC").is_some()
-        && let Ok(exe) = std::env::current_exe()
-    {
-        return spawn_exec(spec, ctx, &exe.display().to_string());
-    }
-    let (host_netns, ctx) = with_host_netns(spec, ctx)?;
-    let ctx: &Context = &ctx;
-    let ns = process::Namespaces {
-        net: spec.network.is_some(),
-    };
-    match process::clone_into(ns).map_err(|e| format!("{}: {e}", spec.name))? {
-        Some(pid) => {
-            drop(host_netns);
-            Ok(pid)
-        }
-        None => {
-            // Never unwind into the parent's code from here.
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| main(spec, ctx)))
-                .unwrap_or(SETUP_FAILED);
-            process::exit_now(code)
-        }
-    }
-}
-
-/// For a bridged instance: an fd of our network namespace (the one with
-/// the bridge), and the context that names it for the knot.
-fn with_host_netns<'a>(
-    spec: &InstanceSpec,
-    ctx: &'a Context,
-) -> Result<(Option<OwnedFd>, Cow<'a, Context>), String> {
-    if spec.network.is_none() {
-        return Ok((None, Cow::Borrowed(ctx)));
-    }
-    let fd: OwnedFd = std::fs::File::open("/proc/self/ns/net")
-        .map_err(|e| format!("{}: /proc/self/ns/net: {e}", spec.name))?
-        .into();
-    let mut ctx = ctx.clone();
-    ctx.host_netns = Some(fd.as_raw_fd());
-    Ok((Some(fd), Cow::Owned(ctx)))
-}
-
-/// What `cairn knot --spec-fd N` reads from fd N.
-#[derive(Serialize, Deserialize)]
-pub struct ExecInput {
-    pub spec: InstanceSpec,
-    pub ctx: Context,
-}
-
-/// Like `spawn`, but the child execs `exe knot --spec-fd N` and reads its
-/// spec from that fd (a memfd), instead of running on as a fork. Costs an
-/// exec and more memory per knot; used when `CAIRN_KNOT_EXEC=1` is set, for
-/// debugging and to show the knot needs nothing from its parent's memory.
-pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, String> {
-    use std::io::{Seek, Write};
-    let (host_netns, ctx) = with_host_netns(spec, ctx)?;
-    let ctx: &Context = &ctx;
-    let fd = process::memfd("cairn-knot-spec").map_err(|e| e.to_string())?;
-    let mut f = std::fs::File::from(fd);
-    let input = ExecInput {
-        spec: spec.clone(),
-        ctx: ctx.clone(),
-    };
-    let bytes = serde_json::to_vec(&input).map_err(|e| e.to_string())?;
-    f.write_all(&bytes).map_err(|e| e.to_string())?;
-    f.rewind().map_err(|e| e.to_string())?;
-    let fd = OwnedFd::from(f);
-    let ns = process::Namespaces {
-        net: spec.network.is_some(),
-    };
-    match process::clone_into(ns).map_err(|e| format!("{}: {e}", spec.name))? {
-        Some(pid) => {
-            drop(host_netns);
-            Ok(pid)
-        }
-        None => {
-            let raw = fd.as_raw_fd();
-            // Every fd the context names must cross the exec.
-            let mut pass: Vec<RawFd> = ctx.sockets.iter().map(|(_, f)| *f).collect();
-            pass.extend(ctx.ready);
-            pass.extend(ctx.parent_pipe);
-            pass.extend(ctx.init_fd);
-            pass.extend(ctx.host_netns);
-            pass.push(raw);
-            if pass.iter().any(|f| process::clear_cloexec(*f).is_err()) {
-                process::exit_now(SETUP_FAILED);
-            }
-            let argv = vec![
-                exe.to_string(),
-                "knot".into(),
-                "--spec-fd".into(),
-                raw.to_string(),
-            ];
-            let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
-            let e = process::exec(exe, &argv, &env);
-            eprintln!("cairn: {}: {e}", spec.name);
-            process::exit_now(SETUP_FAILED)
-        }
-    }
-}
-
-/// `cairn knot --spec-fd N`: the knot after an exec; we are already pid 1
-/// of the new namespaces.
-pub fn exec_main(spec_fd: i32) -> i32 {
-    use std::io::Read;
-    let input: Result<ExecInput, String> = crate::sys::fs::adopt_fd(spec_fd)
-        .map_err(|e| e.to_string())
-        .and_then(|fd| {
-            let mut text = Vec::new();
-            std::fs::File::from(fd)
-                .read_to_end(&mut text)
-                .map_err(|e| e.to_string())?;
-            serde_json::from_slice(&text).map_err(|e| e.to_string())
-        });
-    match input {
-        Ok(i) if process::getpid() == 1 => main(&i.spec, &i.ctx),
-        Ok(_) => {
-            eprintln!("cairn knot: must be pid 1 of a new pid namespace");
-            SETUP_FAILED
-        }
-        Err(e) => {
-            eprintln!("cairn knot: spec: {e}");
-            SETUP_FAILED
-        }
-    }
 }
 
 /// Close every inherited fd except stdio and `keep`.
