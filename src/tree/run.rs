@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use crate::config::LogLevel;
 use crate::config::master::Master;
@@ -66,7 +66,7 @@ pub struct Tree {
     pub shutting_down: bool,
     pub dirty: bool,
     /// When the tree first went idle with unwritten changes, and when it
-    /// last wrote state.json (see `flush_due`).
+    /// last wrote state.json (see `state::flush_due`).
     pub dirty_since: Option<Instant>,
     pub last_flush: Option<Instant>,
     pub replan: bool,
@@ -310,7 +310,7 @@ impl Tree {
                 let mut flush_at = None;
                 if self.dirty {
                     let since = *self.dirty_since.get_or_insert(now);
-                    let due = flush_due(since, self.last_flush);
+                    let due = super::state::flush_due(since, self.last_flush);
                     if now >= due {
                         self.flush();
                     } else {
@@ -487,47 +487,5 @@ impl Tree {
         if let Err(e) = sfs::write_atomic(&self.master.metrics_file(), text.as_bytes(), false) {
             log::error!("{}: {e}", self.master.metrics_file().display());
         }
-    }
-}
-
-/// How long changes wait before state.json is written: a restart (workload
-/// gone, new container started, workload running) becomes one write after
-/// the new workload runs instead of two in its way.
-pub const FLUSH_BATCH: Duration = Duration::from_millis(5);
-/// The shortest time between two writes while changes keep coming (a cold
-/// start of 1000 instances: about 25 writes of the whole state, not 200).
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
-
-/// When state.json is written, given when the tree first went idle with
-/// changes and when it last wrote it. Pure, for the tests.
-pub fn flush_due(dirty_since: Instant, last_flush: Option<Instant>) -> Instant {
-    let batched = dirty_since + FLUSH_BATCH;
-    match last_flush {
-        Some(last) => batched.max(last + FLUSH_INTERVAL),
-        None => batched,
-    }
-}
-
-#[cfg(test)]
-mod flush_tests {
-    use super::*;
-
-    #[test]
-    fn flush_is_batched_and_rate_limited() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        // The first change: written after the batch window.
-        assert_eq!(flush_due(t0, None), t0 + FLUSH_BATCH);
-        // After a quiet period: the same.
-        assert_eq!(
-            flush_due(t0 + ms(1000), Some(t0)),
-            t0 + ms(1000) + FLUSH_BATCH
-        );
-        // Changes right after a write wait for the interval.
-        assert_eq!(flush_due(t0 + ms(1), Some(t0)), t0 + FLUSH_INTERVAL);
-        assert_eq!(
-            flush_due(t0 + FLUSH_INTERVAL, Some(t0)),
-            t0 + FLUSH_INTERVAL + FLUSH_BATCH
-        );
     }
 }

@@ -1,10 +1,11 @@
 //! What the tree tells the world: `<runtime-dir>/state.json` (read by
 //! `cairn ps`) and `<runtime-dir>/metrics.prom` (Prometheus textfile).
-//! Both are replaced atomically, at most once per turn of the event loop.
+//! Both are replaced atomically when something changed, batched and rate
+//! limited (`flush_due`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -156,41 +157,62 @@ pub fn metrics(
         ),
     ];
     for (name, kind, help, get) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        let mut total = 0;
-        for ((s, p), c) in per_process {
-            let v = get(c);
-            total += v;
-            let _ = writeln!(
-                out,
-                "{name}{{sandbox=\"{}\",process=\"{}\"}} {v}",
-                label(s),
-                label(p)
-            );
-        }
-        let _ = writeln!(out, "{name}{{sandbox=\"\",process=\"\"}} {total}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP cairn_running Instances whose workload runs.\n# TYPE cairn_running gauge"
-    );
-    let mut total = 0;
-    for ((s, p), v) in running {
-        total += v;
-        let _ = writeln!(
-            out,
-            "cairn_running{{sandbox=\"{}\",process=\"{}\"}} {v}",
-            label(s),
-            label(p)
+        write_series(
+            &mut out,
+            (name, kind, help),
+            per_process.iter().map(|(k, c)| (k, get(c))),
         );
     }
-    let _ = writeln!(out, "cairn_running{{sandbox=\"\",process=\"\"}} {total}");
+    write_series(
+        &mut out,
+        ("cairn_running", "gauge", "Instances whose workload runs."),
+        running.iter().map(|(k, v)| (k, *v)),
+    );
     let _ = writeln!(
         out,
         "# HELP cairn_unknown_children_total Reaped processes that were no instance.\n\
          # TYPE cairn_unknown_children_total counter\ncairn_unknown_children_total {unknown_children}"
     );
     out
+}
+
+/// One metric (name, type, help) per sandbox and process, then its total
+/// under empty labels.
+fn write_series<'a>(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    values: impl Iterator<Item = (&'a (String, String), u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    let mut total = 0;
+    for ((s, p), v) in values {
+        total += v;
+        let _ = writeln!(
+            out,
+            "{name}{{sandbox=\"{}\",process=\"{}\"}} {v}",
+            label(s),
+            label(p)
+        );
+    }
+    let _ = writeln!(out, "{name}{{sandbox=\"\",process=\"\"}} {total}");
+}
+
+/// How long changes wait before state.json is written: a restart (workload
+/// gone, new container started, workload running) becomes one write after
+/// the new workload runs instead of two in its way.
+pub const FLUSH_BATCH: Duration = Duration::from_millis(5);
+/// The shortest time between two writes while changes keep coming (a cold
+/// start of 1000 instances: about 25 writes of the whole state, not 200).
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// When state.json is written, given when the tree first went idle with
+/// changes and when it last wrote it.
+pub fn flush_due(dirty_since: Instant, last_flush: Option<Instant>) -> Instant {
+    let batched = dirty_since + FLUSH_BATCH;
+    match last_flush {
+        Some(last) => batched.max(last + FLUSH_INTERVAL),
+        None => batched,
+    }
 }
 
 #[cfg(test)]
@@ -230,5 +252,24 @@ mod tests {
         assert!(m.contains("cairn_running{sandbox=\"sb\",process=\"web\"} 1\n"));
         assert!(m.contains("cairn_unknown_children_total 4\n"));
         assert!(m.contains("# TYPE cairn_deaths_total counter\n"));
+    }
+
+    #[test]
+    fn flush_is_batched_and_rate_limited() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // The first change: written after the batch window.
+        assert_eq!(flush_due(t0, None), t0 + FLUSH_BATCH);
+        // After a quiet period: the same.
+        assert_eq!(
+            flush_due(t0 + ms(1000), Some(t0)),
+            t0 + ms(1000) + FLUSH_BATCH
+        );
+        // Changes right after a write wait for the interval.
+        assert_eq!(flush_due(t0 + ms(1), Some(t0)), t0 + FLUSH_INTERVAL);
+        assert_eq!(
+            flush_due(t0 + FLUSH_INTERVAL, Some(t0)),
+            t0 + FLUSH_INTERVAL + FLUSH_BATCH
+        );
     }
 }
