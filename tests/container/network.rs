@@ -13,12 +13,14 @@ fn ip_tool() -> bool {
         .any(|p| Path::new(p).is_file())
 }
 
-/// Sandbox `box` with a bridged network, and the Command entry `net`
-/// (address 10.71.0.2) running a probe.
-fn bridged(fx: &mut Fixture, extra_net: &str) {
-    fx.command("net", &probe(""));
+/// Sandbox `box` (plus the top-level keys `sandbox_extra`) with a bridged
+/// network (plus the keys `extra_net` inside it), and the Command entry
+/// `net` (address 10.71.0.2) running a probe with the top-level keys
+/// `container_extra`.
+fn bridged(fx: &mut Fixture, container_extra: &str, sandbox_extra: &str, extra_net: &str) {
+    fx.command("net", &probe(container_extra));
     fx.sandbox(&format!(
-        "allow-users: [1000-1999]\nallow-groups: [1000-1999]\n\
+        "allow-users: [1000-1999]\nallow-groups: [1000-1999]\n{sandbox_extra}\
          bridged-network:\n  bridge: {BRIDGE}\n  network: 10.71.0.0/16\n{extra_net}"
     ));
     fx.set.write(
@@ -26,6 +28,15 @@ fn bridged(fx: &mut Fixture, extra_net: &str) {
         "net:\n  kind: Command\n  image: bb\n  config: /config/net.yaml\n  \
          ip-addresses: [10.71.0.2]\n",
     );
+}
+
+/// Shell lines making the bridge, with the gateway's address, in the
+/// test's network namespace.
+fn make_bridge() -> String {
+    format!(
+        "ip link add {BRIDGE} type bridge\nip addr add 10.71.0.1/16 dev {BRIDGE}\n\
+         ip link set {BRIDGE} up"
+    )
 }
 
 /// Run `cairn cmd box net SCRIPT` in a new network namespace, after
@@ -56,6 +67,8 @@ fn bridged_instance_has_its_address_route_and_reaches_the_bridge() {
     let marker = fx.set.p("after-setup");
     bridged(
         &mut fx,
+        "",
+        "",
         &format!(
             "  default-gateway: 10.71.0.1\n  after-setup-command: \
              [/bin/sh, -c, 'echo @{{container_ip}} > {}']\n",
@@ -64,8 +77,8 @@ fn bridged_instance_has_its_address_route_and_reaches_the_bridge() {
     );
     fx.set.write("www/hello.txt", "hello over the bridge\n");
     let setup = format!(
-        "ip link add {BRIDGE} type bridge\nip addr add 10.71.0.1/16 dev {BRIDGE}\n\
-         ip link set {BRIDGE} up\n{bb} httpd -f -p 10.71.0.1:8080 -h {www} &\nsrv=$!",
+        "{bridge}\n{bb} httpd -f -p 10.71.0.1:8080 -h {www} &\nsrv=$!",
+        bridge = make_bridge(),
         bb = fx.busybox.display(),
         www = fx.set.s("www"),
     );
@@ -105,7 +118,7 @@ fn missing_bridge_refuses_the_instance() {
         "iproute2's ip is needed (apt-get install iproute2)"
     );
     let before = host_mounts();
-    bridged(&mut fx, "");
+    bridged(&mut fx, "", "", "");
     // No bridge in this namespace: the pair cannot be attached.
     let out = run_in_netns(&fx, "true", &format!("echo {STARTED}"));
     assert_refused(
@@ -124,24 +137,13 @@ fn bridged_ports_open_inside_the_container_unless_external() {
         "iproute2's ip is needed (apt-get install iproute2)"
     );
     let before = host_mounts();
-    bridged(&mut fx, "");
-    fx.command(
-        "net",
-        &probe("tcp-ports:\n  8080: {fd: 3}\n  9090: {fd: 4, external: true}\n"),
+    bridged(
+        &mut fx,
+        "tcp-ports:\n  8080: {fd: 3}\n  9090: {fd: 4, external: true}\n",
+        "allow-tcp-ports: [9090]\n",
+        "",
     );
-    fx.sandbox(&format!(
-        "allow-users: [1000-1999]\nallow-groups: [1000-1999]\nallow-tcp-ports: [9090]\n\
-         bridged-network:\n  bridge: {BRIDGE}\n  network: 10.71.0.0/16\n"
-    ));
-    fx.set.write(
-        "processes/box.yaml",
-        "net:\n  kind: Command\n  image: bb\n  config: /config/net.yaml\n  \
-         ip-addresses: [10.71.0.2]\n",
-    );
-    let setup = format!(
-        "ip link add {BRIDGE} type bridge\nip addr add 10.71.0.1/16 dev {BRIDGE}\n\
-         ip link set {BRIDGE} up"
-    );
+    let setup = make_bridge();
     // /proc/net/tcp lists the sockets of the reader's network namespace:
     // the port opened inside shows there, the external one does not.
     let script = format!(
