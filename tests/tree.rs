@@ -129,6 +129,23 @@ impl Fx {
         self.wait_ps("the tree's first state.json", |_| true);
     }
 
+    /// Start `cairn tree` as pid 1 of a new pid namespace (`unshare --pid
+    /// --fork --mount-proc`); returns its host pid.
+    fn start_as_pid1(&mut self) -> i32 {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount-proc"])
+            .arg(cairn_bin())
+            .args(["tree", "-c", &self.master_path()])
+            .args(["--log-stderr", "--log-level", "debug"]);
+        self.spawn_tree(cmd);
+        let unshare_pid = self.tree.as_ref().expect("spawned").id() as i32;
+        let tree = wait_for(Duration::from_secs(5), "unshare's child", || {
+            children(unshare_pid).first().copied()
+        });
+        self.tree_pid = Some(tree);
+        tree
+    }
+
     /// Spawn `cmd` (which runs a tree) with stderr appended to `tree.log`.
     fn spawn_tree(&mut self, mut cmd: Command) {
         let log = fs::OpenOptions::new()
@@ -1376,17 +1393,7 @@ fn tree_as_pid1_reaps_orphans_and_exits_on_term() {
         &sh("(sh -c 'sleep 0.3; exit 0' &); sleep 1000", ""),
     );
     fx.processes(&[("orphaner", 1)]);
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc"])
-        .arg(cairn_bin())
-        .args(["tree", "-c", &fx.master_path()])
-        .args(["--log-stderr", "--log-level", "debug"]);
-    fx.spawn_tree(cmd);
-    let unshare_pid = fx.tree.as_ref().expect("spawned").id() as i32;
-    let tree = wait_for(Duration::from_secs(5), "unshare's child", || {
-        children(unshare_pid).first().copied()
-    });
-    fx.tree_pid = Some(tree);
+    let tree = fx.start_as_pid1();
     assert_eq!(nspids(tree).last(), Some(&1), "the tree is not pid 1");
     // state.json holds the tree's own (namespace) pids: read it directly
     // rather than through a host `cairn ps`.
@@ -1471,17 +1478,7 @@ fn unknown_children_are_counted_in_metrics() {
     );
     fx.container("web", &sleeper(""));
     fx.processes(&[("web", 1)]);
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc"])
-        .arg(cairn_bin())
-        .args(["tree", "-c", &fx.master_path()])
-        .args(["--log-stderr", "--log-level", "debug"]);
-    fx.spawn_tree(cmd);
-    let unshare_pid = fx.tree.as_ref().expect("spawned").id() as i32;
-    let tree = wait_for(Duration::from_secs(5), "unshare's child", || {
-        children(unshare_pid).first().copied()
-    });
-    fx.tree_pid = Some(tree);
+    let tree = fx.start_as_pid1();
     wait_for(WAIT, "metrics.prom", || {
         (fx.metric("cairn_running", "web") == Some(1)).then_some(())
     });
