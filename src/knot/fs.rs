@@ -23,6 +23,24 @@ fn ctx<T, E: std::fmt::Display>(
     r.map_err(|e| format!("{}: {e}", what()))
 }
 
+/// A detached copy (`open_tree` clone) of the mount at `src`, with `set`
+/// applied: a bind mount ready to attach. `name` labels kernel errors,
+/// `what` says which mount failed.
+fn bound(
+    src: BorrowedFd<'_>,
+    name: &str,
+    set: Attrs,
+    recursive: Recursive,
+    what: impl Fn() -> String,
+) -> Result<OwnedFd> {
+    let b = ctx(mount::clone_tree(src, name, recursive), &what)?;
+    ctx(
+        mount::set_attrs(b.as_fd(), name, set, Attrs::NONE, recursive),
+        &what,
+    )?;
+    Ok(b)
+}
+
 /// What `build` leaves for the rest of the knot.
 pub struct Built {
     /// The sandbox stdio log, opened on the host before the pivot.
@@ -48,18 +66,11 @@ pub fn build(spec: &InstanceSpec, inst: &OwnedFd, state: &OwnedFd) -> Result<Bui
 
     // The image, read-only, nosuid, nodev (recursively), on the mount dir.
     let img = image::open_image(&spec.image_dir, &spec.image)?;
-    let tree = ctx(
-        mount::clone_tree(img.as_fd(), &spec.image, Recursive::Yes),
-        || "image".into(),
-    )?;
-    ctx(
-        mount::set_attrs(
-            tree.as_fd(),
-            "image",
-            Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NODEV),
-            Attrs::NONE,
-            Recursive::Yes,
-        ),
+    let tree = bound(
+        img.as_fd(),
+        &spec.image,
+        Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NODEV),
+        Recursive::Yes,
         || "image".into(),
     )?;
     let mnt_dir = ctx(sfs::open_dir(&spec.host.mount_dir), || "mount-dir".into())?;
@@ -117,19 +128,12 @@ fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
         let src = ctx(sfs::open_dir(devfs), || {
             format!("devfs-dir {}", devfs.display())
         })?;
-        let b = ctx(
-            mount::clone_tree(src.as_fd(), "devfs-dir", Recursive::No),
-            || "devfs-dir".into(),
-        )?;
-        ctx(
-            mount::set_attrs(
-                b.as_fd(),
-                "/dev",
-                Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
-                Attrs::NONE,
-                Recursive::No,
-            ),
-            || "/dev".into(),
+        let b = bound(
+            src.as_fd(),
+            "devfs-dir",
+            Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
+            Recursive::No,
+            || "devfs-dir as /dev".into(),
         )?;
         return ctx(mount::attach(b.as_fd(), target.as_fd(), "/dev"), || {
             "mount /dev".into()
@@ -246,17 +250,11 @@ fn proc(root: BorrowedFd<'_>) -> Result<()> {
     };
     for name in READONLY {
         let Ok(t) = open(name) else { continue };
-        let b = ctx(mount::clone_tree(t.as_fd(), name, Recursive::Yes), || {
-            format!("/proc/{name}")
-        })?;
-        ctx(
-            mount::set_attrs(
-                b.as_fd(),
-                name,
-                Attrs::RDONLY.or(Attrs::SAFE),
-                Attrs::NONE,
-                Recursive::Yes,
-            ),
+        let b = bound(
+            t.as_fd(),
+            name,
+            Attrs::RDONLY.or(Attrs::SAFE),
+            Recursive::Yes,
             || format!("/proc/{name} read-only"),
         )?;
         ctx(mount::attach(b.as_fd(), t.as_fd(), name), || {
@@ -278,19 +276,12 @@ fn proc(root: BorrowedFd<'_>) -> Result<()> {
     };
     for name in MASKED_FILES {
         let Ok(t) = open(name) else { continue };
-        let b = ctx(
-            mount::clone_tree(devnull.as_fd(), "/dev/null", Recursive::No),
-            || format!("mask /proc/{name}"),
-        )?;
-        ctx(
-            // Not nodev: a masked file reads as empty, like /dev/null.
-            mount::set_attrs(
-                b.as_fd(),
-                name,
-                Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
-                Attrs::NONE,
-                Recursive::No,
-            ),
+        // Not nodev: a masked file reads as empty, like /dev/null.
+        let b = bound(
+            devnull.as_fd(),
+            "/dev/null",
+            Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
+            Recursive::No,
             || format!("mask /proc/{name}"),
         )?;
         ctx(mount::attach(b.as_fd(), t.as_fd(), name), || {
@@ -349,17 +340,12 @@ fn volume(
                     format!("volume {t}: {}/{sub} (no symlinks allowed)", base.display())
                 })?,
             };
-            let b = ctx(mount::clone_tree(src.as_fd(), t, Recursive::Yes), what)?;
             let attrs = if *writable {
                 Attrs::SAFE
             } else {
                 Attrs::SAFE.or(Attrs::RDONLY)
             };
-            ctx(
-                mount::set_attrs(b.as_fd(), t, attrs, Attrs::NONE, Recursive::Yes),
-                what,
-            )?;
-            b
+            bound(src.as_fd(), t, attrs, Recursive::Yes, what)?
         }
         MountKind::Tmpfs { size, mode } => ctx(
             mount::new_fs(
@@ -377,12 +363,7 @@ fn volume(
         } => {
             let (fd, _) = ctx(sfs::mkdir_beneath(state, sub, *mode), what)?;
             ctx(sfs::chown_chmod(fd.as_fd(), sub, *uid, *gid, *mode), what)?;
-            let b = ctx(mount::clone_tree(fd.as_fd(), t, Recursive::No), what)?;
-            ctx(
-                mount::set_attrs(b.as_fd(), t, Attrs::SAFE, Attrs::NONE, Recursive::No),
-                what,
-            )?;
-            b
+            bound(fd.as_fd(), t, Attrs::SAFE, Recursive::No, what)?
         }
     };
     let _ = spec;
@@ -451,17 +432,11 @@ fn etc_file(root: BorrowedFd<'_>, state: BorrowedFd<'_>, name: &str, f: &EtcFile
         ),
         || format!("state/{name}"),
     )?;
-    let b = ctx(mount::clone_tree(src.as_fd(), name, Recursive::No), || {
-        format!("/etc/{name}")
-    })?;
-    ctx(
-        mount::set_attrs(
-            b.as_fd(),
-            name,
-            Attrs::RDONLY.or(Attrs::SAFE),
-            Attrs::NONE,
-            Recursive::No,
-        ),
+    let b = bound(
+        src.as_fd(),
+        name,
+        Attrs::RDONLY.or(Attrs::SAFE),
+        Recursive::No,
         || format!("/etc/{name}"),
     )?;
     ctx(mount::attach(b.as_fd(), target.as_fd(), name), || {
