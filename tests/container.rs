@@ -82,15 +82,8 @@ impl Fixture {
     /// (Re)write `master.yaml`: every dir in the temp dir, plus `extra`
     /// (which gives the cgroup settings).
     fn master(&self, extra: &str) {
-        self.set.write(
-            "master.yaml",
-            format!(
-                "runtime-dir: {run}\ndefault-log-dir: {log}\nstdio-log-dir: {log}/stdio\n\
-                 config-log-dir: null\n{extra}",
-                run = self.set.s("run"),
-                log = self.set.s("log"),
-            ),
-        );
+        self.set
+            .write_master(&format!("config-log-dir: null\n{extra}"));
     }
 
     /// (Re)write sandbox `box`: the fixed part plus `extra` (which must

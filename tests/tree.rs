@@ -87,16 +87,8 @@ impl Fx {
 
     /// (Re)write master.yaml: the test's dirs and cgroup root, plus `extra`.
     fn master(&self, extra: &str) {
-        self.set.write(
-            "master.yaml",
-            format!(
-                "runtime-dir: {run}\ndefault-log-dir: {log}\nstdio-log-dir: {log}/stdio\n\
-                 cgroup-name: {cg}\n{extra}",
-                run = self.set.s("run"),
-                log = self.set.s("log"),
-                cg = self.cgroup.name,
-            ),
-        );
+        self.set
+            .write_master(&format!("cgroup-name: {}\n{extra}", self.cgroup.name));
     }
 
     fn master_path(&self) -> String {

@@ -310,15 +310,8 @@ impl World {
     /// (Re)write master.yaml: every dir in the temp dir, plus `extra`
     /// (which gives the cgroup settings).
     fn master_yaml(&self, extra: &str) {
-        self.set.write(
-            "master.yaml",
-            format!(
-                "runtime-dir: {run}\ndefault-log-dir: {log}\nstdio-log-dir: {log}/stdio\n\
-                 config-log-dir: null\n{extra}",
-                run = self.set.s("run"),
-                log = self.set.s("log"),
-            ),
-        );
+        self.set
+            .write_master(&format!("config-log-dir: null\n{extra}"));
     }
 
     /// Remember the knots in `ps`, to kill them on drop should no tree be

@@ -76,6 +76,18 @@ impl ConfigSet {
     pub fn master(&self) -> String {
         self.s("master.yaml")
     }
+    /// (Re)write `master.yaml`: the runtime and log dirs in this temp dir,
+    /// then `extra`.
+    pub fn write_master(&self, extra: &str) -> PathBuf {
+        self.write(
+            "master.yaml",
+            format!(
+                "runtime-dir: {run}\ndefault-log-dir: {log}\nstdio-log-dir: {log}/stdio\n{extra}",
+                run = self.s("run"),
+                log = self.s("log"),
+            ),
+        )
+    }
 }
 
 /// Copy a directory tree.
