@@ -1,5 +1,6 @@
 //! The tree's effects: (re)load configs, apply the plan, run the actions
-//! of the lifecycle table (spawn, TERM, KILL, forget), handle exits.
+//! of the lifecycle table (spawn, TERM, KILL, forget). What knots report
+//! is in `events`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, AsRawFd};
@@ -7,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::config::master::Master;
-use crate::knot::{self, ExitRecord};
-use crate::sys::process::{self, Exit};
+use crate::knot;
+use crate::sys::process;
 
 use super::desired::{self, Selection};
 use super::instance::Instance;
@@ -326,79 +327,6 @@ impl Tree {
         }
     }
 
-    /// A knot's ready pipe has news.
-    pub fn ready_event(&mut self, token: u64) {
-        let Some(name) = self.by_token.get(&token).cloned() else {
-            return;
-        };
-        let Some(i) = self.instances.get_mut(&name) else {
-            return;
-        };
-        let Some(r) = &i.ready else { return };
-        let mut buf = [0u8; 8];
-        let got = nix::unistd::read(r, &mut buf).unwrap_or(0);
-        if got == 0 {
-            // EOF: the knot is gone; SIGCHLD tells the rest.
-            if let Some(r) = i.ready.take() {
-                let _ = self.poller.delete(r.as_fd());
-            }
-            return;
-        }
-        for &b in &buf[..got] {
-            match b {
-                b'r' => {
-                    if let Some(i) = self.instances.get_mut(&name) {
-                        // A replacement up again lets the rollout go on.
-                        if i.fresh_replacement {
-                            self.replan = true;
-                        }
-                        i.fresh_replacement = false;
-                        i.error = None;
-                        i.leaf_hash = Some(i.hash.clone());
-                    }
-                    self.event(&name, Event::Ready);
-                }
-                b'x' => {
-                    // The workload ended for good and the knot recorded
-                    // why; it is now tearing its container down. Go on
-                    // without waiting for that: its pid is reaped later.
-                    let Some(i) = self.instances.get_mut(&name) else {
-                        return;
-                    };
-                    if let Some(r) = i.ready.take() {
-                        let _ = self.poller.delete(r.as_fd());
-                    }
-                    if let Some(pid) = i.pid {
-                        self.by_pid.remove(&pid);
-                        self.retiring.insert(pid);
-                    }
-                    self.knot_exited(&name, Exit::Code(-1));
-                    return;
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// An adopted knot (not our child) exited: its pidfd became readable.
-    pub fn pidfd_event(&mut self, token: u64) {
-        let Some(name) = self.by_token.get(&token).cloned() else {
-            return;
-        };
-        let Some(i) = self.instances.get_mut(&name) else {
-            return;
-        };
-        if let Some(p) = i.pidfd.take() {
-            let _ = self.poller.delete(p.as_fd());
-        }
-        if let Some(pid) = i.pid {
-            self.by_pid.remove(&pid);
-        }
-        // Not our child: no wait status. The knot's exit-status file says
-        // why; without it, it was killed.
-        self.knot_exited(&name, Exit::Signal(libc::SIGKILL));
-    }
-
     /// Close listening sockets that no instance (or pending replacement)
     /// uses any more.
     pub fn gc_sockets(&mut self) {
@@ -410,63 +338,6 @@ impl Tree {
             }
         }
         self.sockets.retain(&used);
-    }
-
-    /// A knot exited: record why, count it, step the lifecycle.
-    pub fn knot_exited(&mut self, name: &str, exit: Exit) {
-        let Some(i) = self.instances.get_mut(name) else {
-            return;
-        };
-        i.pid = None;
-        i.start_ticks = None;
-        if let Some(p) = i.pidfd.take() {
-            let _ = self.poller.delete(p.as_fd());
-        }
-        if let Some(r) = i.ready.take() {
-            let _ = self.poller.delete(r.as_fd());
-        }
-        let dir = &i.spec.host.state_dir;
-        let record: Option<ExitRecord> = std::fs::read(dir.join("exit-status"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let error = std::fs::read_to_string(dir.join("error")).ok();
-        let (status, signal, oom) = match record {
-            Some(r) => (r.status, r.signal, r.oom_killed),
-            None => match exit {
-                Exit::Code(c) => (c, None, false),
-                Exit::Signal(s) => (128 + s, Some(s), false),
-            },
-        };
-        let normal =
-            signal.is_none() && error.is_none() && i.spec.normal_exit_codes.contains(&status);
-        let failure = !i.life.stop_requested && !normal;
-        let c = self.counters.entry(i.key.clone()).or_default();
-        c.deaths += 1;
-        if failure {
-            c.failures += 1;
-        }
-        i.last_exit = Some(LastExit {
-            status,
-            signal,
-            oom_killed: oom,
-            failure,
-            at: rfc3339(SystemTime::now()),
-            error: error.clone(),
-        });
-        let why = match (&error, oom) {
-            (Some(e), _) => format!("could not start: {}", e.trim()),
-            (None, true) => format!("killed by the OOM killer (status {status})"),
-            (None, false) => format!("exited with status {status}"),
-        };
-        let msg = format!("{name}: {why}{}", if failure { " (failure)" } else { "" });
-        if failure {
-            log::warn!("{msg}");
-        } else {
-            log::info!("{msg}");
-        }
-        self.sandbox_log(name, &msg);
-        self.dirty = true;
-        self.event(name, Event::Exited { failure });
     }
 
     /// The instance is done (stopped, or its knot gone for a replacement).
@@ -518,7 +389,7 @@ impl Tree {
 
     /// Append an instance event to its sandbox's log (`log-file` of the
     /// sandbox config); the file stays open between events.
-    fn sandbox_log(&mut self, name: &str, msg: &str) {
+    pub fn sandbox_log(&mut self, name: &str, msg: &str) {
         use std::io::Write;
         let sandbox = name.split('/').next().unwrap_or("");
         let Some((path, file)) = self.sandbox_logs.get_mut(sandbox) else {

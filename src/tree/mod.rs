@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod desired;
+pub mod events;
 pub mod handoff;
 pub mod instance;
 pub mod lifecycle;

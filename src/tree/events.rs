@@ -1,0 +1,145 @@
+//! What knots tell the tree: their ready pipe (`r` once the workload runs,
+//! `x` once it has ended for good), the pidfd of an adopted knot, and the
+//! exit of a knot with the reason its instance dir records.
+
+use std::os::fd::AsFd;
+use std::time::SystemTime;
+
+use crate::knot::ExitRecord;
+use crate::sys::process::Exit;
+
+use super::lifecycle::Event;
+use super::run::Tree;
+use super::state::{LastExit, rfc3339};
+
+impl Tree {
+    /// A knot's ready pipe has news.
+    pub fn ready_event(&mut self, token: u64) {
+        let Some(name) = self.by_token.get(&token).cloned() else {
+            return;
+        };
+        let Some(i) = self.instances.get_mut(&name) else {
+            return;
+        };
+        let Some(r) = &i.ready else { return };
+        let mut buf = [0u8; 8];
+        let got = nix::unistd::read(r, &mut buf).unwrap_or(0);
+        if got == 0 {
+            // EOF: the knot is gone; SIGCHLD tells the rest.
+            if let Some(r) = i.ready.take() {
+                let _ = self.poller.delete(r.as_fd());
+            }
+            return;
+        }
+        for &b in &buf[..got] {
+            match b {
+                b'r' => {
+                    if let Some(i) = self.instances.get_mut(&name) {
+                        // A replacement up again lets the rollout go on.
+                        if i.fresh_replacement {
+                            self.replan = true;
+                        }
+                        i.fresh_replacement = false;
+                        i.error = None;
+                        i.leaf_hash = Some(i.hash.clone());
+                    }
+                    self.event(&name, Event::Ready);
+                }
+                b'x' => {
+                    // The workload ended for good and the knot recorded
+                    // why; it is now tearing its container down. Go on
+                    // without waiting for that: its pid is reaped later.
+                    let Some(i) = self.instances.get_mut(&name) else {
+                        return;
+                    };
+                    if let Some(r) = i.ready.take() {
+                        let _ = self.poller.delete(r.as_fd());
+                    }
+                    if let Some(pid) = i.pid {
+                        self.by_pid.remove(&pid);
+                        self.retiring.insert(pid);
+                    }
+                    self.knot_exited(&name, Exit::Code(-1));
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// An adopted knot (not our child) exited: its pidfd became readable.
+    pub fn pidfd_event(&mut self, token: u64) {
+        let Some(name) = self.by_token.get(&token).cloned() else {
+            return;
+        };
+        let Some(i) = self.instances.get_mut(&name) else {
+            return;
+        };
+        if let Some(p) = i.pidfd.take() {
+            let _ = self.poller.delete(p.as_fd());
+        }
+        if let Some(pid) = i.pid {
+            self.by_pid.remove(&pid);
+        }
+        // Not our child: no wait status. The knot's exit-status file says
+        // why; without it, it was killed.
+        self.knot_exited(&name, Exit::Signal(libc::SIGKILL));
+    }
+
+    /// A knot exited: record why, count it, step the lifecycle.
+    pub fn knot_exited(&mut self, name: &str, exit: Exit) {
+        let Some(i) = self.instances.get_mut(name) else {
+            return;
+        };
+        i.pid = None;
+        i.start_ticks = None;
+        if let Some(p) = i.pidfd.take() {
+            let _ = self.poller.delete(p.as_fd());
+        }
+        if let Some(r) = i.ready.take() {
+            let _ = self.poller.delete(r.as_fd());
+        }
+        let dir = &i.spec.host.state_dir;
+        let record: Option<ExitRecord> = std::fs::read(dir.join("exit-status"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let error = std::fs::read_to_string(dir.join("error")).ok();
+        let (status, signal, oom) = match record {
+            Some(r) => (r.status, r.signal, r.oom_killed),
+            None => match exit {
+                Exit::Code(c) => (c, None, false),
+                Exit::Signal(s) => (128 + s, Some(s), false),
+            },
+        };
+        let normal =
+            signal.is_none() && error.is_none() && i.spec.normal_exit_codes.contains(&status);
+        let failure = !i.life.stop_requested && !normal;
+        let c = self.counters.entry(i.key.clone()).or_default();
+        c.deaths += 1;
+        if failure {
+            c.failures += 1;
+        }
+        i.last_exit = Some(LastExit {
+            status,
+            signal,
+            oom_killed: oom,
+            failure,
+            at: rfc3339(SystemTime::now()),
+            error: error.clone(),
+        });
+        let why = match (&error, oom) {
+            (Some(e), _) => format!("could not start: {}", e.trim()),
+            (None, true) => format!("killed by the OOM killer (status {status})"),
+            (None, false) => format!("exited with status {status}"),
+        };
+        let msg = format!("{name}: {why}{}", if failure { " (failure)" } else { "" });
+        if failure {
+            log::warn!("{msg}");
+        } else {
+            log::info!("{msg}");
+        }
+        self.sandbox_log(name, &msg);
+        self.dirty = true;
+        self.event(name, Event::Exited { failure });
+    }
+}
