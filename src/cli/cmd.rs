@@ -19,6 +19,7 @@ use crate::knot::{self, Context};
 use crate::spec::{InstanceSpec, Which};
 use crate::sys::cgroup;
 use crate::sys::process::{self, Exit};
+use crate::sys::signal;
 use crate::tree::desired;
 
 pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8 {
@@ -122,14 +123,14 @@ fn prepare(
 
 /// Run the knot, pass signals on, clean up, return its status.
 fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
-    let old_mask = match process::block_all_signals() {
+    let old_mask = match signal::block_all_signals() {
         Ok(m) => m,
         Err(e) => {
             eprintln!("cairn cmd: {e}");
             return 1;
         }
     };
-    let sigfd = match process::signalfd_all() {
+    let sigfd = match signal::signalfd_all() {
         Ok(f) => f,
         Err(e) => {
             eprintln!("cairn cmd: {e}");
@@ -172,7 +173,7 @@ fn wait_knot(pid: i32, sigfd: &std::os::fd::OwnedFd, interactive: bool) -> Exit 
     loop {
         let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, PollTimeout::NONE);
-        while let Ok(Some(si)) = process::read_signal(sigfd.as_fd()) {
+        while let Ok(Some(si)) = signal::read_signal(sigfd.as_fd()) {
             match si.signo {
                 libc::SIGCHLD => {
                     while let Some((p, exit)) = process::reap_any() {

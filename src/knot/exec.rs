@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use crate::spec::{InstanceSpec, Stdio};
-use crate::sys::{caps, idmap, process};
+use crate::sys::{caps, idmap, process, signal};
 
 use super::Context;
 
@@ -260,7 +260,7 @@ fn child_steps(
     }
     process::set_rlimit(process::RLIMIT_NOFILE, spec.limits.fileno, "RLIMIT_NOFILE").map_err(s)?;
     process::set_umask(super::WORKLOAD_UMASK.load(std::sync::atomic::Ordering::Relaxed));
-    process::reset_signals().map_err(s)?;
+    signal::reset_signals().map_err(s)?;
     process::chdir(&spec.workdir).map_err(|e| format!("workdir: {e}"))?;
 
     let pid = process::getpid().to_string();

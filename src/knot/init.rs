@@ -11,6 +11,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::spec::InstanceSpec;
 use crate::sys::process::{self, Exit};
+use crate::sys::signal;
 
 /// Signals we pass on to the workload.
 const FORWARDED: &[i32] = &[
@@ -72,7 +73,7 @@ pub fn run(
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(_) => {}
         }
-        while let Ok(Some(si)) = process::read_signal(sigfd.as_fd()) {
+        while let Ok(Some(si)) = signal::read_signal(sigfd.as_fd()) {
             if si.signo == libc::SIGCHLD {
                 while let Some((p, exit)) = process::reap_any() {
                     if alive && p == pid {

@@ -25,6 +25,7 @@ use crate::spec::InstanceSpec;
 use crate::sys::cgroup::{Cgroups, Limits};
 use crate::sys::fs as sfs;
 use crate::sys::process::{self, Exit};
+use crate::sys::signal;
 
 /// The umask the knot was started with, for the workload (the knot itself
 /// works with 0).
@@ -290,8 +291,8 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         oom_before = oom_dir.as_ref().map_or(0, oom_kills);
     }
 
-    process::block_all_signals().map_err(|e| e.to_string())?;
-    let sigfd = process::signalfd_all().map_err(|e| e.to_string())?;
+    signal::block_all_signals().map_err(|e| e.to_string())?;
+    let sigfd = signal::signalfd_all().map_err(|e| e.to_string())?;
     let first = match exec::spawn(spec, spawn_ctx, built.stdio.as_ref()) {
         Ok(p) => p,
         Err(e) => {

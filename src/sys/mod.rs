@@ -13,6 +13,7 @@ pub mod mount;
 pub mod pidfd;
 pub mod proc;
 pub mod process;
+pub mod signal;
 pub mod socket;
 
 use std::fmt;

@@ -1,16 +1,16 @@
 //! Processes: clone into namespaces, fork, ids, prctl flags, rlimits,
-//! signals (mask, signalfd), waiting, exec, fd tables.
+//! kill, waiting, exec, fd tables. Signal masks and signalfd are in
+//! `signal`.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::{Error, Result, check, cstr};
 
-fn nix_err(op: &'static str, target: impl std::fmt::Display, e: nix::Error) -> Error {
+pub(super) fn nix_err(op: &'static str, target: impl std::fmt::Display, e: nix::Error) -> Error {
     Error::new(op, target, std::io::Error::from_raw_os_error(e as i32))
 }
 
@@ -201,89 +201,6 @@ pub const RLIMIT_NOFILE: Resource = libc::RLIMIT_NOFILE;
 pub const RLIMIT_AS: Resource = libc::RLIMIT_AS;
 pub const RLIMIT_CPU: Resource = libc::RLIMIT_CPU;
 pub const RLIMIT_CORE: Resource = libc::RLIMIT_CORE;
-
-/// Block every signal; returns the previous mask.
-pub fn block_all_signals() -> Result<SigSet> {
-    let mut old = SigSet::empty();
-    sigprocmask(
-        SigmaskHow::SIG_SETMASK,
-        Some(&SigSet::all()),
-        Some(&mut old),
-    )
-    .map_err(|e| nix_err("sigprocmask", "block", e))?;
-    Ok(old)
-}
-
-/// Before exec: every signal back to its default action, none blocked.
-/// Ignored signals survive execve(2) (Rust ignores SIGPIPE), so reset them.
-pub fn reset_signals() -> Result<()> {
-    for sig in Signal::iterator() {
-        if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
-            continue;
-        }
-        // SAFETY: installing SIG_DFL never runs user code.
-        unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) }
-            .map_err(|e| nix_err("signal", sig, e))?;
-    }
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(|e| nix_err("sigprocmask", "unblock", e))?;
-    Ok(())
-}
-
-/// A signalfd(2) for all signals (they must be blocked by the caller).
-pub fn signalfd_all() -> Result<OwnedFd> {
-    let mut set: libc::sigset_t = unsafe_zeroed_sigset();
-    // SAFETY: valid sigset pointer.
-    unsafe { libc::sigfillset(&mut set) };
-    // SAFETY: valid sigset; -1 = new fd.
-    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
-    let fd = check(fd, "signalfd", "")?;
-    // SAFETY: new fd owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn unsafe_zeroed_sigset() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; sigemptyset/sigfillset initialize it.
-    unsafe { std::mem::zeroed() }
-}
-
-/// One signal read from a signalfd: (signal number, sender pid, si_code).
-#[derive(Debug, Clone, Copy)]
-pub struct SigInfo {
-    pub signo: i32,
-    pub pid: u32,
-    pub code: i32,
-}
-
-/// Read one pending signal from a non-blocking signalfd (`None` if none).
-pub fn read_signal(fd: BorrowedFd<'_>) -> Result<Option<SigInfo>> {
-    // SAFETY: zeroed struct is a valid buffer for read(2).
-    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::signalfd_siginfo>();
-    // SAFETY: buffer of exactly `size` bytes.
-    let n = unsafe {
-        libc::read(
-            fd.as_raw_fd(),
-            &mut info as *mut _ as *mut libc::c_void,
-            size,
-        )
-    };
-    if n == -1 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EAGAIN) || e.raw_os_error() == Some(libc::EINTR) {
-            return Ok(None);
-        }
-        return Err(Error::new("read", "signalfd", e));
-    }
-    if n as usize != size {
-        return Ok(None);
-    }
-    Ok(Some(SigInfo {
-        signo: info.ssi_signo as i32,
-        pid: info.ssi_pid,
-        code: info.ssi_code,
-    }))
-}
 
 /// kill(2).
 pub fn kill(pid: i32, sig: i32) -> Result<()> {

@@ -18,6 +18,7 @@ use crate::config::error::{ConfigError, Problems};
 use crate::config::process::ProcessEntry;
 use crate::config::sandbox::Sandbox;
 use crate::sys::process::{self, Exit};
+use crate::sys::signal;
 
 use super::desired::{self, ContainerLoader};
 
@@ -196,7 +197,7 @@ fn child(jobs: &[(&Sandbox, &ProcessEntry)], w: std::os::fd::OwnedFd) -> ! {
 
 fn limit_self() {
     crate::sys::crash::reset_fatal();
-    let _ = process::reset_signals();
+    let _ = signal::reset_signals();
     let vsize = crate::sys::proc::read_text("/proc/self/statm")
         .ok()
         .and_then(|s| {

@@ -17,7 +17,7 @@ use crate::spec::InstanceSpec;
 use crate::sys::cgroup::{self, Cgroups};
 use crate::sys::event::Poller;
 use crate::sys::fs as sfs;
-use crate::sys::process;
+use crate::sys::{process, signal};
 
 use super::instance::Instance;
 use super::lifecycle::{Event, State};
@@ -163,8 +163,8 @@ impl Tree {
         if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
             log::warn!("/proc/self/oom_score_adj: {e}");
         }
-        process::block_all_signals().map_err(|e| e.to_string())?;
-        let sigfd = process::signalfd_all().map_err(|e| e.to_string())?;
+        signal::block_all_signals().map_err(|e| e.to_string())?;
+        let sigfd = signal::signalfd_all().map_err(|e| e.to_string())?;
         // The installed path, even if the file was replaced since (then
         // /proc/self/exe reads "... (deleted)").
         let exe = std::env::current_exe().map_err(|e| format!("own binary: {e}"))?;
@@ -351,7 +351,7 @@ impl Tree {
     }
 
     fn signals(&mut self) {
-        while let Ok(Some(si)) = process::read_signal(self.sigfd.as_fd()) {
+        while let Ok(Some(si)) = signal::read_signal(self.sigfd.as_fd()) {
             match si.signo {
                 libc::SIGCHLD => self.reap(),
                 libc::SIGHUP => {
