@@ -1,0 +1,147 @@
+use super::*;
+
+fn master() -> Master {
+    Master::parse(Path::new("/etc/c/master.yaml"), b"").unwrap()
+}
+
+fn parse(text: &str) -> Result<Sandbox, Problems> {
+    Sandbox::parse(
+        &master(),
+        Path::new("/etc/c/sandboxes/web.yaml"),
+        text.as_bytes(),
+    )
+}
+
+const MIN: &str = "image-dir: /img\nallow-users: [1]\nallow-groups: [0]\n";
+
+#[test]
+fn defaults() {
+    let s = parse(MIN).unwrap();
+    assert_eq!(s.name, "web");
+    assert_eq!(s.config_file, Path::new("/etc/c/processes/web.yaml"));
+    assert_eq!(s.image_dir, Path::new("/img"));
+    assert_eq!(s.image_dir_levels, 1);
+    assert_eq!(s.used_images_list, None);
+    assert_eq!(s.log_file, Path::new("/var/log/cairn/web.log"));
+    assert_eq!(s.log_level, None);
+    assert!(s.readonly_paths.is_empty() && s.writable_paths.is_empty());
+    assert_eq!(s.default_user, None);
+    assert_eq!(s.default_group, 0);
+    assert!(s.allow_tcp_ports.is_empty());
+    assert!(s.additional_hosts.is_empty());
+    assert!(s.uid_map.is_empty() && s.gid_map.is_empty());
+    assert!(s.auto_clean);
+    assert_eq!(s.resolv_conf, Path::new("/etc/resolv.conf"));
+    assert_eq!(s.hosts_file, Path::new("/etc/hosts"));
+    assert_eq!(s.bridged_network, None);
+    assert_eq!(s.secrets_private_key, None);
+    assert!(s.secrets_namespaces.is_empty());
+    assert!(s.allow_capabilities.is_empty());
+}
+
+#[test]
+fn every_key() {
+    let s = parse(
+        "config_file: other.yaml\nimage-dir: imgs\nimage_dir_levels: 2\n\
+         used-images-list: /u.txt\nlog-file: w.log\nlog-level: info\n\
+         readonly-paths: {/ro: /srv/ro}\nwritable_paths: {/data: /srv/data, /: /srv/root}\n\
+         allow-users: [1, 1000-2000]\ndefault-user: 1000\nallow-groups: [0-5]\n\
+         default-group: 5\nallow-tcp-ports: [80, 8000-8100]\n\
+         additional-hosts: {db.local: 10.0.0.5}\n\
+         uid-map: [{inside: 0, outside: 100000, count: 65536}]\n\
+         gid_map: [{inside: 0, outside: 100000, count: 65536}]\nauto-clean: false\n\
+         resolv-conf: /etc/r.conf\nhosts-file: /etc/h\n\
+         bridged-network: {bridge: br0, network: 10.71.0.0/16, default-gateway: 10.71.0.1,\n  \
+           after-setup-command: [/usr/bin/arping, '@{container_ip}']}\n\
+         secrets-private-key: /etc/k\nsecrets-namespaces: [a, b]\n\
+         allow-capabilities: [net_bind_service]\n",
+    )
+    .unwrap();
+    assert_eq!(s.config_file, Path::new("/etc/c/processes/other.yaml"));
+    assert_eq!(s.image_dir, Path::new("/etc/c/sandboxes/imgs"));
+    assert_eq!(s.image_dir_levels, 2);
+    assert_eq!(s.used_images_list.as_deref(), Some(Path::new("/u.txt")));
+    assert_eq!(s.log_file, Path::new("/var/log/cairn/w.log"));
+    assert_eq!(s.log_level, Some(LogLevel::Info));
+    assert_eq!(s.readonly_paths["/ro"], Path::new("/srv/ro"));
+    assert!(s.allow_users.contains(1500) && !s.allow_users.contains(2));
+    assert_eq!(s.default_user, Some(1000));
+    assert_eq!(s.default_group, 5);
+    assert!(s.allow_tcp_ports.contains(8050));
+    assert_eq!(s.additional_hosts["db.local"].to_string(), "10.0.0.5");
+    assert_eq!(s.uid_map[0].outside, 100000);
+    assert_eq!(s.gid_map[0].count, 65536);
+    assert!(!s.auto_clean);
+    assert_eq!(s.resolv_conf, Path::new("/etc/r.conf"));
+    assert_eq!(s.hosts_file, Path::new("/etc/h"));
+    let b = s.bridged_network.unwrap();
+    assert_eq!(b.bridge, "br0");
+    assert!(b.contains(&"10.71.3.4".parse().unwrap()));
+    assert!(!b.contains(&"10.72.0.1".parse().unwrap()));
+    assert_eq!(b.after_setup_command.len(), 2);
+    assert_eq!(s.secrets_namespaces, ["a", "b"]);
+    assert_eq!(s.allow_capabilities, ["CAP_NET_BIND_SERVICE"]);
+}
+
+#[test]
+fn vpath_resolution() {
+    let s = parse(
+        "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\n\
+         writable-paths: {/data: /srv/d, /data/sub: /srv/s, /: /srv/r}\n",
+    )
+    .unwrap();
+    let r = |v| Sandbox::resolve_vpath(&s.writable_paths, v);
+    assert_eq!(r("/data"), Some(PathBuf::from("/srv/d")));
+    assert_eq!(r("/data/x/y"), Some(PathBuf::from("/srv/d/x/y")));
+    assert_eq!(r("/data/sub/z"), Some(PathBuf::from("/srv/s/z")));
+    assert_eq!(r("/datax"), Some(PathBuf::from("/srv/r/datax")));
+    assert_eq!(r("/"), Some(PathBuf::from("/srv/r")));
+    assert_eq!(Sandbox::resolve_vpath(&BTreeMap::new(), "/a"), None);
+}
+
+#[test]
+fn rejects() {
+    for (text, needle) in [
+        (
+            "allow-users: [1]\nallow-groups: [0]\n",
+            "\"image-dir\" is missing",
+        ),
+        ("image-dir: /i\nallow-groups: [0]\n", "allow-users is empty"),
+        (
+            "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nimage-dir-levels: 0\n",
+            "between 1 and 16",
+        ),
+        (
+            "image-dir: /i\nallow-users: [x]\nallow-groups: [0]\n",
+            "not a number",
+        ),
+        (
+            "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nuid-map: [{inside: 0, count: 1}]\n",
+            "\"outside\" is missing",
+        ),
+        (
+            "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nreadonly-paths: {rel: /x}\n",
+            "not an absolute path",
+        ),
+        (
+            "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nbridged-network: {bridge: b, network: 10.0.0.0/40}\n",
+            "not a network",
+        ),
+        (
+            "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nallow-capabilities: [CAP_FLY]\n",
+            "unknown capability",
+        ),
+        (
+            "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nadditional-hosts: {a: 1.2.3}\n",
+            "not an IP",
+        ),
+        (
+            "image-dir: /i\nallow-users: [1]\nallow-groups: [0]\nextra: 1\n",
+            "unknown key",
+        ),
+    ] {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains(needle), "{text:?} gave {e}");
+        assert!(e.contains("sandboxes/web.yaml"), "{e}");
+    }
+}
