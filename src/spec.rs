@@ -19,7 +19,7 @@ use crate::config::master::Master;
 use crate::config::process::{Kind, ProcessEntry};
 use crate::config::range::{IdMap, map_to_host};
 use crate::config::sandbox::Sandbox;
-use crate::config::{validate, variables};
+use crate::config::{ids, validate, variables};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountKind {
@@ -193,7 +193,7 @@ impl InstanceSpec {
             Which::Daemon(i) => (i, format!("{}.{i}", e.name)),
             Which::Command(pid) => (0, format!("cmd.{}.{pid}", e.name)),
         };
-        let ids = validate::ids(container_file, c, s)?;
+        let ids = ids::ids(container_file, c, s)?;
         let builtins = validate::builtins(&s.name, e, &name);
         let lookup = |n: &str| -> Option<String> {
             if let Some(b) = variables::builtin(n) {

@@ -16,30 +16,9 @@ use super::range::{IdMap, read_id_maps};
 use super::reader::{Fields, Value, check};
 use super::sandbox::{Sandbox, read_capabilities, read_ip};
 use super::variables::{VarType, read_var_type};
+pub use super::volume::Volume;
+use super::volume::read_volume;
 use super::{container_path, read_container_path, validate, yaml};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Volume {
-    /// Bind of a sandbox virtual path, read-only.
-    Readonly(String),
-    /// Bind of a writable virtual path, read-write.
-    Persistent {
-        path: String,
-        mkdir: bool,
-        mode: u32,
-        user: u32,
-        group: u32,
-    },
-    /// A fresh tmpfs.
-    Tmpfs { size: u64, mode: u32 },
-    /// (A subdir of) the instance's state dir.
-    Statedir {
-        path: String,
-        mode: u32,
-        user: u32,
-        group: u32,
-    },
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TcpPort {
@@ -405,7 +384,7 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
     })
 }
 
-fn finish_one(f: Fields) -> Result<(), ConfigError> {
+pub(super) fn finish_one(f: Fields) -> Result<(), ConfigError> {
     let mut p = Problems::new();
     f.finish(&mut p);
     match p.0.into_iter().next() {
@@ -414,7 +393,7 @@ fn finish_one(f: Fields) -> Result<(), ConfigError> {
     }
 }
 
-fn opt_bool(f: &mut Fields, key: &str) -> Result<Option<bool>, ConfigError> {
+pub(super) fn opt_bool(f: &mut Fields, key: &str) -> Result<Option<bool>, ConfigError> {
     f.opt(key).map(|v| v.bool()).transpose()
 }
 
@@ -441,91 +420,6 @@ fn read_hosts(v: &Value) -> Result<HostsFile, ConfigError> {
         localhost,
         public_hostname,
     })
-}
-
-fn read_volume(v: &Value) -> Result<Volume, ConfigError> {
-    let tag = v.tag().ok_or_else(|| {
-        v.err("a volume kind is expected: !Readonly, !Persistent, !Tmpfs or !Statedir")
-    })?;
-    let scalar_path = || -> Result<Option<String>, ConfigError> {
-        match v.ast {
-            quire::ast::Ast::Scalar(..) => {
-                let s = v.str_any_tag()?;
-                container_path(s).map(Some).map_err(|e| v.err(e))
-            }
-            _ => Ok(None),
-        }
-    };
-    match tag {
-        "Readonly" => {
-            let path = scalar_path()?
-                .ok_or_else(|| v.err("!Readonly needs a virtual path, e.g. !Readonly /data"))?;
-            Ok(Volume::Readonly(path))
-        }
-        "Persistent" | "Statedir" => {
-            let persistent = tag == "Persistent";
-            let (path, mkdir, mode, user, group) = if let Some(path) = scalar_path()? {
-                (path, false, 0o777, 0, 0)
-            } else {
-                let mut f = v.fields_tagged_ok()?;
-                let path = match f.opt("path") {
-                    Some(x) => read_container_path(&x)?,
-                    None => "/".to_string(),
-                };
-                let mkdir = if persistent {
-                    opt_bool(&mut f, "mkdir")?.unwrap_or(false)
-                } else {
-                    false
-                };
-                let mode = f
-                    .opt("mode")
-                    .map(|x| x.mode())
-                    .transpose()?
-                    .unwrap_or(0o777);
-                let user = f.opt("user").map(|x| x.id()).transpose()?.unwrap_or(0);
-                let group = f.opt("group").map(|x| x.id()).transpose()?.unwrap_or(0);
-                finish_one(f)?;
-                (path, mkdir, mode, user, group)
-            };
-            Ok(if persistent {
-                Volume::Persistent {
-                    path,
-                    mkdir,
-                    mode,
-                    user,
-                    group,
-                }
-            } else {
-                Volume::Statedir {
-                    path,
-                    mode,
-                    user,
-                    group,
-                }
-            })
-        }
-        "Tmpfs" => {
-            let mut f = v.fields_tagged_ok()?;
-            let size = f
-                .opt("size")
-                .map(|x| x.u64())
-                .transpose()?
-                .unwrap_or(100 << 20);
-            let mode = f
-                .opt("mode")
-                .map(|x| x.mode())
-                .transpose()?
-                .unwrap_or(0o777);
-            finish_one(f)?;
-            if size == 0 {
-                return Err(v.err("tmpfs size 0 would mean \"unlimited\"; give a size"));
-            }
-            Ok(Volume::Tmpfs { size, mode })
-        }
-        other => Err(v.err(format!(
-            "unknown volume kind !{other} (expected !Readonly, !Persistent, !Tmpfs or !Statedir)"
-        ))),
-    }
 }
 
 fn read_port(v: &Value) -> Result<TcpPort, ConfigError> {

@@ -6,6 +6,7 @@
 
 pub mod container;
 pub mod error;
+pub mod ids;
 pub mod master;
 pub mod process;
 pub mod range;
@@ -14,6 +15,7 @@ pub mod sandbox;
 pub mod units;
 pub mod validate;
 pub mod variables;
+pub mod volume;
 pub mod yaml;
 
 use std::io::Read;
