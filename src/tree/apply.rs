@@ -299,7 +299,7 @@ impl Tree {
             supervised: true,
             parent_pipe: None,
             host_netns: None,
-            leaf_ready: i.leaf_hash.as_deref() == Some(i.hash.as_str()),
+            leaf_ready: i.leaf_ready,
             init_fd: self.init.as_ref().map(|f| f.as_raw_fd()),
         };
         match knot::spawn(&i.spec, &ctx) {

@@ -41,7 +41,7 @@ impl Tree {
                         }
                         i.fresh_replacement = false;
                         i.error = None;
-                        i.leaf_hash = Some(i.hash.clone());
+                        i.leaf_ready = true;
                     }
                     self.event(&name, Event::Ready);
                 }

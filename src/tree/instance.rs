@@ -38,9 +38,10 @@ pub struct Instance {
     pub error: Option<String>,
     /// When it is gone for good, remove its state dir.
     pub drop_state: bool,
-    /// The config hash its cgroup leaf was set up for by a knot that got
-    /// its workload running: a restart with the same hash only joins it.
-    pub leaf_hash: Option<String>,
+    /// A knot of this instance got its workload running, so the cgroup
+    /// leaf exists with this config's limits: a restart only joins it. (A
+    /// changed config is a new instance, after the old leaf is removed.)
+    pub leaf_ready: bool,
 }
 
 pub fn policy_of(spec: &InstanceSpec) -> Policy {
@@ -73,7 +74,7 @@ impl Instance {
             pending: None,
             error: None,
             drop_state: false,
-            leaf_hash: None,
+            leaf_ready: false,
         }
     }
 
