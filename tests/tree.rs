@@ -2199,3 +2199,59 @@ fn bridged_daemons_get_their_addresses_and_a_new_pair_on_restart() {
     let (status, _) = fx.stop_tree(libc::SIGTERM);
     assert!(status.success(), "tree exit {status:?}\n{}", fx.log());
 }
+
+// ---------------------------------------------------------------------------
+// cgroup limits across restarts and config changes.
+
+/// The memory limit of the test's single instance leaf, in bytes.
+fn memory_limit(fx: &Fx) -> Option<(PathBuf, u64)> {
+    cgroup_leaves(&fx.cgroup.name).into_iter().find_map(|leaf| {
+        ["memory.limit_in_bytes", "memory.max"]
+            .iter()
+            .find_map(|f| {
+                let v = fs::read_to_string(leaf.join(f)).ok()?.trim().parse().ok()?;
+                Some((leaf.clone(), v))
+            })
+    })
+}
+
+#[test]
+fn restart_keeps_the_cgroup_limits_and_a_changed_config_rewrites_them() {
+    let mut fx = fixture!();
+    fx.container(
+        "web",
+        &sleeper("memory-limit: 64Mi\nrestart-timeout: 0.2\n"),
+    );
+    fx.processes(&[("web", 1)]);
+    fx.start();
+    let ps = fx.wait_ps("web.0 running", |ps| all_running(ps, &["box/web.0"]));
+    let (leaf, limit) = memory_limit(&fx).expect("a memory leaf with a limit");
+    assert_eq!(limit, 64 << 20);
+    // A restart with the same config joins the same leaf, limit in place.
+    let (knot, work) = pids(&ps, "box/web.0");
+    std::thread::sleep(Duration::from_millis(250));
+    kill(work, libc::SIGKILL);
+    let ps = fx.wait_ps("a new web.0", |ps| {
+        all_running(ps, &["box/web.0"]) && pids(ps, "box/web.0").0 != knot
+    });
+    let (knot, work) = pids(&ps, "box/web.0");
+    assert_eq!(memory_limit(&fx), Some((leaf.clone(), 64 << 20)));
+    let procs = cgroup_procs(&leaf);
+    assert!(
+        procs.contains(&knot) && procs.contains(&work),
+        "{procs:?} lacks knot {knot} or workload {work}"
+    );
+    // A changed config restarts the instance with the new limit written.
+    let hash = inst(&ps, "box/web.0").expect("listed")["config_hash"].clone();
+    fx.container(
+        "web",
+        &sleeper("memory-limit: 32Mi\nrestart-timeout: 0.2\n"),
+    );
+    let out = cairn(&["reload", "-c", &fx.master_path()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    fx.wait_ps("web.0 on the new config", |ps| {
+        all_running(ps, &["box/web.0"])
+            && inst(ps, "box/web.0").is_some_and(|i| i["config_hash"] != hash)
+    });
+    assert_eq!(memory_limit(&fx), Some((leaf, 32 << 20)));
+}
