@@ -145,8 +145,20 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
             return 1;
         }
     };
+    // cairn-init, which the workload's start goes through (the host binary
+    // must not be what /proc/self/exe names while it execs).
+    let init = match crate::sys::embedded::init_memfd() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "cairn cmd: {e} (cairn-init runs from a memfd; a host with vm.memfd_noexec = 2 forbids that)"
+            );
+            return 1;
+        }
+    };
     let mut ctx = ctx.clone();
     ctx.parent_pipe = Some(std::os::fd::AsRawFd::as_raw_fd(&alive_r));
+    ctx.init_fd = init.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     let ctx = &ctx;
     let pid = match knot::spawn(spec, ctx) {
         Ok(p) => p,

@@ -18,7 +18,7 @@ use super::sandbox::{Sandbox, read_capabilities, read_ip};
 use super::variables::{VarType, read_var_type};
 pub use super::volume::Volume;
 use super::volume::read_volume;
-use super::{container_path, read_container_path, validate, yaml};
+use super::{container_path, read_used_container_path, validate, yaml};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TcpPort {
@@ -249,7 +249,11 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         .opt("kill-timeout")
         .and_then(|v| check(p, v.seconds()))
         .unwrap_or(5.0);
-    let executable = check(p, f.req("executable").and_then(|v| read_container_path(&v)));
+    let executable = check(
+        p,
+        f.req("executable")
+            .and_then(|v| read_used_container_path(&v)),
+    );
     let arguments = f
         .opt("arguments")
         .and_then(|v| {
@@ -299,7 +303,7 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         .opt("secret-environ-file")
         .and_then(|v| check(p, v.string()));
     let workdir = match f.opt("workdir") {
-        Some(v) => check(p, read_container_path(&v)).unwrap_or_default(),
+        Some(v) => check(p, read_used_container_path(&v)).unwrap_or_default(),
         None => "/".to_string(),
     };
     let resolv_conf = match f.opt("resolv-conf") {
@@ -320,7 +324,7 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         .unwrap_or_default();
     let stdout_stderr_file = f
         .opt("stdout-stderr-file")
-        .and_then(|v| check(p, read_container_path(&v)));
+        .and_then(|v| check(p, read_used_container_path(&v)));
     let interactive = f
         .opt("interactive")
         .and_then(|v| check(p, v.bool()))

@@ -115,6 +115,34 @@ fn read_container_path(v: &Value) -> Result<String, ConfigError> {
     container_path(v.str()?).map_err(|e| v.err(e))
 }
 
+/// A path the container uses as a file or directory (executable, workdir,
+/// stdout-stderr-file): a `container_path` that does not lead through the
+/// kernel's magic links. `/proc/self/fd/N`, `/proc/PID/root`,
+/// `/proc/self/exe` and `/dev/fd/N` (a link to `/proc/self/fd`) can name
+/// what some process holds open instead of a file of the image, such as a
+/// directory or binary of the host (runc's CVE-2024-21626 and
+/// CVE-2019-5736). The knot also resolves these paths without magic links;
+/// this refuses them up front, naming the key.
+pub fn used_container_path(s: &str) -> Result<String, String> {
+    let p = container_path(s)?;
+    let under = |dir: &str| p == dir || p.starts_with(&format!("{dir}/"));
+    if under("/proc") {
+        return Err(format!(
+            "{p:?} is under /proc, whose links lead to what processes hold open (the host's files and binaries); use a path of the image"
+        ));
+    }
+    if under("/dev/fd") || ["/dev/stdin", "/dev/stdout", "/dev/stderr"].contains(&p.as_str()) {
+        return Err(format!(
+            "{p:?} is a link to /proc/self/fd, which leads to what the process holds open; use a path of the image"
+        ));
+    }
+    Ok(p)
+}
+
+fn read_used_container_path(v: &Value) -> Result<String, ConfigError> {
+    used_container_path(v.str()?).map_err(|e| v.err(e))
+}
+
 /// A name used in paths, cgroups and instance names: `[A-Za-z0-9_-]+`.
 pub fn is_safe_name(s: &str) -> bool {
     !s.is_empty()
@@ -145,6 +173,35 @@ pub fn read_file_capped(path: &Path, cap: usize) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn used_container_paths_never_lead_through_proc() {
+        for bad in [
+            "/proc",
+            "/proc/self/fd/4",
+            "/proc/1/root/etc",
+            "//proc/self/exe",
+            "/./proc/self/cwd",
+            "/dev/fd",
+            "/dev/fd/5",
+            "/dev/stdout",
+            "/dev/stderr",
+            "/dev/stdin",
+        ] {
+            assert!(used_container_path(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "/",
+            "/app",
+            "/procs",
+            "/proc-data/x",
+            "/dev/null",
+            "/dev/fdx",
+            "/bin/sh",
+        ] {
+            assert!(used_container_path(good).is_ok(), "{good}");
+        }
+    }
 
     #[test]
     fn container_paths() {

@@ -3,11 +3,11 @@
 //! no_new_privs, lay out the fds, clean the environment, exec.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use crate::spec::{InstanceSpec, Stdio};
-use crate::sys::{caps, idmap, process, signal};
+use crate::sys::fs::{self as sfs, Resolve};
+use crate::sys::{caps, embedded, idmap, keyring, process, signal};
 
 use super::Context;
 
@@ -56,11 +56,22 @@ pub fn spawn(
                 Err(_) => process::exit_now(EXEC_FAILED),
             };
             drop(err_w);
-            let err_w = high;
-            let err = child(spec, ctx, stdio, userns, up_w, go_r);
+            // From here on the child manages its fds by number: it closes
+            // most of them wholesale, and ends in exec or _exit.
+            let fds = ChildFds {
+                err: high.into_raw_fd(),
+                up_w: up_w.into_raw_fd(),
+                go_r: go_r.into_raw_fd(),
+                stdio: stdio.map(|f| f.as_raw_fd()),
+            };
+            let err = child(spec, ctx, userns, &fds);
             // Only reached when something failed before or at exec: the
             // status first, then the message.
-            let mut w = std::fs::File::from(err_w);
+            let mut w = std::fs::File::from(
+                // SAFETY: our own error pipe, still open (it is in every
+                // keep list), used once more and then we exit.
+                unsafe { OwnedFd::from_raw_fd(fds.err) },
+            );
             let _ = w.write_all(format!("{} {}", err.code, err.message).as_bytes());
             process::exit_now(err.code);
         }
@@ -109,12 +120,31 @@ pub fn spawn(
                 return Ok(pid);
             }
             let _ = process::wait_for(pid);
-            let (code, message) = match msg.split_once(' ') {
-                Some((c, m)) => (c.parse().unwrap_or(super::SETUP_FAILED), m.to_string()),
-                None => (super::SETUP_FAILED, msg),
-            };
-            Err(SpawnError { code, message })
+            Err(parse_failure(spec, &msg))
         }
+    }
+}
+
+/// What the error pipe said: `CODE MESSAGE` from our own child, or
+/// `E<errno>` from cairn-init when the execve of the workload failed.
+fn parse_failure(spec: &InstanceSpec, msg: &str) -> SpawnError {
+    if let Some(errno) = msg.strip_prefix('E').and_then(|n| n.parse::<i32>().ok()) {
+        let e = std::io::Error::from_raw_os_error(errno);
+        return SpawnError {
+            code: if errno == libc::ENOENT {
+                NOT_FOUND
+            } else {
+                EXEC_FAILED
+            },
+            message: format!("cannot execute {}: {e}", spec.executable),
+        };
+    }
+    match msg.split_once(' ') {
+        Some((c, m)) => SpawnError {
+            code: c.parse().unwrap_or(super::SETUP_FAILED),
+            message: m.to_string(),
+        },
+        None => SpawnError::setup(msg.to_string()),
     }
 }
 
@@ -128,16 +158,20 @@ fn max_target(ctx: &Context) -> RawFd {
         .max(2)
 }
 
+/// The fds the child starts with (besides stdio and the sockets).
+struct ChildFds {
+    /// The error pipe, above every fd number the workload gets.
+    err: RawFd,
+    /// The user namespace handshake with the knot.
+    up_w: RawFd,
+    go_r: RawFd,
+    /// The sandbox stdio log (a host file, opened before the pivot).
+    stdio: Option<RawFd>,
+}
+
 /// The child side; returns why it failed, if anything fails.
-fn child(
-    spec: &InstanceSpec,
-    ctx: &Context,
-    stdio: Option<&OwnedFd>,
-    userns: bool,
-    up_w: OwnedFd,
-    go_r: OwnedFd,
-) -> SpawnError {
-    match child_steps(spec, ctx, stdio, userns, up_w, go_r) {
+fn child(spec: &InstanceSpec, ctx: &Context, userns: bool, fds: &ChildFds) -> SpawnError {
+    match child_steps(spec, ctx, userns, fds) {
         Ok(never) => match never {},
         Err(Fail::Setup(m)) => SpawnError::setup(m),
         Err(Fail::Exec(m, errno)) => SpawnError {
@@ -165,39 +199,63 @@ impl From<String> for Fail {
     }
 }
 
+/// A setup step that failed, named.
+fn step<T>(what: &str, r: crate::sys::Result<T>) -> Result<T, Fail> {
+    r.map_err(|e| Fail::Setup(format!("{what}: {e}")))
+}
+
 fn child_steps(
     spec: &InstanceSpec,
     ctx: &Context,
-    stdio: Option<&OwnedFd>,
     userns: bool,
-    up_w: OwnedFd,
-    go_r: OwnedFd,
+    fds: &ChildFds,
 ) -> Result<Never, Fail> {
-    let s = |e: crate::sys::Error| e.to_string();
+    // First of all: close what the workload must not have (the knot's
+    // instance and cgroup dirs, its signalfd, its ready pipe, ...), so no
+    // path resolved below can lead through a host fd of ours.
+    let mut keep: Vec<RawFd> = vec![fds.err, fds.up_w, fds.go_r];
+    keep.extend(fds.stdio);
+    keep.extend(ctx.sockets.iter().map(|(_, fd)| *fd));
+    keep.extend(ctx.init_fd);
+    step("close inherited fds", process::close_all_but(&keep))?;
+
     // A session of its own, without a controlling terminal: the workload
     // can neither read nor write (nor inject into) the caller's terminal,
     // nor signal the caller's process group. Only an interactive command
     // stays in the caller's session, on purpose.
     if !spec.interactive {
-        process::setsid().map_err(s)?;
+        step("setsid", process::setsid())?;
     }
-    // The knot is exempt from the OOM killer; its workload is not.
-    let _ = std::fs::write("/proc/self/oom_score_adj", "0");
+    // While we still hold every capability: the knot is exempt from the
+    // OOM killer and its workload is not (the kernel also raises the floor
+    // the workload could lower its score to); limits above the caller's
+    // hard limit need CAP_SYS_RESOURCE; a session keyring of its own
+    // (charged to root's key quota, so a thousand instances of one uid do
+    // not run out) instead of the one of whoever started cairn.
+    step("oom_score_adj", crate::sys::proc::set_oom_score_adj(0))?;
+    step(
+        "fileno-limit",
+        process::set_rlimit(process::RLIMIT_NOFILE, spec.limits.fileno, "RLIMIT_NOFILE"),
+    )?;
+    step("session keyring", keyring::join_new_session_keyring())?;
     if userns {
-        process::unshare_user().map_err(s)?;
-        let mut w = std::fs::File::from(up_w);
+        step("user namespace", process::unshare_user())?;
+        // SAFETY: our own pipe ends, by number; used once, closed here.
+        let mut w = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fds.up_w) });
         w.write_all(b"u").map_err(|e| format!("sync: {e}"))?;
         let mut b = [0u8; 1];
-        let mut r = std::fs::File::from(go_r);
+        // SAFETY: as above.
+        let mut r = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fds.go_r) });
         if r.read(&mut b).unwrap_or(0) != 1 {
             return Err(Fail::Setup(
                 "the knot did not write the user namespace maps".into(),
             ));
         }
     } else {
-        drop(up_w);
-        drop(go_r);
+        process::close_fd(fds.up_w);
+        process::close_fd(fds.go_r);
     }
+    let s = |e: crate::sys::Error| e.to_string();
     caps::drop_bounding(&spec.capabilities).map_err(s)?;
     if !spec.capabilities.is_empty() {
         process::set_keepcaps(true).map_err(s)?;
@@ -206,62 +264,102 @@ fn child_steps(
     caps::set_exactly(&spec.capabilities).map_err(s)?;
     process::set_no_new_privs().map_err(s)?;
 
-    // File descriptors: 0-2, then the declared sockets; nothing else
-    // survives exec (everything else is marked close-on-exec first).
-    let max_target = max_target(ctx);
-    let mut high: Vec<(RawFd, OwnedFd)> = Vec::new();
-    for (target, src) in &ctx.sockets {
-        high.push((
-            *target as RawFd,
-            process::dup_above(*src, max_target + 1).map_err(s)?,
-        ));
-    }
+    // Paths of the container config, as the workload's user, resolved
+    // inside the container's root and never through a magic link.
+    let root = step("/", sfs::open_dir(std::path::Path::new("/")))?;
     let out = match &spec.stdio {
         Stdio::Inherit => None,
-        Stdio::HostFile(_) => match stdio {
-            Some(f) => Some(process::dup_above(f.as_raw_fd(), max_target + 1).map_err(s)?),
-            None => None,
-        },
+        Stdio::HostFile(_) => fds.stdio,
         Stdio::ContainerFile(path) => {
-            // Opened as the workload's user, inside the container.
-            let f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .mode(0o640)
-                .open(path)
-                .map_err(|e| format!("stdout-stderr-file {path}: {e}"))?;
-            Some(process::dup_above(f.as_raw_fd(), max_target + 1).map_err(s)?)
+            // Opened as the workload's user, inside the container; a
+            // symlink at the name itself is not followed.
+            let f = sfs::openat2(
+                root.as_fd(),
+                path,
+                libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NOCTTY,
+                0o640,
+                Resolve::InRoot,
+            )
+            .map_err(|e| format!("stdout-stderr-file {path}: {}", e.source))?;
+            Some(f.into_raw_fd())
         }
     };
+    let wd = sfs::openat2(
+        root.as_fd(),
+        &spec.workdir,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        Resolve::InRoot,
+    )
+    .map_err(|e| format!("workdir {}: {}", spec.workdir, path_error(&e)))?;
+    step("workdir", process::fchdir(wd.as_fd()))?;
+    drop(wd);
+    let cwd = step("workdir", process::getcwd())?;
+    if !cwd.starts_with(b"/") {
+        return Err(Fail::Setup(format!(
+            "workdir {}: ended up outside the container ({})",
+            spec.workdir,
+            String::from_utf8_lossy(&cwd)
+        )));
+    }
+    // The executable: found inside the root without magic links (execve
+    // below looks it up again by name, but by then nothing of the host is
+    // open here, so no link can lead out).
+    if let Err(e) = sfs::openat2(
+        root.as_fd(),
+        &spec.executable,
+        libc::O_PATH,
+        0,
+        Resolve::InRoot,
+    ) {
+        return Err(Fail::Exec(
+            format!("cannot execute {}: {}", spec.executable, path_error(&e)),
+            e.errno(),
+        ));
+    }
+    drop(root);
+
+    // File descriptors: 0-2, then the declared sockets; nothing else.
+    let max_target = max_target(ctx);
+    let above = |fd: RawFd| -> Result<RawFd, Fail> {
+        Ok(step("dup", process::dup_above(fd, max_target + 1))?.into_raw_fd())
+    };
+    let mut high: Vec<(RawFd, RawFd)> = Vec::new();
+    for (target, src) in &ctx.sockets {
+        high.push((*target as RawFd, above(*src)?));
+    }
+    let out = out.map(above).transpose()?;
     let stdin = if spec.interactive {
         None
     } else {
         let f = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
-        Some(process::dup_above(f.as_raw_fd(), max_target + 1).map_err(s)?)
+        Some(above(f.as_raw_fd())?)
     };
-    process::cloexec_from(3).map_err(s)?;
-    if let Some(fd) = &stdin {
-        process::dup2(fd.as_raw_fd(), 0).map_err(s)?;
+    if let Some(fd) = stdin {
+        step("dup2", process::dup2(fd, 0))?;
     }
-    if let Some(fd) = &out {
-        process::dup2(fd.as_raw_fd(), 1).map_err(s)?;
-        process::dup2(fd.as_raw_fd(), 2).map_err(s)?;
+    if let Some(fd) = out {
+        step("dup2", process::dup2(fd, 1))?;
+        step("dup2", process::dup2(fd, 2))?;
     }
     for (target, fd) in &high {
-        process::dup2(fd.as_raw_fd(), *target).map_err(s)?;
-        if *target <= 2 {
-            process::clear_cloexec(*target).map_err(s)?;
+        step("dup2", process::dup2(*fd, *target))?;
+    }
+    // Everything above the targets goes but the error pipe and cairn-init.
+    let mut keep: Vec<RawFd> = (0..=max_target).collect();
+    keep.push(fds.err);
+    keep.extend(ctx.init_fd);
+    step("close fds", process::close_all_but(&keep))?;
+    for fd in 0..=max_target {
+        match process::clear_cloexec(fd) {
+            // Not open: a gap in the socket numbers, or stdio the caller
+            // of an interactive command closed. It stays closed.
+            Err(e) if e.errno() == Some(libc::EBADF) => {}
+            r => step("fds", r)?,
         }
     }
-    // Stdio we keep (interactive) must not be close-on-exec.
-    for fd in 0..=2 {
-        process::clear_cloexec(fd).map_err(s)?;
-    }
-    process::set_rlimit(process::RLIMIT_NOFILE, spec.limits.fileno, "RLIMIT_NOFILE").map_err(s)?;
     process::set_umask(super::WORKLOAD_UMASK.load(std::sync::atomic::Ordering::Relaxed));
     signal::reset_signals().map_err(s)?;
-    process::chdir(&spec.workdir).map_err(|e| format!("workdir: {e}"))?;
 
     let pid = process::getpid().to_string();
     let mut env: Vec<String> = Vec::with_capacity(spec.environ.len() + 2);
@@ -287,9 +385,33 @@ fn child_steps(
     argv.push(spec.executable.clone());
     argv.extend(spec.arguments.iter().cloned());
     argv.extend(ctx.extra_args.iter().cloned());
-    let e = process::exec(&spec.executable, &argv, &env);
+    let e = match ctx.init_fd {
+        Some(init) => {
+            // cairn-init calls the workload's execve (see
+            // `embedded::exec_trampoline`); it reports through the error
+            // pipe, which must stay open across its own exec.
+            step("error pipe", process::clear_cloexec(fds.err))?;
+            // SAFETY: the memfd stays open in this process (keep list).
+            let init = unsafe { BorrowedFd::borrow_raw(init) };
+            let e = embedded::exec_trampoline(init, fds.err, &spec.executable, &argv, &env);
+            return Err(Fail::Setup(e.to_string()));
+        }
+        None => process::exec(&spec.executable, &argv, &env),
+    };
     Err(Fail::Exec(
         format!("cannot execute {}: {}", spec.executable, e.source),
         e.errno(),
     ))
+}
+
+/// An openat2 failure of a config path, in words: a magic link is named
+/// as such.
+fn path_error(e: &crate::sys::Error) -> String {
+    match e.errno() {
+        Some(libc::ELOOP) | Some(libc::EXDEV) => format!(
+            "{} (it leads through a link such as /proc/self/fd/N, or too many symlinks)",
+            e.source
+        ),
+        _ => e.source.to_string(),
+    }
 }

@@ -239,17 +239,20 @@ fn proc(root: BorrowedFd<'_>) -> Result<()> {
         "mount /proc".into()
     })?;
     let proc_root = image_dir(root, "proc", "just mounted")?;
-    let open = |name: &str| {
-        sfs::openat2(
+    // What this kernel does not have needs no mask; any other error stops
+    // the start (fail closed: a mask we could not place is a hole).
+    let open = |name: &str| -> Result<Option<OwnedFd>> {
+        let r = sfs::openat2(
             proc_root.as_fd(),
             name,
             libc::O_PATH | libc::O_NOFOLLOW,
             0,
             Resolve::BeneathNoSymlinks,
-        )
+        );
+        missing_is_none(r).map_err(|e| format!("/proc/{name}: {e}"))
     };
     for name in READONLY {
-        let Ok(t) = open(name) else { continue };
+        let Some(t) = open(name)? else { continue };
         let b = bound(
             t.as_fd(),
             name,
@@ -275,7 +278,7 @@ fn proc(root: BorrowedFd<'_>) -> Result<()> {
         )?
     };
     for name in MASKED_FILES {
-        let Ok(t) = open(name) else { continue };
+        let Some(t) = open(name)? else { continue };
         // Not nodev: a masked file reads as empty, like /dev/null.
         let b = bound(
             devnull.as_fd(),
@@ -289,7 +292,7 @@ fn proc(root: BorrowedFd<'_>) -> Result<()> {
         })?;
     }
     for name in MASKED_DIRS {
-        let Ok(t) = open(name) else { continue };
+        let Some(t) = open(name)? else { continue };
         let empty = ctx(
             mount::new_fs(
                 "tmpfs",
@@ -303,6 +306,15 @@ fn proc(root: BorrowedFd<'_>) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// `Ok(None)` for "does not exist" (ENOENT), the error for anything else.
+fn missing_is_none<T>(r: crate::sys::Result<T>) -> crate::sys::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// One volume.
@@ -454,4 +466,34 @@ fn public_host() -> Option<(String, String)> {
         .map(|ip| ip.to_string())
         .unwrap_or_else(|| "127.0.1.1".to_string());
     Some((name, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_proc_file_goes_without_its_mask() {
+        let err = |errno| {
+            crate::sys::Error::new("openat2", "x", std::io::Error::from_raw_os_error(errno))
+        };
+        assert!(matches!(
+            missing_is_none(Err::<(), _>(err(libc::ENOENT))),
+            Ok(None)
+        ));
+        assert!(matches!(missing_is_none(Ok(1)), Ok(Some(1))));
+        for errno in [
+            libc::EACCES,
+            libc::ELOOP,
+            libc::EXDEV,
+            libc::ENOMEM,
+            libc::EPERM,
+            libc::EIO,
+        ] {
+            assert!(
+                missing_is_none(Err::<(), _>(err(errno))).is_err(),
+                "errno {errno}"
+            );
+        }
+    }
 }

@@ -88,16 +88,7 @@ pub struct ExitRecord {
 
 /// Close every inherited fd except stdio and `keep`.
 fn close_inherited(keep: &[RawFd]) -> Result<(), String> {
-    let mut keep: Vec<u32> = keep.iter().filter(|&&f| f > 2).map(|&f| f as u32).collect();
-    keep.sort_unstable();
-    let mut from = 3u32;
-    for k in keep {
-        if k > from {
-            process::close_range(from, k - 1).map_err(|e| e.to_string())?;
-        }
-        from = k + 1;
-    }
-    process::close_range(from, u32::MAX).map_err(|e| e.to_string())
+    process::close_all_but(keep).map_err(|e| e.to_string())
 }
 
 /// `<instance>/knot`: "HOSTPID STARTTIME HASH", then one line per

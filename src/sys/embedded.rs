@@ -17,9 +17,16 @@ pub fn init_memfd() -> Result<Option<OwnedFd>> {
         return Ok(None);
     }
     let name = cstr("cairn-init")?;
+    // MFD_EXEC (Linux 6.3) says we mean to execute it, which a host with
+    // vm.memfd_noexec = 1 requires; older kernels refuse the flag.
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: valid C string; flags are constants.
-    let fd =
-        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_EXEC) };
+    if fd == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
+    }
     let fd = check(fd, "memfd_create", "cairn-init")?;
     // SAFETY: a new fd nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -63,4 +70,54 @@ pub fn exec_init(fd: BorrowedFd<'_>, argv: &[String]) -> Error {
         )
     };
     Error::last("execveat", "cairn-init")
+}
+
+/// Run the workload through cairn-init: execveat(2) of the sealed memfd
+/// `init` as `cairn-exec ERR_FD PATH ARGV...` with the workload's
+/// environment; cairn-init then execve(2)s `path`. The process that calls
+/// that execve is cairn-init, not a fork of cairn, so `/proc/self/exe`
+/// during it (an image script whose interpreter is `/proc/self/exe`, say)
+/// names the sealed memfd and never the host binary. `err_fd` must not be
+/// close-on-exec: cairn-init marks it so, and writes `E<errno>` to it if
+/// its execve fails. Only returns if the execveat itself failed.
+pub fn exec_trampoline(
+    init: BorrowedFd<'_>,
+    err_fd: i32,
+    path: &str,
+    argv: &[String],
+    env: &[String],
+) -> Error {
+    let mut words = vec![
+        "cairn-exec".to_string(),
+        err_fd.to_string(),
+        path.to_string(),
+    ];
+    words.extend(argv.iter().cloned());
+    let to_c =
+        |v: &[String]| -> Result<Vec<std::ffi::CString>> { v.iter().map(|a| cstr(a)).collect() };
+    let (args, envs) = match (to_c(&words), to_c(env)) {
+        (Ok(a), Ok(e)) => (a, e),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let empty = match cstr("") {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let mut ap: Vec<*const libc::c_char> = args.iter().map(|c| c.as_ptr()).collect();
+    ap.push(std::ptr::null());
+    let mut ep: Vec<*const libc::c_char> = envs.iter().map(|c| c.as_ptr()).collect();
+    ep.push(std::ptr::null());
+    // SAFETY: valid fd, C strings and NULL-terminated arrays that outlive
+    // the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            init.as_raw_fd(),
+            empty.as_ptr(),
+            ap.as_ptr(),
+            ep.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Error::last("execveat", "cairn-init (to run the workload)")
 }

@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod event;
 pub mod fs;
 pub mod idmap;
+pub mod keyring;
 pub mod mount;
 pub mod pidfd;
 pub mod proc;

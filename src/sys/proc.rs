@@ -145,6 +145,24 @@ pub fn start_time(pid: i32) -> Option<u64> {
     parse_stat_start_time(&read_text(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// Set our oom_score_adj to `value` and read it back. Done while we still
+/// hold CAP_SYS_RESOURCE (where we have it), the kernel also sets the
+/// lowest value we may later choose without it to `value`, so a workload
+/// cannot go back to the supervisor's -1000.
+pub fn set_oom_score_adj(value: i32) -> super::Result<()> {
+    let path = "/proc/self/oom_score_adj";
+    std::fs::write(path, value.to_string()).map_err(|e| super::Error::new("write", path, e))?;
+    let back = read_text(path).map_err(|e| super::Error::new("read", path, e))?;
+    if back.trim() != value.to_string() {
+        return Err(super::Error::new(
+            "oom_score_adj",
+            path,
+            std::io::Error::other(format!("is {} after writing {value}", back.trim())),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

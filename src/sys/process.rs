@@ -306,6 +306,21 @@ pub fn close_range(from: u32, to: u32) -> Result<()> {
     Ok(())
 }
 
+/// Close every fd but 0-2 and those in `keep`.
+pub fn close_all_but(keep: &[RawFd]) -> Result<()> {
+    let mut keep: Vec<u32> = keep.iter().filter(|&&f| f > 2).map(|&f| f as u32).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 3u32;
+    for k in keep {
+        if k > from {
+            close_range(from, k - 1)?;
+        }
+        from = k + 1;
+    }
+    close_range(from, u32::MAX)
+}
+
 /// Clear close-on-exec on an fd we pass to a workload.
 pub fn clear_cloexec(fd: RawFd) -> Result<()> {
     // SAFETY: plain fcntl on an integer fd.
@@ -360,6 +375,28 @@ pub fn chdir(path: &str) -> Result<()> {
     // SAFETY: valid C string.
     check(unsafe { libc::chdir(c.as_ptr()) }, "chdir", path)?;
     Ok(())
+}
+
+/// fchdir(2) to a directory fd (found with openat2, so the path that led
+/// there was checked).
+pub fn fchdir(fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on a live fd.
+    check(unsafe { libc::fchdir(fd.as_raw_fd()) }, "fchdir", "")?;
+    Ok(())
+}
+
+/// getcwd(2), raw: the kernel answers with a path that starts with
+/// "(unreachable)" when the working directory is not below our root.
+pub fn getcwd() -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: the buffer is valid for its length; the raw syscall (not
+    // libc's getcwd, which may hide "(unreachable)") fills it.
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    let n = check(n, "getcwd", "")?;
+    // The kernel returns the length including the NUL.
+    buf.truncate((n as usize).saturating_sub(1));
+    Ok(buf)
 }
 
 /// setsid(2).

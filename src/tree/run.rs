@@ -227,13 +227,12 @@ impl Tree {
             last_upgrade_ms: None,
             notify: super::notify::Notify::from_env(),
             ready_sent: false,
-            init: match crate::sys::embedded::init_memfd() {
-                Ok(f) => f,
-                Err(e) => {
-                    log::warn!("cairn-init unavailable ({e}); knots stay pid 1 themselves");
-                    None
-                }
-            },
+            // Every workload's execve goes through cairn-init (so no
+            // workload can reach this binary through /proc/self/exe):
+            // without it nothing starts.
+            init: crate::sys::embedded::init_memfd().map_err(|e| {
+                format!("{e} (cairn-init runs from a memfd; a host with vm.memfd_noexec = 2 forbids that)")
+            })?,
             _lock: lock,
         };
         match handoff {

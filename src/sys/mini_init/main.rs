@@ -17,6 +17,11 @@
 //! Arguments: `cairn WORKLOAD_PID INTERACTIVE OOM_BEFORE`, and fds: 3 the
 //! supervisor's status pipe, 4 the instance dir, 5 the memory cgroup dir
 //! (each may be closed when not given). Only x86_64.
+//!
+//! It has a second job: `cairn-exec ERR_FD PATH ARGV...` execs a workload
+//! (the knot's fork runs it, once the container is ready). Then the
+//! process calling execve for the workload is this memfd, never a fork of
+//! the cairn binary on the host, which `/proc/self/exe` would name.
 
 #![no_std]
 #![no_main]
@@ -28,6 +33,11 @@ use core::arch::{asm, global_asm};
 const SYS_READ: usize = 0;
 const SYS_WRITE: usize = 1;
 const SYS_CLOSE: usize = 3;
+const SYS_GETPID: usize = 39;
+const SYS_EXECVE: usize = 59;
+const SYS_FCNTL: usize = 72;
+const F_SETFD: usize = 2;
+const FD_CLOEXEC: usize = 1;
 const SYS_RT_SIGPROCMASK: usize = 14;
 const SYS_KILL: usize = 62;
 const SYS_WAIT4: usize = 61;
@@ -144,11 +154,26 @@ global_asm!(
     main = sym start,
 );
 
-/// The kernel's initial stack: argc, then argv pointers.
+/// The kernel's initial stack: argc, then argv pointers, a NULL, then
+/// the environment pointers.
 unsafe extern "C" fn start(sp: *const usize) -> ! {
     // SAFETY: the kernel puts argc and argc argv pointers (NUL-terminated
-    // strings) at the initial stack pointer.
+    // strings) at the initial stack pointer, then NULL, then envp.
     let (argc, argv) = unsafe { (*sp, sp.add(1) as *const *const u8) };
+    // SAFETY: argv[0] exists (the knot always passes one) or is NULL.
+    let arg0 = if argc > 0 { unsafe { *argv } } else { core::ptr::null() };
+    if argc >= 4 && unsafe { is(arg0, b"cairn-exec\0") } {
+        // SAFETY: envp follows argv's NULL terminator.
+        let envp = unsafe { argv.add(argc + 1) };
+        // SAFETY: argc >= 4, so argv[1..4] are valid C strings.
+        unsafe { exec_workload(argv, envp) }
+    }
+    // Anything else is init mode, which only pid 1 of a container may be:
+    // run any other way (an image script naming `/proc/self/exe` as its
+    // interpreter reaches this memfd) there is nothing to do.
+    if sys(SYS_GETPID, 0, 0, 0, 0) != 1 || argc < 1 || !unsafe { is(arg0, b"cairn\0") } {
+        exit(126);
+    }
     let mut args = [0u64; 3];
     let mut i = 1;
     while i < argc && i <= 3 {
@@ -157,6 +182,45 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
         i += 1;
     }
     run(args[0] as i32, args[1] != 0, args[2])
+}
+
+/// Whether the C string `p` is exactly `want` (which ends in NUL).
+unsafe fn is(p: *const u8, want: &[u8]) -> bool {
+    if p.is_null() {
+        return false;
+    }
+    let mut i = 0;
+    while i < want.len() {
+        // SAFETY: p is NUL-terminated; we stop at the first difference,
+        // which comes at the latest at its NUL (want has one NUL, at its end).
+        if unsafe { *p.add(i) } != want[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `cairn-exec ERR_FD PATH ARGV...`: the last step of a workload's start
+/// (see exec_trampoline in embedded.rs). ERR_FD is closed on a successful
+/// exec; if execve fails, `E<errno>` goes there and we exit 127 (not found)
+/// or 126, the shell's statuses.
+unsafe fn exec_workload(argv: *const *const u8, envp: *const *const u8) -> ! {
+    // SAFETY: the caller checked argc >= 4.
+    let (fd_arg, path) = unsafe { (*argv.add(1), *argv.add(2)) };
+    // SAFETY: a NUL-terminated string.
+    let err_fd = unsafe { parse_c(fd_arg) } as usize;
+    if sys(SYS_FCNTL, err_fd, F_SETFD, FD_CLOEXEC, 0) < 0 {
+        exit(125);
+    }
+    let ret = sys(SYS_EXECVE, path as usize, argv.wrapping_add(3) as usize, envp as usize, 0);
+    let errno = -ret as i32;
+    let mut msg = [0u8; 16];
+    let mut len = 0;
+    put(&mut msg, &mut len, b"E");
+    put_num(&mut msg, &mut len, errno);
+    sys(SYS_WRITE, err_fd, msg.as_ptr() as usize, len, 0);
+    exit(if errno == 2 /* ENOENT */ { 127 } else { 126 })
 }
 
 /// A decimal number from a C string (0 if none).
