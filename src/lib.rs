@@ -2,7 +2,9 @@
 //!
 //! See DESIGN.md for the architecture. Layers, in dependency order:
 //! `sys` (kernel wrappers, the only home of `unsafe`), `config` (pure),
-//! `spec` (one resolved instance), then `knot`, `tree` and `cli`.
+//! `spec` (one resolved instance), then `knot`, `tree` and `cli`. `text`
+//! (escaping untrusted text for logs and terminals) depends on nothing and
+//! serves every layer.
 
 pub mod cli;
 pub mod config;
@@ -11,4 +13,5 @@ pub mod knot;
 pub mod logger;
 pub mod spec;
 pub mod sys;
+pub mod text;
 pub mod tree;

@@ -1,5 +1,6 @@
 //! The tree's log: `<default-log-dir>/<log-file>` (or stderr with
-//! `--log-stderr`), one line per record: `TIME LEVEL message`.
+//! `--log-stderr`), one line per record: `TIME LEVEL message`, the message
+//! escaped (`crate::text::escape`).
 
 use std::io::Write;
 use std::path::Path;
@@ -51,12 +52,12 @@ impl log::Log for Logger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let line = format!(
-            "{} {} {}\n",
-            rfc3339(SystemTime::now()),
-            r.level(),
-            r.args()
-        );
+        // The whole message is escaped here, so that no caller can forget:
+        // what it quotes (a config value, a path, a knot's error) may come
+        // from an image and must stay inside this one line.
+        let message = r.args().to_string();
+        let message = crate::text::escape(&message);
+        let line = format!("{} {} {message}\n", rfc3339(SystemTime::now()), r.level());
         if let Ok(mut sink) = self.sink.lock() {
             let _ = match &mut *sink {
                 Sink::Stderr => std::io::stderr().write_all(line.as_bytes()),

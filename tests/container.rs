@@ -413,6 +413,8 @@ fn caps(status: &str) -> BTreeMap<&'static str, String> {
 // test binary.
 #[path = "container/escapes.rs"]
 mod escapes;
+#[path = "container/injection.rs"]
+mod injection;
 #[path = "container/lifecycle.rs"]
 mod lifecycle;
 #[path = "container/mounts.rs"]

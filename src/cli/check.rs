@@ -28,7 +28,7 @@ pub fn all(master_path: &Path, sandbox: Option<&str>, alternate: Option<&Path>) 
         },
     );
     for w in &configs.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", crate::text::escape(&w.to_string()));
     }
     let mut problems = Problems::new();
     for p in configs.problems.values() {
@@ -77,16 +77,16 @@ pub fn container(image_dir: &Path, config_path: &str) -> u8 {
     })();
     match result {
         Ok(()) => {
-            println!("ok: {shown}");
+            println!("ok: {}", crate::text::escape(&shown));
             0
         }
         Err(p) => report(&p),
     }
 }
 
+/// One escaped line per problem: a container config's keys and values
+/// are quoted in the messages, and are an image's text.
 fn report(p: &Problems) -> u8 {
-    for e in p.iter() {
-        eprintln!("{e}");
-    }
+    super::eprint_problems(p);
     1
 }

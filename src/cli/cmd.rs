@@ -12,6 +12,7 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
+use crate::config::error::Problems;
 use crate::config::master::Master;
 use crate::config::process::Processes;
 use crate::config::sandbox::Sandbox;
@@ -31,14 +32,17 @@ pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8
             match sockets.for_spec(&spec) {
                 Ok(list) => ctx.sockets = list,
                 Err(e) => {
-                    eprintln!("cairn cmd: {e}");
+                    eprintln!("cairn cmd: {}", crate::text::escape(&e.to_string()));
                     return 1;
                 }
             }
             execute(&spec, &ctx)
         }
-        Err(msg) => {
-            eprintln!("{msg}");
+        Err(lines) => {
+            // Problems quote the container config: an image's text.
+            for line in lines {
+                eprintln!("{}", crate::text::escape(&line));
+            }
             1
         }
     }
@@ -49,37 +53,37 @@ fn prepare(
     sandbox: &str,
     name: &str,
     args: &[String],
-) -> Result<(InstanceSpec, Context), String> {
-    let master = Master::load(master_path).map_err(|p| p.to_string())?;
+) -> Result<(InstanceSpec, Context), Vec<String>> {
+    let master = Master::load(master_path).map_err(lines)?;
     if !crate::config::is_safe_name(sandbox) {
-        return Err(format!("{sandbox:?} is not a sandbox name"));
+        return Err(vec![format!("{sandbox:?} is not a sandbox name")]);
     }
     let sb_path = master.sandboxes_dir.join(format!("{sandbox}.yaml"));
     if !sb_path.exists() {
-        return Err(format!(
+        return Err(vec![format!(
             "{}: no such sandbox {sandbox:?}",
             sb_path.display()
-        ));
+        )]);
     }
-    let sb = Sandbox::load(&master, &sb_path).map_err(|p| p.to_string())?;
-    let procs = Processes::load(&sb.config_file).map_err(|p| p.to_string())?;
+    let sb = Sandbox::load(&master, &sb_path).map_err(lines)?;
+    let procs = Processes::load(&sb.config_file).map_err(lines)?;
     let entry = procs
         .entries
         .get(name)
-        .ok_or_else(|| format!("{}: no entry {name:?}", sb.config_file.display()))?;
+        .ok_or_else(|| vec![format!("{}: no entry {name:?}", sb.config_file.display())])?;
     if !entry.kind.is_command() {
-        return Err(format!(
+        return Err(vec![format!(
             "{}: {name:?} is a {:?}, not a Command; cairn tree runs it",
             sb.config_file.display(),
             entry.kind
-        ));
+        )]);
     }
     let problems = crate::config::validate::entry(&entry.file, &sb, entry);
     if !problems.is_empty() {
-        return Err(problems.to_string());
+        return Err(lines(problems));
     }
-    let (file, cfg) = crate::tree::parse::guarded(|| desired::load_container(&sb, entry))
-        .map_err(|p| p.to_string())?;
+    let (file, cfg) =
+        crate::tree::parse::guarded(|| desired::load_container(&sb, entry)).map_err(lines)?;
     let spec = InstanceSpec::resolve(
         &master,
         &sb,
@@ -88,12 +92,12 @@ fn prepare(
         &file,
         Which::Command(process::getpid() as u32),
     )
-    .map_err(|p| p.to_string())?;
+    .map_err(lines)?;
     // A one-off command gets only the cgroups that limit it.
     let cgroups = match &master.cgroup_name {
         Some(root) => {
-            let all =
-                cgroup::detect_host(root, &master.cgroup_controllers).map_err(|e| e.to_string())?;
+            let all = cgroup::detect_host(root, &master.cgroup_controllers)
+                .map_err(|e| vec![e.to_string()])?;
             let l = knot::limits(&spec, &all);
             if l.memory.is_some() && !all.supports("memory")
                 || spec.limits.pids.is_some() && !all.supports("pids")
@@ -119,6 +123,11 @@ fn prepare(
         init_fd: None,
     };
     Ok((spec, ctx))
+}
+
+/// Each problem on a line of its own (raw; escaped where printed).
+fn lines(p: Problems) -> Vec<String> {
+    p.iter().map(|e| e.to_string()).collect()
 }
 
 /// Run the knot, pass signals on, clean up, return its status.
@@ -163,7 +172,7 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
     let pid = match knot::spawn(spec, ctx) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("cairn cmd: {e}");
+            eprintln!("cairn cmd: {}", crate::text::escape(&e.to_string()));
             return 1;
         }
     };

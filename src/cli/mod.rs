@@ -1,11 +1,22 @@
 //! One module per user command. Each returns the process exit code:
 //! 0 success, 1 failed check or error (message on stderr), 2 bad usage.
+//!
+//! Text that may come from an image (config values, paths, errors quoting
+//! them, anything from state.json) goes to the terminal through
+//! `crate::text::escape`; `--json` output through `crate::text::json`.
 
 pub mod check;
 pub mod cmd;
 pub mod ps;
 pub mod signal;
 pub mod switch;
+
+/// Print each problem on stderr, one escaped line each.
+pub fn eprint_problems(p: &crate::config::error::Problems) {
+    for e in p.iter() {
+        eprintln!("{}", crate::text::escape(&e.to_string()));
+    }
+}
 
 /// The version string: crate version plus the git commit, when known.
 pub fn version() -> &'static str {

@@ -5,13 +5,14 @@
 use std::path::Path;
 
 use crate::config::master::Master;
+use crate::text::{self, escape};
 use crate::tree::state::Snapshot;
 
 pub fn run(master_path: &Path, json: bool) -> u8 {
     let master = match Master::load(master_path) {
         Ok(m) => m,
         Err(p) => {
-            eprintln!("{p}");
+            super::eprint_problems(&p);
             return 1;
         }
     };
@@ -20,14 +21,14 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
         Ok(b) => match serde_json::from_slice(&b) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("{}: {e}", path.display());
+                eprintln!("{}: {}", text::path(&path), escape(&e.to_string()));
                 return 1;
             }
         },
         Err(_) => {
             eprintln!(
                 "cairn ps: no cairn tree runs with runtime dir {} (no state.json)",
-                master.runtime_dir.display()
+                text::path(&master.runtime_dir)
             );
             return 1;
         }
@@ -49,15 +50,22 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
             "instances": snap.instances,
             "config_errors": snap.config_errors,
         });
-        println!("{out}");
+        // serde escaped the C0 controls; `text::json` shows the rest.
+        println!("{}", text::json(&out.to_string()));
         return 0;
     }
+    // Everything below may quote an image's config or a knot's error:
+    // every string is shown escaped, one line per record.
     println!(
         "tree pid {} version {} started {} upgrades {} reloads {}",
-        snap.tree.pid, snap.tree.version, snap.tree.started, snap.tree.upgrades, snap.tree.reloads
+        snap.tree.pid,
+        escape(&snap.tree.version),
+        escape(&snap.tree.started),
+        snap.tree.upgrades,
+        snap.tree.reloads
     );
     for e in &snap.config_errors {
-        println!("config error: {e}");
+        println!("config error: {}", escape(e));
     }
     println!(
         "{:<32} {:<9} {:>8} {:>8} {:>4} {:>8} {:>9} {:<20} LAST EXIT",
@@ -78,8 +86,8 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
         };
         println!(
             "{:<32} {:<9} {:>8} {:>8} {:>4} {:>8} {:>9} {:<20} {}",
-            i.name,
-            i.state,
+            escape(&i.name),
+            escape(&i.state),
             i.pid.map(|p| p.to_string()).unwrap_or_else(dash),
             i.workload_pid.map(|p| p.to_string()).unwrap_or_else(dash),
             i.restarts,
@@ -89,8 +97,8 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
             i.memory_bytes
                 .map(|m| format!("{:.1}", m as f64 / 1048576.0))
                 .unwrap_or_else(dash),
-            i.since,
-            last
+            escape(&i.since),
+            escape(&last)
         );
     }
     0

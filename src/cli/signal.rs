@@ -28,7 +28,7 @@ pub fn send(master_path: &Path, sig: i32, what: &str) -> u8 {
     let master = match Master::load(master_path) {
         Ok(m) => m,
         Err(p) => {
-            eprintln!("{p}");
+            super::eprint_problems(&p);
             return 1;
         }
     };
@@ -41,7 +41,7 @@ pub fn send(master_path: &Path, sig: i32, what: &str) -> u8 {
             0
         }
         Err(e) => {
-            eprintln!("cairn: {e}");
+            eprintln!("cairn: {}", crate::text::escape(&e));
             1
         }
     }

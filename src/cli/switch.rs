@@ -11,18 +11,19 @@ use crate::config::read_file_capped;
 use crate::config::yaml;
 use crate::sys::fs as sfs;
 use crate::sys::process;
+use crate::text::path;
 
 pub fn run(master_path: &Path, sandbox: &str, file: &Path) -> u8 {
     // The whole check, as `cairn check` does it.
     let code = super::check::all(master_path, Some(sandbox), Some(file));
     if code != 0 {
-        eprintln!("cairn switch: {} was not installed", file.display());
+        eprintln!("cairn switch: {} was not installed", path(file));
         return code;
     }
     let master = match Master::load(master_path) {
         Ok(m) => m,
         Err(p) => {
-            eprintln!("{p}");
+            super::eprint_problems(&p);
             return 1;
         }
     };
@@ -30,47 +31,48 @@ pub fn run(master_path: &Path, sandbox: &str, file: &Path) -> u8 {
     let target = match crate::config::sandbox::Sandbox::load(&master, &sb_path) {
         Ok(s) => s.config_file,
         Err(p) => {
-            eprintln!("{p}");
+            super::eprint_problems(&p);
             return 1;
         }
     };
     let bytes = match read_file_capped(file, yaml::TRUSTED.max_bytes) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("{}: {e}", file.display());
+            eprintln!("{}: {e}", path(file));
             return 1;
         }
     };
     // Parse once more from the exact bytes we install (the file could have
     // changed since the check).
     if let Err(p) = Processes::parse(&file.display().to_string(), &bytes) {
-        eprintln!("{p}");
+        super::eprint_problems(&p);
         return 1;
     }
     if let Some(dir) = target.parent()
         && let Err(e) = std::fs::create_dir_all(dir)
     {
-        eprintln!("{}: {e}", dir.display());
+        eprintln!("{}: {e}", path(dir));
         return 1;
     }
     if let Err(e) = sfs::write_atomic(&target, &bytes, true) {
-        eprintln!("{}: {e}", target.display());
+        eprintln!("{}: {e}", path(&target));
         return 1;
     }
     match super::signal::running_tree(&master) {
         Ok(pid) => match process::kill(pid, libc::SIGHUP) {
-            Ok(()) => println!("installed {}; tree (pid {pid}) reloading", target.display()),
+            Ok(()) => println!("installed {}; tree (pid {pid}) reloading", path(&target)),
             Err(e) => {
                 eprintln!(
                     "installed {}, but could not signal the tree: {e}",
-                    target.display()
+                    path(&target)
                 );
                 return 1;
             }
         },
         Err(why) => println!(
-            "installed {} ({why}; it takes effect when the tree starts)",
-            target.display()
+            "installed {} ({}; it takes effect when the tree starts)",
+            path(&target),
+            crate::text::escape(&why)
         ),
     }
     0

@@ -119,7 +119,7 @@ fn fail(spec: &InstanceSpec, inst: Option<&OwnedFd>, msg: &str) -> i32 {
     if let Some(dir) = inst {
         let _ = sfs::replace_file(dir.as_fd(), "error", msg.as_bytes(), 0o644);
     }
-    eprintln!("cairn: {}: {msg}", spec.name);
+    eprintln!("cairn: {}: {}", spec.name, crate::text::escape(msg));
     SETUP_FAILED
 }
 
@@ -290,7 +290,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
             if ctx.supervised {
                 let _ = sfs::replace_file(inst.0.as_fd(), "error", e.message.as_bytes(), 0o644);
             }
-            eprintln!("cairn: {}: {}", spec.name, e.message);
+            eprintln!("cairn: {}: {}", spec.name, crate::text::escape(&e.message));
             return Ok(e.code);
         }
     };
@@ -324,6 +324,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
             &inst.0,
             oom_dir.as_ref(),
         );
+        let e = crate::text::escape(&e);
         eprintln!("cairn: {}: keeping the knot as pid 1: {e}", spec.name);
         // The knot file named cairn-init's socket fds: name ours.
         let mut plain = ctx.clone();
@@ -343,7 +344,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         Ok(e) => e,
         Err((msg, code)) => {
             let _ = sfs::replace_file(inst.0.as_fd(), "error", msg.as_bytes(), 0o644);
-            eprintln!("cairn: {}: {msg}", spec.name);
+            eprintln!("cairn: {}: {}", spec.name, crate::text::escape(&msg));
             return Ok(code);
         }
     };

@@ -101,7 +101,11 @@ pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, 
         ];
         let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
         let e = process::exec(exe, &argv, &env);
-        eprintln!("cairn: {}: {e}", spec.name);
+        eprintln!(
+            "cairn: {}: {}",
+            spec.name,
+            crate::text::escape(&e.to_string())
+        );
         SETUP_FAILED
     })
 }
@@ -126,7 +130,7 @@ pub fn exec_main(spec_fd: i32) -> i32 {
             SETUP_FAILED
         }
         Err(e) => {
-            eprintln!("cairn knot: spec: {e}");
+            eprintln!("cairn knot: spec: {}", crate::text::escape(&e));
             SETUP_FAILED
         }
     }

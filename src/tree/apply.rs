@@ -31,7 +31,9 @@ impl Tree {
         let master = match Master::load(&self.master_path) {
             Ok(m) => m,
             Err(p) => {
-                log::error!("master config: {p}");
+                for e in p.iter() {
+                    log::error!("master config: {e}");
+                }
                 self.config_errors = p.iter().map(|e| e.to_string()).collect();
                 return;
             }
@@ -412,7 +414,12 @@ impl Tree {
             }
         }
         if let Some(f) = file {
-            let line = format!("{} {msg}\n", rfc3339(SystemTime::now()));
+            // Escaped as the tree's log is: `msg` may quote an image's text.
+            let line = format!(
+                "{} {}\n",
+                rfc3339(SystemTime::now()),
+                crate::text::escape(msg)
+            );
             if f.write_all(line.as_bytes()).is_err() {
                 *file = None;
             }
@@ -430,11 +437,13 @@ impl Tree {
         if self.logged_hash.get(name) == Some(&i.hash) {
             return;
         }
+        // serde escapes C0 controls; `text::json` the rest (C1, bidi).
+        let spec = serde_json::to_string(&*i.spec).unwrap_or_default();
         let line = format!(
             "{} {name} {} {}\n",
             rfc3339(SystemTime::now()),
             i.hash,
-            serde_json::to_string(&*i.spec).unwrap_or_default()
+            crate::text::json(&spec)
         );
         let path = dir.join(format!("{}.log", i.spec.sandbox));
         let write = || -> std::io::Result<()> {

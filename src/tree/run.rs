@@ -120,21 +120,23 @@ pub fn run(opts: Options) -> u8 {
     let master = match Master::load(&opts.config) {
         Ok(m) => m,
         Err(p) => {
-            eprintln!("{p}");
+            for e in p.iter() {
+                eprintln!("{}", crate::text::escape(&e.to_string()));
+            }
             return 1;
         }
     };
     let level = opts.log_level.unwrap_or(master.log_level).to_filter();
     let log_file = (!opts.log_stderr).then_some(master.log_file.as_path());
     if let Err(e) = crate::logger::init(log_file, level) {
-        eprintln!("cairn tree: log: {e}");
+        eprintln!("cairn tree: log: {}", crate::text::escape(&e));
         return 1;
     }
     match Tree::new(&opts.config, master) {
         Ok(mut tree) => tree.run_guarded(),
         Err(e) => {
             log::error!("{e}");
-            eprintln!("cairn tree: {e}");
+            eprintln!("cairn tree: {}", crate::text::escape(&e.to_string()));
             1
         }
     }
