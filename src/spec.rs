@@ -265,7 +265,7 @@ impl InstanceSpec {
                     user,
                     group,
                 } => {
-                    let (hu, hg) = to_host(*user, *group);
+                    let (hu, hg) = to_host(user.unwrap_or(ids.uid), group.unwrap_or(ids.gid));
                     let (base, sub) = Sandbox::split_vpath(&s.writable_paths, path)
                         .ok_or_else(|| unknown(target, path))?;
                     MountKind::Bind {
@@ -276,7 +276,7 @@ impl InstanceSpec {
                     }
                 }
                 Volume::Tmpfs { size, mode } => MountKind::Tmpfs {
-                    size: *size,
+                    size: s.ceilings.tmpfs_size_for(*size),
                     mode: *mode,
                 },
                 Volume::Statedir {
@@ -285,7 +285,7 @@ impl InstanceSpec {
                     user,
                     group,
                 } => {
-                    let (hu, hg) = to_host(*user, *group);
+                    let (hu, hg) = to_host(user.unwrap_or(ids.uid), group.unwrap_or(ids.gid));
                     MountKind::Statedir {
                         sub: path.clone(),
                         mode: *mode,
@@ -362,14 +362,15 @@ impl InstanceSpec {
             gid_map: ids.gid_map,
             capabilities: c.capabilities.clone(),
             mounts,
+            // Unset limits get the sandbox's ceilings (`ceilings`).
             limits: Limits {
-                memory: c.memory_limit,
+                memory: s.ceilings.memory_for(c),
                 cpu_shares: c.cpu_shares,
-                pids: c.pids_limit,
-                fileno: c.fileno_limit,
+                pids: s.ceilings.pids_for(c),
+                fileno: s.ceilings.fileno_for(c),
             },
-            restart_timeout_ms: (c.restart_timeout * 1000.0).round() as u64,
-            kill_timeout_ms: (c.kill_timeout * 1000.0).round() as u64,
+            restart_timeout_ms: (s.ceilings.restart_timeout_for(c) * 1000.0).round() as u64,
+            kill_timeout_ms: (s.ceilings.kill_timeout_for(c) * 1000.0).round() as u64,
             normal_exit_codes: c.normal_exit_codes.clone(),
             restart_process_only: c.restart_process_only,
             interactive: c.interactive,

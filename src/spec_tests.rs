@@ -263,3 +263,44 @@ fn systemd_ports_get_fds_and_env() {
         .collect();
     assert_eq!(fds, [(77, 3), (78, 4)]);
 }
+
+#[test]
+fn volume_owners_default_to_the_containers_ids() {
+    // lithos's default owner is root; here it is the container's own user
+    // and group (the fixture's user-id 1 and default-group 0, mapped).
+    let mut f = fixture(
+        "uid-map: [{inside: 0, outside: 100000, count: 100}]\ngid-map: [{inside: 0, outside: 200000, count: 100}]\n",
+        "",
+        "",
+    );
+    f.container.volumes.insert(
+        "/made".into(),
+        Volume::Persistent {
+            path: "/data/y".into(),
+            mkdir: true,
+            mode: 0o700,
+            user: None,
+            group: None,
+        },
+    );
+    let s = resolve(&f, Which::Daemon(0));
+    let kind = |t: &str| &s.mounts.iter().find(|m| m.target == t).expect(t).kind;
+    assert_eq!(
+        *kind("/state"),
+        MountKind::Statedir {
+            sub: "/".into(),
+            mode: 0o777,
+            uid: 100001,
+            gid: 200000
+        }
+    );
+    assert_eq!(
+        *kind("/made"),
+        MountKind::Bind {
+            base: "/srv/data".into(),
+            sub: "y".into(),
+            writable: true,
+            mkdir: Some((0o700, 100001, 200000))
+        }
+    );
+}

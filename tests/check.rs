@@ -473,3 +473,179 @@ fn check_one_container_config() {
         stderr(&out)
     );
 }
+
+/// `base_set` with `from` replaced by `to` in the container config and
+/// `sandbox_extra` added to the sandbox: (exit code, stderr, config path,
+/// sandbox path).
+fn check_changed(
+    from: &str,
+    to: &str,
+    sandbox_extra: &str,
+) -> (Option<i32>, String, String, String) {
+    let set = base_set();
+    let cfg = set.p("images/app/config/app.yaml");
+    let text = fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains(from), "{from:?} not in the config");
+    fs::write(&cfg, text.replacen(from, to, 1)).unwrap();
+    let sb = set.p("sandboxes/web.yaml");
+    let text = fs::read_to_string(&sb).unwrap();
+    fs::write(&sb, text + sandbox_extra).unwrap();
+    let out = cairn(&["check", "-c", &set.master()]);
+    (
+        out.status.code(),
+        stderr(&out),
+        cfg.display().to_string(),
+        sb.display().to_string(),
+    )
+}
+
+#[test]
+fn rejects_limits_above_the_default_ceilings() {
+    // What one image asked for: every value lands on its own line (3-7),
+    // and the tmpfs is the last volume (line 14).
+    let (code, err, cfg, sb) = check_changed(
+        "user-id: 1000\n",
+        "user-id: 1000\npids-limit: 4194304\nfileno-limit: 1048576\nkill-timeout: 86400\n\
+         restart-timeout: 0\nnormal-exit-codes: [0]\n",
+        "",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    for want in [
+        "3: pids-limit: 4194304 is above the sandbox's max-pids-limit 4096",
+        "4: fileno-limit: 1048576 is above the sandbox's max-fileno-limit 65536",
+        "5: kill-timeout: 86400 is above the sandbox's max-kill-timeout 60",
+        "6: restart-timeout: 0 is below the sandbox's min-restart-timeout 1",
+    ] {
+        let want = format!("{cfg}:{want} ({sb}; the default)");
+        assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    }
+    let (code, err, cfg, sb) =
+        check_changed("/tmp: !Tmpfs {size: 10Mi}", "/tmp: !Tmpfs {size: 15Ei}", "");
+    assert_eq!(code, Some(1), "{err}");
+    let want = format!(
+        "{cfg}:10: volumes./tmp.size: 15Ei is above the sandbox's max-tmpfs-size 1Gi ({sb}; the default)"
+    );
+    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+}
+
+#[test]
+fn sandbox_ceilings_are_named_and_may_be_reached() {
+    let ceilings = "max-memory-limit: 64Mi\nmax_pids_limit: 100\nmax-fileno-limit: 2048\n\
+                    max-tmpfs-size: 16Mi\nmax-kill-timeout: 2\nmin-restart-timeout: 0\n";
+    let (code, err, cfg, sb) = check_changed(
+        "user-id: 1000\n",
+        "user-id: 1000\nmemory-limit: 65Mi\npids-limit: 101\nfileno-limit: 2049\nkill-timeout: 2.5\n",
+        ceilings,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    for want in [
+        "3: memory-limit: 65Mi is above the sandbox's max-memory-limit 64Mi",
+        "4: pids-limit: 101 is above the sandbox's max-pids-limit 100",
+        "5: fileno-limit: 2049 is above the sandbox's max-fileno-limit 2048",
+        "6: kill-timeout: 2.5 is above the sandbox's max-kill-timeout 2",
+    ] {
+        let want = format!("{cfg}:{want} ({sb})");
+        assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    }
+    // "No limit" is more than any ceiling.
+    let (code, err, cfg, _) = check_changed(
+        "user-id: 1000\n",
+        "user-id: 1000\nmemory-limit: 0x7fffffffffffffff\n",
+        ceilings,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{cfg}:3: memory-limit: no limit is above the sandbox's max-memory-limit 64Mi"
+        )),
+        "{err}"
+    );
+    // At the ceilings, and a restart-timeout of 0 where the sandbox allows it.
+    let (code, err, _, _) = check_changed(
+        "user-id: 1000\n",
+        "user-id: 1000\nmemory-limit: 64Mi\npids-limit: 100\nfileno-limit: 2048\nkill-timeout: 2\n\
+         restart-timeout: 0\n",
+        ceilings,
+    );
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn rejects_bad_ceiling_values_in_the_sandbox() {
+    for (extra, needle) in [
+        (
+            "max-pids-limit: 0\n",
+            "max-pids-limit: 0 is below the minimum of 1",
+        ),
+        (
+            "max-pids-limit: 5000000\n",
+            "max-pids-limit: 5000000 is larger than the maximum of 4194304",
+        ),
+        (
+            "max-fileno-limit: 2\n",
+            "max-fileno-limit: 2 is below the minimum of 3",
+        ),
+        (
+            "max-memory-limit: 1k\n",
+            "max-memory-limit: 1000 bytes is below the minimum of 1048576",
+        ),
+        ("max-tmpfs-size: 0\n", "max-tmpfs-size: 0"),
+        (
+            "min-restart-timeout: -1\n",
+            "min-restart-timeout: \"-1\" is negative",
+        ),
+        (
+            "max-kill-timeout: x\n",
+            "max-kill-timeout: \"x\" is not a number of seconds",
+        ),
+    ] {
+        let (code, err, _, sb) = check_changed("user-id: 1000", "user-id: 1000", extra);
+        assert_eq!(code, Some(1), "{extra}: {err}");
+        assert!(err.contains(&format!("{sb}:7: {needle}")), "{extra}: {err}");
+    }
+}
+
+#[test]
+fn rejects_volume_owners_and_setid_modes() {
+    let (code, err, cfg, _) = check_changed(
+        "/data: !Persistent /data",
+        "/data: !Persistent {path: /data/x, mkdir: true, user: 0, group: 7, mode: 0o7777}",
+        "",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    for want in [
+        "9: volumes./data.user: 0 is not in the sandbox's allow-users [1, 1000-1999]",
+        "9: volumes./data.group: 7 is not in the sandbox's allow-groups [0-1]",
+        "9: volumes./data.mode: 0o7777 has the setuid/setgid bits",
+    ] {
+        let want = format!("{cfg}:{want}");
+        assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    }
+    // The mode needs no sandbox: `check --container` refuses it too.
+    let set = base_set();
+    set.write(
+        "images/app/config/setgid.yaml",
+        "executable: /x\nvolumes:\n  /tmp: !Tmpfs {mode: 0o2777}\n",
+    );
+    let out = cairn(&[
+        "check",
+        "--container",
+        &set.s("images/app"),
+        "/config/setgid.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("setgid.yaml:3: volumes./tmp.mode: 0o2777 has the setuid/setgid bits"),
+        "{}",
+        stderr(&out)
+    );
+    // Allowed owners, the sticky bit, and no owner at all are fine.
+    let (code, err, _, _) = check_changed(
+        "/data: !Persistent /data",
+        "/data: !Persistent {path: /data/x, mkdir: true, user: 1000, group: 1, mode: 0o1777}\n  \
+         /state: !Statedir {}",
+        "",
+    );
+    assert_eq!(code, Some(0), "{err}");
+}

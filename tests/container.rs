@@ -411,6 +411,8 @@ fn caps(status: &str) -> BTreeMap<&'static str, String> {
 
 // The tests, one file per concern (tests/container/*.rs), all in this one
 // test binary.
+#[path = "container/ceilings.rs"]
+mod ceilings;
 #[path = "container/escapes.rs"]
 mod escapes;
 #[path = "container/injection.rs"]

@@ -50,7 +50,7 @@ macro_rules! fixture {
 // The fixture.
 
 /// One test's world: master.yaml, sandbox `box` (image-dir with the busybox
-/// image `bb`, uids and gids 1000-1999), its process
+/// image `bb`, uids and gids 1000-1999, min-restart-timeout 0), its process
 /// config, and, once started, the tree. Fields drop in order: the tree is
 /// stopped first (in `Drop::drop`), then the cgroup root is swept, then the
 /// temp dir goes.
@@ -75,10 +75,13 @@ impl Fx {
             set,
         };
         fx.master("config-log-dir: null\n");
+        // min-restart-timeout 0: the tests restart workloads faster than
+        // a default sandbox allows (1 s).
         fx.set.write(
             "sandboxes/box.yaml",
             format!(
-                "image-dir: {}\nallow-users: [1000-1999]\nallow-groups: [1000-1999]\n",
+                "image-dir: {}\nallow-users: [1000-1999]\nallow-groups: [1000-1999]\n\
+                 min-restart-timeout: 0\n",
                 fx.set.s("images"),
             ),
         );
@@ -752,6 +755,58 @@ fn normal_exit_code_is_no_failure_and_does_not_back_off() {
     assert_eq!(i["last_exit"]["failure"], false, "{i}");
     fx.expect_metrics_at_least(&[("cairn_deaths_total", "batch", 4)]);
     assert_eq!(fx.metric("cairn_failures_total", "batch"), Some(0));
+}
+
+/// Issue 10: a container config cannot start a restart storm. Under a
+/// sandbox without ceiling keys, `restart-timeout: 0` with
+/// `normal-exit-codes: [0]` (once 3,357 starts of 5 instances in 10 s) is
+/// refused and never started, and a config that leaves restart-timeout out
+/// starts at most once a second.
+#[test]
+fn restart_storm_is_refused_under_the_default_sandbox() {
+    let mut fx = fixture!();
+    fx.set.write(
+        "sandboxes/box.yaml",
+        format!(
+            "image-dir: {}\nallow-users: [1000-1999]\nallow-groups: [1000-1999]\n",
+            fx.set.s("images"),
+        ),
+    );
+    let storm = fx.container(
+        "storm",
+        &sh("exit 0", "restart-timeout: 0\nnormal-exit-codes: [0]\n"),
+    );
+    fx.container(
+        "quick",
+        &sh(&stamp("quick-start", "exit 0"), "normal-exit-codes: [0]\n"),
+    );
+    fx.processes(&[("storm", 5), ("quick", 1)]);
+    fx.start();
+    let starts = wait_for(Duration::from_secs(10), "3 starts of quick.0", || {
+        let s = starts_in_log(&fx, "quick-start ");
+        (s.len() >= 3).then_some(s)
+    });
+    // The default min-restart-timeout of 1 s applies to the unset key
+    // (slack for the 10 ms stamps, as in the tests above).
+    let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= 0.95),
+        "gaps {gaps:?}, want >= 1 s"
+    );
+    let ps = fx.ps();
+    let want = format!(
+        "{}:8: restart-timeout: 0 is below the sandbox's min-restart-timeout 1 ({}",
+        storm.display(),
+        fx.set.s("sandboxes/box.yaml")
+    );
+    for name in names("storm", 5) {
+        let i = inst(&ps, &name).unwrap_or_else(|| panic!("no {name} in {ps}"));
+        assert_eq!(i["state"], "failed", "{i}");
+        assert_eq!(i["restarts"], 0, "{i}");
+        let err = i["error"].as_str().unwrap_or_else(|| panic!("{i}"));
+        assert!(err.contains(&want), "{name}: {err}\nwant {want}");
+    }
+    assert_eq!(fx.metric("cairn_started_total", "storm").unwrap_or(0), 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -2139,6 +2194,7 @@ fn bridged_daemons_get_their_addresses_and_a_new_pair_on_restart() {
         "sandboxes/box.yaml",
         format!(
             "image-dir: {}\nallow-users: [1000-1999]\nallow-groups: [1000-1999]\n\
+             min-restart-timeout: 0\n\
              bridged-network:\n  bridge: br-cairn\n  network: 10.71.0.0/16\n",
             fx.set.s("images"),
         ),

@@ -326,12 +326,14 @@ impl World {
         }
     }
 
-    /// (Re)write sandbox `box` with `extra` keys.
+    /// (Re)write sandbox `box` with `extra` keys. Its min-restart-timeout
+    /// of 0 lets the tests restart workloads at once (`restart-timeout: 0`).
     fn sandbox(&self, extra: &str) {
         self.set.write(
             "sandboxes/box.yaml",
             format!(
-                "image-dir: {images}\nallow-users: [1000-1999]\nallow-groups: [1000-1999]\n{extra}",
+                "image-dir: {images}\nallow-users: [1000-1999]\nallow-groups: [1000-1999]\n\
+                 min-restart-timeout: 0\n{extra}",
                 images = self.set.s("images"),
             ),
         );

@@ -81,6 +81,11 @@ pub const MAX_FILENO: u64 = 1 << 20;
 pub const MAX_PIDS: u64 = 1 << 22;
 pub const MIN_MEMORY: u64 = 1 << 20;
 pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
+/// lithos's defaults of the keys a sandbox ceiling bounds (a config that
+/// leaves them out gets them, brought within the ceiling).
+pub const DEFAULT_FILENO: u64 = 1024;
+pub const DEFAULT_RESTART_TIMEOUT: f64 = 1.0;
+pub const DEFAULT_KILL_TIMEOUT: f64 = 5.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerConfig {
@@ -92,11 +97,13 @@ pub struct ContainerConfig {
     pub additional_groups: Vec<u32>,
     pub memory_limit: Option<u64>,
     pub cpu_shares: u64,
-    /// `None` = the default (`DEFAULT_PIDS_LIMIT`, when cgroups are on).
+    /// `None` = not given: the sandbox's `max-pids-limit` (see `ceilings`).
     pub pids_limit: Option<u64>,
-    pub fileno_limit: u64,
-    pub restart_timeout: f64,
-    pub kill_timeout: f64,
+    /// `None` (for these three too): not given; the sandbox's ceiling
+    /// decides (see `ceilings`).
+    pub fileno_limit: Option<u64>,
+    pub restart_timeout: Option<f64>,
+    pub kill_timeout: Option<f64>,
     pub executable: String,
     pub arguments: Vec<String>,
     pub environ: BTreeMap<String, String>,
@@ -114,6 +121,11 @@ pub struct ContainerConfig {
     /// Port key (may hold `@{var}`) → settings.
     pub tcp_ports: BTreeMap<String, TcpPort>,
     pub capabilities: Vec<String>,
+    /// The line of each key that checks against the sandbox may name (the
+    /// limits and volume fields, e.g. `volumes./tmp.size`), under its
+    /// dashed spelling. A key is here exactly when the config gives it.
+    #[serde(default)]
+    pub lines: BTreeMap<String, usize>,
 }
 
 /// Parse and validate a container config: the pure function of
@@ -173,6 +185,7 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         }
     }
     let _metadata = f.get("metadata");
+    let mut lines = BTreeMap::new();
     let mut volumes = BTreeMap::new();
     if let Some(vols) = f.opt("volumes") {
         for (target, v) in check(p, vols.map()).unwrap_or_default() {
@@ -183,7 +196,7 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
                     continue;
                 }
             };
-            if let Some(vol) = check(p, read_volume(&v)) {
+            if let Some(vol) = check(p, read_volume(&v, &t, &mut lines)) {
                 if volumes.insert(t.clone(), vol).is_some() {
                     p.push(v.err(format!("mount point {t} is given twice")));
                 }
@@ -196,7 +209,11 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         .opt("additional-groups")
         .and_then(|v| check(p, v.seq().and_then(|s| s.iter().map(Value::id).collect())))
         .unwrap_or_default();
+    let mut at = |key: &str, v: &Value| {
+        lines.insert(key.to_string(), v.line());
+    };
     let memory_limit = f.opt("memory-limit").and_then(|v| {
+        at("memory-limit", &v);
         let n = check(p, v.u64())?;
         // lithos's default is i64::MAX, meaning "no limit"; keep that meaning.
         if n >= i64::MAX as u64 {
@@ -221,34 +238,34 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         },
         None => 1024,
     };
-    let pids_limit = f
-        .opt("pids-limit")
-        .and_then(|v| match check(p, v.bounded(MAX_PIDS)) {
+    let pids_limit = f.opt("pids-limit").and_then(|v| {
+        at("pids-limit", &v);
+        match check(p, v.bounded(MAX_PIDS)) {
             Some(0) => {
                 p.push(v.err("0 would not even let the workload start"));
                 None
             }
             other => other,
-        });
-    let fileno_limit = match f.opt("fileno-limit") {
-        Some(v) => match check(p, v.bounded(MAX_FILENO)) {
-            Some(n) if n >= 3 => n,
-            Some(n) => {
+        }
+    });
+    let fileno_limit = f.opt("fileno-limit").and_then(|v| {
+        at("fileno-limit", &v);
+        match check(p, v.bounded(MAX_FILENO)) {
+            Some(n) if n < 3 => {
                 p.push(v.err(format!("{n} is below the minimum of 3 (stdio)")));
-                1024
+                None
             }
-            None => 1024,
-        },
-        None => 1024,
-    };
-    let restart_timeout = f
-        .opt("restart-timeout")
-        .and_then(|v| check(p, v.seconds()))
-        .unwrap_or(1.0);
-    let kill_timeout = f
-        .opt("kill-timeout")
-        .and_then(|v| check(p, v.seconds()))
-        .unwrap_or(5.0);
+            other => other,
+        }
+    });
+    let restart_timeout = f.opt("restart-timeout").and_then(|v| {
+        at("restart-timeout", &v);
+        check(p, v.seconds())
+    });
+    let kill_timeout = f.opt("kill-timeout").and_then(|v| {
+        at("kill-timeout", &v);
+        check(p, v.seconds())
+    });
     let executable = check(
         p,
         f.req("executable")
@@ -385,6 +402,7 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         normal_exit_codes,
         tcp_ports,
         capabilities,
+        lines,
     })
 }
 

@@ -24,9 +24,11 @@ fn defaults() {
     assert_eq!(c.memory_limit, None);
     assert_eq!(c.cpu_shares, 1024);
     assert_eq!(c.pids_limit, None);
-    assert_eq!(c.fileno_limit, 1024);
-    assert_eq!(c.restart_timeout, 1.0);
-    assert_eq!(c.kill_timeout, 5.0);
+    // Not given: the sandbox's ceilings decide (see ceilings_tests.rs).
+    assert_eq!(c.fileno_limit, None);
+    assert_eq!(c.restart_timeout, None);
+    assert_eq!(c.kill_timeout, None);
+    assert!(c.lines.is_empty(), "{:?}", c.lines);
     assert_eq!(c.executable, "/bin/true");
     assert!(c.arguments.is_empty() && c.environ.is_empty());
     assert!(c.secret_environ.is_empty() && c.secret_environ_file.is_none());
@@ -99,7 +101,7 @@ fn every_key() {
     assert_eq!(
         c.volumes["/tmp"],
         Volume::Tmpfs {
-            size: 10 << 20,
+            size: Some(10 << 20),
             mode: 0o1777
         }
     );
@@ -109,8 +111,8 @@ fn every_key() {
             path: "/data/x".into(),
             mkdir: true,
             mode: 0o700,
-            user: 1,
-            group: 2
+            user: Some(1),
+            group: Some(2)
         }
     );
     assert_eq!(c.volumes["/ro"], Volume::Readonly("/ro".into()));
@@ -119,8 +121,8 @@ fn every_key() {
         Volume::Statedir {
             path: "/sub".into(),
             mode: 0o755,
-            user: 3,
-            group: 4
+            user: Some(3),
+            group: Some(4)
         }
     );
     assert_eq!(
@@ -129,8 +131,8 @@ fn every_key() {
             path: "/data".into(),
             mkdir: false,
             mode: 0o777,
-            user: 0,
-            group: 0
+            user: None,
+            group: None
         }
     );
     assert_eq!(
@@ -138,8 +140,8 @@ fn every_key() {
         Volume::Statedir {
             path: "/".into(),
             mode: 0o777,
-            user: 0,
-            group: 0
+            user: None,
+            group: None
         }
     );
     assert_eq!((c.user_id, c.group_id), (Some(1), Some(2)));
@@ -147,9 +149,9 @@ fn every_key() {
     assert_eq!(c.memory_limit, Some(100 << 20));
     assert_eq!(c.cpu_shares, 3);
     assert_eq!(c.pids_limit, Some(64));
-    assert_eq!(c.fileno_limit, 2048);
-    assert_eq!(c.restart_timeout, 0.5);
-    assert_eq!(c.kill_timeout, 10.0);
+    assert_eq!(c.fileno_limit, Some(2048));
+    assert_eq!(c.restart_timeout, Some(0.5));
+    assert_eq!(c.kill_timeout, Some(10.0));
     assert_eq!(c.arguments, ["-c", "@{port}"]);
     assert_eq!(c.environ["A"], "1");
     assert_eq!(c.environ["B"], "@{lithos:pid}");
@@ -319,4 +321,35 @@ fn parse_rejections() {
 fn all_problems_reported_at_once() {
     let e = parse_err("executable: x\nuser-id: a\ncolor: blue\n");
     assert_eq!(e.lines().count(), 3, "{e}");
+}
+
+#[test]
+fn lines_of_keys_a_sandbox_bounds() {
+    let c = parse_ok(
+        "executable: /x\npids_limit: 5\nvolumes:\n  /t: !Tmpfs\n    size: 1Mi\n  \
+         /d: !Persistent {path: /d, user: 1, mode: 0o700}\nmemory-limit: 0x7fffffffffffffff\n\
+         restart-timeout: 0\n",
+    );
+    let l = |k: &str| c.lines.get(k).copied();
+    assert_eq!(l("pids-limit"), Some(2));
+    assert_eq!(l("volumes./t.size"), Some(5));
+    assert_eq!(l("volumes./d"), Some(6));
+    assert_eq!(
+        (l("volumes./d.user"), l("volumes./d.mode")),
+        (Some(6), Some(6))
+    );
+    assert_eq!(l("volumes./d.group"), None);
+    // Given, even when it means "no limit" (a ceiling refuses that).
+    assert_eq!((c.memory_limit, l("memory-limit")), (None, Some(7)));
+    assert_eq!(
+        (c.restart_timeout, l("restart-timeout")),
+        (Some(0.0), Some(8))
+    );
+    assert_eq!(
+        c.volumes["/t"],
+        Volume::Tmpfs {
+            size: Some(1 << 20),
+            mode: 0o777
+        }
+    );
 }

@@ -102,9 +102,10 @@ pub fn ids(file: &str, c: &ContainerConfig, s: &Sandbox) -> Result<Ids, Problems
             p.push(err("additional-groups", m));
         }
     }
-    // Owners of directories we create: root (the default) is always safe;
-    // any other id must be one the container could run as, so an image
-    // cannot make us create directories owned by another service's user.
+    // Owners of directories we create: an id given for a volume must be one
+    // the container could run as (root included: a root-owned directory
+    // for a non-root workload is what the sandbox's ids are there to
+    // prevent); an id left out is the container's own, checked above.
     for (target, vol) in &c.volumes {
         let (user, group) = match vol {
             Volume::Persistent {
@@ -116,15 +117,20 @@ pub fn ids(file: &str, c: &ContainerConfig, s: &Sandbox) -> Result<Ids, Problems
             | Volume::Statedir { user, group, .. } => (*user, *group),
             _ => continue,
         };
-        if user != 0
+        let owner_err = |field: &str, m: String| {
+            let key = format!("volumes.{target}.{field}");
+            let line = c.lines.get(&key).copied().unwrap_or(0);
+            err(&key, m).at(line)
+        };
+        if let Some(user) = user
             && let Err(m) = check_id(user, &s.allow_users, "allow-users", su, cu, "uid")
         {
-            p.push(err(&format!("volumes.{target}.user"), m));
+            p.push(owner_err("user", m));
         }
-        if group != 0
+        if let Some(group) = group
             && let Err(m) = check_id(group, &s.allow_groups, "allow-groups", sg, cg, "gid")
         {
-            p.push(err(&format!("volumes.{target}.group"), m));
+            p.push(owner_err("group", m));
         }
     }
     for (what, map, allow, allow_key) in [

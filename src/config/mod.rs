@@ -4,6 +4,7 @@
 //! files by path (`load` functions); untrusted container configs are handed
 //! in as bytes (see `container::parse_and_validate`).
 
+pub mod ceilings;
 pub mod container;
 pub mod error;
 pub mod ids;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::ceilings::Ceilings;
 use super::error::{ConfigError, Problems};
 use super::master::Master;
 use super::range::{IdMap, Ranges, read_id_maps, read_ranges};
@@ -45,6 +46,8 @@ pub struct Sandbox {
     pub secrets_namespaces: Vec<String>,
     /// Capabilities a container of this sandbox may ask to keep.
     pub allow_capabilities: Vec<String>,
+    /// The most (least, for restart-timeout) a container may ask for.
+    pub ceilings: Ceilings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -339,6 +342,7 @@ impl Sandbox {
             .opt("allow-capabilities")
             .and_then(|v| check(&mut p, read_capabilities(&v)))
             .unwrap_or_default();
+        let ceilings = Ceilings::read(&mut f, &mut p);
         f.finish(&mut p);
         p.into_result(Sandbox {
             name,
@@ -366,6 +370,7 @@ impl Sandbox {
             secrets_private_key,
             secrets_namespaces,
             allow_capabilities,
+            ceilings,
         })
     }
 

@@ -3,12 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::ceilings;
 use super::container::{ContainerConfig, TcpPort, Volume};
 use super::error::{ConfigError, Problems};
 use super::ids::ids;
 use super::process::{Kind, ProcessEntry};
 use super::sandbox::Sandbox;
 use super::variables::{self, Activation, VarType};
+use super::volume::SETID_BITS;
 
 /// A process entry against its sandbox (no image needed).
 pub fn entry(processes_file: &str, sandbox: &Sandbox, e: &ProcessEntry) -> Problems {
@@ -218,6 +220,16 @@ pub fn standalone(file: &str, c: &ContainerConfig) -> Problems {
             ));
         }
     }
+    for (target, vol) in &c.volumes {
+        if let Some(mode) = vol.mode().filter(|m| m & SETID_BITS != 0) {
+            let key = format!("volumes.{target}.mode");
+            let line = c.lines.get(&key).copied().unwrap_or(0);
+            let msg = format!(
+                "{mode:#o} has the setuid/setgid bits ({SETID_BITS:#o}); a volume may not have them"
+            );
+            p.push(err(&key, msg).at(line));
+        }
+    }
     if !c.secret_environ.is_empty() || c.secret_environ_file.is_some() {
         let key = if c.secret_environ.is_empty() {
             "secret-environ-file"
@@ -290,6 +302,7 @@ pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry)
     if let Err(more) = ids(file, c, s) {
         p.extend(more);
     }
+    p.extend(ceilings::check_container(file, c, s));
     for (target, vol) in &c.volumes {
         let key = format!("volumes.{target}");
         match vol {
@@ -406,12 +419,13 @@ fn variables_check(
                         ),
                     ));
                 }
-                if port.fd >= 3 && u64::from(port.fd) >= c.fileno_limit {
+                let fileno = s.ceilings.fileno_for(c);
+                if port.fd >= 3 && u64::from(port.fd) >= fileno {
                     p.push(err(
                         &format!("tcp-ports.{num}"),
                         format!(
-                            "port {num} uses fd {} but fileno-limit is {}",
-                            port.fd, c.fileno_limit
+                            "port {num} uses fd {} but fileno-limit is {fileno}",
+                            port.fd
                         ),
                     ));
                 }

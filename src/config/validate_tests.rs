@@ -200,6 +200,31 @@ fn validation_rejections() {
             "volumes:\n  /s: !Statedir {group: 9}\n",
             "volumes./s.group: 9 is not in the sandbox's allow-groups",
         ),
+        // Root is an id like any other: not allowed, not given.
+        (
+            SANDBOX,
+            ENTRY,
+            "volumes:\n  /d: !Persistent {path: /data, mkdir: true, user: 0, mode: 0o7777}\n",
+            "config.yaml:4: volumes./d.user: 0 is not in the sandbox's allow-users [1, 1000-1999]",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "volumes:\n  /s: !Statedir\n    user: 0\n",
+            "config.yaml:5: volumes./s.user: 0 is not in the sandbox's allow-users",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "volumes:\n  /d: !Persistent {path: /data, mkdir: true, mode: 0o4755}\n",
+            "config.yaml:4: volumes./d.mode: 0o4755 has the setuid/setgid bits (0o6000)",
+        ),
+        (
+            SANDBOX,
+            ENTRY,
+            "volumes:\n  /t: !Tmpfs {mode: 0o2777}\n",
+            "volumes./t.mode: 0o2777 has the setuid/setgid bits",
+        ),
         (
             "image-dir: /img\nallow-users: [1]\nallow-groups: [0]\nuid-map: [{inside: 0, outside: 1000, count: 2}]\n",
             ENTRY,
@@ -295,4 +320,23 @@ fn bridged_sandbox_ports_need_not_be_allowed() {
     )
     .unwrap_err();
     assert!(e.contains("allow-tcp-ports"), "{e}");
+}
+
+#[test]
+fn volume_owners_and_modes_that_pass() {
+    // Left out: the container's own ids (checked as user-id/group-id);
+    // the sticky bit; a root owner where the sandbox allows root.
+    check_with(
+        SANDBOX,
+        ENTRY,
+        "executable: /x\nuser-id: 1000\nvolumes:\n  /d: !Persistent {path: /data, mkdir: true}\n  \
+         /s: !Statedir {mode: 0o1777}\n  /t: !Tmpfs {mode: 0o1777}\n",
+    )
+    .unwrap();
+    check_with(
+        "image-dir: /img\nallow-users: [0-1]\nallow-groups: [0]\n",
+        ENTRY,
+        "executable: /x\nuser-id: 1\nvolumes:\n  /s: !Statedir {user: 0, group: 0}\n",
+    )
+    .unwrap();
 }

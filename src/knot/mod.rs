@@ -211,8 +211,9 @@ fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<InstanceDir, Strin
     Ok((inst, state, host_pid, ticks))
 }
 
-/// The cgroup limits of an instance (the default pids limit applies where
-/// the pids controller is on).
+/// The cgroup limits of an instance (the default pids limit, which is the
+/// default `max-pids-limit` of a sandbox, applies where the pids controller
+/// is on).
 pub fn limits(spec: &InstanceSpec, cg: &Cgroups) -> Limits {
     Limits {
         memory: spec.limits.memory,
@@ -234,11 +235,15 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         }
     } else if spec.limits.memory.is_some() {
         return Err(
-            "memory-limit is set but cgroups are off (cgroup-name: null in master.yaml)".into(),
+            "memory-limit is set but cgroups are off (cgroup-name: null in master.yaml); \
+             it comes from the container config or the sandbox's max-memory-limit"
+                .into(),
         );
     } else if spec.limits.pids.is_some() {
         return Err(
-            "pids-limit is set but cgroups are off (cgroup-name: null in master.yaml)".into(),
+            "pids-limit is set but cgroups are off (cgroup-name: null in master.yaml); \
+             it comes from the container config or the sandbox's max-pids-limit"
+                .into(),
         );
     }
     // Ports opened in the container's own network namespace, and the
