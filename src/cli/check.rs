@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::config::container;
 use crate::config::error::{ConfigError, Problems};
 use crate::config::master::Master;
+use crate::config::sandbox::Sandbox;
 use crate::config::validate;
 use crate::image;
 use crate::tree::desired::{self, Selection};
@@ -33,6 +34,9 @@ pub fn all(master_path: &Path, sandbox: Option<&str>, alternate: Option<&Path>) 
     let mut problems = Problems::new();
     for p in configs.problems.values() {
         problems.extend(p.clone());
+    }
+    for sc in configs.sandboxes.values() {
+        problems.extend(etc_sources(&sc.sandbox));
     }
     let mut instances = 0usize;
     let mut entries = 0usize;
@@ -82,6 +86,52 @@ pub fn container(image_dir: &Path, config_path: &str) -> u8 {
         }
         Err(p) => report(&p),
     }
+}
+
+/// A sandbox's `resolv-conf` and `hosts-file` are copied into every
+/// container that asks for them (the default). One that exists but is not a
+/// regular file (a FIFO, a directory) fails each such start, so say so
+/// now. A missing one may still appear before the instances start; the
+/// start names it if not.
+fn etc_sources(s: &Sandbox) -> Problems {
+    let mut p = Problems::new();
+    // The line of a top-level key, for the message (none: the default).
+    let bytes = crate::config::read_file_capped(&s.path, 1 << 20).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let line_of = |key: &str| {
+        let snake = key.replace('-', "_");
+        text.lines()
+            .position(|l| {
+                [key, snake.as_str()]
+                    .iter()
+                    .any(|k| l.strip_prefix(k).is_some_and(|r| r.starts_with(':')))
+            })
+            .map_or(0, |i| i + 1)
+    };
+    for (key, path) in [
+        ("resolv-conf", &s.resolv_conf),
+        ("hosts-file", &s.hosts_file),
+    ] {
+        // stat(2): follows symlinks (a host's resolv.conf often is one)
+        // and never opens, so a FIFO cannot block us.
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            p.push(
+                ConfigError::new(
+                    s.path.display().to_string(),
+                    format!(
+                        "{}: not a regular file ({}); containers that copy it cannot start",
+                        path.display(),
+                        crate::config::file_kind(meta.file_type())
+                    ),
+                )
+                .at(line_of(key))
+                .key(key),
+            );
+        }
+    }
+    p
 }
 
 /// One escaped line per problem: a container config's keys and values

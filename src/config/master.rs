@@ -1,6 +1,7 @@
 //! `master.yaml`: where everything lives (platform operator, trusted).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +35,18 @@ pub struct Master {
     pub log_level: LogLevel,
     pub syslog_facility: Option<String>,
     pub syslog_name: String,
+    /// How long a knot may take to build its container and start the
+    /// workload before the tree kills it (a failed start).
+    pub setup_timeout: Duration,
 }
+
+/// `setup-timeout` when master.yaml does not set one.
+pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `setup-timeout` bounds, seconds. Below 1 s a busy host (a cold start of
+/// many instances on few cores) would kill healthy starts; an hour is
+/// already far beyond any setup that is not stuck.
+pub const SETUP_TIMEOUT_RANGE: (f64, f64) = (1.0, 3600.0);
 
 pub const DEFAULT_CONTROLLERS: &[&str] = &["name", "cpu", "cpuacct", "memory", "blkio", "pids"];
 
@@ -121,6 +133,11 @@ impl Master {
             (Some(v), None) | (None, Some(v)) => check(&mut p, v.string()).unwrap_or_default(),
             (None, None) => "cairn".to_string(),
         };
+        let setup_timeout = match f.opt("setup-timeout") {
+            Some(v) => check(&mut p, setup_timeout(&v)),
+            None => None,
+        }
+        .unwrap_or(DEFAULT_SETUP_TIMEOUT);
         f.finish(&mut p);
         p.into_result(Master {
             path: path.to_path_buf(),
@@ -139,6 +156,7 @@ impl Master {
             log_level,
             syslog_facility,
             syslog_name,
+            setup_timeout,
         })
     }
 
@@ -173,6 +191,15 @@ fn cgroup_name(v: &Value) -> Result<String, ConfigError> {
         )));
     }
     Ok(s.to_string())
+}
+
+fn setup_timeout(v: &Value) -> Result<Duration, ConfigError> {
+    let secs = v.seconds()?;
+    let (min, max) = SETUP_TIMEOUT_RANGE;
+    if !(min..=max).contains(&secs) {
+        return Err(v.err(format!("{secs} s is not between {min} and {max} seconds")));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn controllers(v: &Value) -> Result<Vec<String>, ConfigError> {
@@ -221,6 +248,7 @@ mod tests {
         assert_eq!(m.log_level, LogLevel::Warn);
         assert_eq!(m.syslog_facility, None);
         assert_eq!(m.syslog_name, "cairn");
+        assert_eq!(m.setup_timeout, Duration::from_secs(30));
     }
 
     #[test]
@@ -230,7 +258,7 @@ mod tests {
              mount-dir: /m\ndevfs-dir: /dev2\ncgroup-name: test/cairn\n\
              cgroup_controllers: [memory, pids]\ndefault-log-dir: /l\nconfig-log-dir: null\n\
              stdio-log-dir: /s\nlog-file: t.log\nlog_level: debug\nsyslog-facility: daemon\n\
-             syslog-name: cn\n",
+             syslog-name: cn\nsetup_timeout: 2.5\n",
         )
         .unwrap();
         assert_eq!(m.sandboxes_dir, Path::new("/etc/x/sb"));
@@ -247,6 +275,11 @@ mod tests {
         assert_eq!(m.log_level, LogLevel::Debug);
         assert_eq!(m.syslog_facility.as_deref(), Some("daemon"));
         assert_eq!(m.syslog_name, "cn");
+        assert_eq!(m.setup_timeout, Duration::from_millis(2500));
+        let m = parse("setup-timeout: 1\n").unwrap();
+        assert_eq!(m.setup_timeout, Duration::from_secs(1));
+        let m = parse("setup-timeout: 3600\n").unwrap();
+        assert_eq!(m.setup_timeout, Duration::from_secs(3600));
     }
 
     #[test]
@@ -267,6 +300,17 @@ mod tests {
             ("a: &x 1\nb: *x\nc: [", "YAML"),
             ("runtime-dir: /a\nruntime_dir: /b\n", "given twice"),
             ("syslog-name: a\nsyslog-app-name: b\n", "same key"),
+            (
+                "setup-timeout: 0\n",
+                "setup-timeout: 0 s is not between 1 and 3600",
+            ),
+            ("setup-timeout: 0.5\n", "not between 1 and 3600"),
+            ("setup-timeout: 3600.5\n", "not between 1 and 3600"),
+            ("setup_timeout: NaN\n", "finite"),
+            ("setup-timeout: -1\n", "negative"),
+            ("setup-timeout: 1e30\n", "more than"),
+            ("setup-timeout: 30s\n", "not a number of seconds"),
+            ("setup-timeout: 1\nsetup_timeout: 2\n", "given twice"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?} gave {e}");

@@ -152,13 +152,42 @@ pub fn is_safe_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Read a whole operator-written file, refusing more than `cap` bytes (so a
-/// FIFO or `/dev/zero` given by mistake does not hang or eat memory).
+/// What a file that is not a regular file is, for error messages.
+pub fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "a symlink"
+    }
+}
+
+/// Read a whole operator-written file: a regular file of at most `cap`
+/// bytes. A FIFO, a device or a directory given by mistake is refused
+/// without waiting or reading: the open is non-blocking (opening a FIFO
+/// for reading would otherwise wait for a writer that may never come) and
+/// never makes it our terminal.
 pub fn read_file_capped(path: &Path, cap: usize) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
     let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(format!(
+            "not a regular file ({})",
+            file_kind(meta.file_type())
+        ));
     }
     // Sized from the metadata: one read(2) for the file, one for the EOF.
     let mut buf = Vec::with_capacity((meta.len() as usize).min(cap) + 1);
@@ -221,6 +250,38 @@ mod tests {
         for bad in ["", "a.b", "a/b", "..", "a b", "ü"] {
             assert!(!is_safe_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn read_file_capped_refuses_special_files_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo(3) on a path in our own temp dir.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Opening a FIFO for reading used to wait for a writer: run it
+        // where a hang fails the test instead of hanging the suite.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_file_capped(&path, 100));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO blocked");
+        assert_eq!(r, Err("not a regular file (a FIFO)".to_string()));
+        assert_eq!(
+            read_file_capped(dir.path(), 100),
+            Err("not a regular file (a directory)".to_string())
+        );
+        assert_eq!(
+            read_file_capped(Path::new("/dev/null"), 100),
+            Err("not a regular file (a device)".to_string())
+        );
+        let f = dir.path().join("f");
+        std::fs::write(&f, "abc").unwrap();
+        assert_eq!(read_file_capped(&f, 3), Ok(b"abc".to_vec()));
+        assert!(read_file_capped(&f, 2).unwrap_err().contains("larger"));
     }
 
     #[test]

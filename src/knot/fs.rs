@@ -391,8 +391,15 @@ fn etc_file(root: BorrowedFd<'_>, state: BorrowedFd<'_>, name: &str, f: &EtcFile
         return Ok(());
     }
     let copied = match &f.copy_from {
+        // Non-blocking, regular files only: a FIFO here would hold the
+        // start forever.
         Some(p) => Some(ctx(crate::config::read_file_capped(p, 1 << 20), || {
-            format!("copy {}", p.display())
+            let key = if name == "hosts" {
+                "hosts-file"
+            } else {
+                "resolv-conf"
+            };
+            format!("sandbox {key} {}", p.display())
         })?),
         None => None,
     };

@@ -46,6 +46,8 @@ impl Tree {
             );
         }
         let configs = desired::load_configs(master, &Selection::default());
+        // Takes effect at each instance's next start.
+        self.master.setup_timeout = configs.master.setup_timeout;
         let mut errors: Vec<String> = Vec::new();
         let mut frozen: BTreeSet<ProcKey> = BTreeSet::new();
         for (sandbox, p) in &configs.problems {
@@ -240,7 +242,12 @@ impl Tree {
             return;
         };
         let before = i.life.state;
-        let actions = lifecycle::step(&mut i.life, ev, now, &i.policy);
+        // The spec sets the restart numbers, master.yaml the setup deadline.
+        let policy = lifecycle::Policy {
+            setup_timeout: self.master.setup_timeout,
+            ..i.policy
+        };
+        let actions = lifecycle::step(&mut i.life, ev, now, &policy);
         if i.life.state != before {
             i.since = SystemTime::now();
             self.dirty = true;
@@ -259,6 +266,7 @@ impl Tree {
                     log::warn!("{name}: still running after kill-timeout; killing");
                     self.signal(name, libc::SIGKILL)
                 }
+                Action::KillSetup => self.kill_setup(name),
                 Action::Forget => self.forget(name),
             }
         }
@@ -268,6 +276,25 @@ impl Tree {
         if let Some(pid) = self.instances.get(name).and_then(|i| i.pid) {
             let _ = process::kill(pid, sig);
         }
+    }
+
+    /// The knot's setup outlived setup-timeout: kill it (its pid namespace,
+    /// and so whatever it started, dies with it) and say why. Its exit is
+    /// then a failed start with this reason (`knot_exited`).
+    fn kill_setup(&mut self, name: &str) {
+        let Some(i) = self.instances.get_mut(name) else {
+            return;
+        };
+        let why = format!(
+            "setup took longer than {} s; killed",
+            self.master.setup_timeout.as_secs_f64()
+        );
+        i.error = Some(why.clone());
+        self.dirty = true;
+        let msg = format!("{name}: {why}");
+        log::warn!("{msg}");
+        self.sandbox_log(name, &msg);
+        self.signal(name, libc::SIGKILL);
     }
 
     fn spawn(&mut self, name: &str) {

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use crate::knot::ExitRecord;
 use crate::sys::process::Exit;
 
-use super::lifecycle::Event;
+use super::lifecycle::{Event, State};
 use super::run::Tree;
 use super::state::{LastExit, rfc3339};
 
@@ -100,10 +100,20 @@ impl Tree {
             let _ = self.poller.delete(r.as_fd());
         }
         let dir = &i.spec.host.state_dir;
-        let record: Option<ExitRecord> = std::fs::read(dir.join("exit-status"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let error = std::fs::read_to_string(dir.join("error")).ok();
+        let (record, error): (Option<ExitRecord>, Option<String>) =
+            if i.life.state == State::Starting && i.life.killed {
+                // Killed at its setup deadline, maybe before it cleared
+                // what an earlier run left in its dir: the tree has the
+                // reason, the wait status the rest.
+                (None, i.error.clone())
+            } else {
+                (
+                    std::fs::read(dir.join("exit-status"))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok()),
+                    std::fs::read_to_string(dir.join("error")).ok(),
+                )
+            };
         let (status, signal, oom) = match record {
             Some(r) => (r.status, r.signal, r.oom_killed),
             None => match exit {

@@ -15,6 +15,9 @@ pub struct Instance {
     pub hash: String,
     pub key: ProcKey,
     pub life: Life,
+    /// From the spec; `setup_timeout` is master.yaml's, put in at each
+    /// step of the table (`Tree::event`), so a reload changes it for every
+    /// instance's next start.
     pub policy: Policy,
     /// The knot's host pid while it lives.
     pub pid: Option<i32>,

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!              Ready      Exited          Deadline          Stop
-//! Starting     Running    Backoff/Gone*   -                 Stopping
+//! Starting     Running    Backoff/Gone*   Starting (KILL)** Stopping
 //! Running      -          Backoff/Gone*   -                 Stopping
 //! Stopping     -          Gone            Stopping (KILL)   -
 //! Backoff      -          -               Starting (spawn)  Gone
@@ -13,6 +13,12 @@
 //! (*) Gone when a stop was asked for while it ran; `Gone` means the
 //! instance leaves the table (and is started again from the desired set
 //! when it is still wanted, e.g. after a config change).
+//! (**) The setup deadline (`Policy::setup_timeout` after the spawn): the
+//! knot is killed once and the instance waits in Starting for its exit,
+//! which is then an ordinary failed start (back-off). It never has two
+//! knots: a knot the kernel cannot kill at once (stuck in uninterruptible
+//! I/O) keeps its instance here until it dies, but no longer holds up
+//! readiness (`Life::settling`).
 
 use std::time::{Duration, Instant};
 
@@ -64,8 +70,11 @@ pub enum Action {
     Spawn,
     /// Send SIGTERM to the knot.
     Term,
-    /// Send SIGKILL to the knot.
+    /// Send SIGKILL to the knot (kill-timeout passed while stopping).
     Kill,
+    /// Send SIGKILL to the knot: its setup outlived the setup deadline.
+    /// The event loop records why (`ps`, the logs).
+    KillSetup,
     /// Remove the instance (cgroup, and state dir when not restarting).
     Forget,
 }
@@ -81,6 +90,10 @@ pub struct Policy {
     pub max_backoff: Duration,
     /// A run at least this long resets the back-off.
     pub healthy_after: Duration,
+    /// Spawn → the knot reports the workload runs (master.yaml's
+    /// `setup-timeout`). A readiness check would extend Starting; its
+    /// deadline then comes from here too.
+    pub setup_timeout: Duration,
 }
 
 impl Policy {
@@ -90,6 +103,7 @@ impl Policy {
             kill_timeout,
             max_backoff: Duration::from_secs(60),
             healthy_after: restart_timeout.max(Duration::from_secs(1)),
+            setup_timeout: crate::config::master::DEFAULT_SETUP_TIMEOUT,
         }
     }
 }
@@ -100,7 +114,8 @@ pub struct Life {
     pub state: State,
     /// When the current (or last) knot was started.
     pub started: Option<Instant>,
-    /// The deadline of Stopping (KILL) or Backoff (next start).
+    /// The deadline of Starting (setup), Stopping (KILL) or Backoff (next
+    /// start).
     pub deadline: Option<Instant>,
     /// Failures in a row (crash loop length).
     pub failures: u32,
@@ -139,6 +154,13 @@ impl Life {
             ..Life::new()
         }
     }
+
+    /// Still on its way up: Starting and within its setup deadline. The
+    /// tree tells systemd it is ready once no instance is settling, so a
+    /// knot stuck in setup holds readiness up for setup-timeout at most.
+    pub fn settling(&self) -> bool {
+        self.state == State::Starting && !self.killed
+    }
 }
 
 impl Default for Life {
@@ -150,9 +172,12 @@ impl Default for Life {
 /// The back-off before the next start, after a death at `now`.
 pub fn next_start(life: &Life, failure: bool, now: Instant, p: &Policy) -> (Instant, u32) {
     let earliest = life.started.map_or(now, |s| s + p.restart_timeout).max(now);
-    let ran = life
-        .started
-        .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+    // Only a workload that ran can have been healthy: a setup that failed
+    // slowly (killed at its deadline) is a failure in a row like a quick one.
+    let ran = match (life.state, life.started) {
+        (State::Running, Some(s)) => now.saturating_duration_since(s),
+        _ => Duration::ZERO,
+    };
     if !failure || ran >= p.healthy_after {
         // A normal exit or a healthy run: only restart-timeout applies.
         return (earliest, 0);
@@ -173,11 +198,12 @@ pub fn step(life: &mut Life, event: Event, now: Instant, p: &Policy) -> Vec<Acti
     use State::*;
     match (life.state, event) {
         (Starting, Ready) => starting_ready(life),
+        (Starting, Deadline) => setup_expired(life),
         (Starting | Running, Exited { failure }) => died(life, failure, now, p),
         (Starting | Running, Stop) => stop_running(life, now, p),
         (Stopping, Exited { .. }) => stopped(life),
         (Stopping, Deadline) => kill_after_timeout(life),
-        (Backoff, Deadline) => start(life, now),
+        (Backoff, Deadline) => start(life, now, p),
         (Backoff | Failed, Stop) => forget_idle(life),
         // Every other cell is "nothing to do": a late Ready, a second Stop,
         // a Deadline that is no longer ours, an exit we already handled.
@@ -187,7 +213,18 @@ pub fn step(life: &mut Life, event: Event, now: Instant, p: &Policy) -> Vec<Acti
 
 fn starting_ready(life: &mut Life) -> Vec<Action> {
     life.state = State::Running;
+    // The setup deadline is met; a running instance has none.
+    life.deadline = None;
     Vec::new()
+}
+
+fn setup_expired(life: &mut Life) -> Vec<Action> {
+    life.deadline = None;
+    if life.killed {
+        return Vec::new();
+    }
+    life.killed = true;
+    vec![Action::KillSetup]
 }
 
 fn died(life: &mut Life, failure: bool, now: Instant, p: &Policy) -> Vec<Action> {
@@ -222,10 +259,10 @@ fn kill_after_timeout(life: &mut Life) -> Vec<Action> {
     vec![Action::Kill]
 }
 
-fn start(life: &mut Life, now: Instant) -> Vec<Action> {
+fn start(life: &mut Life, now: Instant, p: &Policy) -> Vec<Action> {
     life.state = State::Starting;
     life.started = Some(now);
-    life.deadline = None;
+    life.deadline = Some(now + p.setup_timeout);
     life.killed = false;
     vec![Action::Spawn]
 }

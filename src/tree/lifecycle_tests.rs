@@ -40,8 +40,93 @@ fn all_events() -> [Event; 5] {
 fn starting_ready_runs() {
     let t0 = Instant::now();
     let mut l = life(State::Starting, t0);
+    l.deadline = Some(at(t0, 30_000));
     assert!(step(&mut l, Event::Ready, t0, &policy()).is_empty());
     assert_eq!(l.state, State::Running);
+    // The setup deadline is met: a running instance has no deadline (a
+    // stale one would wake the tree for nothing, again and again).
+    assert_eq!(l.deadline, None);
+}
+
+#[test]
+fn starting_deadline_kills_once_and_the_exit_backs_off() {
+    let t0 = Instant::now();
+    let p = policy();
+    let mut l = Life::new();
+    step(&mut l, Event::Deadline, t0, &p);
+    let expiry = l.deadline.expect("a setup deadline");
+    assert!(l.settling());
+    assert_eq!(
+        step(&mut l, Event::Deadline, expiry, &p),
+        [Action::KillSetup]
+    );
+    // Still Starting: the knot is not gone until its exit is seen, and an
+    // instance never has two knots.
+    assert_eq!(
+        (l.state, l.killed, l.deadline),
+        (State::Starting, true, None)
+    );
+    assert!(!l.settling());
+    // A second Deadline (none is set, but one may be pending) does nothing.
+    assert!(step(&mut l, Event::Deadline, at(expiry, 1), &p).is_empty());
+    assert_eq!(l.state, State::Starting);
+    // The exit of the killed knot is a failed start: back-off.
+    let died = at(expiry, 2);
+    assert!(step(&mut l, Event::Exited { failure: true }, died, &p).is_empty());
+    assert_eq!((l.state, l.failures), (State::Backoff, 1));
+    // 1 s × 2^0 after the start passed long ago: the next start is due.
+    assert_eq!(l.deadline, Some(died));
+    // The next start has a fresh deadline and may be killed again.
+    let again = l.deadline.expect("next start");
+    assert_eq!(step(&mut l, Event::Deadline, again, &p), [Action::Spawn]);
+    assert_eq!(
+        (l.killed, l.deadline),
+        (false, Some(again + p.setup_timeout))
+    );
+    assert!(l.settling());
+}
+
+#[test]
+fn starting_killed_then_stop_sends_no_second_kill() {
+    let t0 = Instant::now();
+    let p = policy();
+    let mut l = life(State::Starting, t0);
+    step(&mut l, Event::Deadline, at(t0, 30_000), &p);
+    assert_eq!(
+        step(&mut l, Event::Stop, at(t0, 30_001), &p),
+        [Action::Term]
+    );
+    assert_eq!(l.state, State::Stopping);
+    assert!(step(&mut l, Event::Deadline, at(t0, 40_000), &p).is_empty());
+    assert_eq!(
+        step(&mut l, Event::Exited { failure: false }, at(t0, 40_001), &p),
+        [Action::Forget]
+    );
+}
+
+#[test]
+fn setup_deadline_comes_from_the_policy() {
+    let t0 = Instant::now();
+    let mut p = policy();
+    assert_eq!(
+        p.setup_timeout,
+        crate::config::master::DEFAULT_SETUP_TIMEOUT
+    );
+    p.setup_timeout = Duration::from_millis(1500);
+    let mut l = Life::new();
+    step(&mut l, Event::Deadline, t0, &p);
+    assert_eq!(l.deadline, Some(at(t0, 1500)));
+}
+
+#[test]
+fn only_a_starting_instance_within_its_deadline_is_settling() {
+    let t0 = Instant::now();
+    for s in ALL_STATES {
+        let mut l = life(s, t0);
+        assert_eq!(l.settling(), s == State::Starting, "{s:?}");
+        l.killed = true;
+        assert!(!l.settling(), "{s:?} killed");
+    }
 }
 
 #[test]
@@ -60,6 +145,24 @@ fn starting_exited_backs_off() {
     assert_eq!(l.state, State::Backoff);
     assert_eq!(l.deadline, Some(at(t0, 1000)));
     assert_eq!(l.failures, 1);
+}
+
+#[test]
+fn starting_exited_after_a_long_setup_is_no_healthy_run() {
+    // A knot that took 20 s to fail its setup never ran its workload: the
+    // back-off grows as for a quick failure, it is not reset.
+    let t0 = Instant::now();
+    let mut l = life(State::Starting, t0);
+    l.failures = 3;
+    step(
+        &mut l,
+        Event::Exited { failure: true },
+        at(t0, 20_000),
+        &policy(),
+    );
+    assert_eq!((l.state, l.failures), (State::Backoff, 4));
+    // 1 s × 2^3 from the start is already past: no earlier than now.
+    assert_eq!(l.deadline, Some(at(t0, 20_000)));
 }
 
 #[test]
@@ -175,11 +278,15 @@ fn stopping_stop_and_ready_are_ignored() {
 fn backoff_deadline_spawns() {
     let t0 = Instant::now();
     let mut l = Life::new();
+    l.killed = true;
     assert_eq!(
         step(&mut l, Event::Deadline, t0, &policy()),
         [Action::Spawn]
     );
     assert_eq!((l.state, l.started), (State::Starting, Some(t0)));
+    // Entering Starting sets the setup deadline and a fresh kill flag.
+    assert_eq!(l.deadline, Some(t0 + policy().setup_timeout));
+    assert!(!l.killed);
 }
 
 #[test]
@@ -230,6 +337,7 @@ fn every_cell_is_total() {
             let expected_nonempty = matches!(
                 (s, ev),
                 (State::Starting | State::Running, Event::Stop)
+                    | (State::Starting, Event::Deadline)
                     | (State::Stopping, Event::Exited { .. })
                     | (State::Stopping, Event::Deadline)
                     | (State::Backoff, Event::Deadline)

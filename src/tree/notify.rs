@@ -1,7 +1,7 @@
 //! sd_notify(3) without libsystemd: datagrams to `$NOTIFY_SOCKET`.
-//! `READY=1` once every instance of the first load has started (or given
-//! up), `RELOADING=1`/`READY=1` around reloads. The pid never changes
-//! across upgrades, so `MAINPID` stays right.
+//! `READY=1` once every instance of the first load has started, given up
+//! or outlived its setup deadline, `RELOADING=1`/`READY=1` around reloads.
+//! The pid never changes across upgrades, so `MAINPID` stays right.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
@@ -31,16 +31,14 @@ impl Notify {
 }
 
 impl super::run::Tree {
-    /// Tell systemd we are ready, once nothing is still starting.
+    /// Tell systemd we are ready, once no instance is settling: each one
+    /// runs, backs off, has failed, or has outlived its setup deadline (a
+    /// knot stuck in setup holds readiness up for setup-timeout at most).
     pub fn notify_ready(&mut self) {
         if self.ready_sent {
             return;
         }
-        let starting = self
-            .instances
-            .values()
-            .any(|i| i.life.state == super::lifecycle::State::Starting);
-        if starting {
+        if self.instances.values().any(|i| i.life.settling()) {
             return;
         }
         self.ready_sent = true;
