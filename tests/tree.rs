@@ -2314,3 +2314,5 @@ fn restart_keeps_the_cgroup_limits_and_a_changed_config_rewrites_them() {
 
 #[path = "tree/injection.rs"]
 mod injection;
+#[path = "tree/faults.rs"]
+mod faults;
