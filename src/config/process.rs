@@ -267,8 +267,16 @@ mod tests {
             ("", "empty", None),
             ("\n  \n", "empty", None),
             ("# all gone\n", "no mapping", None),
-            ("web:\n  image: i\n  config: /c\n  instances: 5", "newline", Some(4)),
-            ("web:\n  image: i\n  config: /c\n  instances: 5\nwor", "newline", Some(5)),
+            (
+                "web:\n  image: i\n  config: /c\n  instances: 5",
+                "newline",
+                Some(4),
+            ),
+            (
+                "web:\n  image: i\n  config: /c\n  instances: 5\nwor",
+                "newline",
+                Some(5),
+            ),
             ("{}", "newline", Some(1)),
         ] {
             let e = parse(text).unwrap_err();

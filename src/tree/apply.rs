@@ -110,9 +110,13 @@ impl Tree {
         for e in &errors {
             log::error!("config: {e}");
         }
-        self.config_errors = errors;
         self.want = want;
         self.specs = specs;
+        if let Some(short) = self.fd_shortfall() {
+            log::error!("{short}");
+            errors.push(short);
+        }
+        self.config_errors = errors;
         self.frozen = frozen;
         // Instances whose config did not change take the freshly resolved
         // spec (same hash, same content; adopted ones had a placeholder).
@@ -301,14 +305,25 @@ impl Tree {
         let Some(i) = self.instances.get_mut(name) else {
             return;
         };
+        // A start that fails here (no fds left, say) is an error shown
+        // on the instance, like any other failed start.
         let (r, w) = match process::pipe() {
             Ok(p) => p,
             Err(e) => {
-                log::error!("{name}: {e}");
+                let why = format!("cannot start: {e}");
+                log::error!("{name}: {why}");
+                i.error = Some(why);
                 self.event(name, Event::Exited { failure: true });
                 return;
             }
         };
+        if let Err(e) = self.poller.add(r.as_fd(), i.token << 1) {
+            let why = format!("cannot start: {e}");
+            log::error!("{name}: {why}");
+            i.error = Some(why);
+            self.event(name, Event::Exited { failure: true });
+            return;
+        }
         let sockets = match self.sockets.for_spec(&i.spec) {
             Ok(s) => s,
             Err(e) => {
@@ -337,9 +352,6 @@ impl Tree {
                 i.pid = Some(pid);
                 i.start_ticks = crate::sys::proc::start_time(pid);
                 i.spawns += 1;
-                if let Err(e) = self.poller.add(r.as_fd(), i.token << 1) {
-                    log::error!("{name}: {e}");
-                }
                 i.ready = Some(r);
                 self.by_pid.insert(pid, name.to_string());
                 self.counters.entry(i.key.clone()).or_default().started += 1;
@@ -349,8 +361,9 @@ impl Tree {
                 self.log_config(name);
             }
             Err(e) => {
+                let _ = self.poller.delete(r.as_fd());
                 log::error!("{name}: cannot start: {e}");
-                i.error = Some(e);
+                i.error = Some(format!("cannot start: {e}"));
                 self.event(name, Event::Exited { failure: true });
             }
         }

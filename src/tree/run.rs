@@ -81,6 +81,9 @@ pub struct Tree {
     pub ready_sent: bool,
     /// cairn-init in a sealed memfd, for the knots to exec.
     pub init: Option<OwnedFd>,
+    /// The most open files we may have (the hard RLIMIT_NOFILE, which our
+    /// soft limit was raised to).
+    pub fd_limit: u64,
     /// Held for the tree's life: the pid file lock.
     pub _lock: std::fs::File,
 }
@@ -147,6 +150,12 @@ impl Tree {
         // Whatever we inherited (from a shell, a hand-off we may fail to
         // read) must not leak into anything we exec (invariant 4).
         process::cloexec_from(3).map_err(|e| e.to_string())?;
+        // Every instance holds a few fds here (its ready pipe, a pidfd, its
+        // sockets) and a start needs a few more; a shell's soft limit of
+        // 1024 ran out at a few hundred instances. The hard limit is what
+        // the host allows us (LimitNOFILE= under systemd).
+        let fd_limit = process::raise_soft_to_hard(process::RLIMIT_NOFILE, "RLIMIT_NOFILE")
+            .map_err(|e| e.to_string())?;
         let handoff = super::handoff::take();
         let lock = match &handoff {
             Some(Ok(h)) => h.lock_file()?,
@@ -235,6 +244,7 @@ impl Tree {
             init: crate::sys::embedded::init_memfd().map_err(|e| {
                 format!("{e} (cairn-init runs from a memfd; a host with vm.memfd_noexec = 2 forbids that)")
             })?,
+            fd_limit,
             _lock: lock,
         };
         match handoff {

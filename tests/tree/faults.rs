@@ -32,13 +32,24 @@ fn a_half_written_process_config_stops_nothing() {
         .find("instances: 10")
         .map(|at| &good[..at + "instances: 1".len()])
         .expect("instances key");
-    for (what, text) in [("emptied", ""), ("cut off", cut), ("comments only", "# wip\n")] {
+    for (what, text) in [
+        ("emptied", ""),
+        ("cut off", cut),
+        ("comments only", "# wip\n"),
+    ] {
         fs::write(&file, text).expect("write");
         let ps = reload_and_wait(&fx);
-        assert_eq!(snapshot(&ps), snapshot(&ps0), "{what}: something stopped or restarted");
+        assert_eq!(
+            snapshot(&ps),
+            snapshot(&ps0),
+            "{what}: something stopped or restarted"
+        );
         assert!(all_running(&ps, &refs(&all)), "{what}: {ps}");
         let errors = ps["config_errors"].to_string();
-        assert!(errors.contains(&fx.set.s("processes/box.yaml")), "{what}: {errors}");
+        assert!(
+            errors.contains(&fx.set.s("processes/box.yaml")),
+            "{what}: {errors}"
+        );
         let check = cairn(&["check", "-c", &fx.master_path()]);
         assert_eq!(check.status.code(), Some(1), "{what}: {}", stderr(&check));
         assert!(
@@ -52,8 +63,93 @@ fn a_half_written_process_config_stops_nothing() {
     fs::write(&file, &good).expect("write");
     let ps = reload_and_wait(&fx);
     assert_eq!(snapshot(&ps), snapshot(&ps0), "something restarted");
-    assert!(ps["config_errors"].as_array().expect("array").is_empty(), "{ps}");
+    assert!(
+        ps["config_errors"].as_array().expect("array").is_empty(),
+        "{ps}"
+    );
     fs::write(&file, "{}\n").expect("write");
     reload_and_wait(&fx);
     fx.wait_ps("every instance stopped", |ps| insts(ps).is_empty());
+}
+
+/// Start the tree with RLIMIT_NOFILE `soft`/`hard`, as a shell with a low
+/// `ulimit -n` would.
+fn start_with_fd_limit(fx: &mut Fx, soft: u64, hard: u64) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(cairn_bin());
+    cmd.args([
+        "tree",
+        "-c",
+        &fx.master_path(),
+        "--log-stderr",
+        "--log-level",
+        "debug",
+    ]);
+    // SAFETY: setrlimit(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    fx.spawn_tree(cmd);
+    fx.tree_pid = Some(fx.tree.as_ref().expect("spawned").id() as i32);
+    fx.wait_ps("the tree's first state.json", |_| true);
+}
+
+/// Started from a shell whose soft limit is low, the tree ran out of fds
+/// and some instances stayed in back-off for good with no error shown. It
+/// raises its soft limit to the hard one, so all start.
+#[test]
+fn a_low_soft_fd_limit_does_not_keep_instances_down() {
+    let mut fx = fixture!();
+    fx.container("web", &sleeper(""));
+    fx.processes(&[("web", 60)]);
+    start_with_fd_limit(&mut fx, 48, 4096);
+    let all = names("web", 60);
+    let ps = fx.wait_ps("all 60 running", |ps| all_running(ps, &refs(&all)));
+    assert!(
+        ps["config_errors"].as_array().expect("array").is_empty(),
+        "{ps}"
+    );
+    let limits = fs::read_to_string(format!("/proc/{}/limits", fx.tree_pid())).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    assert_eq!(
+        line.split_whitespace().skip(3).take(2).collect::<Vec<_>>(),
+        ["4096", "4096"],
+        "{line}"
+    );
+}
+
+/// Where the hard limit itself is too low, the tree says so at the load
+/// (in `config_errors` and the log), and each start that fails for lack of
+/// fds shows why on its instance.
+#[test]
+fn a_hard_fd_limit_too_low_is_reported_on_the_instances() {
+    let mut fx = fixture!();
+    fx.container("web", &sleeper(""));
+    fx.processes(&[("web", 60)]);
+    start_with_fd_limit(&mut fx, 48, 48);
+    let ps = fx.wait_ps("a start failing for lack of fds, with its reason", |ps| {
+        insts(ps).iter().any(|i| {
+            i["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("Too many open files"))
+        })
+    });
+    let errors = ps["config_errors"].to_string();
+    assert!(
+        errors.contains("open files") && errors.contains("48"),
+        "{errors}"
+    );
+    assert!(fx.log().contains("need about"), "{}", fx.log());
 }
