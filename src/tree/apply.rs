@@ -181,8 +181,18 @@ impl Tree {
         else {
             return;
         };
+        self.start_with(name, spec, w.hash, fresh_replacement);
+    }
+
+    fn start_with(
+        &mut self,
+        name: &str,
+        spec: Arc<crate::spec::InstanceSpec>,
+        hash: String,
+        fresh_replacement: bool,
+    ) {
         let token = self.new_token();
-        let mut inst = Instance::new(spec, w.hash, token);
+        let mut inst = Instance::new(spec, hash, token);
         inst.fresh_replacement = fresh_replacement;
         if let Some((rec, error)) = self.died_away.remove(name) {
             // It ran before this tree, and died while no tree watched it.
@@ -387,14 +397,21 @@ impl Tree {
         let pending = self.instances.get_mut(name).and_then(|i| i.pending.take());
         let drop_state =
             pending.is_none() && self.instances.get(name).is_some_and(|i| i.drop_state);
+        let key = self.instances.get(name).map(|i| i.key.clone());
         self.remove(name, drop_state);
-        if let Some((spec, hash)) = pending {
-            self.specs.insert(name.to_string(), spec);
-            if let Some(w) = self.want.get_mut(name) {
-                w.hash = hash;
-            }
-            self.start(name, true);
+        let Some((spec, hash)) = pending else { return };
+        if let Some(w) = self.want.get_mut(name) {
+            w.hash = hash.clone();
+            self.specs.insert(name.to_string(), spec.clone());
+        } else if !key.is_some_and(|k| self.frozen.contains(&k)) {
+            // Removed from the config while it was being replaced.
+            return;
         }
+        // Its replacement starts with the config the rollout began with,
+        // also when that entry's config broke since (frozen): dropping it
+        // would leave it neither running nor listed, and a later good
+        // config would roll the next instance while this one was down.
+        self.start_with(name, spec, hash, true);
     }
 
     /// Take an instance out of the table and clean up after it.

@@ -153,3 +153,81 @@ fn a_hard_fd_limit_too_low_is_reported_on_the_instances() {
     );
     assert!(fx.log().contains("need about"), "{}", fx.log());
 }
+
+/// A container config of `version` whose workload takes `drain` seconds to
+/// stop after TERM.
+fn draining(version: &str, drain: &str) -> String {
+    sh_env(
+        &format!("trap 'sleep {drain}; exit 0' TERM; sleep 1000 & wait"),
+        &[("VERSION", version)],
+        "kill-timeout: 10\n",
+    )
+}
+
+/// Sample `ps` until `done`, failing if two of `names` are ever down at
+/// once; returns the last `ps`.
+fn watch_rollout(fx: &Fx, names: &[String], mut done: impl FnMut(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < WAIT,
+            "rollout did not finish: {}",
+            fx.ps()
+        );
+        let ps = fx.ps();
+        let down: Vec<&String> = names
+            .iter()
+            .filter(|n| state(&ps, n) != Some("running"))
+            .collect();
+        assert!(down.len() <= 1, "{down:?} down at once: {ps}");
+        if done(&ps) {
+            return ps;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A container config that breaks while an instance is being replaced
+/// dropped that instance: once its old workload stopped it was neither
+/// running nor failed, not even listed, and when a good config came back
+/// it was started as if new while the rollout took the next one down too.
+/// Now the replacement starts with the config the rollout began with, and
+/// the good config that follows rolls on one instance at a time.
+#[test]
+fn a_config_broken_mid_rollout_keeps_the_instance_and_one_down_at_most() {
+    let mut fx = fixture!();
+    fx.container("web", &draining("1", "1.5"));
+    fx.processes(&[("web", 3)]);
+    fx.start();
+    let web = names("web", 3);
+    fx.wait_ps("3 running", |ps| all_running(ps, &refs(&web)));
+    // Version 2: the rollout takes web.0 down first; it drains for 1.5 s.
+    fx.container("web", &draining("2", "0.2"));
+    reload_and_wait(&fx);
+    fx.wait_ps("web.0 stopping", |ps| {
+        state(ps, "box/web.0") == Some("stopping")
+    });
+    // Meanwhile the config is rewritten in place and read half-written.
+    fx.container("web", "kind: Daemon\nuser-id: [\n");
+    let ps = reload_and_wait(&fx);
+    assert!(ps["config_errors"].to_string().contains("web.yaml"), "{ps}");
+    // web.0 comes back, with version 2, and stays listed throughout.
+    let ps = fx.wait_ps("web.0 running again", |ps| {
+        assert!(inst(ps, "box/web.0").is_some(), "web.0 is gone: {ps}");
+        all_running(ps, &refs(&web))
+    });
+    let w = pid_of(inst(&ps, "box/web.0").expect("listed"), "workload_pid").expect("pid");
+    let env = fs::read_to_string(format!("/proc/{w}/environ")).expect("environ");
+    assert!(env.contains("VERSION=2"), "{env:?}");
+    // A good version 3 rolls out one instance at a time.
+    fx.container("web", &draining("3", "0.2"));
+    reload_and_wait(&fx);
+    let v3 = |ps: &Value, n: &str| -> bool {
+        pid_of(inst(ps, n).expect("listed"), "workload_pid")
+            .and_then(|w| fs::read_to_string(format!("/proc/{w}/environ")).ok())
+            .is_some_and(|e| e.contains("VERSION=3"))
+    };
+    watch_rollout(&fx, &web, |ps| {
+        all_running(ps, &refs(&web)) && web.iter().all(|n| v3(ps, n))
+    });
+}
