@@ -85,10 +85,30 @@ impl Tree {
         let mut failed: Vec<(ProcKey, u32, String)> = Vec::new();
         for (sandbox, e) in &jobs {
             let key = (sandbox.name.clone(), e.name.clone());
-            match desired::resolve_entry(&configs.master, sandbox, e, &mut loader) {
-                Ok(list) => {
-                    for spec in list {
-                        let hash = spec.hash();
+            // An instance whose config did not change keeps the spec it
+            // has (same hash, same content), and the fresh copy is dropped
+            // at once: holding a second copy of every spec until the end of
+            // the reload left the heap of a 1000-instance tree 1.9 MiB
+            // bigger after its first reload (and upgrade).
+            let mut list: Vec<(Arc<crate::spec::InstanceSpec>, String)> = Vec::new();
+            let instances = &self.instances;
+            let resolved = desired::resolve_entry_each(
+                &configs.master,
+                sandbox,
+                e,
+                &mut loader,
+                &mut |spec| {
+                    let hash = spec.hash();
+                    let spec = match instances.get(&spec.name) {
+                        Some(i) if i.hash == hash && !i.spec.is_placeholder() => i.spec.clone(),
+                        _ => Arc::new(spec),
+                    };
+                    list.push((spec, hash));
+                },
+            );
+            match resolved {
+                Ok(()) => {
+                    for (spec, hash) in list {
                         want.insert(
                             spec.name.clone(),
                             Want {
@@ -96,7 +116,7 @@ impl Tree {
                                 hash,
                             },
                         );
-                        specs.insert(spec.name.clone(), Arc::new(spec));
+                        specs.insert(spec.name.clone(), spec);
                     }
                 }
                 Err(p) => {
@@ -118,8 +138,8 @@ impl Tree {
         }
         self.config_errors = errors;
         self.frozen = frozen;
-        // Instances whose config did not change take the freshly resolved
-        // spec (same hash, same content; adopted ones had a placeholder).
+        // Adopted instances whose config did not change take the real spec
+        // in place of their placeholder (the others kept theirs above).
         for (name, i) in self.instances.iter_mut() {
             if let (Some(w), Some(spec)) = (self.want.get(name), self.specs.get(name))
                 && w.hash == i.hash
