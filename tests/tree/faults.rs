@@ -280,3 +280,120 @@ fn upgrades_do_not_grow_the_tree() {
         "the tree grew from {cold} KiB to {after} KiB"
     );
 }
+
+/// A tmpfs of `size` mounted on `dir` (inside the test's temp dir), taken
+/// away again when dropped.
+struct TinyFs(PathBuf);
+
+impl TinyFs {
+    fn mount(dir: PathBuf, size: &str) -> TinyFs {
+        fs::create_dir_all(&dir).expect("mkdir");
+        let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+        let (src, target, fstype, data) = (
+            c("tmpfs"),
+            c(&dir.display().to_string()),
+            c("tmpfs"),
+            c(&format!("size={size},mode=0755")),
+        );
+        // SAFETY: valid C strings for mount(2).
+        let r = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                data.as_ptr().cast(),
+            )
+        };
+        assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        TinyFs(dir)
+    }
+
+    /// Fill it up with one file (returned, to free the space later).
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = fs::File::create(&path).expect("filler");
+        let chunk = vec![0u8; 16 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.flush();
+        path
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        if let Ok(c) = std::ffi::CString::new(self.0.display().to_string()) {
+            // SAFETY: valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// `state.json` as the tree last wrote it.
+fn state_file(fx: &Fx) -> Value {
+    serde_json::from_slice(&fs::read(fx.set.p("run/state.json")).expect("state.json"))
+        .expect("state.json parses")
+}
+
+/// With the runtime dir full, state.json and metrics.prom could not be
+/// written and stayed stale once space was back, until some later change;
+/// and a workload killed while its instance dir was full was reported with
+/// status -1. Now the write is tried again every second until it works,
+/// and the knot's own exit (the workload's status) stands in for the
+/// record it could not write.
+#[test]
+fn a_full_disk_leaves_no_stale_state_and_no_made_up_status() {
+    let mut fx = fixture!();
+    let run = TinyFs::mount(fx.set.p("run"), "1m");
+    let dirs = TinyFs::mount(fx.set.p("state"), "1m");
+    fx.master(&format!(
+        "config-log-dir: null\nstate-dir: {}\n",
+        fx.set.s("state")
+    ));
+    fx.container("web", &sleeper(""));
+    fx.processes(&[("web", 2)]);
+    fx.start();
+    let ps = fx.wait_ps("2 running", |ps| {
+        all_running(ps, &["box/web.0", "box/web.1"])
+    });
+
+    // 1. The runtime dir fills up; web.0's workload dies and is restarted.
+    let filler = run.fill();
+    let (_, w0) = pids(&ps, "box/web.0");
+    kill(w0, libc::SIGKILL);
+    // (`ps` shows state.json, stale now: the tree's log tells.)
+    wait_for(WAIT, "web.0 restarted", || {
+        (fx.log().matches("box/web.0: started").count() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        inst(&state_file(&fx), "box/web.0").expect("listed")["restarts"],
+        0,
+        "the runtime dir is full: state.json cannot have changed"
+    );
+    fs::remove_file(&filler).expect("free");
+    wait_for(Duration::from_secs(5), "state.json written again", || {
+        let st = state_file(&fx);
+        (inst(&st, "box/web.0")?["restarts"] == 1).then_some(())
+    });
+    assert!(fx.log().contains("trying again"), "{}", fx.log());
+
+    // 2. The instance dirs fill up; web.1's workload dies: the record of
+    // its end cannot be written, its restart cannot start.
+    let ps = fx.ps();
+    let filler = dirs.fill();
+    let (_, w1) = pids(&ps, "box/web.1");
+    kill(w1, libc::SIGKILL);
+    let ps = fx.wait_ps("web.1's death recorded", |ps| {
+        inst(ps, "box/web.1").is_some_and(|i| !i["last_exit"].is_null())
+    });
+    let last = &inst(&ps, "box/web.1").expect("listed")["last_exit"];
+    assert_eq!(last["status"], 137, "{last}");
+    fs::remove_file(&filler).expect("free");
+    fx.wait_ps("web.1 running again", |ps| {
+        state(ps, "box/web.1") == Some("running")
+    });
+    drop(fx);
+    drop((run, dirs));
+}
