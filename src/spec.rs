@@ -402,6 +402,11 @@ impl InstanceSpec {
         })
     }
 
+    /// Whether this is a `placeholder` (no config was resolved for it).
+    pub fn is_placeholder(&self) -> bool {
+        self.executable.is_empty()
+    }
+
     /// A spec that only names an instance: shown as `failed` when its
     /// config cannot be read; never run.
     pub fn placeholder(sandbox: &str, process: &str, index: u32) -> InstanceSpec {

@@ -2312,5 +2312,7 @@ fn restart_keeps_the_cgroup_limits_and_a_changed_config_rewrites_them() {
     assert_eq!(memory_limit(&fx), Some((leaf, 32 << 20)));
 }
 
+#[path = "tree/faults.rs"]
+mod faults;
 #[path = "tree/injection.rs"]
 mod injection;

@@ -86,7 +86,16 @@ impl Processes {
     }
 
     pub fn parse(file: &str, bytes: &[u8]) -> Result<Processes, Problems> {
+        complete(file, bytes)?;
         let ast = yaml::parse(file, bytes, &yaml::TRUSTED)?;
+        if matches!(ast, quire::ast::Ast::Null(..)) {
+            return Err(ConfigError::new(
+                file,
+                "the file holds no mapping (only comments or nothing): it looks like \
+                 it is being written; to run no entries write `{}`",
+            )
+            .into());
+        }
         let root = Value::root(file, &ast);
         let mut p = Problems::new();
         let mut entries = BTreeMap::new();
@@ -111,6 +120,34 @@ impl Processes {
             entries,
         })
     }
+}
+
+/// A process config decides what runs: a file read while a non-atomic
+/// writer (an editor, a config-management tool) is half done would stop
+/// the instances it no longer lists. So a file that is empty, or whose
+/// last line has no newline (`instances: 5` cut from `instances: 50`),
+/// is taken as unfinished and refused; the tree keeps running what it ran
+/// (the sandbox's instances are left as they are) and `cairn check` says
+/// the same. Removing every entry on purpose takes an explicit `{}`.
+/// `cairn switch` installs files atomically and never shows either.
+fn complete(file: &str, bytes: &[u8]) -> Result<(), ConfigError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ConfigError::new(
+            file,
+            "the file is empty: it looks like it is being written; to run no entries write `{}`",
+        ));
+    }
+    if !bytes.ends_with(b"\n") {
+        let line = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+        return Err(ConfigError::new(
+            file,
+            "the last line does not end with a newline: the file looks cut off while being \
+             written; nothing in it is applied (install process configs with `cairn switch`, \
+             or write a new file and rename it into place)",
+        )
+        .at(line));
+    }
+    Ok(())
 }
 
 fn read_entry(file: &str, name: &str, v: &Value, p: &mut Problems) -> Option<ProcessEntry> {
@@ -224,8 +261,29 @@ mod tests {
     }
 
     #[test]
-    fn empty_file_is_no_entries() {
-        assert!(parse("").unwrap().entries.is_empty());
+    fn an_unfinished_file_is_refused_and_an_explicit_empty_mapping_is_no_entries() {
+        assert!(parse("{}\n").unwrap().entries.is_empty());
+        for (text, needle, line) in [
+            ("", "empty", None),
+            ("\n  \n", "empty", None),
+            ("# all gone\n", "no mapping", None),
+            (
+                "web:\n  image: i\n  config: /c\n  instances: 5",
+                "newline",
+                Some(4),
+            ),
+            (
+                "web:\n  image: i\n  config: /c\n  instances: 5\nwor",
+                "newline",
+                Some(5),
+            ),
+            ("{}", "newline", Some(1)),
+        ] {
+            let e = parse(text).unwrap_err();
+            let first = e.iter().next().unwrap();
+            assert!(first.to_string().contains(needle), "{text:?} gave {e}");
+            assert_eq!(first.line, line, "{text:?}");
+        }
     }
 
     #[test]

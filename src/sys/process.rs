@@ -197,6 +197,22 @@ pub fn set_rlimit_soft(resource: Resource, soft: u64, hard: u64) -> Result<()> {
     Ok(())
 }
 
+/// Raise the soft limit of `resource` to its hard limit; returns the new
+/// soft limit.
+pub fn raise_soft_to_hard(resource: Resource, what: &'static str) -> Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if !get_rlimit(resource, &mut lim) {
+        return Err(Error::last("getrlimit", what));
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        set_rlimit_soft(resource, lim.rlim_max, lim.rlim_max)?;
+    }
+    Ok(lim.rlim_max)
+}
+
 pub const RLIMIT_NOFILE: Resource = libc::RLIMIT_NOFILE;
 pub const RLIMIT_AS: Resource = libc::RLIMIT_AS;
 pub const RLIMIT_CPU: Resource = libc::RLIMIT_CPU;

@@ -85,10 +85,30 @@ impl Tree {
         let mut failed: Vec<(ProcKey, u32, String)> = Vec::new();
         for (sandbox, e) in &jobs {
             let key = (sandbox.name.clone(), e.name.clone());
-            match desired::resolve_entry(&configs.master, sandbox, e, &mut loader) {
-                Ok(list) => {
-                    for spec in list {
-                        let hash = spec.hash();
+            // An instance whose config did not change keeps the spec it
+            // has (same hash, same content), and the fresh copy is dropped
+            // at once: holding a second copy of every spec until the end of
+            // the reload left the heap of a 1000-instance tree 1.9 MiB
+            // bigger after its first reload (and upgrade).
+            let mut list: Vec<(Arc<crate::spec::InstanceSpec>, String)> = Vec::new();
+            let instances = &self.instances;
+            let resolved = desired::resolve_entry_each(
+                &configs.master,
+                sandbox,
+                e,
+                &mut loader,
+                &mut |spec| {
+                    let hash = spec.hash();
+                    let spec = match instances.get(&spec.name) {
+                        Some(i) if i.hash == hash && !i.spec.is_placeholder() => i.spec.clone(),
+                        _ => Arc::new(spec),
+                    };
+                    list.push((spec, hash));
+                },
+            );
+            match resolved {
+                Ok(()) => {
+                    for (spec, hash) in list {
                         want.insert(
                             spec.name.clone(),
                             Want {
@@ -96,7 +116,7 @@ impl Tree {
                                 hash,
                             },
                         );
-                        specs.insert(spec.name.clone(), Arc::new(spec));
+                        specs.insert(spec.name.clone(), spec);
                     }
                 }
                 Err(p) => {
@@ -110,12 +130,16 @@ impl Tree {
         for e in &errors {
             log::error!("config: {e}");
         }
-        self.config_errors = errors;
         self.want = want;
         self.specs = specs;
+        if let Some(short) = self.fd_shortfall() {
+            log::error!("{short}");
+            errors.push(short);
+        }
+        self.config_errors = errors;
         self.frozen = frozen;
-        // Instances whose config did not change take the freshly resolved
-        // spec (same hash, same content; adopted ones had a placeholder).
+        // Adopted instances whose config did not change take the real spec
+        // in place of their placeholder (the others kept theirs above).
         for (name, i) in self.instances.iter_mut() {
             if let (Some(w), Some(spec)) = (self.want.get(name), self.specs.get(name))
                 && w.hash == i.hash
@@ -177,8 +201,18 @@ impl Tree {
         else {
             return;
         };
+        self.start_with(name, spec, w.hash, fresh_replacement);
+    }
+
+    fn start_with(
+        &mut self,
+        name: &str,
+        spec: Arc<crate::spec::InstanceSpec>,
+        hash: String,
+        fresh_replacement: bool,
+    ) {
         let token = self.new_token();
-        let mut inst = Instance::new(spec, w.hash, token);
+        let mut inst = Instance::new(spec, hash, token);
         inst.fresh_replacement = fresh_replacement;
         if let Some((rec, error)) = self.died_away.remove(name) {
             // It ran before this tree, and died while no tree watched it.
@@ -301,14 +335,25 @@ impl Tree {
         let Some(i) = self.instances.get_mut(name) else {
             return;
         };
+        // A start that fails here (no fds left, say) is an error shown
+        // on the instance, like any other failed start.
         let (r, w) = match process::pipe() {
             Ok(p) => p,
             Err(e) => {
-                log::error!("{name}: {e}");
+                let why = format!("cannot start: {e}");
+                log::error!("{name}: {why}");
+                i.error = Some(why);
                 self.event(name, Event::Exited { failure: true });
                 return;
             }
         };
+        if let Err(e) = self.poller.add(r.as_fd(), i.token << 1) {
+            let why = format!("cannot start: {e}");
+            log::error!("{name}: {why}");
+            i.error = Some(why);
+            self.event(name, Event::Exited { failure: true });
+            return;
+        }
         let sockets = match self.sockets.for_spec(&i.spec) {
             Ok(s) => s,
             Err(e) => {
@@ -337,9 +382,6 @@ impl Tree {
                 i.pid = Some(pid);
                 i.start_ticks = crate::sys::proc::start_time(pid);
                 i.spawns += 1;
-                if let Err(e) = self.poller.add(r.as_fd(), i.token << 1) {
-                    log::error!("{name}: {e}");
-                }
                 i.ready = Some(r);
                 self.by_pid.insert(pid, name.to_string());
                 self.counters.entry(i.key.clone()).or_default().started += 1;
@@ -349,8 +391,9 @@ impl Tree {
                 self.log_config(name);
             }
             Err(e) => {
+                let _ = self.poller.delete(r.as_fd());
                 log::error!("{name}: cannot start: {e}");
-                i.error = Some(e);
+                i.error = Some(format!("cannot start: {e}"));
                 self.event(name, Event::Exited { failure: true });
             }
         }
@@ -374,14 +417,21 @@ impl Tree {
         let pending = self.instances.get_mut(name).and_then(|i| i.pending.take());
         let drop_state =
             pending.is_none() && self.instances.get(name).is_some_and(|i| i.drop_state);
+        let key = self.instances.get(name).map(|i| i.key.clone());
         self.remove(name, drop_state);
-        if let Some((spec, hash)) = pending {
-            self.specs.insert(name.to_string(), spec);
-            if let Some(w) = self.want.get_mut(name) {
-                w.hash = hash;
-            }
-            self.start(name, true);
+        let Some((spec, hash)) = pending else { return };
+        if let Some(w) = self.want.get_mut(name) {
+            w.hash = hash.clone();
+            self.specs.insert(name.to_string(), spec.clone());
+        } else if !key.is_some_and(|k| self.frozen.contains(&k)) {
+            // Removed from the config while it was being replaced.
+            return;
         }
+        // Its replacement starts with the config the rollout began with,
+        // also when that entry's config broke since (frozen): dropping it
+        // would leave it neither running nor listed, and a later good
+        // config would roll the next instance while this one was down.
+        self.start_with(name, spec, hash, true);
     }
 
     /// Take an instance out of the table and clean up after it.

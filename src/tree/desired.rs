@@ -210,6 +210,22 @@ pub fn resolve_entry(
     entry: &ProcessEntry,
     loader: &mut dyn ContainerLoader,
 ) -> Result<Vec<InstanceSpec>, Problems> {
+    let mut out = Vec::new();
+    resolve_entry_each(master, sandbox, entry, loader, &mut |s| out.push(s))?;
+    Ok(out)
+}
+
+/// Like `resolve_entry`, handing each instance to `each` as it is resolved
+/// (the tree keeps only the specs that changed, so a reload of 1000
+/// unchanged instances never holds a second 1000). On an error, `each` may
+/// have seen some of the entry's instances already.
+pub fn resolve_entry_each(
+    master: &Master,
+    sandbox: &Sandbox,
+    entry: &ProcessEntry,
+    loader: &mut dyn ContainerLoader,
+    each: &mut dyn FnMut(InstanceSpec),
+) -> Result<(), Problems> {
     let problems = validate::entry(&entry.file, sandbox, entry);
     if !problems.is_empty() {
         return Err(problems);
@@ -220,8 +236,10 @@ pub fn resolve_entry(
     } else {
         vec![Which::Command(0)]
     };
-    whiches
-        .into_iter()
-        .map(|w| InstanceSpec::resolve(master, sandbox, entry, &cfg, &file, w))
-        .collect()
+    for w in whiches {
+        each(InstanceSpec::resolve(
+            master, sandbox, entry, &cfg, &file, w,
+        )?);
+    }
+    Ok(())
 }

@@ -55,6 +55,16 @@ impl Tree {
                     if let Some(r) = i.ready.take() {
                         let _ = self.poller.delete(r.as_fd());
                     }
+                    // Unless the record could not be written (a full
+                    // disk): then the knot's own exit, which is the
+                    // workload's status, is the news. Wait for it.
+                    let recorded = std::fs::read(i.spec.host.state_dir.join("exit-status"))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<ExitRecord>(&b).ok())
+                        .is_some();
+                    if !recorded {
+                        return;
+                    }
                     if let Some(pid) = i.pid {
                         self.by_pid.remove(&pid);
                         self.retiring.insert(pid);

@@ -6,6 +6,7 @@ pub mod events;
 pub mod handoff;
 pub mod instance;
 pub mod lifecycle;
+pub mod limits;
 pub mod notify;
 pub mod parse;
 pub mod plan;

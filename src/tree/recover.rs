@@ -164,7 +164,11 @@ impl Tree {
             }
         }
         for (name, f) in found {
-            self.adopt(&name, f);
+            // Already known (restored from a hand-off that was torn after
+            // it): never twice.
+            if !self.instances.contains_key(&name) {
+                self.adopt(&name, f);
+            }
         }
     }
 

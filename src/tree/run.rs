@@ -20,9 +20,9 @@ use crate::sys::fs as sfs;
 use crate::sys::{process, signal};
 
 use super::instance::Instance;
-use super::lifecycle::{Event, State};
+use super::lifecycle::Event;
 use super::plan::{ProcKey, Want};
-use super::state::{Counters, Snapshot, TreeInfo, rfc3339};
+use super::state::Counters;
 
 /// Command-line options of `cairn tree`.
 pub struct Options {
@@ -69,6 +69,8 @@ pub struct Tree {
     /// last wrote state.json (see `state::flush_due`).
     pub dirty_since: Option<Instant>,
     pub last_flush: Option<Instant>,
+    /// The last write of state.json or metrics.prom failed (retried).
+    pub flush_failing: bool,
     pub replan: bool,
     pub sockets: super::sockets::Sockets,
     /// The binary to exec for upgrades (its installed path) and our argv.
@@ -81,6 +83,9 @@ pub struct Tree {
     pub ready_sent: bool,
     /// cairn-init in a sealed memfd, for the knots to exec.
     pub init: Option<OwnedFd>,
+    /// The most open files we may have (the hard RLIMIT_NOFILE, which our
+    /// soft limit was raised to).
+    pub fd_limit: u64,
     /// Held for the tree's life: the pid file lock.
     pub _lock: std::fs::File,
 }
@@ -147,6 +152,12 @@ impl Tree {
         // Whatever we inherited (from a shell, a hand-off we may fail to
         // read) must not leak into anything we exec (invariant 4).
         process::cloexec_from(3).map_err(|e| e.to_string())?;
+        // Every instance holds a few fds here (its ready pipe, a pidfd, its
+        // sockets) and a start needs a few more; a shell's soft limit of
+        // 1024 ran out at a few hundred instances. The hard limit is what
+        // the host allows us (LimitNOFILE= under systemd).
+        let fd_limit = process::raise_soft_to_hard(process::RLIMIT_NOFILE, "RLIMIT_NOFILE")
+            .map_err(|e| e.to_string())?;
         let handoff = super::handoff::take();
         let lock = match &handoff {
             Some(Ok(h)) => h.lock_file()?,
@@ -222,6 +233,7 @@ impl Tree {
             dirty: true,
             dirty_since: None,
             last_flush: None,
+            flush_failing: false,
             replan: false,
             sockets: Default::default(),
             exe,
@@ -235,6 +247,7 @@ impl Tree {
             init: crate::sys::embedded::init_memfd().map_err(|e| {
                 format!("{e} (cairn-init runs from a memfd; a host with vm.memfd_noexec = 2 forbids that)")
             })?,
+            fd_limit,
             _lock: lock,
         };
         match handoff {
@@ -309,13 +322,19 @@ impl Tree {
             if ready.is_empty() {
                 let now = Instant::now();
                 let mut flush_at = None;
-                if self.dirty {
+                // Twice: a write that failed leaves the state dirty, to be
+                // tried again later.
+                for _ in 0..2 {
+                    if !self.dirty {
+                        break;
+                    }
                     let since = *self.dirty_since.get_or_insert(now);
-                    let due = super::state::flush_due(since, self.last_flush);
+                    let due = super::state::flush_due(since, self.last_flush, self.flush_failing);
                     if now >= due {
                         self.flush();
                     } else {
                         flush_at = Some(due);
+                        break;
                     }
                 }
                 let timeout = self
@@ -444,49 +463,5 @@ impl Tree {
         }
         log::info!("all instances stopped; exiting");
         0
-    }
-
-    /// Write state.json and metrics.prom if anything changed.
-    pub fn flush(&mut self) {
-        if !self.dirty {
-            return;
-        }
-        self.dirty = false;
-        let now = Instant::now();
-        self.dirty_since = None;
-        self.last_flush = Some(now);
-        let wall = SystemTime::now();
-        let snap = Snapshot {
-            tree: TreeInfo {
-                pid: process::getpid(),
-                version: crate::cli::version().to_string(),
-                started: rfc3339(self.started),
-                upgrades: self.upgrades,
-                reloads: self.reloads,
-                last_upgrade_ms: self.last_upgrade_ms,
-                config: self.master_path.display().to_string(),
-            },
-            instances: self.instances.values().map(|i| i.info(now, wall)).collect(),
-            config_errors: self.config_errors.clone(),
-            cgroups: self.cgroups.clone(),
-        };
-        let write = sfs::write_atomic_with(&self.master.state_file(), false, |w| {
-            serde_json::to_writer(w, &snap).map_err(std::io::Error::other)
-        });
-        if let Err(e) = write {
-            log::error!("{}: {e}", self.master.state_file().display());
-        }
-        let mut running: BTreeMap<ProcKey, u64> = BTreeMap::new();
-        for i in self.instances.values() {
-            let r = running.entry(i.key.clone()).or_default();
-            if i.life.state == State::Running {
-                *r += 1;
-            }
-        }
-        self.notify_ready();
-        let text = super::state::metrics(&self.counters, &running, self.unknown_children);
-        if let Err(e) = sfs::write_atomic(&self.master.metrics_file(), text.as_bytes(), false) {
-            log::error!("{}: {e}", self.master.metrics_file().display());
-        }
     }
 }

@@ -10,6 +10,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::sys::cgroup::Cgroups;
+use crate::sys::fs as sfs;
+use crate::sys::process;
+
+use super::lifecycle::State;
+use super::plan::ProcKey;
+use super::run::Tree;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -205,13 +211,82 @@ pub const FLUSH_BATCH: Duration = Duration::from_millis(5);
 /// start of 1000 instances: about 25 writes of the whole state, not 200).
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
+/// After a failed write, the next try.
+pub const FLUSH_RETRY: Duration = Duration::from_secs(1);
+
 /// When state.json is written, given when the tree first went idle with
-/// changes and when it last wrote it.
-pub fn flush_due(dirty_since: Instant, last_flush: Option<Instant>) -> Instant {
+/// changes, when it last wrote it, and whether that write failed.
+pub fn flush_due(dirty_since: Instant, last_flush: Option<Instant>, failing: bool) -> Instant {
     let batched = dirty_since + FLUSH_BATCH;
+    let gap = if failing { FLUSH_RETRY } else { FLUSH_INTERVAL };
     match last_flush {
-        Some(last) => batched.max(last + FLUSH_INTERVAL),
+        Some(last) => batched.max(last + gap),
         None => batched,
+    }
+}
+
+impl Tree {
+    /// Write state.json and metrics.prom if anything changed. A write that
+    /// fails (a full disk) leaves the state dirty and is tried again every
+    /// `FLUSH_RETRY` until it works: a stale file would show a dead tree's
+    /// pid, or instances that are gone, until some later change.
+    pub fn flush(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let now = Instant::now();
+        self.dirty_since = None;
+        self.last_flush = Some(now);
+        let wall = SystemTime::now();
+        let snap = Snapshot {
+            tree: TreeInfo {
+                pid: process::getpid(),
+                version: crate::cli::version().to_string(),
+                started: rfc3339(self.started),
+                upgrades: self.upgrades,
+                reloads: self.reloads,
+                last_upgrade_ms: self.last_upgrade_ms,
+                config: self.master_path.display().to_string(),
+            },
+            instances: self.instances.values().map(|i| i.info(now, wall)).collect(),
+            config_errors: self.config_errors.clone(),
+            cgroups: self.cgroups.clone(),
+        };
+        let mut failed = Vec::new();
+        let write = sfs::write_atomic_with(&self.master.state_file(), false, |w| {
+            serde_json::to_writer(w, &snap).map_err(std::io::Error::other)
+        });
+        if let Err(e) = write {
+            failed.push(format!("{}: {e}", self.master.state_file().display()));
+        }
+        let mut running: BTreeMap<ProcKey, u64> = BTreeMap::new();
+        for i in self.instances.values() {
+            let r = running.entry(i.key.clone()).or_default();
+            if i.life.state == State::Running {
+                *r += 1;
+            }
+        }
+        self.notify_ready();
+        let text = metrics(&self.counters, &running, self.unknown_children);
+        if let Err(e) = sfs::write_atomic(&self.master.metrics_file(), text.as_bytes(), false) {
+            failed.push(format!("{}: {e}", self.master.metrics_file().display()));
+        }
+        if failed.is_empty() {
+            if self.flush_failing {
+                log::warn!("state.json and metrics.prom are written again");
+            }
+            self.flush_failing = false;
+            return;
+        }
+        // Logged once per outage, not at every retry.
+        if !self.flush_failing {
+            for f in &failed {
+                log::error!("{f}; trying again every {} s", FLUSH_RETRY.as_secs());
+            }
+        }
+        self.flush_failing = true;
+        self.dirty = true;
     }
 }
 
@@ -259,16 +334,18 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         // The first change: written after the batch window.
-        assert_eq!(flush_due(t0, None), t0 + FLUSH_BATCH);
+        assert_eq!(flush_due(t0, None, false), t0 + FLUSH_BATCH);
         // After a quiet period: the same.
         assert_eq!(
-            flush_due(t0 + ms(1000), Some(t0)),
+            flush_due(t0 + ms(1000), Some(t0), false),
             t0 + ms(1000) + FLUSH_BATCH
         );
         // Changes right after a write wait for the interval.
-        assert_eq!(flush_due(t0 + ms(1), Some(t0)), t0 + FLUSH_INTERVAL);
+        assert_eq!(flush_due(t0 + ms(1), Some(t0), false), t0 + FLUSH_INTERVAL);
+        // After a failed write: the next try a second later, not at once.
+        assert_eq!(flush_due(t0 + ms(1), Some(t0), true), t0 + FLUSH_RETRY);
         assert_eq!(
-            flush_due(t0 + FLUSH_INTERVAL, Some(t0)),
+            flush_due(t0 + FLUSH_INTERVAL, Some(t0), false),
             t0 + FLUSH_INTERVAL + FLUSH_BATCH
         );
     }
