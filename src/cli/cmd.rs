@@ -20,7 +20,7 @@ use crate::spec::{InstanceSpec, Which};
 use crate::sys::cgroup;
 use crate::sys::process::{self, Exit};
 use crate::sys::signal;
-use crate::tree::desired;
+use crate::tree::{desired, hostdirs};
 
 pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8 {
     match prepare(master_path, sandbox, name, args) {
@@ -51,6 +51,10 @@ fn prepare(
     args: &[String],
 ) -> Result<(InstanceSpec, Context), String> {
     let master = Master::load(master_path).map_err(|p| p.to_string())?;
+    // The knot creates the instance's state dir as root: refuse dirs
+    // anyone else could redirect, before anything starts, and make the
+    // state and mount dirs, root's alone.
+    hostdirs::prepare_command(&master)?;
     if !crate::config::is_safe_name(sandbox) {
         return Err(format!("{sandbox:?} is not a sandbox name"));
     }

@@ -99,11 +99,17 @@ impl Tree {
         if let Some(r) = i.ready.take() {
             let _ = self.poller.delete(r.as_fd());
         }
+        // Believed only if root alone could have written them.
         let dir = &i.spec.host.state_dir;
-        let record: Option<ExitRecord> = std::fs::read(dir.join("exit-status"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let error = std::fs::read_to_string(dir.join("error")).ok();
+        let dir = if dir.as_os_str().is_empty() {
+            None
+        } else {
+            super::hostdirs::instance_at(dir)
+        };
+        let (record, error): (Option<ExitRecord>, Option<String>) = match dir {
+            Some(dir) => super::hostdirs::exit_record(&dir),
+            None => (None, None),
+        };
         let (status, signal, oom) = match record {
             Some(r) => (r.status, r.signal, r.oom_killed),
             None => match exit {
