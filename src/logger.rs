@@ -23,15 +23,9 @@ struct Logger {
 static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 static LOGGER: std::sync::OnceLock<&'static Logger> = std::sync::OnceLock::new();
 
+/// Root's alone, never through a symlink (sys::hostfs).
 fn open(p: &Path) -> Result<std::fs::File, String> {
-    if let Some(dir) = p.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(p)
-        .map_err(|e| format!("{}: {e}", p.display()))
+    crate::sys::hostfs::open_log(p).map_err(|e| e.to_string())
 }
 
 /// Reopen the log file (after logrotate moved it away); on SIGHUP.

@@ -13,6 +13,7 @@ use crate::config::sandbox::Sandbox;
 use crate::config::validate;
 use crate::image;
 use crate::tree::desired::{self, Selection};
+use crate::tree::hostdirs;
 use crate::tree::parse;
 
 /// Check every sandbox (or one, with another process config).
@@ -21,6 +22,23 @@ pub fn all(master_path: &Path, sandbox: Option<&str>, alternate: Option<&Path>) 
         Ok(m) => m,
         Err(p) => return report(&p),
     };
+    // The dirs the tree writes into: it would refuse to start with an
+    // existing one that is not root's alone, so as root (on the host that
+    // runs the tree) that is an error here too; a missing one is fine (the
+    // tree creates it). Run as a user, check is a lint of configs made
+    // elsewhere and says it as a warning.
+    let mut problems = Problems::new();
+    let as_root = nix::unistd::geteuid().is_root();
+    for p in hostdirs::problems(&master, hostdirs::Scope::Tree) {
+        if p.permission {
+            eprintln!("warning: cannot check {}", p.line(&master));
+        } else if !as_root {
+            eprintln!("warning: {}", p.line(&master));
+        } else {
+            problems
+                .push(ConfigError::new(master.path.display().to_string(), p.message).key(p.key));
+        }
+    }
     let configs = desired::load_configs(
         master,
         &Selection {
@@ -31,7 +49,6 @@ pub fn all(master_path: &Path, sandbox: Option<&str>, alternate: Option<&Path>) 
     for w in &configs.warnings {
         eprintln!("warning: {}", crate::text::escape(&w.to_string()));
     }
-    let mut problems = Problems::new();
     for p in configs.problems.values() {
         problems.extend(p.clone());
     }

@@ -21,7 +21,7 @@ use crate::spec::{InstanceSpec, Which};
 use crate::sys::cgroup;
 use crate::sys::process::{self, Exit};
 use crate::sys::signal;
-use crate::tree::desired;
+use crate::tree::{desired, hostdirs};
 
 pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8 {
     match prepare(master_path, sandbox, name, args) {
@@ -55,6 +55,10 @@ fn prepare(
     args: &[String],
 ) -> Result<(InstanceSpec, Context), Vec<String>> {
     let master = Master::load(master_path).map_err(lines)?;
+    // The knot creates the instance's state dir as root: refuse dirs
+    // anyone else could redirect, before anything starts, and make the
+    // state and mount dirs, root's alone.
+    hostdirs::prepare_command(&master).map_err(|e| vec![e])?;
     if !crate::config::is_safe_name(sandbox) {
         return Err(vec![format!("{sandbox:?} is not a sandbox name")]);
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::config::master::Master;
 use crate::sys::fs as sfs;
 use crate::sys::process;
+use crate::tree::hostdirs;
 
 /// The pid of the tree running with `master`'s runtime dir, as seen from
 /// here: the holder of the pid file's lock (the kernel translates it into
@@ -32,6 +33,14 @@ pub fn send(master_path: &Path, sig: i32, what: &str) -> u8 {
             return 1;
         }
     };
+    // The new image refuses dirs that are not root's alone and would
+    // exit, leaving every workload unsupervised: say so before the exec.
+    if sig == libc::SIGQUIT
+        && let Err(e) = hostdirs::refuse_unsafe(&master, hostdirs::Scope::Tree)
+    {
+        eprintln!("cairn: {e}\ncairn: {what} not requested");
+        return 1;
+    }
     match running_tree(&master).and_then(|pid| {
         process::kill(pid, sig).map_err(|e| e.to_string())?;
         Ok(pid)

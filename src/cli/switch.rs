@@ -49,7 +49,11 @@ pub fn run(master_path: &Path, sandbox: &str, file: &Path) -> u8 {
         return 1;
     }
     if let Some(dir) = target.parent()
-        && let Err(e) = std::fs::create_dir_all(dir)
+        && let Err(e) = std::os::unix::fs::DirBuilderExt::mode(
+            std::fs::DirBuilder::new().recursive(true),
+            0o755,
+        )
+        .create(dir)
     {
         eprintln!("{}: {e}", path(dir));
         return 1;

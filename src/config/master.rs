@@ -172,6 +172,26 @@ impl Master {
     pub fn metrics_file(&self) -> PathBuf {
         self.runtime_dir.join("metrics.prom")
     }
+
+    /// The dirs cairn writes into as root, with the key that sets each
+    /// (the dir of `log-file` for that key). Each must be root's alone
+    /// (docs/operations.md, "Files").
+    pub fn own_dirs(&self) -> Vec<(&'static str, &Path)> {
+        let mut v: Vec<(&'static str, &Path)> = vec![
+            ("runtime-dir", &self.runtime_dir),
+            ("state-dir", &self.state_dir),
+            ("mount-dir", &self.mount_dir),
+            ("default-log-dir", &self.default_log_dir),
+            ("stdio-log-dir", &self.stdio_log_dir),
+        ];
+        if let Some(d) = &self.config_log_dir {
+            v.push(("config-log-dir", d));
+        }
+        if let Some(d) = self.log_file.parent() {
+            v.push(("log-file", d));
+        }
+        v
+    }
 }
 
 /// A cgroup name: relative path components of `[A-Za-z0-9._-]`, no `..`.

@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::image;
 use crate::spec::{EtcFile, InstanceSpec, MountKind};
 use crate::sys::fs::{self as sfs, Resolve};
+use crate::sys::hostfs;
 use crate::sys::mount::{self, Attrs, Recursive};
 
 use super::etc;
@@ -104,20 +105,13 @@ pub fn build(spec: &InstanceSpec, inst: &OwnedFd, state: &OwnedFd) -> Result<Bui
     Ok(Built { stdio })
 }
 
+/// The sandbox's stdio log on the host, opened for appending by root:
+/// its dir checked and created as cairn's own, the file never reached
+/// through a symlink, created root:root 0640 (sys::hostfs).
 fn open_log(p: &Path) -> Result<OwnedFd> {
-    if let Some(parent) = p.parent() {
-        ctx(std::fs::create_dir_all(parent), || {
-            format!("create {}", parent.display())
-        })?;
-    }
-    let f = ctx(
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(p),
-        || format!("open stdio log {}", p.display()),
-    )?;
-    Ok(OwnedFd::from(f))
+    hostfs::open_log(p)
+        .map(OwnedFd::from)
+        .map_err(|e| format!("stdio log: {e}"))
 }
 
 /// A minimal `/dev` on a fresh tmpfs (or the master's devfs-dir, bound
@@ -157,7 +151,7 @@ fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
-        // The knot runs with umask 0, so the mode is exactly this.
+        // Exactly this mode, whatever the umask (mknod_char sets it).
         e(mount::mknod_char(d, name, 0o666, major, minor))?;
     }
     e(mount::mkdir_at(d, "pts", 0o755))?;

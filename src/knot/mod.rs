@@ -24,11 +24,15 @@ use serde::{Deserialize, Serialize};
 use crate::spec::InstanceSpec;
 use crate::sys::cgroup::{Cgroups, Limits};
 use crate::sys::fs as sfs;
+use crate::sys::hostfs;
 use crate::sys::process::{self, Exit};
 use crate::sys::signal;
 
+/// The umask the knot works with.
+const KNOT_UMASK: u32 = 0o022;
+
 /// The umask the knot was started with, for the workload (the knot itself
-/// works with 0).
+/// works with `KNOT_UMASK`).
 pub(crate) static WORKLOAD_UMASK: std::sync::atomic::AtomicU32 =
     std::sync::atomic::AtomicU32::new(0o022);
 
@@ -139,9 +143,14 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
             return SETUP_FAILED;
         }
     }
-    // Modes we create are the modes we state (mknod, mkdir); the
-    // workload gets the caller's umask back.
-    WORKLOAD_UMASK.store(process::set_umask(0), std::sync::atomic::Ordering::Relaxed);
+    // Nothing we create is writable by group or others unless we say so
+    // (a missed mode must not give a local user a root-written file);
+    // where a mode matters it is set exactly (sys::hostfs, mknod, mkdir).
+    // The workload gets the caller's umask back.
+    WORKLOAD_UMASK.store(
+        process::set_umask(KNOT_UMASK),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let mut keep: Vec<RawFd> = ctx.sockets.iter().map(|(_, fd)| *fd).collect();
     keep.extend(ctx.ready);
     keep.extend(ctx.init_fd);
@@ -172,10 +181,19 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
 type InstanceDir = (OwnedFd, OwnedFd, i32, u64);
 
 fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<InstanceDir, String> {
-    let dir = &spec.host.state_dir;
-    std::fs::create_dir_all(dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
+    // STATE-DIR/SANDBOX/INSTANCE: the state dir is checked from `/` down;
+    // the sandbox and instance steps are ours, never symlinks, root's
+    // alone, created 0755 and 0700 (sys::hostfs).
+    let dir = hostfs::HostDir::open_below(&spec.host.state_dir, 2, Some(hostfs::PRIVATE_DIR_MODE))
+        .map_err(|e| format!("instance dir: {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "instance dir {}: not created",
+                spec.host.state_dir.display()
+            )
+        })?;
     let inst = sfs::openat2(
-        sfs::open_dir(dir).map_err(|e| e.to_string())?.as_fd(),
+        dir.fd(),
         ".",
         libc::O_DIRECTORY | libc::O_RDONLY,
         0,
@@ -187,7 +205,11 @@ fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<InstanceDir, Strin
             let _ = nix::unistd::unlinkat(&inst, f, nix::unistd::UnlinkatFlags::NoRemoveDir);
         }
     }
-    let (state, _) = sfs::mkdir_beneath(inst.as_fd(), "state", 0o755).map_err(|e| e.to_string())?;
+    // `state/` is the workload's `!Statedir` (owner and mode from the
+    // container config): a real dir, no symlink; the 0700 instance dir
+    // keeps host users out of it.
+    let (state, _) = sfs::mkdir_beneath(inst.as_fd(), "state", hostfs::DIR_MODE)
+        .map_err(|e| format!("{}/state: {e}", dir.path().display()))?;
     // Who we are on the host: /proc is still the parent's mount here, so
     // /proc/self is our host pid. A restarted tree adopts us by this file.
     let (mut host_pid, mut ticks) = (0, 0);

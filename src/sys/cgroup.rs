@@ -194,6 +194,18 @@ pub fn detect_host(root: &str, wanted: &[String]) -> Result<Cgroups, Error> {
     Ok(detect(root, wanted, &mounts, &parse_cgroup(&cg), &v2_ctl))
 }
 
+/// mkdir(2) of a cgroup (and its parents with `recursive`), mode 0755:
+/// only root may create cgroups in ours or move processes into them.
+/// (cgroupfs takes the mode less the umask; the knot, which creates them,
+/// works with 022.)
+fn mkdir(dir: &Path, recursive: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(recursive)
+        .mode(0o755)
+        .create(dir)
+}
+
 fn write(path: &Path, value: &str) -> Result<(), Error> {
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -255,11 +267,11 @@ impl Cgroups {
             if h.v2 {
                 self.enable_v2(h)?;
             }
-            match fs::create_dir(&dir) {
+            match mkdir(&dir, false) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    fs::create_dir_all(&dir).map_err(|e| Error::new("mkdir", dir.display(), e))?;
+                    mkdir(&dir, true).map_err(|e| Error::new("mkdir", dir.display(), e))?;
                 }
                 Err(e) => return Err(Error::new("mkdir", dir.display(), e)),
             }
@@ -275,8 +287,7 @@ impl Cgroups {
         }
         let root_dir = h.dir(&self.root, None);
         if !root_dir.exists() {
-            fs::create_dir_all(&root_dir)
-                .map_err(|e| Error::new("mkdir", root_dir.display(), e))?;
+            mkdir(&root_dir, true).map_err(|e| Error::new("mkdir", root_dir.display(), e))?;
         }
         let ctl = root_dir.join("cgroup.subtree_control");
         let current = read_text(&ctl).unwrap_or_default();

@@ -325,41 +325,79 @@ pub fn try_lock(fd: BorrowedFd<'_>) -> Result<bool> {
     Err(Error::new("flock", "", e))
 }
 
-/// Write `content` to `path` atomically: a temp file in the same dir,
-/// fsync'd, then rename(2) over the target.
-/// With `sync`, the data is on disk before the rename.
+/// Write `content` to `path` atomically (see `write_atomic_at`), mode
+/// 0644. The dir is the operator's (e.g. the processes dir of `cairn
+/// switch`), opened by its path.
 pub fn write_atomic(path: &std::path::Path, content: &[u8], sync: bool) -> std::io::Result<()> {
     use std::io::Write;
-    write_atomic_with(path, sync, |w| w.write_all(content))
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
+    let fd = open_dir(dir).map_err(|e| e.source)?;
+    write_atomic_at(fd.as_fd(), name, 0o644, sync, |w| w.write_all(content))
 }
 
-/// Like `write_atomic`, with the content produced by `fill` into a
-/// buffered writer (no copy of the whole content in memory).
-pub fn write_atomic_with(
-    path: &std::path::Path,
+/// Replace `name` in `dir` atomically: a temp file created exclusively
+/// next to it (`O_EXCL | O_NOFOLLOW`: nothing planted at the temp name is
+/// followed or reused) with exactly `mode` (whatever the umask), filled by
+/// `fill` through a buffered writer, fsync'd with `sync`, then renamed
+/// over `name` (rename(2) replaces a symlink there, never follows it).
+pub fn write_atomic_at(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    mode: u32,
     sync: bool,
     fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let tmp = format!(".{name}.tmp.{}", std::process::id());
+    let (c_tmp, c_name) = (
+        cstr(&tmp).map_err(|e| e.source)?,
+        cstr(name).map_err(|e| e.source)?,
+    );
+    // A temp file of ours left by a crash (same pid after a reboot): gone.
+    // SAFETY: valid fd and C string.
+    unsafe { libc::unlinkat(dir.as_raw_fd(), c_tmp.as_ptr(), 0) };
+    let fd = openat2(
+        dir,
+        &tmp,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        mode,
+        Resolve::BeneathNoSymlinks,
+    )
+    .map_err(|e| e.source)?;
     let result = (|| {
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
+        // SAFETY: plain fchmod(2) on the fd we just created.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), mode) } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::from(fd));
         fill(&mut w)?;
         w.flush()?;
         if sync {
             w.get_ref().sync_data()?;
         }
+        // SAFETY: valid fd and C strings; both names are in `dir`.
+        let ret = unsafe {
+            libc::renameat(
+                dir.as_raw_fd(),
+                c_tmp.as_ptr(),
+                dir.as_raw_fd(),
+                c_name.as_ptr(),
+            )
+        };
+        if ret == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
         Ok(())
     })();
-    match result.and_then(|()| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+    if result.is_err() {
+        // SAFETY: as above; the temp file is ours.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), c_tmp.as_ptr(), 0) };
     }
+    result
 }
 
 /// Own an fd number handed to us across exec (the upgrade hand-off), after

@@ -8,6 +8,7 @@ pub mod crash;
 pub mod embedded;
 pub mod event;
 pub mod fs;
+pub mod hostfs;
 pub mod idmap;
 pub mod keyring;
 pub mod mount;

@@ -229,10 +229,11 @@ pub fn mknod_char(
     // SAFETY: valid fd and C string.
     let ret = unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), libc::S_IFCHR | mode, dev) };
     check(ret, "mknod", name)?;
-    Ok(())
+    // Whatever bits the umask took away: the mode is the one we state.
+    chmod_at(dir, name, mode)
 }
 
-/// mkdirat(2).
+/// mkdirat(2), then exactly `mode`.
 pub fn mkdir_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<()> {
     let c = cstr(name)?;
     // SAFETY: valid fd and C string.
@@ -241,7 +242,8 @@ pub fn mkdir_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<()> {
         "mkdir",
         name,
     )?;
-    Ok(())
+    // As in mknod_char: exactly `mode` (the sticky bit of /dev/shm too).
+    chmod_at(dir, name, mode)
 }
 
 /// symlinkat(2).

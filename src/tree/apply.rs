@@ -475,17 +475,11 @@ impl Tree {
             return;
         };
         if file.is_none() {
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            match std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&*path)
-            {
+            // Root's alone, never through a symlink (sys::hostfs).
+            match crate::sys::hostfs::open_log(path) {
                 Ok(f) => *file = Some(f),
                 Err(e) => {
-                    log::warn!("sandbox log {}: {e}", path.display());
+                    log::warn!("sandbox log: {e}");
                     return;
                 }
             }
@@ -523,17 +517,15 @@ impl Tree {
             crate::text::json(&spec)
         );
         let path = dir.join(format!("{}.log", i.spec.sandbox));
-        let write = || -> std::io::Result<()> {
+        let write = || -> Result<(), String> {
             use std::io::Write;
-            std::fs::create_dir_all(&dir)?;
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&path)?
+            crate::sys::hostfs::open_log(&path)
+                .map_err(|e| e.to_string())?
                 .write_all(line.as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))
         };
         if let Err(e) = write() {
-            log::warn!("config log {}: {e}", path.display());
+            log::warn!("config log: {e}");
         }
         self.logged_hash.insert(name.to_string(), i.hash.clone());
     }

@@ -58,10 +58,10 @@ impl Tree {
                     // Unless the record could not be written (a full
                     // disk): then the knot's own exit, which is the
                     // workload's status, is the news. Wait for it.
-                    let recorded = std::fs::read(i.spec.host.state_dir.join("exit-status"))
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<ExitRecord>(&b).ok())
-                        .is_some();
+                    let dir = &i.spec.host.state_dir;
+                    let recorded = !dir.as_os_str().is_empty()
+                        && super::hostdirs::instance_at(dir)
+                            .is_some_and(|d| super::hostdirs::exit_record(&d).0.is_some());
                     if !recorded {
                         return;
                     }
@@ -109,6 +109,7 @@ impl Tree {
         if let Some(r) = i.ready.take() {
             let _ = self.poller.delete(r.as_fd());
         }
+        // Believed only if root alone could have written them.
         let dir = &i.spec.host.state_dir;
         let (record, error): (Option<ExitRecord>, Option<String>) =
             if i.life.state == State::Starting && i.life.killed {
@@ -116,13 +117,13 @@ impl Tree {
                 // what an earlier run left in its dir: the tree has the
                 // reason, the wait status the rest.
                 (None, i.error.clone())
+            } else if dir.as_os_str().is_empty() {
+                (None, None)
             } else {
-                (
-                    std::fs::read(dir.join("exit-status"))
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok()),
-                    std::fs::read_to_string(dir.join("error")).ok(),
-                )
+                match super::hostdirs::instance_at(dir) {
+                    Some(dir) => super::hostdirs::exit_record(&dir),
+                    None => (None, None),
+                }
             };
         let (status, signal, oom) = match record {
             Some(r) => (r.status, r.signal, r.oom_killed),

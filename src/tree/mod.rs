@@ -4,6 +4,7 @@ pub mod apply;
 pub mod desired;
 pub mod events;
 pub mod handoff;
+pub mod hostdirs;
 pub mod instance;
 pub mod lifecycle;
 pub mod limits;

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::spec::InstanceSpec;
+use crate::sys::hostfs::HostDir;
 use crate::sys::{pidfd, proc};
 
+use super::hostdirs;
 use super::instance::Instance;
 use super::lifecycle::Life;
 use super::run::Tree;
@@ -29,8 +31,11 @@ struct Found {
     sockets: Vec<(i32, IpAddr, u16, Option<String>)>,
 }
 
-fn read_knot_file(path: &std::path::Path) -> Option<Found> {
-    let text = std::fs::read_to_string(path).ok()?;
+/// The `knot` file of an instance dir, if root alone could have written
+/// it (`hostdirs::record`): a forged one must never make us adopt, and
+/// later kill, a process that is not a knot.
+fn read_knot_file(dir: &HostDir) -> Option<Found> {
+    let text = String::from_utf8(hostdirs::record(dir, "knot")?).ok()?;
     let mut lines = text.lines();
     let mut it = lines.next()?.split_whitespace();
     let mut found = Found {
@@ -52,12 +57,8 @@ fn read_knot_file(path: &std::path::Path) -> Option<Found> {
 }
 
 /// The exit record of a knot that died while no tree ran.
-fn read_exit(dir: &std::path::Path) -> Option<(crate::knot::ExitRecord, Option<String>)> {
-    let error = std::fs::read_to_string(dir.join("error")).ok();
-    let rec = std::fs::read(dir.join("exit-status"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    match (rec, error) {
+fn read_exit(dir: &HostDir) -> Option<(crate::knot::ExitRecord, Option<String>)> {
+    match hostdirs::exit_record(dir) {
         (Some(r), e) => Some((r, e)),
         (None, Some(e)) => Some((
             crate::knot::ExitRecord {
@@ -95,7 +96,18 @@ fn find_knot(pids: &[i32]) -> Option<i32> {
 impl Tree {
     pub fn recover(&mut self) {
         let mut found: BTreeMap<String, Found> = BTreeMap::new();
-        if let Ok(sandboxes) = std::fs::read_dir(&self.master.state_dir) {
+        // Names come from listing the state dir; each dir and file is then
+        // opened from the checked state dir's fd, never through a symlink.
+        let state = match HostDir::open(&self.master.state_dir, false) {
+            Ok(d) => d,
+            Err(e) => {
+                log::error!("state-dir: {e}; no instance adopted from it");
+                None
+            }
+        };
+        if let Some(state) = &state
+            && let Ok(sandboxes) = std::fs::read_dir(state.path())
+        {
             for sb in sandboxes.flatten() {
                 let Some(sandbox) = sb.file_name().to_str().map(str::to_string) else {
                     continue;
@@ -110,11 +122,18 @@ impl Tree {
                     if parse_leaf(&leaf).is_none() {
                         continue;
                     }
-                    if let Some(f) = read_knot_file(&l.path().join("knot")) {
+                    let Some(dir) = hostdirs::instance_in(state, &sandbox, &leaf) else {
+                        continue;
+                    };
+                    if let Some(f) = read_knot_file(&dir) {
                         let name = format!("{sandbox}/{leaf}");
-                        if proc::start_time(f.pid) == Some(f.ticks) {
+                        // A knot is the init of its own pid namespace: a
+                        // process with the recorded start time that is not
+                        // one is not ours.
+                        if proc::start_time(f.pid) == Some(f.ticks) && find_knot(&[f.pid]).is_some()
+                        {
                             found.insert(name, f);
-                        } else if let Some(exit) = read_exit(&l.path()) {
+                        } else if let Some(exit) = read_exit(&dir) {
                             // It died while no tree ran: report that death
                             // when the instance is started again.
                             self.died_away.insert(name, exit);
@@ -146,11 +165,12 @@ impl Tree {
                 if let Some(pid) = find_knot(&pids)
                     && let Some(ticks) = proc::start_time(pid)
                 {
-                    let hash = read_knot_file(
-                        &self.master.state_dir.join(sandbox).join(rest).join("knot"),
-                    )
-                    .map(|f| f.hash)
-                    .unwrap_or_default();
+                    let hash = state
+                        .as_ref()
+                        .and_then(|s| hostdirs::instance_in(s, sandbox, rest))
+                        .and_then(|d| read_knot_file(&d))
+                        .map(|f| f.hash)
+                        .unwrap_or_default();
                     found.insert(
                         name,
                         Found {

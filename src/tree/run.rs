@@ -5,7 +5,6 @@
 //! no wakeups at all.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use crate::config::master::Master;
 use crate::spec::InstanceSpec;
 use crate::sys::cgroup::{self, Cgroups};
 use crate::sys::event::Poller;
-use crate::sys::fs as sfs;
+use crate::sys::hostfs::HostDir;
 use crate::sys::{process, signal};
 
 use super::instance::Instance;
@@ -88,37 +87,9 @@ pub struct Tree {
     pub fd_limit: u64,
     /// Held for the tree's life: the pid file lock.
     pub _lock: std::fs::File,
-}
-
-/// Take the pid file lock of `runtime_dir`, or say which tree holds it.
-fn lock_pid_file(runtime_dir: &Path) -> Result<std::fs::File, String> {
-    std::fs::create_dir_all(runtime_dir)
-        .map_err(|e| format!("runtime-dir {}: {e}", runtime_dir.display()))?;
-    let path = runtime_dir.join("tree.pid");
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if !sfs::lock_posix(f.as_fd()).map_err(|e| format!("{}: {e}", path.display()))? {
-        let who = match sfs::lock_holder(f.as_fd()) {
-            Ok(Some(pid)) if pid > 0 => format!("pid {pid}"),
-            _ => "in another pid namespace".to_string(),
-        };
-        return Err(format!(
-            "another cairn tree ({who}) already runs with runtime dir {}",
-            runtime_dir.display()
-        ));
-    }
-    // Through the locked fd: opening the file again and closing it would
-    // drop a POSIX lock (fcntl(2), "Advisory record locking").
-    f.set_len(0)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    (&f).write_all(format!("{}\n", process::getpid()).as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(f)
+    /// The runtime dir, checked once: state.json and metrics.prom are
+    /// replaced relative to it.
+    pub runtime: HostDir,
 }
 
 pub fn run(opts: Options) -> u8 {
@@ -131,6 +102,12 @@ pub fn run(opts: Options) -> u8 {
             return 1;
         }
     };
+    // Before anything is opened or started (the log file included): every
+    // dir we write into as root must be root's alone.
+    if let Err(e) = super::hostdirs::refuse_unsafe(&master, super::hostdirs::Scope::Tree) {
+        eprintln!("cairn tree: {e}");
+        return 1;
+    }
     let level = opts.log_level.unwrap_or(master.log_level).to_filter();
     let log_file = (!opts.log_stderr).then_some(master.log_file.as_path());
     if let Err(e) = crate::logger::init(log_file, level) {
@@ -159,12 +136,18 @@ impl Tree {
         let fd_limit = process::raise_soft_to_hard(process::RLIMIT_NOFILE, "RLIMIT_NOFILE")
             .map_err(|e| e.to_string())?;
         let handoff = super::handoff::take();
+        let own_dir = |d: &Path| {
+            HostDir::open(d, true)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("{}: could not be created", d.display()))
+        };
+        let runtime = own_dir(&master.runtime_dir)?;
         let lock = match &handoff {
             Some(Ok(h)) => h.lock_file()?,
-            _ => lock_pid_file(&master.runtime_dir)?,
+            _ => super::hostdirs::lock_pid_file(&runtime)?,
         };
         for d in [&master.state_dir, &master.mount_dir] {
-            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            own_dir(d)?;
         }
         if process::getpid() != 1 {
             // Orphans of our knots come to us, not to the host's init.
@@ -249,6 +232,7 @@ impl Tree {
             })?,
             fd_limit,
             _lock: lock,
+            runtime,
         };
         match handoff {
             Some(Ok(h)) => tree.restore(h),

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::sys::cgroup::Cgroups;
-use crate::sys::fs as sfs;
 use crate::sys::process;
 
 use super::lifecycle::State;
@@ -211,6 +210,10 @@ pub const FLUSH_BATCH: Duration = Duration::from_millis(5);
 /// start of 1000 instances: about 25 writes of the whole state, not 200).
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
+/// The state files, in the runtime dir.
+pub const STATE_FILE: &str = "state.json";
+pub const METRICS_FILE: &str = "metrics.prom";
+
 /// After a failed write, the next try.
 pub const FLUSH_RETRY: Duration = Duration::from_secs(1);
 
@@ -254,11 +257,11 @@ impl Tree {
             cgroups: self.cgroups.clone(),
         };
         let mut failed = Vec::new();
-        let write = sfs::write_atomic_with(&self.master.state_file(), false, |w| {
+        let write = self.runtime.write_atomic(STATE_FILE, false, |w| {
             serde_json::to_writer(w, &snap).map_err(std::io::Error::other)
         });
         if let Err(e) = write {
-            failed.push(format!("{}: {e}", self.master.state_file().display()));
+            failed.push(e.to_string());
         }
         let mut running: BTreeMap<ProcKey, u64> = BTreeMap::new();
         for i in self.instances.values() {
@@ -269,8 +272,11 @@ impl Tree {
         }
         self.notify_ready();
         let text = metrics(&self.counters, &running, self.unknown_children);
-        if let Err(e) = sfs::write_atomic(&self.master.metrics_file(), text.as_bytes(), false) {
-            failed.push(format!("{}: {e}", self.master.metrics_file().display()));
+        let write = self.runtime.write_atomic(METRICS_FILE, false, |w| {
+            std::io::Write::write_all(w, text.as_bytes())
+        });
+        if let Err(e) = write {
+            failed.push(e.to_string());
         }
         if failed.is_empty() {
             if self.flush_failing {

@@ -1,0 +1,178 @@
+//! cairn's dirs on the host, as the tree, `cairn cmd`, `check` and
+//! `upgrade` see them: unsafe configured dirs are refused before anything
+//! starts, and the records of an instance dir (`knot`, `error`,
+//! `exit-status`) are believed only when root alone could have written
+//! them. The rules themselves are in `sys::hostfs`.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use crate::config::master::Master;
+use crate::sys::fs as sfs;
+use crate::sys::hostfs::{self, HostDir};
+use crate::sys::process;
+
+/// Which configured dirs a command writes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The tree (and `check`, `upgrade`): all of them.
+    Tree,
+    /// `cairn cmd`: the runtime, state and mount dirs (its workload's
+    /// output goes to the caller).
+    Command,
+}
+
+/// One configured dir that is not root's alone.
+pub struct Problem {
+    /// The master.yaml key that sets it.
+    pub key: &'static str,
+    /// The path and what is wrong with it (or with a dir above it).
+    pub message: String,
+    /// The check itself was not allowed (`cairn check` as a user).
+    pub permission: bool,
+}
+
+impl Problem {
+    /// `MASTER: KEY: MESSAGE`, as config errors are written.
+    pub fn line(&self, master: &Master) -> String {
+        format!("{}: {}: {}", master.path.display(), self.key, self.message)
+    }
+}
+
+/// Every configured dir of `scope` that fails the rules.
+pub fn problems(master: &Master, scope: Scope) -> Vec<Problem> {
+    problems_creating(master, scope, &[])
+}
+
+/// `problems`, creating the dirs of the keys in `create` (root:root 0755)
+/// on the same walk (one walk per dir on the path of every `cairn cmd`).
+fn problems_creating(master: &Master, scope: Scope, create: &[&str]) -> Vec<Problem> {
+    let mut seen: Vec<&Path> = Vec::new();
+    let mut out = Vec::new();
+    for (key, dir) in master.own_dirs() {
+        let wanted = match scope {
+            Scope::Tree => true,
+            Scope::Command => matches!(key, "runtime-dir" | "state-dir" | "mount-dir"),
+        };
+        if !wanted || seen.contains(&dir) {
+            continue;
+        }
+        seen.push(dir);
+        if let Err(e) = HostDir::open(dir, create.contains(&key)) {
+            let what = match &e {
+                hostfs::Error::Unsafe { path, .. } | hostfs::Error::Sys { path, .. }
+                    if path == dir =>
+                {
+                    e.to_string()
+                }
+                _ => format!("{}: above it, {e}", dir.display()),
+            };
+            out.push(Problem {
+                key,
+                message: format!(
+                    "{what}; cairn writes there as root, so it and every dir above it must be \
+                     owned by root and writable by nobody else (above it, a sticky dir such as \
+                     /tmp is fine)"
+                ),
+                permission: e.is_permission(),
+            });
+        }
+    }
+    out
+}
+
+/// `problems` as one error, for commands that refuse to start on any.
+pub fn refuse_unsafe(master: &Master, scope: Scope) -> Result<(), String> {
+    refuse(master, problems(master, scope))
+}
+
+/// `refuse_unsafe` for `cairn cmd`, which then creates the state and mount
+/// dirs its knot needs.
+pub fn prepare_command(master: &Master) -> Result<(), String> {
+    let p = problems_creating(master, Scope::Command, &["state-dir", "mount-dir"]);
+    refuse(master, p)
+}
+
+fn refuse(master: &Master, p: Vec<Problem>) -> Result<(), String> {
+    if p.is_empty() {
+        return Ok(());
+    }
+    Err(p
+        .iter()
+        .map(|p| p.line(master))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// Take the pid file lock in the runtime dir, or say which tree holds it.
+pub fn lock_pid_file(runtime: &HostDir) -> Result<std::fs::File, String> {
+    let f = runtime
+        .open_file("tree.pid", hostfs::FILE_MODE, false)
+        .map_err(|e| e.to_string())?;
+    let path = runtime.path().join("tree.pid");
+    if !sfs::lock_posix(f.as_fd()).map_err(|e| format!("{}: {e}", path.display()))? {
+        let who = match sfs::lock_holder(f.as_fd()) {
+            Ok(Some(pid)) if pid > 0 => format!("pid {pid}"),
+            _ => "in another pid namespace".to_string(),
+        };
+        return Err(format!(
+            "another cairn tree ({who}) already runs with runtime dir {}",
+            runtime.path().display()
+        ));
+    }
+    // Through the locked fd: opening the file again and closing it would
+    // drop a POSIX lock (fcntl(2), "Advisory record locking").
+    f.set_len(0)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    (&f).write_all(format!("{}\n", process::getpid()).as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(f)
+}
+
+/// The instance dir `SANDBOX/LEAF` of the state dir `state`, if it exists
+/// and is root's alone (a real dir, no symlink); anything else is logged
+/// and ignored.
+pub fn instance_in(state: &HostDir, sandbox: &str, leaf: &str) -> Option<HostDir> {
+    match state.sub(&Path::new(sandbox).join(leaf), None) {
+        Ok(d) => d,
+        Err(e) => {
+            log::warn!("{e}; ignored (not written by cairn alone)");
+            None
+        }
+    }
+}
+
+/// The instance dir at `path` (`STATE-DIR/SANDBOX/LEAF`), as `instance_in`.
+pub fn instance_at(path: &Path) -> Option<HostDir> {
+    match HostDir::open_below(path, 2, None) {
+        Ok(d) => d,
+        Err(e) => {
+            log::warn!("{e}; ignored (not written by cairn alone)");
+            None
+        }
+    }
+}
+
+/// The largest record we read back (a `knot` file lists a few sockets).
+const RECORD_CAP: usize = 64 << 10;
+
+/// A record of an instance dir (`knot`, `error`, `exit-status`), if there
+/// is one that only root could have written; anything else is logged and
+/// ignored.
+pub fn record(dir: &HostDir, name: &str) -> Option<Vec<u8>> {
+    match dir.read_trusted(name, RECORD_CAP) {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn!("{e}; ignored (not written by cairn alone)");
+            None
+        }
+    }
+}
+
+/// The exit record a knot left in `dir`: `exit-status` and `error`.
+pub fn exit_record(dir: &HostDir) -> (Option<crate::knot::ExitRecord>, Option<String>) {
+    let rec = record(dir, "exit-status").and_then(|b| serde_json::from_slice(&b).ok());
+    let error = record(dir, "error").map(|b| String::from_utf8_lossy(&b).into_owned());
+    (rec, error)
+}
