@@ -78,8 +78,7 @@ fn prepare(
     if !problems.is_empty() {
         return Err(problems.to_string());
     }
-    let (file, cfg) = crate::tree::parse::guarded(|| desired::load_container(&sb, entry))
-        .map_err(|p| p.to_string())?;
+    let (file, cfg) = desired::load_container(&sb, entry).map_err(|p| p.to_string())?;
     let spec = InstanceSpec::resolve(
         &master,
         &sb,

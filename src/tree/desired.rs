@@ -1,13 +1,15 @@
 //! Configs → desired instances (`SANDBOX/PROCESS.N` → `InstanceSpec`).
 //!
 //! Loading the trusted files happens here; loading each untrusted container
-//! config is delegated to a `ContainerLoader`, so `cairn check` can parse in
-//! process while the tree parses in a short-lived child.
+//! config is delegated to a `ContainerLoader`, so the tree and `cairn
+//! check` can have them read in a short-lived child (`parse`). Wherever it
+//! runs, `load_container` reads the file and has a confined child parse it
+//! (`confined`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::container::{self, ContainerConfig};
+use crate::config::container::ContainerConfig;
 use crate::config::error::{ConfigError, Problems};
 use crate::config::master::Master;
 use crate::config::process::{ProcessEntry, Processes};
@@ -157,7 +159,9 @@ pub fn config_display(sandbox: &Sandbox, entry: &ProcessEntry) -> String {
     p.display().to_string()
 }
 
-/// Read and validate an entry's container config from its image.
+/// Read an entry's container config from its image (with the caller's
+/// privileges), parse it in a confined child, and validate the result here
+/// (the child's word is not trusted, see `confined`).
 pub fn load_container(
     sandbox: &Sandbox,
     entry: &ProcessEntry,
@@ -167,8 +171,8 @@ pub fn load_container(
         image::open_image(&sandbox.image_dir, &entry.image).map_err(|e| entry.err("image", e))?;
     let bytes =
         image::read_config(&root, &entry.config).map_err(|e| ConfigError::new(&shown, e))?;
-    let cfg = container::parse_and_validate(&shown, &bytes, sandbox, entry)?;
-    Ok((shown, cfg))
+    let cfg = super::confined::parse(&shown, &bytes)?;
+    validate::container(&shown, &cfg, sandbox, entry).into_result((shown, cfg))
 }
 
 /// The desired instances of one process entry, or why there are none.
