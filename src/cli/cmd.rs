@@ -20,6 +20,7 @@ use crate::spec::{InstanceSpec, Which};
 use crate::sys::cgroup;
 use crate::sys::process::{self, Exit};
 use crate::sys::signal;
+use crate::tree::confined::Parser;
 use crate::tree::desired;
 
 pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8 {
@@ -50,6 +51,11 @@ fn prepare(
     name: &str,
     args: &[String],
 ) -> Result<(InstanceSpec, Context), String> {
+    // The confined child that will parse the container config: forked
+    // now, while this process is small and cheap to fork, so that it gets
+    // ready while we read the trusted configs. Dropped (and reaped) at the
+    // end of this function.
+    let mut parser = Parser::start().map_err(|e| format!("cairn cmd: {e}"))?;
     let master = Master::load(master_path).map_err(|p| p.to_string())?;
     if !crate::config::is_safe_name(sandbox) {
         return Err(format!("{sandbox:?} is not a sandbox name"));
@@ -78,7 +84,9 @@ fn prepare(
     if !problems.is_empty() {
         return Err(problems.to_string());
     }
-    let (file, cfg) = desired::load_container(&sb, entry).map_err(|p| p.to_string())?;
+    let (file, bytes) = desired::read_container(&sb, entry).map_err(|p| p.to_string())?;
+    let cfg = desired::parse_container(&mut parser, &file, &bytes, &sb, entry)
+        .map_err(|p| p.to_string())?;
     let spec = InstanceSpec::resolve(
         &master,
         &sb,

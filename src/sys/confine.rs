@@ -45,12 +45,14 @@ pub struct Confinement<'a> {
 /// drop, and it could not change it anyway. Everything else applies to
 /// both.
 pub fn confine(c: &Confinement) -> Result<()> {
-    // A crash handler inherited from the tree would exec a new tree; a
-    // blocked SIGXCPU would hide the CPU limit.
+    // A crash handler inherited from the tree would exec a new tree. No
+    // other handler is installed where we fork (the tree and `cairn cmd`
+    // read signals from a signalfd), and nothing may stay blocked.
     crash::reset_fatal();
-    signal::reset_signals()?;
-    // The cwd could be an image directory; "/" gives nothing away.
-    process::chdir("/")?;
+    signal::unblock_all_ignore_sigpipe()?;
+    // The cwd could be a directory nobody could reach by its path.
+    // SAFETY: chdir(2) with a constant C string.
+    super::check(unsafe { libc::chdir(c"/".as_ptr()) }, "chdir", "/")?;
     let vsize = mapped_bytes()?;
     close_all_but(c.keep_fds)?;
     // Lowering limits needs no privilege. NOFILE 0 means no new fd of any
@@ -69,7 +71,7 @@ pub fn confine(c: &Confinement) -> Result<()> {
         (process::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"),
         (process::RLIMIT_NOFILE, "RLIMIT_NOFILE"),
     ] {
-        lower_limit(res, 0, what)?;
+        process::set_rlimit(res, 0, what)?;
     }
     let privileged = privileged()?;
     if privileged {
@@ -154,21 +156,38 @@ fn getppid() -> i32 {
     unsafe { libc::getppid() }
 }
 
-/// Bytes of address space mapped now (`/proc/self/statm`, first field).
+/// Bytes of address space mapped now (`/proc/self/statm`, first field),
+/// read into a stack buffer: right after fork(2) every heap page we touch
+/// costs a copy-on-write fault.
 fn mapped_bytes() -> Result<u64> {
-    let text = super::proc::read_text("/proc/self/statm")
-        .map_err(|e| Error::new("read", "/proc/self/statm", e))?;
-    let pages = text
-        .split_whitespace()
-        .next()
+    const PATH: &std::ffi::CStr = c"/proc/self/statm";
+    let bad = || {
+        Error::new(
+            "read",
+            "/proc/self/statm",
+            std::io::ErrorKind::InvalidData.into(),
+        )
+    };
+    // SAFETY: open(2) of a constant C string.
+    let fd = super::check(
+        unsafe { libc::open(PATH.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) },
+        "open",
+        "/proc/self/statm",
+    )?;
+    let mut buf = [0u8; 128];
+    // SAFETY: read(2) into a live stack buffer of the given length, then
+    // close(2) of the fd opened above, which nothing else owns.
+    let n = unsafe {
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    let n = usize::try_from(n).map_err(|_| Error::last("read", "/proc/self/statm"))?;
+    let pages = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|t| t.split_whitespace().next())
         .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| {
-            Error::new(
-                "read",
-                "/proc/self/statm",
-                std::io::Error::from(std::io::ErrorKind::InvalidData),
-            )
-        })?;
+        .ok_or_else(bad)?;
     // SAFETY: sysconf with a constant name.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Ok(pages.saturating_mul(u64::try_from(page).unwrap_or(4096)))

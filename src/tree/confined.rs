@@ -4,13 +4,16 @@
 //! Reading the file stays with the caller, which may be privileged (images
 //! need not be readable by nobody): `openat2(RESOLVE_IN_ROOT)`, regular
 //! file only, size-capped (`image::read_config`); that reads bytes but
-//! interprets none. Interpreting them is the risky part, so the caller
-//! forks a child that confines itself first (`sys::confine`: nobody, no
-//! capability, no fd but its result pipe, no new fd, no fork, hard memory
-//! and CPU limits, parent-death signal), then runs the bounded YAML
-//! pre-flight and the quire parse and writes the typed config back as one
-//! JSON document. The bytes reach the child through fork's copy of memory,
-//! so it needs no fd into the image or anywhere else.
+//! interprets none. Interpreting them is the risky part. A `Parser` is a
+//! forked child that confines itself at once (`sys::confine`: nobody, no
+//! capability, no fd but its two pipes, no new fd, no fork, hard memory and
+//! CPU limits, parent-death signal), then waits for the bytes on one pipe,
+//! runs the bounded YAML pre-flight and the quire parse, writes the typed
+//! config back as JSON on the other, and exits.
+//!
+//! The child is forked before the bytes exist so that `cairn cmd` can start
+//! it first thing, while the process is small and cheap to fork, and let it
+//! confine itself while the command reads its trusted configs.
 //!
 //! The child ran hostile input: what it sends back is taken as a claim
 //! about what the file says, no more. Callers validate it themselves
@@ -27,10 +30,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::container::{self, ContainerConfig};
 use crate::config::error::{ConfigError, Problems};
+use crate::image::MAX_CONFIG_BYTES;
 use crate::sys::confine::{self, Confinement};
 use crate::sys::process::{self, Exit};
 
-/// How long one parse may take before the child is killed.
+/// How long one parse may take (from handing over the bytes) before the
+/// child is killed.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// Address space the child may grow by over what it inherits: the
 /// pre-flight bounds the AST to 100,000 nodes, far below this.
@@ -51,42 +56,107 @@ enum Reply {
     Panicked,
 }
 
-/// Parse the container config `bytes` (the content of `file`, for messages)
-/// in a confined child. Not validated: the caller must validate the result.
-pub fn parse(file: &str, bytes: &[u8]) -> Result<ContainerConfig, Problems> {
-    let fail = |why: String| -> Problems { ConfigError::new(file, why).into() };
-    let parent = process::getpid();
-    let (r, w) =
-        process::pipe().map_err(|e| fail(format!("cannot start the config parser: {e}")))?;
-    let pid = match process::fork() {
-        Ok(None) => {
-            drop(r);
-            child(file, bytes, parent, w);
+/// A confined child waiting for one config to parse. Dropping it kills
+/// and reaps the child (at once if it has already answered and exited).
+pub struct Parser {
+    pid: i32,
+    /// Where the bytes go (closed once they are sent).
+    bytes: Option<OwnedFd>,
+    reply: OwnedFd,
+}
+
+impl Parser {
+    /// Fork the child; it confines itself and waits for the bytes.
+    pub fn start() -> Result<Parser, String> {
+        let start = |e: crate::sys::Error| format!("cannot start the config parser: {e}");
+        let parent = process::getpid();
+        let (bytes_r, bytes_w) = process::pipe().map_err(start)?;
+        let (reply_r, reply_w) = process::pipe().map_err(start)?;
+        match process::fork().map_err(start)? {
+            None => {
+                drop(bytes_w);
+                drop(reply_r);
+                child(parent, bytes_r, reply_w)
+            }
+            Some(pid) => Ok(Parser {
+                pid,
+                bytes: Some(bytes_w),
+                reply: reply_r,
+            }),
         }
-        Ok(Some(pid)) => pid,
-        Err(e) => return Err(fail(format!("cannot start the config parser: {e}"))),
-    };
-    drop(w);
-    let (reply, stop) = read_reply(r);
-    if stop.is_some() {
-        // Our own child; if it is already dead, wait_for reaps it below.
+    }
+
+    /// Have the child parse `bytes` (the content of `file`, for messages).
+    /// Not validated: the caller must validate the result.
+    pub fn parse(&mut self, file: &str, bytes: &[u8]) -> Result<ContainerConfig, Problems> {
+        let fail = |why: String| -> Problems { ConfigError::new(file, why).into() };
+        let deadline = Instant::now() + TIMEOUT;
+        let Some(to_child) = self.bytes.take() else {
+            return Err(fail("the config parser was used twice".into()));
+        };
+        // A child that failed to confine itself has exited and says why on
+        // the reply pipe; a write to it then fails with EPIPE (SIGPIPE is
+        // ignored in every process that parses).
+        let sent = send(to_child, bytes, deadline);
+        let (reply, stop) = read_reply(&self.reply, deadline);
+        if let Some(why) = stop.or_else(|| sent.err().filter(|_| reply.is_empty())) {
+            return Err(fail(format!("parsing this config failed: {why}")));
+        }
+        match serde_json::from_slice::<Reply>(&reply) {
+            Ok(Reply::Parsed(result)) => (*result).map_err(|mut p| {
+                // Every problem is about this file, whatever the child says.
+                for e in &mut p.0 {
+                    e.file = file.to_string();
+                }
+                p
+            }),
+            Ok(Reply::NotConfined(why)) => Err(fail(format!(
+                "not parsed: the config parser could not drop its privileges: {why}"
+            ))),
+            Ok(Reply::Panicked) => Err(fail("the config parser panicked on this file".into())),
+            Err(_) => {
+                let why = match self.reap() {
+                    Ok(exit) => died(exit),
+                    Err(e) => e.to_string(),
+                };
+                Err(fail(format!("parsing this config failed: {why}")))
+            }
+        }
+    }
+
+    /// Kill (a no-op once it has exited) and reap the child.
+    fn reap(&mut self) -> crate::sys::Result<Exit> {
+        let pid = std::mem::replace(&mut self.pid, 0);
+        if pid <= 0 {
+            return Err(crate::sys::Error::new(
+                "waitpid",
+                "config parser",
+                std::io::Error::from_raw_os_error(libc::ECHILD),
+            ));
+        }
+        // Our own child, not yet reaped, so the pid is still its own.
         if let Err(e) = process::kill(pid, libc::SIGKILL) {
             log::debug!("config parser {pid}: {e}");
         }
+        process::wait_for(pid)
     }
-    let exit =
-        process::wait_for(pid).map_err(|e| fail(format!("waiting for the config parser: {e}")))?;
-    if let Some(why) = stop {
-        return Err(fail(format!("parsing this config failed: {why}")));
+}
+
+impl Drop for Parser {
+    fn drop(&mut self) {
+        self.bytes = None;
+        if self.pid > 0
+            && let Err(e) = self.reap()
+        {
+            log::debug!("config parser: {e}");
+        }
     }
-    match serde_json::from_slice::<Reply>(&reply) {
-        Ok(Reply::Parsed(result)) => *result,
-        Ok(Reply::NotConfined(why)) => Err(fail(format!(
-            "not parsed: the config parser could not drop its privileges: {why}"
-        ))),
-        Ok(Reply::Panicked) => Err(fail("the config parser panicked on this file".into())),
-        Err(_) => Err(fail(format!("parsing this config failed: {}", died(exit)))),
-    }
+}
+
+/// Parse `bytes` in a new confined child (see `Parser`).
+pub fn parse(file: &str, bytes: &[u8]) -> Result<ContainerConfig, Problems> {
+    let mut parser = Parser::start().map_err(|e| Problems::from(ConfigError::new(file, e)))?;
+    parser.parse(file, bytes)
 }
 
 /// Why a child that sent no usable answer ended.
@@ -104,30 +174,58 @@ fn died(exit: Exit) -> String {
     }
 }
 
-/// Read the child's answer until EOF, within `TIMEOUT` and `MAX_REPLY`;
-/// the second value says why reading stopped early.
-fn read_reply(r: OwnedFd) -> (Vec<u8>, Option<String>) {
-    let mut file = std::fs::File::from(r);
-    let mut out = Vec::new();
-    let mut chunk = vec![0u8; 64 << 10];
-    let deadline = Instant::now() + TIMEOUT;
+/// Wait until `fd` is ready for `flags`, or say why not by `deadline`.
+fn wait_ready(fd: &impl AsFd, flags: PollFlags, deadline: Instant) -> Result<(), String> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let why = format!("took longer than {} s; stopped", TIMEOUT.as_secs());
-            return (out, Some(why));
+            return Err(format!("took longer than {} s; stopped", TIMEOUT.as_secs()));
         }
-        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(fd.as_fd(), flags)];
         let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
         match poll(
             &mut fds,
             PollTimeout::try_from(ms).unwrap_or(PollTimeout::NONE),
         ) {
             Ok(0) | Err(nix::Error::EINTR) => continue,
-            Ok(_) => {}
-            Err(e) => return (out, Some(format!("poll: {e}"))),
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(format!("poll: {e}")),
         }
-        match file.read(&mut chunk) {
+    }
+}
+
+/// Write all of `bytes` to the child, then close the pipe (its EOF ends
+/// the input). Non-blocking, so a stopped child cannot hold us past the
+/// deadline.
+fn send(to_child: OwnedFd, bytes: &[u8], deadline: Instant) -> Result<(), String> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    fcntl(&to_child, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        .map_err(|e| format!("sending the config to the parser: {e}"))?;
+    let mut file = std::fs::File::from(to_child);
+    let mut left = bytes;
+    while !left.is_empty() {
+        match file.write(left) {
+            Ok(n) => left = &left[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                wait_ready(&file, PollFlags::POLLOUT, deadline)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("sending the config to the parser: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Read the child's answer until EOF, within the deadline and `MAX_REPLY`;
+/// the second value says why reading stopped early.
+fn read_reply(from_child: &OwnedFd, deadline: Instant) -> (Vec<u8>, Option<String>) {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Err(why) = wait_ready(from_child, PollFlags::POLLIN, deadline) {
+            return (out, Some(why));
+        }
+        match nix::unistd::read(from_child, &mut chunk) {
             Ok(0) => return (out, None),
             Ok(n) => {
                 out.extend_from_slice(&chunk[..n]);
@@ -136,17 +234,17 @@ fn read_reply(r: OwnedFd) -> (Vec<u8>, Option<String>) {
                     return (out, Some(why));
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(nix::Error::EINTR) => {}
             Err(e) => return (out, Some(format!("read: {e}"))),
         }
     }
 }
 
-/// The child: confine, parse, answer, exit. Never returns.
-fn child(file: &str, bytes: &[u8], parent: i32, w: OwnedFd) -> ! {
+/// The child: confine, read the bytes, parse, answer, exit.
+fn child(parent: i32, bytes: OwnedFd, reply: OwnedFd) -> ! {
     // Quiet: the parent reports a panic with the file name instead.
     std::panic::set_hook(Box::new(|_| {}));
-    let keep = [w.as_raw_fd()];
+    let keep = [bytes.as_raw_fd(), reply.as_raw_fd()];
     let confinement = Confinement {
         uid: confine::NOBODY,
         gid: confine::NOGROUP,
@@ -155,14 +253,30 @@ fn child(file: &str, bytes: &[u8], parent: i32, w: OwnedFd) -> ! {
         cpu_seconds: CPU_SECONDS,
         parent,
     };
-    let reply = match confine::confine(&confinement) {
+    let answer = match confine::confine(&confinement) {
         Err(e) => Reply::NotConfined(e.to_string()),
-        Ok(()) => std::panic::catch_unwind(|| container::parse(file, bytes))
-            .map(|r| Reply::Parsed(Box::new(r)))
-            .unwrap_or(Reply::Panicked),
+        Ok(()) => {
+            let mut text = Vec::new();
+            let read = std::fs::File::from(bytes)
+                .take(MAX_CONFIG_BYTES as u64 + 1)
+                .read_to_end(&mut text);
+            if read.is_err() {
+                // The parent went away or closed early: nobody to answer.
+                process::exit_now(3);
+            }
+            // The file name only appears in messages, and the parent puts
+            // its own in each (see `Parser::parse`).
+            std::panic::catch_unwind(|| container::parse("", &text))
+                .map(|r| Reply::Parsed(Box::new(r)))
+                .unwrap_or(Reply::Panicked)
+        }
     };
-    let sent = serde_json::to_vec(&reply)
+    let mut out = std::fs::File::from(reply);
+    let sent = serde_json::to_vec(&answer)
         .ok()
-        .is_some_and(|data| std::fs::File::from(w).write_all(&data).is_ok());
+        .is_some_and(|data| out.write_all(&data).is_ok());
+    // Close the pipe before exiting: the parent reads EOF now, not after
+    // the kernel has torn down our address space.
+    drop(out);
     process::exit_now(if sent { 0 } else { 3 })
 }

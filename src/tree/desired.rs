@@ -18,6 +18,8 @@ use crate::config::validate;
 use crate::image;
 use crate::spec::{InstanceSpec, Which};
 
+use super::confined::Parser;
+
 /// One sandbox with its process config.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -166,13 +168,37 @@ pub fn load_container(
     sandbox: &Sandbox,
     entry: &ProcessEntry,
 ) -> Result<(String, ContainerConfig), Problems> {
+    let (shown, bytes) = read_container(sandbox, entry)?;
+    let mut parser = Parser::start().map_err(|e| Problems::from(ConfigError::new(&shown, e)))?;
+    let cfg = parse_container(&mut parser, &shown, &bytes, sandbox, entry)?;
+    Ok((shown, cfg))
+}
+
+/// The bytes of an entry's container config (read, never interpreted),
+/// with the name to show for the file.
+pub fn read_container(
+    sandbox: &Sandbox,
+    entry: &ProcessEntry,
+) -> Result<(String, Vec<u8>), Problems> {
     let shown = config_display(sandbox, entry);
     let root =
         image::open_image(&sandbox.image_dir, &entry.image).map_err(|e| entry.err("image", e))?;
     let bytes =
         image::read_config(&root, &entry.config).map_err(|e| ConfigError::new(&shown, e))?;
-    let cfg = super::confined::parse(&shown, &bytes)?;
-    validate::container(&shown, &cfg, sandbox, entry).into_result((shown, cfg))
+    Ok((shown, bytes))
+}
+
+/// Parse `bytes` (the config `shown`) in the confined `parser`, then
+/// validate the answer against the sandbox and entry in this process.
+pub fn parse_container(
+    parser: &mut Parser,
+    shown: &str,
+    bytes: &[u8],
+    sandbox: &Sandbox,
+    entry: &ProcessEntry,
+) -> Result<ContainerConfig, Problems> {
+    let cfg = parser.parse(shown, bytes)?;
+    validate::container(shown, &cfg, sandbox, entry).into_result(cfg)
 }
 
 /// The desired instances of one process entry, or why there are none.

@@ -175,7 +175,9 @@ fn child(jobs: &[(&Sandbox, &ProcessEntry)], w: std::os::fd::OwnedFd) -> ! {
     // A crash must not run the tree's re-exec handler; the tree's blocked
     // signals must not stay blocked; a reader must not outlive the tree.
     crate::sys::crash::reset_fatal();
-    if signal::reset_signals().is_err() || process::set_pdeathsig(libc::SIGKILL).is_err() {
+    if signal::unblock_all_ignore_sigpipe().is_err()
+        || process::set_pdeathsig(libc::SIGKILL).is_err()
+    {
         process::exit_now(4);
     }
     // Quiet: a panic message would go to the tree's log as noise; the
