@@ -15,6 +15,7 @@ use std::path::Path;
 use crate::config::master::Master;
 use crate::config::process::Processes;
 use crate::config::sandbox::Sandbox;
+use crate::config::validate;
 use crate::knot::{self, Context};
 use crate::spec::{InstanceSpec, Which};
 use crate::sys::cgroup;
@@ -51,10 +52,10 @@ fn prepare(
     name: &str,
     args: &[String],
 ) -> Result<(InstanceSpec, Context), String> {
-    // The confined child that will parse the container config: forked
-    // now, while this process is small and cheap to fork, so that it gets
-    // ready while we read the trusted configs. Dropped (and reaped) at the
-    // end of this function.
+    // The confined child that will parse the container config (see
+    // `tree::confined`): forked now, while this process is small and cheap
+    // to fork, so that it confines itself while we read the trusted
+    // configs. Dropped (and reaped) at the end of this function.
     let mut parser = Parser::start().map_err(|e| format!("cairn cmd: {e}"))?;
     let master = Master::load(master_path).map_err(|p| p.to_string())?;
     if !crate::config::is_safe_name(sandbox) {
@@ -80,12 +81,21 @@ fn prepare(
             entry.kind
         ));
     }
-    let problems = crate::config::validate::entry(&entry.file, &sb, entry);
+    let problems = validate::entry(&entry.file, &sb, entry);
     if !problems.is_empty() {
         return Err(problems.to_string());
     }
     let (file, bytes) = desired::read_container(&sb, entry).map_err(|p| p.to_string())?;
-    let cfg = desired::parse_container(&mut parser, &file, &bytes, &sb, entry)
+    parser.send(&bytes);
+    // While the child parses: the host's cgroups, which do not depend on
+    // the container config (a config error is still reported first).
+    let host_cgroups = master
+        .cgroup_name
+        .as_ref()
+        .map(|root| cgroup::detect_host(root, &master.cgroup_controllers));
+    let cfg = parser.receive(&file).map_err(|p| p.to_string())?;
+    validate::container(&file, &cfg, &sb, entry)
+        .into_result(())
         .map_err(|p| p.to_string())?;
     let spec = InstanceSpec::resolve(
         &master,
@@ -97,10 +107,9 @@ fn prepare(
     )
     .map_err(|p| p.to_string())?;
     // A one-off command gets only the cgroups that limit it.
-    let cgroups = match &master.cgroup_name {
-        Some(root) => {
-            let all =
-                cgroup::detect_host(root, &master.cgroup_controllers).map_err(|e| e.to_string())?;
+    let cgroups = match host_cgroups {
+        Some(all) => {
+            let all = all.map_err(|e| e.to_string())?;
             let l = knot::limits(&spec, &all);
             if l.memory.is_some() && !all.supports("memory")
                 || spec.limits.pids.is_some() && !all.supports("pids")

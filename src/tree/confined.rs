@@ -63,6 +63,8 @@ pub struct Parser {
     /// Where the bytes go (closed once they are sent).
     bytes: Option<OwnedFd>,
     reply: OwnedFd,
+    /// After `send`: when the answer is due, and whether sending worked.
+    sent: Option<(Instant, Result<(), String>)>,
 }
 
 impl Parser {
@@ -82,6 +84,7 @@ impl Parser {
                 pid,
                 bytes: Some(bytes_w),
                 reply: reply_r,
+                sent: None,
             }),
         }
     }
@@ -89,15 +92,30 @@ impl Parser {
     /// Have the child parse `bytes` (the content of `file`, for messages).
     /// Not validated: the caller must validate the result.
     pub fn parse(&mut self, file: &str, bytes: &[u8]) -> Result<ContainerConfig, Problems> {
-        let fail = |why: String| -> Problems { ConfigError::new(file, why).into() };
+        self.send(bytes);
+        self.receive(file)
+    }
+
+    /// Hand `bytes` to the child, which starts parsing them; `receive`
+    /// gets the answer. In between the caller may do work of its own.
+    pub fn send(&mut self, bytes: &[u8]) {
         let deadline = Instant::now() + TIMEOUT;
-        let Some(to_child) = self.bytes.take() else {
-            return Err(fail("the config parser was used twice".into()));
+        let result = match self.bytes.take() {
+            Some(to_child) => send(to_child, bytes, deadline),
+            None => Err("the config parser was given a second file".into()),
+        };
+        self.sent = Some((deadline, result));
+    }
+
+    /// The answer to what `send` handed over (see `parse`).
+    pub fn receive(&mut self, file: &str) -> Result<ContainerConfig, Problems> {
+        let fail = |why: String| -> Problems { ConfigError::new(file, why).into() };
+        let Some((deadline, sent)) = self.sent.take() else {
+            return Err(fail("the config parser was given nothing to parse".into()));
         };
         // A child that failed to confine itself has exited and says why on
         // the reply pipe; a write to it then fails with EPIPE (SIGPIPE is
         // ignored in every process that parses).
-        let sent = send(to_child, bytes, deadline);
         let (reply, stop) = read_reply(&self.reply, deadline);
         if let Some(why) = stop.or_else(|| sent.err().filter(|_| reply.is_empty())) {
             return Err(fail(format!("parsing this config failed: {why}")));

@@ -170,8 +170,8 @@ pub fn load_container(
 ) -> Result<(String, ContainerConfig), Problems> {
     let (shown, bytes) = read_container(sandbox, entry)?;
     let mut parser = Parser::start().map_err(|e| Problems::from(ConfigError::new(&shown, e)))?;
-    let cfg = parse_container(&mut parser, &shown, &bytes, sandbox, entry)?;
-    Ok((shown, cfg))
+    let cfg = parser.parse(&shown, &bytes)?;
+    validate::container(&shown, &cfg, sandbox, entry).into_result((shown, cfg))
 }
 
 /// The bytes of an entry's container config (read, never interpreted),
@@ -186,19 +186,6 @@ pub fn read_container(
     let bytes =
         image::read_config(&root, &entry.config).map_err(|e| ConfigError::new(&shown, e))?;
     Ok((shown, bytes))
-}
-
-/// Parse `bytes` (the config `shown`) in the confined `parser`, then
-/// validate the answer against the sandbox and entry in this process.
-pub fn parse_container(
-    parser: &mut Parser,
-    shown: &str,
-    bytes: &[u8],
-    sandbox: &Sandbox,
-    entry: &ProcessEntry,
-) -> Result<ContainerConfig, Problems> {
-    let cfg = parser.parse(shown, bytes)?;
-    validate::container(shown, &cfg, sandbox, entry).into_result(cfg)
 }
 
 /// The desired instances of one process entry, or why there are none.
