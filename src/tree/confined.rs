@@ -18,8 +18,10 @@
 //! The child ran hostile input: what it sends back is taken as a claim
 //! about what the file says, no more. Callers validate it themselves
 //! (`validate::container` against the sandbox, or `validate::standalone`),
-//! so a parser taken over by the file can ask for nothing the file could
-//! not have asked for in plain text.
+//! so a parser taken over by the file cannot grant its container anything
+//! the sandbox does not allow. (The value checks of the parse itself, such
+//! as normalized paths, are not repeated: the knot resolves every such
+//! path beneath its root anyway.)
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
