@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use crate::config::container;
 use crate::config::error::{ConfigError, Problems};
 use crate::config::master::Master;
 use crate::config::sandbox::Sandbox;
@@ -14,7 +13,7 @@ use crate::config::validate;
 use crate::image;
 use crate::tree::desired::{self, Selection};
 use crate::tree::hostdirs;
-use crate::tree::parse;
+use crate::tree::{confined, parse};
 
 /// Check every sandbox (or one, with another process config).
 pub fn all(master_path: &Path, sandbox: Option<&str>, alternate: Option<&Path>) -> u8 {
@@ -93,7 +92,7 @@ pub fn container(image_dir: &Path, config_path: &str) -> u8 {
             .map_err(|e| ConfigError::new(&shown, e.to_string()))?;
         let bytes =
             image::read_config(&root, config_path).map_err(|e| ConfigError::new(&shown, e))?;
-        let cfg = parse::guarded(|| container::parse(&shown, &bytes))?;
+        let cfg = confined::parse(&shown, &bytes)?;
         validate::standalone(&shown, &cfg).into_result(())
     })();
     match result {

@@ -16,11 +16,13 @@ use crate::config::error::Problems;
 use crate::config::master::Master;
 use crate::config::process::Processes;
 use crate::config::sandbox::Sandbox;
+use crate::config::validate;
 use crate::knot::{self, Context};
 use crate::spec::{InstanceSpec, Which};
 use crate::sys::cgroup;
 use crate::sys::process::{self, Exit};
 use crate::sys::signal;
+use crate::tree::confined::Parser;
 use crate::tree::{desired, hostdirs};
 
 pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8 {
@@ -54,6 +56,11 @@ fn prepare(
     name: &str,
     args: &[String],
 ) -> Result<(InstanceSpec, Context), Vec<String>> {
+    // The confined child that will parse the container config (see
+    // `tree::confined`): forked now, while this process is small and cheap
+    // to fork, so that it confines itself while we read the trusted
+    // configs. Dropped (and reaped) at the end of this function.
+    let mut parser = Parser::start().map_err(|e| vec![format!("cairn cmd: {e}")])?;
     let master = Master::load(master_path).map_err(lines)?;
     // The knot creates the instance's state dir as root: refuse dirs
     // anyone else could redirect, before anything starts, and make the
@@ -82,12 +89,22 @@ fn prepare(
             entry.kind
         )]);
     }
-    let problems = crate::config::validate::entry(&entry.file, &sb, entry);
+    let problems = validate::entry(&entry.file, &sb, entry);
     if !problems.is_empty() {
         return Err(lines(problems));
     }
-    let (file, cfg) =
-        crate::tree::parse::guarded(|| desired::load_container(&sb, entry)).map_err(lines)?;
+    let (file, bytes) = desired::read_container(&sb, entry).map_err(lines)?;
+    parser.send(&bytes);
+    // While the child parses: the host's cgroups, which do not depend on
+    // the container config (a config error is still reported first).
+    let host_cgroups = master
+        .cgroup_name
+        .as_ref()
+        .map(|root| cgroup::detect_host(root, &master.cgroup_controllers));
+    let cfg = parser.receive(&file).map_err(lines)?;
+    validate::container(&file, &cfg, &sb, entry)
+        .into_result(())
+        .map_err(lines)?;
     let spec = InstanceSpec::resolve(
         &master,
         &sb,
@@ -98,10 +115,9 @@ fn prepare(
     )
     .map_err(lines)?;
     // A one-off command gets only the cgroups that limit it.
-    let cgroups = match &master.cgroup_name {
-        Some(root) => {
-            let all = cgroup::detect_host(root, &master.cgroup_controllers)
-                .map_err(|e| vec![e.to_string()])?;
+    let cgroups = match host_cgroups {
+        Some(all) => {
+            let all = all.map_err(|e| vec![e.to_string()])?;
             let l = knot::limits(&spec, &all);
             if l.memory.is_some() && !all.supports("memory")
                 || spec.limits.pids.is_some() && !all.supports("pids")

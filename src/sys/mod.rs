@@ -4,6 +4,7 @@
 
 pub mod caps;
 pub mod cgroup;
+pub mod confine;
 pub mod crash;
 pub mod embedded;
 pub mod event;

@@ -217,6 +217,9 @@ pub const RLIMIT_NOFILE: Resource = libc::RLIMIT_NOFILE;
 pub const RLIMIT_AS: Resource = libc::RLIMIT_AS;
 pub const RLIMIT_CPU: Resource = libc::RLIMIT_CPU;
 pub const RLIMIT_CORE: Resource = libc::RLIMIT_CORE;
+pub const RLIMIT_FSIZE: Resource = libc::RLIMIT_FSIZE;
+pub const RLIMIT_NPROC: Resource = libc::RLIMIT_NPROC;
+pub const RLIMIT_MEMLOCK: Resource = libc::RLIMIT_MEMLOCK;
 
 /// kill(2).
 pub fn kill(pid: i32, sig: i32) -> Result<()> {

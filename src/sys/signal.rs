@@ -37,6 +37,20 @@ pub fn reset_signals() -> Result<()> {
     Ok(())
 }
 
+/// In a forked child that keeps running our code (the config reader and
+/// parser): nothing blocked, and SIGPIPE ignored, so that a write to a
+/// peer that died fails with EPIPE instead of killing us. Other
+/// dispositions are left alone: only the fatal ones have handlers (see
+/// `crash::reset_fatal`).
+pub fn unblock_all_ignore_sigpipe() -> Result<()> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| nix_err("sigprocmask", "unblock", e))?;
+    // SAFETY: SIG_IGN runs no code.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) }
+        .map_err(|e| nix_err("signal", "SIGPIPE", e))?;
+    Ok(())
+}
+
 /// A signalfd(2) for all signals (they must be blocked by the caller).
 pub fn signalfd_all() -> Result<OwnedFd> {
     let mut set: libc::sigset_t = unsafe_zeroed_sigset();

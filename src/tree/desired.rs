@@ -1,13 +1,15 @@
 //! Configs → desired instances (`SANDBOX/PROCESS.N` → `InstanceSpec`).
 //!
 //! Loading the trusted files happens here; loading each untrusted container
-//! config is delegated to a `ContainerLoader`, so `cairn check` can parse in
-//! process while the tree parses in a short-lived child.
+//! config is delegated to a `ContainerLoader`, so the tree and `cairn
+//! check` can have them read in a short-lived child (`parse`). Wherever it
+//! runs, `load_container` reads the file and has a confined child parse it
+//! (`confined`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::container::{self, ContainerConfig};
+use crate::config::container::ContainerConfig;
 use crate::config::error::{ConfigError, Problems};
 use crate::config::master::Master;
 use crate::config::process::{ProcessEntry, Processes};
@@ -15,6 +17,8 @@ use crate::config::sandbox::Sandbox;
 use crate::config::validate;
 use crate::image;
 use crate::spec::{InstanceSpec, Which};
+
+use super::confined::Parser;
 
 /// One sandbox with its process config.
 #[derive(Debug, Clone)]
@@ -157,18 +161,31 @@ pub fn config_display(sandbox: &Sandbox, entry: &ProcessEntry) -> String {
     p.display().to_string()
 }
 
-/// Read and validate an entry's container config from its image.
+/// Read an entry's container config from its image (with the caller's
+/// privileges), parse it in a confined child, and validate the result here
+/// (the child's word is not trusted, see `confined`).
 pub fn load_container(
     sandbox: &Sandbox,
     entry: &ProcessEntry,
 ) -> Result<(String, ContainerConfig), Problems> {
+    let (shown, bytes) = read_container(sandbox, entry)?;
+    let mut parser = Parser::start().map_err(|e| Problems::from(ConfigError::new(&shown, e)))?;
+    let cfg = parser.parse(&shown, &bytes)?;
+    validate::container(&shown, &cfg, sandbox, entry).into_result((shown, cfg))
+}
+
+/// The bytes of an entry's container config (read, never interpreted),
+/// with the name to show for the file.
+pub fn read_container(
+    sandbox: &Sandbox,
+    entry: &ProcessEntry,
+) -> Result<(String, Vec<u8>), Problems> {
     let shown = config_display(sandbox, entry);
     let root =
         image::open_image(&sandbox.image_dir, &entry.image).map_err(|e| entry.err("image", e))?;
     let bytes =
         image::read_config(&root, &entry.config).map_err(|e| ConfigError::new(&shown, e))?;
-    let cfg = container::parse_and_validate(&shown, &bytes, sandbox, entry)?;
-    Ok((shown, cfg))
+    Ok((shown, bytes))
 }
 
 /// The desired instances of one process entry, or why there are none.

@@ -1,6 +1,7 @@
 //! The supervisor.
 
 pub mod apply;
+pub mod confined;
 pub mod desired;
 pub mod events;
 pub mod handoff;

@@ -1,9 +1,11 @@
-//! Container configs are untrusted, so the tree never parses one in its
-//! own address space (DESIGN.md invariant 3). A short-lived child with
-//! memory and CPU rlimits reads and validates them, one JSON line per
-//! entry back through a pipe. If the child dies or hangs on an entry, that
-//! entry fails with the reason and a new child carries on with the rest:
-//! a bad config costs only the instances that name it.
+//! Container configs are untrusted, so the tree never reads or parses one
+//! in its own address space (DESIGN.md invariant 3). A short-lived reader
+//! child reads each file (privileged, as images need not be readable by
+//! nobody), has it parsed by a confined child of its own (`confined`),
+//! validates the answer, and sends one JSON line per entry back through a
+//! pipe. If the reader dies or hangs on an entry (a hung file system under
+//! an image), that entry fails with the reason and a new reader carries on
+//! with the rest: a bad config costs only the instances that name it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -22,12 +24,10 @@ use crate::sys::signal;
 
 use super::desired::{self, ContainerLoader};
 
-/// How long one entry may take before its parser is killed.
-pub const ENTRY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Address space the parser child may grow by (over what it inherits).
-const EXTRA_ADDRESS_SPACE: u64 = 512 << 20;
-/// CPU seconds one parser child may use.
-const CPU_SECONDS: u64 = 30;
+/// How long one entry may take (read and parse) before its reader is
+/// killed. The same as `confined::TIMEOUT`: a parse that hangs ends the
+/// same way whichever of the two notices first.
+pub const ENTRY_TIMEOUT: Duration = super::confined::TIMEOUT;
 
 /// One result line from the child.
 #[derive(Serialize, Deserialize)]
@@ -168,9 +168,18 @@ fn run_child(jobs: &[(&Sandbox, &ProcessEntry)]) -> Result<(Vec<Line>, Option<St
     Ok((lines, stop))
 }
 
-/// The child: bounded, unprivileged where possible, one line per entry.
+/// The reader child: one line per entry. It reads as the tree does (root)
+/// and parses nothing itself: `desired::load_container` hands the bytes to
+/// a confined parser.
 fn child(jobs: &[(&Sandbox, &ProcessEntry)], w: std::os::fd::OwnedFd) -> ! {
-    limit_self();
+    // A crash must not run the tree's re-exec handler; the tree's blocked
+    // signals must not stay blocked; a reader must not outlive the tree.
+    crate::sys::crash::reset_fatal();
+    if signal::unblock_all_ignore_sigpipe().is_err()
+        || process::set_pdeathsig(libc::SIGKILL).is_err()
+    {
+        process::exit_now(4);
+    }
     // Quiet: a panic message would go to the tree's log as noise; the
     // parent reports the failure with the file name instead.
     std::panic::set_hook(Box::new(|_| {}));
@@ -180,7 +189,7 @@ fn child(jobs: &[(&Sandbox, &ProcessEntry)], w: std::os::fd::OwnedFd) -> ! {
             std::panic::catch_unwind(|| desired::load_container(s, e)).unwrap_or_else(|_| {
                 Err(ConfigError::new(
                     desired::config_display(s, e),
-                    "the config parser panicked on this file",
+                    "the config reader panicked on this file",
                 )
                 .into())
             });
@@ -193,53 +202,6 @@ fn child(jobs: &[(&Sandbox, &ProcessEntry)], w: std::os::fd::OwnedFd) -> ! {
         }
     }
     process::exit_now(0)
-}
-
-fn limit_self() {
-    crate::sys::crash::reset_fatal();
-    let _ = signal::reset_signals();
-    let vsize = crate::sys::proc::read_text("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map(|pages| pages * 4096)
-        .unwrap_or(0);
-    let _ = process::set_rlimit(process::RLIMIT_AS, vsize + EXTRA_ADDRESS_SPACE, "RLIMIT_AS");
-    let _ = process::set_rlimit(process::RLIMIT_CPU, CPU_SECONDS, "RLIMIT_CPU");
-    let _ = process::set_rlimit(process::RLIMIT_CORE, 0, "RLIMIT_CORE");
-    let _ = process::set_no_new_privs();
-}
-
-/// Run `f` (which parses untrusted input in this process) with the address
-/// space capped at what we use now plus a margin: a parser bug that
-/// explodes ends this short-lived command, not the host. Used by `cairn
-/// cmd` and `check --container`; the tree uses child processes instead.
-pub fn guarded<T>(f: impl FnOnce() -> T) -> T {
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    let have_old = process::get_rlimit(process::RLIMIT_AS, &mut old);
-    let vsize = crate::sys::proc::read_text("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map(|pages| pages * 4096);
-    if let (true, Some(v)) = (have_old, vsize) {
-        let cap = (v + EXTRA_ADDRESS_SPACE).min(old.rlim_max);
-        let _ = process::set_rlimit_soft(process::RLIMIT_AS, cap, old.rlim_max);
-    }
-    let out = f();
-    if have_old {
-        let _ = process::set_rlimit_soft(process::RLIMIT_AS, old.rlim_cur, old.rlim_max);
-    }
-    out
 }
 
 /// A loader that answers from results fetched beforehand.
