@@ -75,6 +75,11 @@ pub struct Context {
     /// Write end of a pipe: the knot writes one byte once the workload has
     /// exec'd, so the supervisor knows it runs (no polling).
     pub ready: Option<RawFd>,
+    /// The workload's system call filter, compiled by the caller (once per
+    /// distinct profile: see `exec::filter`); `None` for `seccomp:
+    /// unconfined`. A knot never compiles one itself.
+    #[serde(default)]
+    pub seccomp: Option<std::sync::Arc<crate::sys::seccomp::Program>>,
 }
 
 /// The workload's end as the knot records it in `exit-status`.

@@ -81,6 +81,8 @@ pub struct Tree {
     pub ready_sent: bool,
     /// cairn-init in a sealed memfd, for the knots to exec.
     pub init: Option<OwnedFd>,
+    /// System call filters, one per distinct profile, inherited by knots.
+    pub filters: crate::sys::seccomp::Cache,
     /// Held for the tree's life: the pid file lock.
     pub _lock: std::fs::File,
 }
@@ -235,6 +237,7 @@ impl Tree {
             init: crate::sys::embedded::init_memfd().map_err(|e| {
                 format!("{e} (cairn-init runs from a memfd; a host with vm.memfd_noexec = 2 forbids that)")
             })?,
+            filters: Default::default(),
             _lock: lock,
         };
         match handoff {
