@@ -251,6 +251,10 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
                 .into(),
         );
     }
+    // A cgroup namespace rooted at the leaf just joined (or, with cgroups
+    // off, wherever the knot runs): the workload's /proc/self/cgroup
+    // shows "/" and nothing of the host's cgroup tree.
+    process::unshare_cgroup().map_err(|e| e.to_string())?;
     // Ports opened in the container's own network namespace, and the
     // context that gives them to the workload (kept open for respawns).
     let mut own_ports: Vec<OwnedFd> = Vec::new();
