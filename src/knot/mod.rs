@@ -11,6 +11,7 @@ pub mod etc;
 pub mod exec;
 pub mod fs;
 pub mod init;
+mod kernfs;
 pub mod net;
 mod spawn;
 
