@@ -1,16 +1,18 @@
 //! Classic BPF for seccomp(2): the program is an architecture check, then
 //! a balanced binary tree over ranges of system call numbers, whose leaves
-//! return an action or check one argument.
+//! are one shared RET per action or a check of one argument.
 //!
 //! Why a tree and not one comparison per system call (what the seccompiler
-//! crate emits): the kernel pays for the program at every install, the
-//! container start. It runs the program once per syscall number to fill its
-//! cache of always-allowed calls (kernel/seccomp.c, seccomp_cache_prepare)
-//! and JIT-compiles it, so the cost grows with length x path. A chain of
-//! ~380 comparisons (1,515 instructions) took 572 us per install here; the
-//! tree (~300 instructions, ~9 comparisons per number) takes a small
-//! fraction of that, and a call not in the cache runs ~9 comparisons
-//! instead of up to 380.
+//! crate emits): the kernel pays for the program at every install, that is
+//! at every container start. It converts and JIT-compiles it, and runs it
+//! once per syscall number to fill its cache of always-allowed calls
+//! (kernel/seccomp.c, seccomp_cache_prepare), so the cost grows with length
+//! and with path length. seccompiler's chain for this profile is 1,515
+//! instructions and took 572 us per install here; this tree is ~107
+//! instructions with at most ~16 steps per call, and installs in ~60-80 us
+//! (most of it the kernel's fixed cost: a 1-instruction filter costs
+//! ~15-20 us). Every opcode used is one the kernel's cache emulator knows,
+//! so allowed calls without an argument check never run the program.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,54 +93,6 @@ pub(super) enum Leaf {
     },
 }
 
-fn leaf_code(leaf: &Leaf) -> Vec<Insn> {
-    match *leaf {
-        Leaf::Ret(k) => vec![stmt(RET, k)],
-        Leaf::OneOf {
-            arg,
-            values,
-            allow,
-            deny,
-        }
-        | Leaf::NoneOf {
-            arg,
-            values,
-            allow: deny,
-            deny: allow,
-        } => {
-            // For OneOf: a match jumps to the last RET (allow), falling
-            // through every compare reaches the one before (deny). NoneOf
-            // is the same with the two swapped.
-            let n = values.len();
-            let mut out = vec![stmt(LD_ABS, arg_low(arg))];
-            for (i, v) in values.iter().enumerate() {
-                out.push(jump(JEQ, *v, (n - i) as u8, 0));
-            }
-            out.push(stmt(RET, deny));
-            out.push(stmt(RET, allow));
-            out
-        }
-        Leaf::Bits {
-            arg,
-            forbidden,
-            required,
-            allow,
-            deny,
-        } => {
-            let mut out = vec![stmt(LD_ABS, arg_low(arg))];
-            if required == 0 {
-                out.push(jump(JSET, forbidden, 1, 0));
-            } else {
-                out.push(jump(JSET, forbidden, 2, 0));
-                out.push(jump(JSET, required, 0, 1));
-            }
-            out.push(stmt(RET, allow));
-            out.push(stmt(RET, deny));
-            out
-        }
-    }
-}
-
 /// Ranges of numbers, each from its start to the next one's, with what
 /// they do: `leaves` (sorted by number, each number once) with the gaps
 /// and everything above the last one answering `unknown`.
@@ -161,44 +115,152 @@ fn ranges(leaves: &[(u32, Leaf)], unknown: u32) -> Vec<(u32, Leaf)> {
     out
 }
 
-/// The tree over `r` (non-empty): `nr >= middle start` goes right.
-fn tree(r: &[(u32, Leaf)]) -> Vec<Insn> {
-    if r.len() == 1 {
-        return leaf_code(&r[0].1);
+/// A program built back to front, so that every (forward) jump's target
+/// is already in place when the jump is emitted. A label is the number of
+/// instructions from its target to the end.
+struct Builder {
+    rev: Vec<Insn>,
+    /// The one RET of each action, at the end, shared by every jump.
+    rets: Vec<(u32, usize)>,
+}
+
+impl Builder {
+    fn label(&self) -> usize {
+        self.rev.len()
     }
-    let mid = r.len() / 2;
-    let left = tree(&r[..mid]);
-    let right = tree(&r[mid..]);
-    let mut out = Vec::with_capacity(left.len() + right.len() + 2);
-    match u8::try_from(left.len()) {
-        Ok(skip) => out.push(jump(JGE, r[mid].0, skip, 0)),
-        Err(_) => {
-            // Conditional jumps reach 255 instructions at most: go
-            // through an unconditional one (32-bit offset).
-            out.push(jump(JGE, r[mid].0, 0, 1));
-            out.push(stmt(JA, left.len() as u32));
+
+    fn push(&mut self, i: Insn) -> usize {
+        self.rev.push(i);
+        self.label()
+    }
+
+    fn ret(&self, k: u32) -> usize {
+        self.rets
+            .iter()
+            .find(|(v, _)| *v == k)
+            .map(|(_, l)| *l)
+            .unwrap_or_else(|| unreachable!("every action has its RET"))
+    }
+
+    /// The offset from the next instruction to `target`, through an
+    /// unconditional jump (32-bit offset) placed right after it when a
+    /// conditional one (8 bits) cannot reach.
+    fn reach(&mut self, target: usize) -> usize {
+        if self.label() - target <= 255 {
+            return target;
+        }
+        let off = (self.label() - target) as u32;
+        self.push(stmt(JA, off))
+    }
+
+    fn cond(&mut self, code: u16, k: u32, jt: usize, jf: usize) -> usize {
+        let jt = self.reach(jt);
+        let jf = self.reach(jf);
+        let off = |t: usize| (self.label() - t) as u8;
+        let i = jump(code, k, off(jt), off(jf));
+        self.push(i)
+    }
+
+    /// Where a leaf starts (a shared RET, or the code checking its argument).
+    fn leaf(&mut self, leaf: &Leaf) -> usize {
+        match *leaf {
+            Leaf::Ret(k) => self.ret(k),
+            Leaf::OneOf {
+                arg,
+                values,
+                allow,
+                deny,
+            }
+            | Leaf::NoneOf {
+                arg,
+                values,
+                allow: deny,
+                deny: allow,
+            } => {
+                // For OneOf: a match goes to allow, no match to deny;
+                // NoneOf is the same with the two swapped.
+                let (hit, miss) = (self.ret(allow), self.ret(deny));
+                let mut next = miss;
+                for v in values.iter().rev() {
+                    next = self.cond(JEQ, *v, hit, next);
+                }
+                self.push(stmt(LD_ABS, arg_low(arg)))
+            }
+            Leaf::Bits {
+                arg,
+                forbidden,
+                required,
+                allow,
+                deny,
+            } => {
+                let (allow, deny) = (self.ret(allow), self.ret(deny));
+                let mut next = allow;
+                if required != 0 {
+                    next = self.cond(JSET, required, allow, deny);
+                }
+                self.cond(JSET, forbidden, deny, next);
+                self.push(stmt(LD_ABS, arg_low(arg)))
+            }
         }
     }
-    out.extend(left);
-    out.extend(right);
-    out
+
+    /// The tree over `r` (non-empty): `nr >= middle start` goes right.
+    fn tree(&mut self, r: &[(u32, Leaf)]) -> usize {
+        if r.len() == 1 {
+            return self.leaf(&r[0].1);
+        }
+        let mid = r.len() / 2;
+        let right = self.tree(&r[mid..]);
+        let left = self.tree(&r[..mid]);
+        self.cond(JGE, r[mid].0, right, left)
+    }
 }
 
 /// The whole program: `bad_arch` for any other architecture (i386 calls
-/// through int 0x80 on x86_64 included), then the tree.
+/// through int 0x80 on x86_64 included), then the tree, then one RET per
+/// action. Leaves cost no instruction of their own: a comparison jumps
+/// straight to the RET of its action, so the program is about one
+/// instruction per range of numbers (the kernel JIT-compiles it at every
+/// install, in time proportional to its length).
 pub(super) fn program(
     arch: u32,
     bad_arch: u32,
     leaves: &[(u32, Leaf)],
     unknown: u32,
 ) -> Result<Vec<Insn>, usize> {
-    let mut out = vec![
-        stmt(LD_ABS, ARCH),
-        jump(JEQ, arch, 1, 0),
-        stmt(RET, bad_arch),
-        stmt(LD_ABS, NR),
-    ];
-    out.extend(tree(&ranges(leaves, unknown)));
+    let r = ranges(leaves, unknown);
+    let mut actions: Vec<u32> = vec![bad_arch];
+    for (_, leaf) in &r {
+        let ks = match *leaf {
+            Leaf::Ret(k) => [k, k],
+            Leaf::OneOf { allow, deny, .. }
+            | Leaf::NoneOf { allow, deny, .. }
+            | Leaf::Bits { allow, deny, .. } => [allow, deny],
+        };
+        actions.extend(ks);
+    }
+    actions.sort_unstable();
+    actions.dedup();
+    let mut b = Builder {
+        rev: Vec::new(),
+        rets: Vec::new(),
+    };
+    for k in actions {
+        let l = b.push(stmt(RET, k));
+        b.rets.push((k, l));
+    }
+    let entry = b.tree(&r);
+    if entry != b.label() {
+        // The tree is a single action: no comparison starts it.
+        let off = (b.label() - entry) as u32;
+        b.push(stmt(JA, off));
+    }
+    let nr = b.push(stmt(LD_ABS, NR));
+    let bad = b.ret(bad_arch);
+    b.cond(JEQ, arch, nr, bad);
+    b.push(stmt(LD_ABS, ARCH));
+    let mut out = b.rev;
+    out.reverse();
     if out.len() > MAX_LEN {
         return Err(out.len());
     }
@@ -209,6 +271,12 @@ pub(super) fn program(
 /// only): for the tests.
 #[cfg(test)]
 pub(super) fn run(p: &[Insn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+    run_counted(p, arch, nr, args).0
+}
+
+/// `run`, and how many instructions it took.
+#[cfg(test)]
+pub(super) fn run_counted(p: &[Insn], arch: u32, nr: u32, args: [u64; 6]) -> (u32, usize) {
     let load = |k: u32| -> u32 {
         match k {
             NR => nr,
@@ -225,10 +293,11 @@ pub(super) fn run(p: &[Insn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
             _ => panic!("load of offset {k}"),
         }
     };
-    let (mut acc, mut pc) = (0u32, 0usize);
+    let (mut acc, mut pc, mut steps) = (0u32, 0usize, 0usize);
     loop {
         let i = p[pc];
         pc += 1;
+        steps += 1;
         let cond = |c: bool| usize::from(if c { i.jt } else { i.jf });
         match i.code {
             LD_ABS => acc = load(i.k),
@@ -236,7 +305,7 @@ pub(super) fn run(p: &[Insn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
             JEQ => pc += cond(acc == i.k),
             JGE => pc += cond(acc >= i.k),
             JSET => pc += cond(acc & i.k != 0),
-            RET => return i.k,
+            RET => return (i.k, steps),
             c => panic!("opcode {c:#x}"),
         }
     }

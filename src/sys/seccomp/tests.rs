@@ -329,18 +329,7 @@ fn the_parser_runs_no_programs_makes_no_processes_and_reaches_no_network() {
 /// Steps the program takes for one call (the cost the kernel pays per
 /// number when it fills its cache, and per call not in the cache).
 fn steps(p: &[Insn], nr: u32) -> usize {
-    let (mut pc, mut n) = (0usize, 0usize);
-    loop {
-        let i = p[pc];
-        n += 1;
-        pc += 1;
-        match i.code {
-            bpf::LD_ABS => {}
-            bpf::JA => pc += i.k as usize,
-            bpf::JGE => pc += usize::from(if nr >= i.k { i.jt } else { i.jf }),
-            _ => return n,
-        }
-    }
+    bpf::run_counted(p, X86_64, nr, [0; 6]).1
 }
 
 #[test]
@@ -350,7 +339,9 @@ fn programs_are_small_and_shallow() {
         compile(&profile(Mode::Log, true, &["CAP_SYS_ADMIN"])).unwrap(),
         parser().unwrap().clone(),
     ] {
-        assert!(p.len() < 400, "{} instructions", p.len());
+        // About one instruction per range of numbers (~100 here): the
+        // kernel JIT-compiles the program at every container start.
+        assert!(p.len() < 128, "{} instructions", p.len());
         let worst = (0..600).map(|n| steps(&p.insns, n)).max().unwrap();
         assert!(worst <= 16, "{worst} steps");
     }
@@ -358,8 +349,8 @@ fn programs_are_small_and_shallow() {
 
 #[test]
 fn long_left_branches_jump_through_ja() {
-    // 300 alternating numbers: the tree's left halves near the root are
-    // longer than a conditional jump reaches.
+    // 300 alternating numbers: the shared RETs at the end are farther
+    // from the first comparisons than a conditional jump reaches.
     let leaves: Vec<(u32, Leaf)> = (0..300)
         .map(|n| (n, Leaf::Ret(if n % 2 == 0 { RET_ALLOW } else { 7 })))
         .collect();
