@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::container::{ContainerConfig, TcpPort, Volume};
 use crate::config::error::{ConfigError, Problems};
+use crate::config::isolation::Isolation;
 use crate::config::master::Master;
 use crate::config::process::{Kind, ProcessEntry};
 use crate::config::range::{IdMap, map_to_host};
@@ -154,6 +155,10 @@ pub struct InstanceSpec {
     pub listen_fdnames: Vec<String>,
     pub network: Option<NetworkSpec>,
     pub host: HostSpec,
+    /// The sandbox's seccomp, allow-user-namespaces and sysfs (nothing in
+    /// the hash at their defaults).
+    #[serde(default, skip_serializing_if = "Isolation::is_default")]
+    pub isolation: Isolation,
 }
 
 /// Which instance of an entry to resolve.
@@ -399,6 +404,7 @@ impl InstanceSpec {
                     .as_ref()
                     .map(|_| format!("{}:{leaf}", s.name)),
             },
+            isolation: s.isolation,
         })
     }
 
@@ -464,6 +470,7 @@ impl InstanceSpec {
                 devfs_dir: None,
                 cgroup: None,
             },
+            isolation: Isolation::default(),
         }
     }
 

@@ -219,6 +219,10 @@ fn hash_is_stable_and_sensitive() {
     vary!(host.mount_dir = "/x".into());
     vary!(host.devfs_dir = Some("/x".into()));
     vary!(host.cgroup = None);
+    vary!(isolation.seccomp = crate::config::isolation::Seccomp::Log);
+    vary!(isolation.seccomp = crate::config::isolation::Seccomp::Unconfined);
+    vary!(isolation.allow_user_namespaces = true);
+    vary!(isolation.sysfs = true);
     let mut seen = std::collections::BTreeSet::new();
     seen.insert(base.hash());
     for v in &variants {
@@ -303,4 +307,20 @@ fn volume_owners_default_to_the_containers_ids() {
             mkdir: Some((0o700, 100001, 200000))
         }
     );
+}
+
+/// Fields added after a release serialize to nothing at their default, so
+/// upgrading cairn does not change the hash of (and restart) an instance
+/// whose config did not ask for them.
+#[test]
+fn isolation_at_its_default_is_not_in_the_hash() {
+    let f = fixture("", "", "");
+    let s = resolve(&f, Which::Daemon(0));
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(!json.contains("isolation"), "{json}");
+    let f = fixture("sysfs: true\n", "", "");
+    let json = serde_json::to_string(&resolve(&f, Which::Daemon(0))).unwrap();
+    assert!(json.ends_with(",\"isolation\":{\"sysfs\":true}}"), "{json}");
+    let back: InstanceSpec = serde_json::from_str(&json).unwrap();
+    assert!(back.isolation.sysfs && !back.isolation.allow_user_namespaces);
 }

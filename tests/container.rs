@@ -427,7 +427,11 @@ mod network;
 mod privileges;
 #[path = "container/processes.rs"]
 mod processes;
+#[path = "container/programs.rs"]
+mod programs;
 #[path = "container/refused.rs"]
 mod refused;
+#[path = "container/seccomp.rs"]
+mod seccomp;
 #[path = "container/volumes.rs"]
 mod volumes;

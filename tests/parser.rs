@@ -247,6 +247,8 @@ fn assert_confined(what: &str, pid: i32, l: &Look) {
         assert_eq!(field(s, set), "0000000000000000", "{set}: {}", show());
     }
     assert_eq!(field(s, "NoNewPrivs"), "1", "{}", show());
+    // Under the parser's system call filter (no exec, fork, socket).
+    assert_eq!(field(s, "Seccomp"), "2", "{}", show());
     for (row, want) in [
         ("Max open files", "0 0 files"),
         ("Max processes", "0 0 processes"),

@@ -563,6 +563,8 @@ fn starts_every_instance() {
             status.lines().any(|l| l.starts_with("Uid:\t1000\t")),
             "{status}"
         );
+        // Under the default system call filter (compiled once by the tree).
+        assert!(status.lines().any(|l| l == "Seccomp:\t2"), "{status}");
         assert!(tree_kids.contains(&knot), "knot {knot} is not the tree's");
         assert!(descendants(knot).contains(&work));
         // The knot is pid 1 of the container, the workload its child.

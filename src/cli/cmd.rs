@@ -141,6 +141,7 @@ fn prepare(
         host_netns: None,
         leaf_ready: false,
         init_fd: None,
+        seccomp: None,
     };
     Ok((spec, ctx))
 }
@@ -186,6 +187,14 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
         }
     };
     let mut ctx = ctx.clone();
+    // The one start of this process: compiled once, here.
+    ctx.seccomp = match knot::exec::filter(spec, &mut Default::default()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cairn cmd: {}: {}", spec.name, crate::text::escape(&e));
+            return 1;
+        }
+    };
     ctx.parent_pipe = Some(std::os::fd::AsRawFd::as_raw_fd(&alive_r));
     ctx.init_fd = init.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     let ctx = &ctx;

@@ -8,6 +8,7 @@ pub mod ceilings;
 pub mod container;
 pub mod error;
 pub mod ids;
+pub mod isolation;
 pub mod master;
 pub mod process;
 pub mod range;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ceilings::Ceilings;
 use super::error::{ConfigError, Problems};
+use super::isolation::Isolation;
 use super::master::Master;
 use super::range::{IdMap, Ranges, read_id_maps, read_ranges};
 use super::reader::{Value, check};
@@ -48,6 +49,9 @@ pub struct Sandbox {
     pub allow_capabilities: Vec<String>,
     /// The most (least, for restart-timeout) a container may ask for.
     pub ceilings: Ceilings,
+    /// `seccomp`, `allow-user-namespaces`, `sysfs`.
+    #[serde(default)]
+    pub isolation: Isolation,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -343,6 +347,7 @@ impl Sandbox {
             .and_then(|v| check(&mut p, read_capabilities(&v)))
             .unwrap_or_default();
         let ceilings = Ceilings::read(&mut f, &mut p);
+        let isolation = Isolation::read(&mut f, &mut p);
         f.finish(&mut p);
         p.into_result(Sandbox {
             name,
@@ -371,6 +376,7 @@ impl Sandbox {
             secrets_namespaces,
             allow_capabilities,
             ceilings,
+            isolation,
         })
     }
 

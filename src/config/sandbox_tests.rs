@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::isolation::Seccomp;
 
 fn master() -> Master {
     Master::parse(Path::new("/etc/c/master.yaml"), b"").unwrap()
@@ -37,6 +38,57 @@ fn defaults() {
     assert_eq!(s.secrets_private_key, None);
     assert!(s.secrets_namespaces.is_empty());
     assert!(s.allow_capabilities.is_empty());
+    assert_eq!(s.isolation, Isolation::default());
+    assert_eq!(s.isolation.seccomp, Seccomp::Default);
+    assert!(!s.isolation.allow_user_namespaces && !s.isolation.sysfs);
+}
+
+#[test]
+fn isolation_keys() {
+    let s = parse(&format!(
+        "{MIN}seccomp: log
+allow_user_namespaces: true
+sysfs: true
+"
+    ))
+    .unwrap();
+    assert_eq!(s.isolation.seccomp, Seccomp::Log);
+    assert!(s.isolation.allow_user_namespaces && s.isolation.sysfs);
+    let s = parse(&format!(
+        "{MIN}seccomp: unconfined
+sysfs: false
+"
+    ))
+    .unwrap();
+    assert_eq!(s.isolation.seccomp, Seccomp::Unconfined);
+    assert!(!s.isolation.sysfs);
+    for (text, needle) in [
+        (
+            "seccomp: off
+",
+            "not a seccomp setting (default, log or unconfined)",
+        ),
+        (
+            "seccomp: [default]
+",
+            "a scalar is expected",
+        ),
+        (
+            "allow-user-namespaces: yes
+",
+            "not a boolean",
+        ),
+        (
+            "sysfs: 1
+",
+            "not a boolean",
+        ),
+    ] {
+        let e = parse(&format!("{MIN}{text}")).unwrap_err().to_string();
+        assert!(e.contains(needle), "{text:?} gave {e}");
+        let key = text.split(':').next().unwrap();
+        assert!(e.contains(key) && e.contains("sandboxes/web.yaml:4"), "{e}");
+    }
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! Start the workload: fork from the knot, enter the user namespace if the
 //! spec maps ids, drop to the configured ids and capabilities, set
-//! no_new_privs, lay out the fds, clean the environment, exec.
+//! no_new_privs, lay out the fds, clean the environment, install the
+//! system call filter, exec.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
+use crate::config::isolation::Seccomp;
 use crate::spec::{InstanceSpec, Stdio};
 use crate::sys::fs::{self as sfs, Resolve};
+use crate::sys::seccomp::{self, Program};
 use crate::sys::{caps, embedded, idmap, keyring, process, signal};
 
 use super::Context;
@@ -33,6 +36,54 @@ impl SpawnError {
     }
 }
 
+/// The system call filter profile of `spec`'s workload: the sandbox's
+/// `seccomp` and `allow-user-namespaces`, and the capabilities it keeps;
+/// `None` for `seccomp: unconfined`.
+pub fn filter_profile(spec: &InstanceSpec) -> Result<Option<seccomp::Profile>, String> {
+    let mode = match spec.isolation.seccomp {
+        Seccomp::Unconfined => return Ok(None),
+        Seccomp::Default => seccomp::Mode::Enforce,
+        Seccomp::Log => seccomp::Mode::Log,
+    };
+    let userns = spec.isolation.allow_user_namespaces;
+    seccomp::Profile::workload(mode, userns, &spec.capabilities)
+        .map(Some)
+        .map_err(|e| format!("system call filter: {e}"))
+}
+
+/// The compiled filter for `spec`, from `cache` (compiled there the first
+/// time its profile is asked for), to put in the knot's `Context`.
+pub fn filter(
+    spec: &InstanceSpec,
+    cache: &mut seccomp::Cache,
+) -> Result<Option<std::sync::Arc<Program>>, String> {
+    match filter_profile(spec)? {
+        Some(p) => cache
+            .get(&p)
+            .map(Some)
+            .map_err(|e| format!("system call filter: {e}")),
+        None => Ok(None),
+    }
+}
+
+/// The filter the context carries, if it is the one `spec` asks for. A
+/// missing or different one stops the start: a workload never runs with
+/// less than its profile.
+fn checked_filter<'a>(
+    spec: &InstanceSpec,
+    ctx: &'a Context,
+) -> Result<Option<&'a Program>, String> {
+    match (filter_profile(spec)?, ctx.seccomp.as_deref()) {
+        (None, _) => Ok(None),
+        (Some(want), Some(p)) if *p.profile() == want => Ok(Some(p)),
+        (Some(_), _) => Err(
+            "system call filter: none was prepared for this instance's profile (a bug in cairn); \
+             not starting it unfiltered"
+                .into(),
+        ),
+    }
+}
+
 /// Fork and exec the workload; returns its pid (in the knot's pid
 /// namespace) once it has exec'd, or the reason it could not.
 pub fn spawn(
@@ -40,6 +91,7 @@ pub fn spawn(
     ctx: &Context,
     stdio: Option<&OwnedFd>,
 ) -> Result<i32, SpawnError> {
+    let filter = checked_filter(spec, ctx).map_err(SpawnError::setup)?;
     let setup = |e: crate::sys::Error| SpawnError::setup(e.to_string());
     let userns = !spec.uid_map.is_empty() || !spec.gid_map.is_empty();
     let (err_r, err_w) = process::pipe().map_err(setup)?;
@@ -64,7 +116,7 @@ pub fn spawn(
                 go_r: go_r.into_raw_fd(),
                 stdio: stdio.map(|f| f.as_raw_fd()),
             };
-            let err = child(spec, ctx, userns, &fds);
+            let err = child(spec, ctx, userns, filter, &fds);
             // Only reached when something failed before or at exec: the
             // status first, then the message.
             let mut w = std::fs::File::from(
@@ -170,8 +222,14 @@ struct ChildFds {
 }
 
 /// The child side; returns why it failed, if anything fails.
-fn child(spec: &InstanceSpec, ctx: &Context, userns: bool, fds: &ChildFds) -> SpawnError {
-    match child_steps(spec, ctx, userns, fds) {
+fn child(
+    spec: &InstanceSpec,
+    ctx: &Context,
+    userns: bool,
+    filter: Option<&Program>,
+    fds: &ChildFds,
+) -> SpawnError {
+    match child_steps(spec, ctx, userns, filter, fds) {
         Ok(never) => match never {},
         Err(Fail::Setup(m)) => SpawnError::setup(m),
         Err(Fail::Exec(m, errno)) => SpawnError {
@@ -208,6 +266,7 @@ fn child_steps(
     spec: &InstanceSpec,
     ctx: &Context,
     userns: bool,
+    filter: Option<&Program>,
     fds: &ChildFds,
 ) -> Result<Never, Fail> {
     // First of all: close what the workload must not have (the knot's
@@ -385,12 +444,21 @@ fn child_steps(
     argv.push(spec.executable.clone());
     argv.extend(spec.arguments.iter().cloned());
     argv.extend(ctx.extra_args.iter().cloned());
+    if ctx.init_fd.is_some() {
+        // cairn-init calls the workload's execve (see
+        // `embedded::exec_trampoline`); it reports through the error pipe,
+        // which must stay open across its own exec.
+        step("error pipe", process::clear_cloexec(fds.err))?;
+    }
+    // Last, after no_new_privs and the capability drop: the filter. What
+    // runs under it before the workload is only our exec (execveat of
+    // cairn-init, which calls fcntl, execve, and write and exit_group if
+    // that fails), all of which every profile allows.
+    if let Some(f) = filter {
+        step("system call filter", seccomp::install(f))?;
+    }
     let e = match ctx.init_fd {
         Some(init) => {
-            // cairn-init calls the workload's execve (see
-            // `embedded::exec_trampoline`); it reports through the error
-            // pipe, which must stay open across its own exec.
-            step("error pipe", process::clear_cloexec(fds.err))?;
             // SAFETY: the memfd stays open in this process (keep list).
             let init = unsafe { BorrowedFd::borrow_raw(init) };
             let e = embedded::exec_trampoline(init, fds.err, &spec.executable, &argv, &env);

@@ -17,7 +17,7 @@ use super::etc;
 /// A setup error: what failed, in words for the operator.
 pub type Result<T> = std::result::Result<T, String>;
 
-fn ctx<T, E: std::fmt::Display>(
+pub(super) fn ctx<T, E: std::fmt::Display>(
     r: std::result::Result<T, E>,
     what: impl FnOnce() -> String,
 ) -> Result<T> {
@@ -27,7 +27,7 @@ fn ctx<T, E: std::fmt::Display>(
 /// A detached copy (`open_tree` clone) of the mount at `src`, with `set`
 /// applied: a bind mount ready to attach. `name` labels kernel errors,
 /// `what` says which mount failed.
-fn bound(
+pub(super) fn bound(
     src: BorrowedFd<'_>,
     name: &str,
     set: Attrs,
@@ -49,7 +49,7 @@ pub struct Built {
 }
 
 /// Open a directory the image must have, refusing symlinks and files.
-fn image_dir(root: BorrowedFd<'_>, path: &str, why: &str) -> Result<OwnedFd> {
+pub(super) fn image_dir(root: BorrowedFd<'_>, path: &str, why: &str) -> Result<OwnedFd> {
     sfs::open_dir_beneath(root, path).map_err(|e| match e.errno() {
         Some(libc::ENOENT) => format!("{path} does not exist in the image ({why})"),
         Some(libc::ELOOP) | Some(libc::EXDEV) => {
@@ -84,7 +84,10 @@ pub fn build(spec: &InstanceSpec, inst: &OwnedFd, state: &OwnedFd) -> Result<Bui
     let root = ctx(sfs::open_dir(&spec.host.mount_dir), || "new root".into())?;
 
     dev(spec, root.as_fd())?;
-    proc(root.as_fd())?;
+    super::kernfs::proc(root.as_fd())?;
+    if spec.isolation.sysfs {
+        super::kernfs::sys(root.as_fd())?;
+    }
     for m in &spec.mounts {
         volume(spec, root.as_fd(), state.as_fd(), m)?;
     }
@@ -113,6 +116,14 @@ fn open_log(p: &Path) -> Result<OwnedFd> {
         .map(OwnedFd::from)
         .map_err(|e| format!("stdio log: {e}"))
 }
+
+/// The most pseudo-terminals one container may hold open (devpts `max=`).
+/// The kernel has `kernel.pty.max` (4096 by default) for all of them, of
+/// which `kernel.pty.reserve` (1024) only the host's own /dev/pts may use:
+/// without a limit, one container could take every other container's
+/// share. A service rarely needs more than a handful (a shell, an ssh
+/// session, a tmux with a few windows).
+const DEVPTS_MAX: &str = "64";
 
 /// A minimal `/dev` on a fresh tmpfs (or the master's devfs-dir, bound
 /// read-only), made read-only once populated; devpts and shm below it.
@@ -172,7 +183,12 @@ fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
     let ptsfs = ctx(
         mount::new_fs(
             "devpts",
-            &[("ptmxmode", "0666"), ("mode", "0620"), ("gid", "5")],
+            &[
+                ("ptmxmode", "0666"),
+                ("mode", "0620"),
+                ("gid", "5"),
+                ("max", DEVPTS_MAX),
+            ],
             Attrs::NOSUID.or(Attrs::NOEXEC),
         ),
         || "devpts".into(),
@@ -207,108 +223,6 @@ fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
         ),
         || "/dev read-only".into(),
     )
-}
-
-/// Files of /proc that show host kernel internals: hidden behind /dev/null.
-const MASKED_FILES: &[&str] = &[
-    "kcore",
-    "keys",
-    "timer_list",
-    "latency_stats",
-    "sched_debug",
-    "kallsyms",
-];
-/// Directories of /proc hidden behind an empty read-only tmpfs.
-const MASKED_DIRS: &[&str] = &["acpi", "scsi"];
-/// Parts of /proc that stay visible but read-only.
-const READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
-
-/// `/proc` of the container's pid namespace, with host surfaces masked or
-/// read-only. Masks use inodes we create (our /dev/null, a fresh tmpfs),
-/// never anything from the image.
-fn proc(root: BorrowedFd<'_>) -> Result<()> {
-    let target = image_dir(root, "proc", "cairn mounts /proc there")?;
-    let fs = ctx(mount::new_fs("proc", &[], Attrs::SAFE), || "proc".into())?;
-    ctx(mount::attach(fs.as_fd(), target.as_fd(), "/proc"), || {
-        "mount /proc".into()
-    })?;
-    let proc_root = image_dir(root, "proc", "just mounted")?;
-    // What this kernel does not have needs no mask; any other error stops
-    // the start (fail closed: a mask we could not place is a hole).
-    let open = |name: &str| -> Result<Option<OwnedFd>> {
-        let r = sfs::openat2(
-            proc_root.as_fd(),
-            name,
-            libc::O_PATH | libc::O_NOFOLLOW,
-            0,
-            Resolve::BeneathNoSymlinks,
-        );
-        missing_is_none(r).map_err(|e| format!("/proc/{name}: {e}"))
-    };
-    for name in READONLY {
-        let Some(t) = open(name)? else { continue };
-        let b = bound(
-            t.as_fd(),
-            name,
-            Attrs::RDONLY.or(Attrs::SAFE),
-            Recursive::Yes,
-            || format!("/proc/{name} read-only"),
-        )?;
-        ctx(mount::attach(b.as_fd(), t.as_fd(), name), || {
-            format!("mount /proc/{name}")
-        })?;
-    }
-    let devnull = {
-        let dev = image_dir(root, "dev", "/dev/null for masks")?;
-        ctx(
-            sfs::openat2(
-                dev.as_fd(),
-                "null",
-                libc::O_PATH | libc::O_NOFOLLOW,
-                0,
-                Resolve::BeneathNoSymlinks,
-            ),
-            || "/dev/null".into(),
-        )?
-    };
-    for name in MASKED_FILES {
-        let Some(t) = open(name)? else { continue };
-        // Not nodev: a masked file reads as empty, like /dev/null.
-        let b = bound(
-            devnull.as_fd(),
-            "/dev/null",
-            Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
-            Recursive::No,
-            || format!("mask /proc/{name}"),
-        )?;
-        ctx(mount::attach(b.as_fd(), t.as_fd(), name), || {
-            format!("mask /proc/{name}")
-        })?;
-    }
-    for name in MASKED_DIRS {
-        let Some(t) = open(name)? else { continue };
-        let empty = ctx(
-            mount::new_fs(
-                "tmpfs",
-                &[("size", "4096"), ("mode", "0555"), ("nr_inodes", "1")],
-                Attrs::RDONLY.or(Attrs::SAFE),
-            ),
-            || format!("mask /proc/{name}"),
-        )?;
-        ctx(mount::attach(empty.as_fd(), t.as_fd(), name), || {
-            format!("mask /proc/{name}")
-        })?;
-    }
-    Ok(())
-}
-
-/// `Ok(None)` for "does not exist" (ENOENT), the error for anything else.
-fn missing_is_none<T>(r: crate::sys::Result<T>) -> crate::sys::Result<Option<T>> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// One volume.
@@ -467,34 +381,4 @@ fn public_host() -> Option<(String, String)> {
         .map(|ip| ip.to_string())
         .unwrap_or_else(|| "127.0.1.1".to_string());
     Some((name, addr))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_missing_proc_file_goes_without_its_mask() {
-        let err = |errno| {
-            crate::sys::Error::new("openat2", "x", std::io::Error::from_raw_os_error(errno))
-        };
-        assert!(matches!(
-            missing_is_none(Err::<(), _>(err(libc::ENOENT))),
-            Ok(None)
-        ));
-        assert!(matches!(missing_is_none(Ok(1)), Ok(Some(1))));
-        for errno in [
-            libc::EACCES,
-            libc::ELOOP,
-            libc::EXDEV,
-            libc::ENOMEM,
-            libc::EPERM,
-            libc::EIO,
-        ] {
-            assert!(
-                missing_is_none(Err::<(), _>(err(errno))).is_err(),
-                "errno {errno}"
-            );
-        }
-    }
 }

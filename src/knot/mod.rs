@@ -11,6 +11,7 @@ pub mod etc;
 pub mod exec;
 pub mod fs;
 pub mod init;
+mod kernfs;
 pub mod net;
 mod spawn;
 
@@ -79,6 +80,11 @@ pub struct Context {
     /// Write end of a pipe: the knot writes one byte once the workload has
     /// exec'd, so the supervisor knows it runs (no polling).
     pub ready: Option<RawFd>,
+    /// The workload's system call filter, compiled by the caller (once per
+    /// distinct profile: see `exec::filter`); `None` for `seccomp:
+    /// unconfined`. A knot never compiles one itself.
+    #[serde(default)]
+    pub seccomp: Option<std::sync::Arc<crate::sys::seccomp::Program>>,
 }
 
 /// The workload's end as the knot records it in `exit-status`.
@@ -268,6 +274,10 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
                 .into(),
         );
     }
+    // A cgroup namespace rooted at the leaf just joined (or, with cgroups
+    // off, wherever the knot runs): the workload's /proc/self/cgroup
+    // shows "/" and nothing of the host's cgroup tree.
+    process::unshare_cgroup().map_err(|e| e.to_string())?;
     // Ports opened in the container's own network namespace, and the
     // context that gives them to the workload (kept open for respawns).
     let mut own_ports: Vec<OwnedFd> = Vec::new();

@@ -69,6 +69,9 @@ fn in_child(uid: u32, parent_of: impl Fn(i32) -> i32, look: impl FnOnce(i32, &[i
                     extra_address_space: 64 << 20,
                     cpu_seconds: 7,
                     parent: parent_of(parent),
+                    // What confinement alone does: the filter is
+                    // tested in `tests/parser.rs` and `seccomp::tests`.
+                    filter: None,
                 };
                 let report = match confine(&c) {
                     Ok(()) => probe(),

@@ -16,6 +16,7 @@ pub mod mount;
 pub mod pidfd;
 pub mod proc;
 pub mod process;
+pub mod seccomp;
 pub mod signal;
 pub mod socket;
 

@@ -70,6 +70,19 @@ pub fn unshare_user() -> Result<()> {
     Ok(())
 }
 
+/// unshare(2) of a cgroup namespace: its root, in every hierarchy (v1
+/// and v2 alike), is the cgroup the caller is in now, and that is all a
+/// process in it sees of the cgroup tree (cgroup_namespaces(7)).
+pub fn unshare_cgroup() -> Result<()> {
+    // SAFETY: plain syscall with a constant flag.
+    check(
+        unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },
+        "unshare",
+        "cgroup namespace",
+    )?;
+    Ok(())
+}
+
 fn prctl(op: libc::c_int, arg: libc::c_ulong, what: &'static str) -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     check(

@@ -363,7 +363,17 @@ impl Tree {
                 return;
             }
         };
+        let seccomp = match knot::exec::filter(&i.spec, &mut self.filters) {
+            Ok(f) => f,
+            Err(e) => {
+                log::error!("{name}: {e}");
+                i.error = Some(e);
+                self.event(name, Event::Exited { failure: true });
+                return;
+            }
+        };
         let ctx = knot::Context {
+            seccomp,
             cgroups: self.cgroups.clone(),
             sockets,
             term: "dumb".into(),

@@ -74,13 +74,19 @@ impl Parser {
     pub fn start() -> Result<Parser, String> {
         let start = |e: crate::sys::Error| format!("cannot start the config parser: {e}");
         let parent = process::getpid();
+        // Compiled here, once per process, so the child only installs it.
+        let filter = match crate::sys::seccomp::parser() {
+            Ok(f) => Some(f),
+            Err(e) if e.source.kind() == std::io::ErrorKind::Unsupported => None,
+            Err(e) => return Err(start(e)),
+        };
         let (bytes_r, bytes_w) = process::pipe().map_err(start)?;
         let (reply_r, reply_w) = process::pipe().map_err(start)?;
         match process::fork().map_err(start)? {
             None => {
                 drop(bytes_w);
                 drop(reply_r);
-                child(parent, bytes_r, reply_w)
+                child(parent, filter, bytes_r, reply_w)
             }
             Some(pid) => Ok(Parser {
                 pid,
@@ -294,7 +300,12 @@ fn warm_up() {
 }
 
 /// The child: confine, read the bytes, parse, answer, exit.
-fn child(parent: i32, bytes: OwnedFd, reply: OwnedFd) -> ! {
+fn child(
+    parent: i32,
+    filter: Option<&crate::sys::seccomp::Program>,
+    bytes: OwnedFd,
+    reply: OwnedFd,
+) -> ! {
     // Quiet: the parent reports a panic with the file name instead.
     std::panic::set_hook(Box::new(|_| {}));
     let keep = [bytes.as_raw_fd(), reply.as_raw_fd()];
@@ -305,6 +316,7 @@ fn child(parent: i32, bytes: OwnedFd, reply: OwnedFd) -> ! {
         extra_address_space: EXTRA_ADDRESS_SPACE,
         cpu_seconds: CPU_SECONDS,
         parent,
+        filter,
     };
     let answer = match confine::confine(&confinement) {
         Err(e) => Reply::NotConfined(e.to_string()),

@@ -85,6 +85,8 @@ pub struct Tree {
     /// The most open files we may have (the hard RLIMIT_NOFILE, which our
     /// soft limit was raised to).
     pub fd_limit: u64,
+    /// System call filters, one per distinct profile, inherited by knots.
+    pub filters: crate::sys::seccomp::Cache,
     /// Held for the tree's life: the pid file lock.
     pub _lock: std::fs::File,
     /// The runtime dir, checked once: state.json and metrics.prom are
@@ -231,6 +233,7 @@ impl Tree {
                 format!("{e} (cairn-init runs from a memfd; a host with vm.memfd_noexec = 2 forbids that)")
             })?,
             fd_limit,
+            filters: Default::default(),
             _lock: lock,
             runtime,
         };

@@ -173,14 +173,18 @@ fn stdin_is_dev_null_unless_interactive() {
 
 /// `cairn knot --spec-fd N`: the exec'd init (CAIRN_KNOT_EXEC=1) builds the
 /// same container as the forked one: pid 1 is `cairn`, the workload runs
-/// as the configured user, and its status comes back.
+/// as the configured user under the system call filter (which crossed the
+/// exec in the JSON context), and its status comes back.
 #[test]
 fn exec_path_of_the_knot_builds_the_same_container() {
     let mut fx = fixture!();
     fx.command("exec", &probe(""));
     let mut c = fx.cmd(
         "exec",
-        &["echo \"$(cat /proc/1/comm) $(id -u) $(grep NoNewPrivs /proc/self/status | cut -f2)\"; exit 9"],
+        &[
+            "echo \"$(cat /proc/1/comm) $(id -u) $(grep NoNewPrivs /proc/self/status | cut -f2) \
+           $(grep ^Seccomp: /proc/self/status | cut -f2)\"; exit 9",
+        ],
     );
     c.env("CAIRN_KNOT_EXEC", "1");
     let out = output_within(&mut c, None, TIMEOUT);
@@ -188,7 +192,7 @@ fn exec_path_of_the_knot_builds_the_same_container() {
     assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
     assert_eq!(
         stdout(&out).trim(),
-        format!("cairn {UID} 1"),
+        format!("cairn {UID} 1 2"),
         "{}",
         stderr(&out)
     );

@@ -128,31 +128,89 @@ fn kernel_files_in_proc_are_masked() {
     let out = fx.probe(
         "masked",
         "",
-        "for f in kcore keys timer_list latency_stats sched_debug kallsyms; do \
-           [ -e /proc/$f ] && echo \"$f=$(cat /proc/$f 2>/dev/null | wc -c)\"; done; \
-         for d in acpi scsi; do [ -d /proc/$d ] && echo \"$d=$(ls -A /proc/$d | wc -l)\"; done; \
-         echo done",
+        &format!(
+            "for f in {FILES}; do \
+               [ -e /proc/$f ] && echo \"$f=$(cat /proc/$f 2>/dev/null | wc -c)\"; done; \
+             for d in {DIRS}; do [ -d /proc/$d ] && echo \"$d=$(ls -A /proc/$d | wc -l)\"; done; \
+             cat /proc/self/mountinfo"
+        ),
     );
     let text = ok(&out);
     let v = kv(&text);
-    for name in [
-        "kcore",
-        "keys",
-        "timer_list",
-        "latency_stats",
-        "sched_debug",
-        "kallsyms",
-        "acpi",
-        "scsi",
-    ] {
+    let mounts = parse_mountinfo(&text);
+    for name in FILES.split(' ').chain(DIRS.split(' ')) {
         if host_proc_has(name) {
             assert_eq!(
                 v.get(name).map(String::as_str),
                 Some("0"),
                 "{name}:\n{text}"
             );
+            // Masked by a mount, not only unreadable to this uid.
+            mount_at(&mounts, &format!("/proc/{name}"));
         }
     }
+}
+
+/// The /proc files Docker masks, and those like them: kernel memory and
+/// symbols, keys and key quotas of every user, timers, scheduler
+/// internals, the kernel's build config, per-page flags and counts.
+const FILES: &str = "kcore keys key-users timer_list timer_stats latency_stats sched_debug \
+                     kallsyms config.gz kpageflags kpagecount kpagecgroup";
+const DIRS: &str = "acpi scsi asound";
+
+/// A container's devpts holds at most 64 ptys (`max=64`): one container
+/// cannot take the pool of ptys the kernel has for all of them.
+#[test]
+fn a_container_holds_at_most_64_ptys() {
+    let mut fx = fixture!();
+    let built = super::seccomp::secprobe(&fx, false);
+    require!(built.is_ok(), built.err().unwrap_or_default());
+    fx.command(
+        "ptys",
+        &super::seccomp::program("/bin/secprobe", &["ptys", "100"], ""),
+    );
+    let out = fx.run("ptys", &[]);
+    assert_eq!(ok(&out), "ptys=64 errno=ENOSPC\n");
+    let out = fx.probe("pts", "", "grep ' /dev/pts ' /proc/self/mountinfo");
+    let pts = parse_mountinfo(&ok(&out));
+    assert!(pts[0].super_opts.contains("max=64"), "{pts:?}");
+}
+
+/// No /sys by default; `sysfs: true` mounts one, read-only, nosuid, nodev,
+/// noexec, with firmware and powercap hidden and none of the host's
+/// submounts (cgroups, debugfs, ...).
+#[test]
+fn sysfs_only_with_the_sandbox_key_and_read_only() {
+    let mut fx = fixture!();
+    let script = "ls -A /sys | wc -l; awk '$5 ~ \"^/sys(/|$)\"' /proc/self/mountinfo; \
+                  echo firmware=$(ls -A /sys/firmware 2>/dev/null | wc -l); \
+                  echo cgroup=$(ls -A /sys/fs/cgroup 2>/dev/null | wc -l); \
+                  echo x > /sys/kernel/uevent_helper; echo write=$?";
+    let out = fx.probe("sys", "", script);
+    let text = ok(&out);
+    assert_eq!(text.lines().next(), Some("0"), "{text}");
+    assert!(parse_mountinfo(&text).is_empty(), "{text}");
+
+    fx.sandbox("allow-users: [1000-1999]\nallow-groups: [1000-1999]\nsysfs: true\n");
+    let out = fx.run("sys", &[script]);
+    let text = ok(&out);
+    let mounts = parse_mountinfo(&text);
+    let sys = mount_at(&mounts, "/sys");
+    assert_eq!(sys.fstype, "sysfs", "{text}");
+    assert_flags(sys, &["ro", "nosuid", "nodev", "noexec"], &["rw"]);
+    let v = kv(&text);
+    assert_eq!(v["firmware"], "0", "{text}");
+    assert_eq!(v["cgroup"], "0", "{text}");
+    assert_ne!(v["write"], "0", "{text}");
+    if Path::new("/sys/firmware").is_dir() {
+        assert_eq!(mount_at(&mounts, "/sys/firmware").fstype, "tmpfs");
+    }
+    assert!(
+        mounts
+            .iter()
+            .all(|m| m.point == "/sys" || !m.point.starts_with("/sys/") || m.fstype == "tmpfs"),
+        "a host mount under /sys: {mounts:#?}"
+    );
 }
 
 #[test]

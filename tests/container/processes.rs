@@ -387,3 +387,29 @@ fn workload_cannot_signal_the_callers_process_group() {
         "a process outside the container got the workload's kill(0, SIGTERM): {hit:?}\n{text}"
     );
 }
+
+/// Each container has a cgroup namespace rooted at its own cgroup, in
+/// every hierarchy (v1 controllers, the named systemd one and the v2
+/// unified one alike): /proc/self/cgroup shows "/" and nothing of the
+/// host's cgroup tree or of the instance's name.
+#[test]
+fn the_cgroup_namespace_shows_only_the_containers_root() {
+    let mut fx = fixture!();
+    let out = fx.probe(
+        "cgroupns",
+        "",
+        "cat /proc/self/cgroup; echo ns=$(readlink /proc/self/ns/cgroup)",
+    );
+    let text = ok(&out);
+    let host_ns = fs::read_link("/proc/self/ns/cgroup").unwrap();
+    let v = kv(&text);
+    assert_ne!(Path::new(&v["ns"]), host_ns, "the host's cgroup namespace");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("ns=")).collect();
+    let host_lines = fs::read_to_string("/proc/self/cgroup").unwrap();
+    assert_eq!(lines.len(), host_lines.lines().count(), "{text}");
+    for l in &lines {
+        let path = l.splitn(3, ':').nth(2).unwrap_or("?");
+        assert_eq!(path, "/", "{l} in:\n{text}");
+    }
+    assert!(!text.contains(&fx.cgroup.name), "{text}");
+}

@@ -1,0 +1,193 @@
+//! The kernel's file systems in the container: /proc with the host's
+//! kernel internals masked or read-only, and (`sysfs: true`) a read-only
+//! /sys with its firmware and power-capping directories masked. Masks use
+//! inodes cairn creates (its own /dev/null, fresh tmpfs), never anything
+//! from the image.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::sys::fs::{self as sfs, Resolve};
+use crate::sys::mount::{self, Attrs, Recursive};
+
+use super::fs::{Result, bound, ctx, image_dir};
+
+/// Files of /proc that show host kernel internals: hidden behind /dev/null.
+const MASKED_FILES: &[&str] = &[
+    "kcore",
+    "keys",
+    "key-users",
+    "timer_list",
+    "timer_stats",
+    "latency_stats",
+    "sched_debug",
+    "kallsyms",
+    "config.gz",
+    "kpageflags",
+    "kpagecount",
+    "kpagecgroup",
+];
+/// Directories of /proc hidden behind an empty read-only tmpfs.
+const MASKED_DIRS: &[&str] = &["acpi", "scsi", "asound"];
+/// Parts of /proc that stay visible but read-only.
+const READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+
+/// `/proc` of the container's pid namespace, with host surfaces masked or
+/// read-only. Masks use inodes we create (our /dev/null, a fresh tmpfs),
+/// never anything from the image.
+pub(super) fn proc(root: BorrowedFd<'_>) -> Result<()> {
+    let target = image_dir(root, "proc", "cairn mounts /proc there")?;
+    let fs = ctx(mount::new_fs("proc", &[], Attrs::SAFE), || "proc".into())?;
+    ctx(mount::attach(fs.as_fd(), target.as_fd(), "/proc"), || {
+        "mount /proc".into()
+    })?;
+    let proc_root = image_dir(root, "proc", "just mounted")?;
+    // What this kernel does not have needs no mask; any other error stops
+    // the start (fail closed: a mask we could not place is a hole).
+    let open = |name: &str| -> Result<Option<OwnedFd>> {
+        let r = sfs::openat2(
+            proc_root.as_fd(),
+            name,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+            Resolve::BeneathNoSymlinks,
+        );
+        missing_is_none(r).map_err(|e| format!("/proc/{name}: {e}"))
+    };
+    for name in READONLY {
+        let Some(t) = open(name)? else { continue };
+        let b = bound(
+            t.as_fd(),
+            name,
+            Attrs::RDONLY.or(Attrs::SAFE),
+            Recursive::Yes,
+            || format!("/proc/{name} read-only"),
+        )?;
+        ctx(mount::attach(b.as_fd(), t.as_fd(), name), || {
+            format!("mount /proc/{name}")
+        })?;
+    }
+    let devnull = {
+        let dev = image_dir(root, "dev", "/dev/null for masks")?;
+        ctx(
+            sfs::openat2(
+                dev.as_fd(),
+                "null",
+                libc::O_PATH | libc::O_NOFOLLOW,
+                0,
+                Resolve::BeneathNoSymlinks,
+            ),
+            || "/dev/null".into(),
+        )?
+    };
+    for name in MASKED_FILES {
+        let Some(t) = open(name)? else { continue };
+        // Not nodev: a masked file reads as empty, like /dev/null.
+        let b = bound(
+            devnull.as_fd(),
+            "/dev/null",
+            Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
+            Recursive::No,
+            || format!("mask /proc/{name}"),
+        )?;
+        ctx(mount::attach(b.as_fd(), t.as_fd(), name), || {
+            format!("mask /proc/{name}")
+        })?;
+    }
+    for name in MASKED_DIRS {
+        let Some(t) = open(name)? else { continue };
+        hide_dir(t.as_fd(), &format!("/proc/{name}"))?;
+    }
+    Ok(())
+}
+
+/// Mount an empty, read-only tmpfs over the directory `t`.
+fn hide_dir(t: BorrowedFd<'_>, shown: &str) -> Result<()> {
+    let empty = ctx(
+        mount::new_fs(
+            "tmpfs",
+            &[("size", "4096"), ("mode", "0555"), ("nr_inodes", "1")],
+            Attrs::RDONLY.or(Attrs::SAFE),
+        ),
+        || format!("mask {shown}"),
+    )?;
+    ctx(mount::attach(empty.as_fd(), t, shown), || {
+        format!("mask {shown}")
+    })
+}
+
+/// Directories of /sys hidden behind an empty read-only tmpfs (as Docker
+/// does): firmware tables (ACPI, EFI variables, DMI serial numbers), and
+/// the energy counters of powercap, a side channel on what other
+/// processes compute (CVE-2020-8694).
+const SYS_MASKED_DIRS: &[&str] = &["firmware", "devices/virtual/powercap"];
+
+/// `sysfs: true`: a sysfs of the knot's network namespace (the
+/// container's own with a bridged network, else the host's), read-only,
+/// nosuid, nodev, noexec. Only its own mount: what the host mounts below
+/// /sys (cgroups, debugfs, tracefs, securityfs, ...) is not in it.
+pub(super) fn sys(root: BorrowedFd<'_>) -> Result<()> {
+    let target = image_dir(root, "sys", "cairn mounts /sys there (sysfs: true)")?;
+    // Read-only through the mount, never the superblock: sysfs shares one
+    // superblock per network namespace, the host's /sys included.
+    let fs = ctx(
+        mount::new_fs("sysfs", &[], Attrs::RDONLY.or(Attrs::SAFE)),
+        || "sysfs".into(),
+    )?;
+    ctx(mount::attach(fs.as_fd(), target.as_fd(), "/sys"), || {
+        "mount /sys".into()
+    })?;
+    let sys_root = image_dir(root, "sys", "just mounted")?;
+    for name in SYS_MASKED_DIRS {
+        let r = sfs::openat2(
+            sys_root.as_fd(),
+            name,
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY,
+            0,
+            Resolve::BeneathNoSymlinks,
+        );
+        let t = missing_is_none(r).map_err(|e| format!("/sys/{name}: {e}"))?;
+        if let Some(t) = t {
+            hide_dir(t.as_fd(), &format!("/sys/{name}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `Ok(None)` for "does not exist" (ENOENT), the error for anything else.
+fn missing_is_none<T>(r: crate::sys::Result<T>) -> crate::sys::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_proc_file_goes_without_its_mask() {
+        let err = |errno| {
+            crate::sys::Error::new("openat2", "x", std::io::Error::from_raw_os_error(errno))
+        };
+        assert!(matches!(
+            missing_is_none(Err::<(), _>(err(libc::ENOENT))),
+            Ok(None)
+        ));
+        assert!(matches!(missing_is_none(Ok(1)), Ok(Some(1))));
+        for errno in [
+            libc::EACCES,
+            libc::ELOOP,
+            libc::EXDEV,
+            libc::ENOMEM,
+            libc::EPERM,
+            libc::EIO,
+        ] {
+            assert!(
+                missing_is_none(Err::<(), _>(err(errno))).is_err(),
+                "errno {errno}"
+            );
+        }
+    }
+}
