@@ -63,7 +63,8 @@ pub fn all(master_path: &Path, sandbox: Option<&str>, alternate: Option<&Path>) 
         .values()
         .flat_map(|sc| sc.processes.entries.values().map(move |e| (&sc.sandbox, e)))
         .collect();
-    let mut loader = parse::Prefetched(parse::load_all(&jobs));
+    // No parse cache: a check must see every file parsed.
+    let mut loader = parse::Prefetched(parse::load_all(&jobs, &crate::tree::parsed::Cache::none()));
     for r in desired::resolve_entries(&configs, &mut loader, true) {
         entries += 1;
         match r.result {

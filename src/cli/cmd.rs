@@ -22,7 +22,9 @@ use crate::spec::{InstanceSpec, Which};
 use crate::sys::cgroup;
 use crate::sys::process::{self, Exit};
 use crate::sys::signal;
+use crate::config::error::ConfigError;
 use crate::tree::confined::Parser;
+use crate::tree::parsed::Cache;
 use crate::tree::{desired, hostdirs};
 
 pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8 {
@@ -56,11 +58,6 @@ fn prepare(
     name: &str,
     args: &[String],
 ) -> Result<(InstanceSpec, Context), Vec<String>> {
-    // The confined child that will parse the container config (see
-    // `tree::confined`): forked now, while this process is small and cheap
-    // to fork, so that it confines itself while we read the trusted
-    // configs. Dropped (and reaped) at the end of this function.
-    let mut parser = Parser::start().map_err(|e| vec![format!("cairn cmd: {e}")])?;
     let master = Master::load(master_path).map_err(lines)?;
     // The knot creates the instance's state dir as root: refuse dirs
     // anyone else could redirect, before anything starts, and make the
@@ -94,14 +91,28 @@ fn prepare(
         return Err(lines(problems));
     }
     let (file, bytes) = desired::read_container(&sb, entry).map_err(lines)?;
-    parser.send(&bytes);
-    // While the child parses: the host's cgroups, which do not depend on
-    // the container config (a config error is still reported first).
-    let host_cgroups = master
-        .cgroup_name
-        .as_ref()
-        .map(|root| cgroup::detect_host(root, &master.cgroup_controllers));
-    let cfg = parser.receive(&file).map_err(lines)?;
+    // The same bytes parsed before (by a confined child) need no new child
+    // (see `tree::parsed`); else one parses them (`tree::confined`), and
+    // meanwhile we look up the host's cgroups, which do not depend on the
+    // container config (a config error is still reported first).
+    let cache = Cache::open(&master.runtime_dir);
+    let detect = || {
+        master
+            .cgroup_name
+            .as_ref()
+            .map(|root| cgroup::detect_host(root, &master.cgroup_controllers))
+    };
+    let mut host_cgroups = None;
+    let cfg = cache
+        .parse(&bytes, || {
+            let mut parser = Parser::start()
+                .map_err(|e| Problems::from(ConfigError::new(&file, format!("cairn cmd: {e}"))))?;
+            parser.send(&bytes);
+            host_cgroups = Some(detect());
+            parser.receive(&file)
+        })
+        .map_err(lines)?;
+    let host_cgroups = host_cgroups.unwrap_or_else(detect);
     validate::container(&file, &cfg, &sb, entry)
         .into_result(())
         .map_err(lines)?;

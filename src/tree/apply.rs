@@ -79,7 +79,8 @@ impl Tree {
                 }
             }
         }
-        let mut loader = parse::Prefetched(parse::load_all(&jobs));
+        let cache = super::parsed::Cache::open(&self.master.runtime_dir);
+        let mut loader = parse::Prefetched(parse::load_all(&jobs, &cache));
         let mut want = BTreeMap::new();
         let mut specs = BTreeMap::new();
         let mut failed: Vec<(ProcKey, u32, String)> = Vec::new();

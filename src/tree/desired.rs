@@ -164,13 +164,19 @@ pub fn config_display(sandbox: &Sandbox, entry: &ProcessEntry) -> String {
 /// Read an entry's container config from its image (with the caller's
 /// privileges), parse it in a confined child, and validate the result here
 /// (the child's word is not trusted, see `confined`).
+/// A parse of the same bytes before, kept in `cache`, stands in for the
+/// child (see `parsed`).
 pub fn load_container(
     sandbox: &Sandbox,
     entry: &ProcessEntry,
+    cache: &super::parsed::Cache,
 ) -> Result<(String, ContainerConfig), Problems> {
     let (shown, bytes) = read_container(sandbox, entry)?;
-    let mut parser = Parser::start().map_err(|e| Problems::from(ConfigError::new(&shown, e)))?;
-    let cfg = parser.parse(&shown, &bytes)?;
+    let cfg = cache.parse(&bytes, || {
+        let mut parser =
+            Parser::start().map_err(|e| Problems::from(ConfigError::new(&shown, e)))?;
+        parser.parse(&shown, &bytes)
+    })?;
     validate::container(&shown, &cfg, sandbox, entry).into_result((shown, cfg))
 }
 

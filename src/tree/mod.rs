@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod notify;
 pub mod parse;
+pub mod parsed;
 pub mod plan;
 pub mod recover;
 pub mod run;

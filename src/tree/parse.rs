@@ -40,11 +40,12 @@ struct Line {
 pub type Results = BTreeMap<(String, String), Result<(String, ContainerConfig), Problems>>;
 
 /// Parse the container configs of `jobs` in child processes.
-pub fn load_all(jobs: &[(&Sandbox, &ProcessEntry)]) -> Results {
+/// Parses kept from earlier loads come from `cache` (see `parsed`).
+pub fn load_all(jobs: &[(&Sandbox, &ProcessEntry)], cache: &super::parsed::Cache) -> Results {
     let mut out = Results::new();
     let mut next = 0;
     while next < jobs.len() {
-        match run_child(&jobs[next..]) {
+        match run_child(&jobs[next..], cache) {
             Ok((lines, stop)) => {
                 let done = lines.len();
                 for l in lines {
@@ -90,12 +91,15 @@ pub fn load_all(jobs: &[(&Sandbox, &ProcessEntry)]) -> Results {
 
 /// Run one child over `jobs`; returns the lines it produced and, if it
 /// stopped early, why.
-fn run_child(jobs: &[(&Sandbox, &ProcessEntry)]) -> Result<(Vec<Line>, Option<String>), String> {
+fn run_child(
+    jobs: &[(&Sandbox, &ProcessEntry)],
+    cache: &super::parsed::Cache,
+) -> Result<(Vec<Line>, Option<String>), String> {
     let (r, w) = process::pipe().map_err(|e| e.to_string())?;
     let pid = match process::fork().map_err(|e| e.to_string())? {
         None => {
             drop(r);
-            child(jobs, w);
+            child(jobs, cache, w);
         }
         Some(pid) => pid,
     };
@@ -171,7 +175,11 @@ fn run_child(jobs: &[(&Sandbox, &ProcessEntry)]) -> Result<(Vec<Line>, Option<St
 /// The reader child: one line per entry. It reads as the tree does (root)
 /// and parses nothing itself: `desired::load_container` hands the bytes to
 /// a confined parser.
-fn child(jobs: &[(&Sandbox, &ProcessEntry)], w: std::os::fd::OwnedFd) -> ! {
+fn child(
+    jobs: &[(&Sandbox, &ProcessEntry)],
+    cache: &super::parsed::Cache,
+    w: std::os::fd::OwnedFd,
+) -> ! {
     // A crash must not run the tree's re-exec handler; the tree's blocked
     // signals must not stay blocked; a reader must not outlive the tree.
     crate::sys::crash::reset_fatal();
@@ -186,7 +194,7 @@ fn child(jobs: &[(&Sandbox, &ProcessEntry)], w: std::os::fd::OwnedFd) -> ! {
     let mut out = std::io::BufWriter::new(std::fs::File::from(w));
     for (index, (s, e)) in jobs.iter().enumerate() {
         let result =
-            std::panic::catch_unwind(|| desired::load_container(s, e)).unwrap_or_else(|_| {
+            std::panic::catch_unwind(|| desired::load_container(s, e, cache)).unwrap_or_else(|_| {
                 Err(ConfigError::new(
                     desired::config_display(s, e),
                     "the config reader panicked on this file",
