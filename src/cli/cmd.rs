@@ -12,6 +12,7 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
+use crate::config::error::ConfigError;
 use crate::config::error::Problems;
 use crate::config::master::Master;
 use crate::config::process::Processes;
@@ -20,16 +21,17 @@ use crate::config::validate;
 use crate::knot::{self, Context};
 use crate::spec::{InstanceSpec, Which};
 use crate::sys::cgroup;
+use crate::sys::hostfs::HostDir;
 use crate::sys::process::{self, Exit};
 use crate::sys::signal;
-use crate::config::error::ConfigError;
 use crate::tree::confined::Parser;
 use crate::tree::parsed::Cache;
 use crate::tree::{desired, hostdirs};
 
 pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8 {
     match prepare(master_path, sandbox, name, args) {
-        Ok((spec, mut ctx)) => {
+        // `_state` holds the fd the context names until the knot is started.
+        Ok((spec, mut ctx, _state)) => {
             // A command with tcp-ports gets its sockets like a daemon does
             // (bound here, kept until it ends).
             let mut sockets = crate::tree::sockets::Sockets::default();
@@ -57,12 +59,12 @@ fn prepare(
     sandbox: &str,
     name: &str,
     args: &[String],
-) -> Result<(InstanceSpec, Context), Vec<String>> {
+) -> Result<(InstanceSpec, Context, HostDir), Vec<String>> {
     let master = Master::load(master_path).map_err(lines)?;
     // The knot creates the instance's state dir as root: refuse dirs
     // anyone else could redirect, before anything starts, and make the
     // state and mount dirs, root's alone.
-    hostdirs::prepare_command(&master).map_err(|e| vec![e])?;
+    let (runtime, state) = hostdirs::prepare_command(&master).map_err(|e| vec![e])?;
     if !crate::config::is_safe_name(sandbox) {
         return Err(vec![format!("{sandbox:?} is not a sandbox name")]);
     }
@@ -95,7 +97,7 @@ fn prepare(
     // (see `tree::parsed`); else one parses them (`tree::confined`), and
     // meanwhile we look up the host's cgroups, which do not depend on the
     // container config (a config error is still reported first).
-    let cache = Cache::open(&master.runtime_dir);
+    let cache = Cache::in_dir(&runtime);
     let detect = || {
         master
             .cgroup_name
@@ -152,9 +154,11 @@ fn prepare(
         host_netns: None,
         leaf_ready: false,
         init_fd: None,
+        state_dir_fd: Some(std::os::fd::AsRawFd::as_raw_fd(&state.fd())),
+        oom_score_adj: crate::sys::proc::oom_score_adj().unwrap_or(-1),
         seccomp: None,
     };
-    Ok((spec, ctx))
+    Ok((spec, ctx, state))
 }
 
 /// Each problem on a line of its own (raw; escaped where printed).

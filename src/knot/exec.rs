@@ -291,7 +291,9 @@ fn child_steps(
     // hard limit need CAP_SYS_RESOURCE; a session keyring of its own
     // (charged to root's key quota, so a thousand instances of one uid do
     // not run out) instead of the one of whoever started cairn.
-    step("oom_score_adj", crate::sys::proc::set_oom_score_adj(0))?;
+    if super::KNOT_OOM_SCORE_ADJ.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        step("oom_score_adj", crate::sys::proc::set_oom_score_adj(0))?;
+    }
     step(
         "fileno-limit",
         process::set_rlimit(process::RLIMIT_NOFILE, spec.limits.fileno, "RLIMIT_NOFILE"),
@@ -315,12 +317,18 @@ fn child_steps(
         process::close_fd(fds.go_r);
     }
     let s = |e: crate::sys::Error| e.to_string();
-    caps::drop_bounding(&spec.capabilities).map_err(s)?;
-    if !spec.capabilities.is_empty() {
+    if spec.capabilities.is_empty() {
+        // The common case, by number (every capability the kernel knows,
+        // also those newer than the `caps` crate), in a few system calls.
+        caps::drop_whole_bounding_set().map_err(s)?;
+        process::set_ids(spec.uid, spec.gid, &spec.groups).map_err(s)?;
+        caps::clear_all_sets().map_err(s)?;
+    } else {
+        caps::drop_bounding(&spec.capabilities).map_err(s)?;
         process::set_keepcaps(true).map_err(s)?;
+        process::set_ids(spec.uid, spec.gid, &spec.groups).map_err(s)?;
+        caps::set_exactly(&spec.capabilities).map_err(s)?;
     }
-    process::set_ids(spec.uid, spec.gid, &spec.groups).map_err(s)?;
-    caps::set_exactly(&spec.capabilities).map_err(s)?;
     process::set_no_new_privs().map_err(s)?;
 
     // Paths of the container config, as the workload's user, resolved

@@ -19,6 +19,7 @@ pub use spawn::{ExecInput, exec_main, spawn, spawn_exec};
 
 use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,11 @@ const KNOT_UMASK: u32 = 0o022;
 /// works with `KNOT_UMASK`).
 pub(crate) static WORKLOAD_UMASK: std::sync::atomic::AtomicU32 =
     std::sync::atomic::AtomicU32::new(0o022);
+
+/// The knot's oom_score_adj (what a workload inherits, to be reset to 0
+/// unless it is 0 already).
+pub(crate) static KNOT_OOM_SCORE_ADJ: std::sync::atomic::AtomicI32 =
+    std::sync::atomic::AtomicI32::new(-1);
 
 /// Exit status of a knot whose container could not be set up (the reason
 /// is in `<instance dir>/error` and on stderr).
@@ -61,6 +67,15 @@ pub struct Context {
     /// signal) and checks this pipe to close the race with its start.
     #[serde(default)]
     pub parent_pipe: Option<RawFd>,
+    /// The oom_score_adj the knot inherits (the tree's, or that of the
+    /// caller of `cairn cmd`); unknown (absent) counts as not 0.
+    #[serde(default = "unknown_oom")]
+    pub oom_score_adj: i32,
+    /// An fd of master.yaml's `state-dir`, checked (`sys::hostfs`) by the
+    /// tree or `cairn cmd`: the knot makes its instance dir below it
+    /// without walking the path from `/` again.
+    #[serde(default)]
+    pub state_dir_fd: Option<RawFd>,
     /// A memfd holding cairn-init (the tree's): supervised knots exec it
     /// once the workload runs.
     #[serde(default)]
@@ -85,6 +100,10 @@ pub struct Context {
     /// unconfined`. A knot never compiles one itself.
     #[serde(default)]
     pub seccomp: Option<std::sync::Arc<crate::sys::seccomp::Program>>,
+}
+
+fn unknown_oom() -> i32 {
+    -1
 }
 
 /// The workload's end as the knot records it in `exit-status`.
@@ -160,6 +179,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     let mut keep: Vec<RawFd> = ctx.sockets.iter().map(|(_, fd)| *fd).collect();
     keep.extend(ctx.ready);
     keep.extend(ctx.init_fd);
+    keep.extend(ctx.state_dir_fd);
     keep.extend(ctx.host_netns);
     if let Err(e) = close_inherited(&keep) {
         return fail(spec, None, &e);
@@ -168,9 +188,11 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     // lowering the score needs CAP_SYS_RESOURCE, which some hosts withhold,
     // and the knot's few pages rarely make it the victim anyway.
     // (A supervised knot inherits the tree's -1000.)
-    if !ctx.supervised {
-        let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    let mut oom = ctx.oom_score_adj;
+    if !ctx.supervised && std::fs::write("/proc/self/oom_score_adj", "-1000").is_ok() {
+        oom = -1000;
     }
+    KNOT_OOM_SCORE_ADJ.store(oom, std::sync::atomic::Ordering::Relaxed);
     let inst = match instance_dir(spec, ctx) {
         Ok(d) => d,
         Err(e) => return fail(spec, None, &e),
@@ -186,18 +208,43 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
 /// The instance dir, its `state/`, and our host pid and start time.
 type InstanceDir = (OwnedFd, OwnedFd, i32, u64);
 
+/// The state dir that `ctx.state_dir_fd` names, opened again in our own
+/// mount namespace (a bind mount needs its source there), and the part of
+/// the instance's path below it. The tree or `cairn cmd` checked every dir
+/// on its path (root's alone), so only root could have changed it since:
+/// it is opened by path once, and must be the very dir that was checked
+/// (device and inode). `None`: walk it step by step instead.
+fn state_dir_here<'a>(
+    spec: &'a InstanceSpec,
+    ctx: &Context,
+) -> Option<(hostfs::HostDir, &'a Path)> {
+    let checked = ctx.state_dir_fd?;
+    let base = spec.host.state_dir.parent()?.parent()?;
+    let rel = spec.host.state_dir.strip_prefix(base).ok()?;
+    let here = sfs::open_dir_nofollow(base).ok()?;
+    sfs::same_inode(here.as_fd(), checked)
+        .then(|| (hostfs::HostDir::inherited(here, base.to_path_buf()), rel))
+}
+
 fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<InstanceDir, String> {
     // STATE-DIR/SANDBOX/INSTANCE: the state dir is checked from `/` down;
     // the sandbox and instance steps are ours, never symlinks, root's
     // alone, created 0755 and 0700 (sys::hostfs).
-    let dir = hostfs::HostDir::open_below(&spec.host.state_dir, 2, Some(hostfs::PRIVATE_DIR_MODE))
-        .map_err(|e| format!("instance dir: {e}"))?
-        .ok_or_else(|| {
-            format!(
-                "instance dir {}: not created",
-                spec.host.state_dir.display()
-            )
-        })?;
+    let dir = match state_dir_here(spec, ctx) {
+        // The state dir was checked by whoever started us; only the
+        // sandbox and instance steps are ours to check (and make).
+        Some((base, rel)) => base.sub(rel, Some(hostfs::PRIVATE_DIR_MODE)),
+        None => {
+            hostfs::HostDir::open_below(&spec.host.state_dir, 2, Some(hostfs::PRIVATE_DIR_MODE))
+        }
+    }
+    .map_err(|e| format!("instance dir: {e}"))?
+    .ok_or_else(|| {
+        format!(
+            "instance dir {}: not created",
+            spec.host.state_dir.display()
+        )
+    })?;
     let inst = sfs::openat2(
         dir.fd(),
         ".",

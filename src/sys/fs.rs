@@ -109,6 +109,33 @@ pub fn open_dir(path: &Path) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Like `open_dir`, but the last component must not be a symlink.
+pub fn open_dir_nofollow(path: &Path) -> Result<OwnedFd> {
+    let s = path.to_string_lossy();
+    let c = cstr(&s)?;
+    // SAFETY: valid C string; flags are plain constants.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    let fd = check(fd, "open", &s)?;
+    // SAFETY: new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether `fd` and the fd numbered `other` (one we were handed) are the
+/// same file (device and inode); false if either cannot be looked at.
+pub fn same_inode(fd: BorrowedFd<'_>, other: std::os::fd::RawFd) -> bool {
+    // SAFETY: fstat only looks the number up; a closed one fails (EBADF).
+    let other = unsafe { BorrowedFd::borrow_raw(other) };
+    match (fstat(fd), fstat(other)) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
 /// fstat(2).
 pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
     // SAFETY: zeroed stat is a valid out-buffer for fstat.

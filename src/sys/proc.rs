@@ -145,6 +145,15 @@ pub fn start_time(pid: i32) -> Option<u64> {
     parse_stat_start_time(&read_text(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// Our oom_score_adj, if it can be read.
+pub fn oom_score_adj() -> Option<i32> {
+    read_text("/proc/self/oom_score_adj")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Set our oom_score_adj to `value` and read it back. Done while we still
 /// hold CAP_SYS_RESOURCE (where we have it), the kernel also sets the
 /// lowest value we may later choose without it to `value`, so a workload

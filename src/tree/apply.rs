@@ -386,6 +386,14 @@ impl Tree {
             host_netns: None,
             leaf_ready: i.leaf_ready,
             init_fd: self.init.as_ref().map(|f| f.as_raw_fd()),
+            oom_score_adj: self.oom_score_adj,
+            // (Unless state-dir changed since the tree started.)
+            state_dir_fd: i
+                .spec
+                .host
+                .state_dir
+                .starts_with(self.state.path())
+                .then(|| self.state.fd().as_raw_fd()),
         };
         match knot::spawn(&i.spec, &ctx) {
             Ok(pid) => {

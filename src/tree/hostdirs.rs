@@ -42,14 +42,20 @@ impl Problem {
 
 /// Every configured dir of `scope` that fails the rules.
 pub fn problems(master: &Master, scope: Scope) -> Vec<Problem> {
-    problems_creating(master, scope, &[])
+    problems_creating(master, scope, &[]).0
 }
 
 /// `problems`, creating the dirs of the keys in `create` (root:root 0755)
 /// on the same walk (one walk per dir on the path of every `cairn cmd`).
-fn problems_creating(master: &Master, scope: Scope, create: &[&str]) -> Vec<Problem> {
+/// Also returns the dirs that passed, by key.
+fn problems_creating(
+    master: &Master,
+    scope: Scope,
+    create: &[&str],
+) -> (Vec<Problem>, Vec<(&'static str, HostDir)>) {
     let mut seen: Vec<&Path> = Vec::new();
     let mut out = Vec::new();
+    let mut passed = Vec::new();
     for (key, dir) in master.own_dirs() {
         let wanted = match scope {
             Scope::Tree => true,
@@ -59,7 +65,12 @@ fn problems_creating(master: &Master, scope: Scope, create: &[&str]) -> Vec<Prob
             continue;
         }
         seen.push(dir);
-        if let Err(e) = HostDir::open(dir, create.contains(&key)) {
+        let opened = HostDir::open(dir, create.contains(&key));
+        if let Ok(Some(d)) = opened {
+            passed.push((key, d));
+            continue;
+        }
+        if let Err(e) = opened {
             let what = match &e {
                 hostfs::Error::Unsafe { path, .. } | hostfs::Error::Sys { path, .. }
                     if path == dir =>
@@ -79,7 +90,7 @@ fn problems_creating(master: &Master, scope: Scope, create: &[&str]) -> Vec<Prob
             });
         }
     }
-    out
+    (out, passed)
 }
 
 /// `problems` as one error, for commands that refuse to start on any.
@@ -89,9 +100,33 @@ pub fn refuse_unsafe(master: &Master, scope: Scope) -> Result<(), String> {
 
 /// `refuse_unsafe` for `cairn cmd`, which then creates the state and mount
 /// dirs its knot needs.
-pub fn prepare_command(master: &Master) -> Result<(), String> {
-    let p = problems_creating(master, Scope::Command, &["state-dir", "mount-dir"]);
-    refuse(master, p)
+/// Returns the runtime and state dirs, checked.
+pub fn prepare_command(master: &Master) -> Result<(HostDir, HostDir), String> {
+    let (p, mut passed) = problems_creating(
+        master,
+        Scope::Command,
+        &["runtime-dir", "state-dir", "mount-dir"],
+    );
+    refuse(master, p)?;
+    let mut take = |key: &str| {
+        passed
+            .iter()
+            .position(|(k, _)| *k == key)
+            .map(|i| passed.swap_remove(i).1)
+    };
+    let runtime = take("runtime-dir");
+    let state = take("state-dir");
+    // A key whose dir is another key's too was checked (and made) once.
+    let again = |d: Option<HostDir>, path: &Path, key: &str| match d {
+        Some(d) => Ok(d),
+        None => HostDir::open(path, true)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{}: {key}: could not be created", master.path.display())),
+    };
+    Ok((
+        again(runtime, &master.runtime_dir, "runtime-dir")?,
+        again(state, &master.state_dir, "state-dir")?,
+    ))
 }
 
 fn refuse(master: &Master, p: Vec<Problem>) -> Result<(), String> {

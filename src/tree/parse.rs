@@ -193,8 +193,8 @@ fn child(
     std::panic::set_hook(Box::new(|_| {}));
     let mut out = std::io::BufWriter::new(std::fs::File::from(w));
     for (index, (s, e)) in jobs.iter().enumerate() {
-        let result =
-            std::panic::catch_unwind(|| desired::load_container(s, e, cache)).unwrap_or_else(|_| {
+        let result = std::panic::catch_unwind(|| desired::load_container(s, e, cache))
+            .unwrap_or_else(|_| {
                 Err(ConfigError::new(
                     desired::config_display(s, e),
                     "the config reader panicked on this file",

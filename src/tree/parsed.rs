@@ -36,10 +36,15 @@ impl Cache {
     /// The cache in `runtime_dir` (created); none when that fails, which
     /// only costs speed.
     pub fn open(runtime_dir: &Path) -> Cache {
-        let dir = HostDir::open(runtime_dir, true)
-            .ok()
-            .flatten()
-            .and_then(|d| d.sub(Path::new("parsed"), Some(0o700)).ok().flatten());
+        match HostDir::open(runtime_dir, true) {
+            Ok(Some(d)) => Cache::in_dir(&d),
+            _ => Cache::none(),
+        }
+    }
+
+    /// The cache in the runtime dir `runtime`, already checked.
+    pub fn in_dir(runtime: &HostDir) -> Cache {
+        let dir = runtime.sub(Path::new("parsed"), Some(0o700)).ok().flatten();
         Cache { dir }
     }
 

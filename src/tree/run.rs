@@ -92,6 +92,11 @@ pub struct Tree {
     /// The runtime dir, checked once: state.json and metrics.prom are
     /// replaced relative to it.
     pub runtime: HostDir,
+    /// The state dir, checked once: knots make their instance dirs below
+    /// this fd.
+    pub state: HostDir,
+    /// Ours, which knots inherit (workloads are reset to 0 from it).
+    pub oom_score_adj: i32,
 }
 
 pub fn run(opts: Options) -> u8 {
@@ -148,9 +153,8 @@ impl Tree {
             Some(Ok(h)) => h.lock_file()?,
             _ => super::hostdirs::lock_pid_file(&runtime)?,
         };
-        for d in [&master.state_dir, &master.mount_dir] {
-            own_dir(d)?;
-        }
+        let state = own_dir(&master.state_dir)?;
+        own_dir(&master.mount_dir)?;
         if process::getpid() != 1 {
             // Orphans of our knots come to us, not to the host's init.
             process::set_child_subreaper().map_err(|e| e.to_string())?;
@@ -161,6 +165,7 @@ impl Tree {
         if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
             log::warn!("/proc/self/oom_score_adj: {e}");
         }
+        let oom_score_adj = crate::sys::proc::oom_score_adj().unwrap_or(-1);
         signal::block_all_signals().map_err(|e| e.to_string())?;
         let sigfd = signal::signalfd_all().map_err(|e| e.to_string())?;
         // The installed path, even if the file was replaced since (then
@@ -236,6 +241,8 @@ impl Tree {
             filters: Default::default(),
             _lock: lock,
             runtime,
+            state,
+            oom_score_adj,
         };
         match handoff {
             Some(Ok(h)) => tree.restore(h),

@@ -434,6 +434,20 @@ impl HostDir {
         ))
     }
 
+    /// A dir checked by another process of ours (the tree, `cairn cmd`)
+    /// and handed down by fd (a knot's state dir): `fd` must be an open
+    /// dir that was reached by `HostDir::open` as `path`.
+    pub fn inherited(fd: OwnedFd, path: PathBuf) -> HostDir {
+        HostDir { fd, path }
+    }
+
+    /// A copy of the fd (close-on-exec), for a child to inherit.
+    pub fn dup(&self) -> Result<OwnedFd> {
+        self.fd
+            .try_clone()
+            .map_err(|e| Error::sys(&self.path, "dup", e))
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
