@@ -91,6 +91,28 @@ pub fn spawn(
     ctx: &Context,
     stdio: Option<&OwnedFd>,
 ) -> Result<i32, SpawnError> {
+    prepare(spec, ctx, stdio)?.go(spec)
+}
+
+/// A workload child forked ahead of time: it does what does not depend on
+/// the container's root (closing fds, a session, limits, a keyring, and,
+/// without a user namespace, its ids, capabilities and system call filter)
+/// on the other CPU while the knot builds the root, then waits for `go`.
+/// Dropping it before `go` ends the child (it sees its pipe close).
+pub struct Pending {
+    pid: i32,
+    go_w: OwnedFd,
+    up_r: OwnedFd,
+    err_r: OwnedFd,
+    userns: bool,
+}
+
+/// Fork the workload child (see `Pending`).
+pub fn prepare(
+    spec: &InstanceSpec,
+    ctx: &Context,
+    stdio: Option<&OwnedFd>,
+) -> Result<Pending, SpawnError> {
     let filter = checked_filter(spec, ctx).map_err(SpawnError::setup)?;
     let setup = |e: crate::sys::Error| SpawnError::setup(e.to_string());
     let userns = !spec.uid_map.is_empty() || !spec.gid_map.is_empty();
@@ -127,53 +149,78 @@ pub fn spawn(
             let _ = w.write_all(format!("{} {}", err.code, err.message).as_bytes());
             process::exit_now(err.code);
         }
-        Some(pid) => {
-            drop(err_w);
-            drop(up_w);
-            drop(go_r);
-            if userns {
-                let mut b = [0u8; 1];
-                let mut r = std::fs::File::from(up_r);
-                if r.read(&mut b).unwrap_or(0) == 1 {
-                    let lines = |m: &[crate::config::range::IdMap], id: u32| -> Vec<idmap::Line> {
-                        if m.is_empty() {
-                            vec![idmap::Line {
-                                inside: id,
-                                outside: id,
-                                count: 1,
-                            }]
-                        } else {
-                            m.iter()
-                                .map(|l| idmap::Line {
-                                    inside: l.inside,
-                                    outside: l.outside,
-                                    count: l.count,
-                                })
-                                .collect()
-                        }
-                    };
-                    if let Err(e) = idmap::write_maps(
-                        pid,
-                        &lines(&spec.uid_map, spec.uid),
-                        &lines(&spec.gid_map, spec.gid),
-                    ) {
-                        let _ = process::kill(pid, libc::SIGKILL);
-                        let _ = process::wait_for(pid);
-                        return Err(SpawnError::setup(format!("user namespace maps: {e}")));
-                    }
-                    let mut w = std::fs::File::from(go_w);
-                    let _ = w.write_all(b"g");
+        Some(pid) => Ok(Pending {
+            pid,
+            go_w,
+            up_r,
+            err_r,
+            userns,
+        }),
+    }
+}
+
+impl Pending {
+    /// The root is ready (pivoted): let the child go on and exec. Returns
+    /// the workload's pid once it has exec'd, or why it did not.
+    pub fn go(self, spec: &InstanceSpec) -> Result<i32, SpawnError> {
+        let Pending {
+            pid,
+            go_w,
+            up_r,
+            err_r,
+            userns,
+        } = self;
+        let mut go = std::fs::File::from(go_w);
+        if userns {
+            // The child entered its user namespace ahead of time and said
+            // so; its maps are ours to write.
+            let mut b = [0u8; 1];
+            let mut r = std::fs::File::from(up_r);
+            if r.read(&mut b).unwrap_or(0) == 1 {
+                if let Err(e) = idmap::write_maps(
+                    pid,
+                    &map_lines(&spec.uid_map, spec.uid),
+                    &map_lines(&spec.gid_map, spec.gid),
+                ) {
+                    let _ = process::kill(pid, libc::SIGKILL);
+                    let _ = process::wait_for(pid);
+                    return Err(SpawnError::setup(format!("user namespace maps: {e}")));
                 }
             }
-            let mut msg = String::new();
-            let mut r = std::fs::File::from(err_r);
-            let _ = r.read_to_string(&mut msg);
-            if msg.is_empty() {
-                return Ok(pid);
-            }
-            let _ = process::wait_for(pid);
-            Err(parse_failure(spec, &msg))
+        } else {
+            drop(up_r);
         }
+        // A child that already failed has closed its end: the error pipe
+        // says why (SIGPIPE is ignored in cairn's processes).
+        let _ = go.write_all(b"g");
+        drop(go);
+        let mut msg = String::new();
+        let mut r = std::fs::File::from(err_r);
+        let _ = r.read_to_string(&mut msg);
+        if msg.is_empty() {
+            return Ok(pid);
+        }
+        let _ = process::wait_for(pid);
+        Err(parse_failure(spec, &msg))
+    }
+}
+
+/// The lines of a uid or gid map: the configured ones, or `id` to itself.
+fn map_lines(m: &[crate::config::range::IdMap], id: u32) -> Vec<idmap::Line> {
+    if m.is_empty() {
+        vec![idmap::Line {
+            inside: id,
+            outside: id,
+            count: 1,
+        }]
+    } else {
+        m.iter()
+            .map(|l| idmap::Line {
+                inside: l.inside,
+                outside: l.outside,
+                count: l.count,
+            })
+            .collect()
     }
 }
 
@@ -269,6 +316,7 @@ fn child_steps(
     filter: Option<&Program>,
     fds: &ChildFds,
 ) -> Result<Never, Fail> {
+    // Ahead of time, while the knot builds the root (see `Pending`).
     // First of all: close what the workload must not have (the knot's
     // instance and cgroup dirs, its signalfd, its ready pipe, ...), so no
     // path resolved below can lead through a host fd of ours.
@@ -277,6 +325,8 @@ fn child_steps(
     keep.extend(ctx.sockets.iter().map(|(_, fd)| *fd));
     keep.extend(ctx.init_fd);
     step("close inherited fds", process::close_all_but(&keep))?;
+    // The knot's cwd may be a host dir the pivot does not move.
+    step("chdir", process::chdir("/"))?;
 
     // A session of its own, without a controlling terminal: the workload
     // can neither read nor write (nor inject into) the caller's terminal,
@@ -299,37 +349,38 @@ fn child_steps(
         process::set_rlimit(process::RLIMIT_NOFILE, spec.limits.fileno, "RLIMIT_NOFILE"),
     )?;
     step("session keyring", keyring::join_new_session_keyring())?;
+    // SAFETY: our own pipe ends, by number; each used here and closed.
+    let (mut up, mut go) = unsafe {
+        (
+            std::fs::File::from(OwnedFd::from_raw_fd(fds.up_w)),
+            std::fs::File::from(OwnedFd::from_raw_fd(fds.go_r)),
+        )
+    };
     if userns {
+        // The knot writes our maps when it lets us go.
         step("user namespace", process::unshare_user())?;
-        // SAFETY: our own pipe ends, by number; used once, closed here.
-        let mut w = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fds.up_w) });
-        w.write_all(b"u").map_err(|e| format!("sync: {e}"))?;
-        let mut b = [0u8; 1];
-        // SAFETY: as above.
-        let mut r = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fds.go_r) });
-        if r.read(&mut b).unwrap_or(0) != 1 {
-            return Err(Fail::Setup(
-                "the knot did not write the user namespace maps".into(),
-            ));
-        }
+        up.write_all(b"u").map_err(|e| format!("sync: {e}"))?;
     } else {
-        process::close_fd(fds.up_w);
-        process::close_fd(fds.go_r);
+        drop_privileges(spec)?;
+        // Last of what we do as root, and long (the kernel prepares the
+        // filter): the filter, under which only path lookups, fd moves and
+        // our exec follow, all of which every profile allows.
+        if let Some(f) = filter {
+            step("system call filter", seccomp::install(f))?;
+        }
+    }
+    drop(up);
+    let mut b = [0u8; 1];
+    if go.read(&mut b).unwrap_or(0) != 1 {
+        // The knot gave up building the container (or died): nobody waits
+        // for us.
+        process::exit_now(super::SETUP_FAILED);
+    }
+    drop(go);
+    if userns {
+        drop_privileges(spec)?;
     }
     let s = |e: crate::sys::Error| e.to_string();
-    if spec.capabilities.is_empty() {
-        // The common case, by number (every capability the kernel knows,
-        // also those newer than the `caps` crate), in a few system calls.
-        caps::drop_whole_bounding_set().map_err(s)?;
-        process::set_ids(spec.uid, spec.gid, &spec.groups).map_err(s)?;
-        caps::clear_all_sets().map_err(s)?;
-    } else {
-        caps::drop_bounding(&spec.capabilities).map_err(s)?;
-        process::set_keepcaps(true).map_err(s)?;
-        process::set_ids(spec.uid, spec.gid, &spec.groups).map_err(s)?;
-        caps::set_exactly(&spec.capabilities).map_err(s)?;
-    }
-    process::set_no_new_privs().map_err(s)?;
 
     // Paths of the container config, as the workload's user, resolved
     // inside the container's root and never through a magic link.
@@ -462,7 +513,7 @@ fn child_steps(
     // runs under it before the workload is only our exec (execveat of
     // cairn-init, which calls fcntl, execve, and write and exit_group if
     // that fails), all of which every profile allows.
-    if let Some(f) = filter {
+    if userns && let Some(f) = filter {
         step("system call filter", seccomp::install(f))?;
     }
     let e = match ctx.init_fd {
@@ -478,6 +529,26 @@ fn child_steps(
         format!("cannot execute {}: {}", spec.executable, e.source),
         e.errno(),
     ))
+}
+
+/// The configured ids and capabilities (all dropped unless the sandbox
+/// allows some and the container asks), then no_new_privs.
+fn drop_privileges(spec: &InstanceSpec) -> Result<(), Fail> {
+    let s = |e: crate::sys::Error| e.to_string();
+    if spec.capabilities.is_empty() {
+        // The common case, by number (every capability the kernel knows,
+        // also those newer than the `caps` crate), in a few system calls.
+        caps::drop_whole_bounding_set().map_err(s)?;
+        process::set_ids(spec.uid, spec.gid, &spec.groups).map_err(s)?;
+        caps::clear_all_sets().map_err(s)?;
+    } else {
+        caps::drop_bounding(&spec.capabilities).map_err(s)?;
+        process::set_keepcaps(true).map_err(s)?;
+        process::set_ids(spec.uid, spec.gid, &spec.groups).map_err(s)?;
+        caps::set_exactly(&spec.capabilities).map_err(s)?;
+    }
+    process::set_no_new_privs().map_err(s)?;
+    Ok(())
 }
 
 /// An openat2 failure of a config path, in words: a magic link is named

@@ -42,12 +42,6 @@ pub(super) fn bound(
     Ok(b)
 }
 
-/// What `build` leaves for the rest of the knot.
-pub struct Built {
-    /// The sandbox stdio log, opened on the host before the pivot.
-    pub stdio: Option<OwnedFd>,
-}
-
 /// Open a directory the image must have, refusing symlinks and files.
 pub(super) fn image_dir(root: BorrowedFd<'_>, path: &str, why: &str) -> Result<OwnedFd> {
     sfs::open_dir_beneath(root, path).map_err(|e| match e.errno() {
@@ -62,7 +56,7 @@ pub(super) fn image_dir(root: BorrowedFd<'_>, path: &str, why: &str) -> Result<O
 
 /// Build everything and pivot_root into it. `inst` is the instance dir
 /// (host), `state` its `state/` subdir (what `!Statedir` binds).
-pub fn build(spec: &InstanceSpec, inst: &OwnedFd, state: &OwnedFd) -> Result<Built> {
+pub fn build(spec: &InstanceSpec, inst: &OwnedFd, state: &OwnedFd) -> Result<()> {
     mount::make_all_private().map_err(|e| e.to_string())?;
 
     // The image, read-only, nosuid, nodev (recursively), on the mount dir.
@@ -100,12 +94,17 @@ pub fn build(spec: &InstanceSpec, inst: &OwnedFd, state: &OwnedFd) -> Result<Bui
     etc_file(root.as_fd(), state.as_fd(), "hosts", &spec.hosts_file)?;
     let _ = inst;
 
-    let stdio = match &spec.stdio {
-        crate::spec::Stdio::HostFile(p) => Some(open_log(p)?),
-        _ => None,
-    };
     ctx(mount::pivot_into(root.as_fd()), || "pivot_root".into())?;
-    Ok(Built { stdio })
+    Ok(())
+}
+
+/// The sandbox stdio log the workload writes to, opened on the host
+/// (before the pivot, and before the workload's child is forked).
+pub fn stdio_log(spec: &InstanceSpec) -> Result<Option<OwnedFd>> {
+    match &spec.stdio {
+        crate::spec::Stdio::HostFile(p) => Ok(Some(open_log(p)?)),
+        _ => Ok(None),
+    }
 }
 
 /// The sandbox's stdio log on the host, opened for appending by root:

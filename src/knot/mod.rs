@@ -357,7 +357,20 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
             .and_then(|(m, rel)| Some((sfs::open_dir(&m).ok()?, rel))),
         _ => None,
     };
-    let built = fs::build(spec, &inst.0, &inst.1)?;
+    // The workload's child, forked now: what it does before it can exec
+    // runs beside the build of the root (see `exec::Pending`).
+    let stdio = fs::stdio_log(spec)?;
+    let pending = match exec::prepare(spec, spawn_ctx, stdio.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            if ctx.supervised {
+                let _ = sfs::replace_file(inst.0.as_fd(), "error", e.message.as_bytes(), 0o644);
+            }
+            eprintln!("cairn: {}: {}", spec.name, crate::text::escape(&e.message));
+            return Ok(e.code);
+        }
+    };
+    fs::build(spec, &inst.0, &inst.1)?;
     let mut oom_dir: Option<OwnedFd> = None;
     let mut oom_before = 0;
     if let Some((mount, rel)) = &memory_mount {
@@ -368,7 +381,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
 
     signal::block_all_signals().map_err(|e| e.to_string())?;
     let sigfd = signal::signalfd_all().map_err(|e| e.to_string())?;
-    let first = match exec::spawn(spec, spawn_ctx, built.stdio.as_ref()) {
+    let first = match pending.go(spec) {
         Ok(p) => p,
         Err(e) => {
             if ctx.supervised {
@@ -421,7 +434,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         spec,
         &sigfd,
         first,
-        || exec::spawn(spec, spawn_ctx, built.stdio.as_ref()).map_err(|e| (e.message, e.code)),
+        || exec::spawn(spec, spawn_ctx, stdio.as_ref()).map_err(|e| (e.message, e.code)),
         record_pid,
     );
     let ended = match ended {
