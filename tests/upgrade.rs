@@ -1665,3 +1665,151 @@ fn unreadable_hand_off_falls_back_to_adoption() {
     w.assert_census_matches(&census, &ps);
     w.assert_second_tree_refused();
 }
+
+/// Build tests/helpers/holdknot.c (a ptrace helper that holds the next
+/// knot a tree clones) into the test's bin dir.
+fn upg_holdknot(w: &World) -> Result<PathBuf, String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/holdknot.c");
+    let bin = w.set.p("bin/holdknot");
+    let out = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .map_err(|e| format!("cannot run cc ({e}); install a C compiler (gcc, libc6-dev)"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cc {}: {}",
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(bin)
+}
+
+/// The next line holdknot prints, within `STEP`.
+fn upg_line(lines: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    lines
+        .recv_timeout(STEP)
+        .unwrap_or_else(|_| panic!("holdknot: no `{what}` line"))
+}
+
+/// Issue 11, item 1: a knot that the tree has cloned but that no new tree
+/// could find yet (no `knot` file, no cgroup leaf) when the tree is killed
+/// must never run. The knot of a new instance is held right after its
+/// clone (ptrace, tests/helpers/holdknot.c), the tree is killed with -9, a
+/// new tree starts (and, finding nothing, starts that instance itself),
+/// and then the held knot is let go. Before the fix it went on to set up a
+/// second container of the same instance: two knots and two workloads in
+/// one cgroup leaf, with `ps` showing nothing wrong. Now it ends at once
+/// (the tree that started it is gone), and every leaf holds exactly the
+/// knot and workload `ps` names.
+#[test]
+fn a_knot_that_lost_its_tree_before_it_was_findable_never_runs() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut w = world!();
+    let holdknot = upg_holdknot(&w);
+    require!(holdknot.is_ok(), holdknot.clone().err().unwrap_or_default());
+    w.sleepers("sleeper", 1);
+    w.start_tree();
+    w.wait_running(1, START);
+    let mut holder = Command::new(holdknot.expect("checked above"))
+        .arg(w.tree_pid().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start holdknot");
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = holder.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(upg_line(&lines, "ready"), "ready");
+    // A second instance: the tree clones its knot, which is held.
+    w.sleepers("sleeper", 2);
+    let out = upg_output(Command::new(&w.cli).args(["reload", "-c", &w.master()]));
+    assert!(out.status.success(), "reload failed");
+    let held: i32 = upg_line(&lines, "held PID")
+        .strip_prefix("held ")
+        .and_then(|p| p.parse().ok())
+        .expect("held PID");
+    let held_since = upg_start_time(held).expect("the held knot");
+    w.strays.push((held, held_since));
+    assert_eq!(ns_pid(held), Some(1), "held {held} is not a knot");
+
+    w.kill9_tree();
+    w.start_tree();
+    let ps = w.wait_running(2, START);
+    // Let the orphaned knot go, and give it time to build a container.
+    let mut stdin = holder.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("tell holdknot");
+    let said = upg_line(&lines, "released");
+    assert!(said == "released" || said == "gone", "holdknot: {said}");
+    let _ = holder.wait();
+    let gone = || upg_start_time(held) != Some(held_since) || proc_state(held) == Some('Z');
+    let t0 = Instant::now();
+    while !gone() && t0.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Exactly the knot and workload `ps` names in each leaf: a knot that
+    // went on would show here as a second knot and workload.
+    let after = w.wait_running(2, STEP);
+    assert_eq!(after.pids(), ps.pids(), "instances changed");
+    let census = w.census();
+    w.assert_census_matches(&census, &after);
+    assert!(gone(), "the orphaned knot {held} still runs");
+    assert!(
+        w.log_has("the tree that started this knot is gone"),
+        "{}",
+        w.log_tail(30)
+    );
+}
+
+/// The state letter of /proc/PID/stat (`Z` for a zombie), if it exists.
+fn proc_state(pid: i32) -> Option<char> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// Issue 11, item 4: an adopted instance keeps the stop policy its config
+/// gave it, also when no config names it any more. A workload that drains
+/// for 7 s on SIGTERM, with `kill-timeout: 20`, runs; the tree is killed
+/// with -9 and its entry removed; the new tree adopts the instance and
+/// stops it. Before the fix the adopted instance had the default
+/// kill-timeout (5 s) and was killed mid-drain; now it drains and exits.
+#[test]
+fn an_adopted_instance_is_stopped_with_its_own_kill_timeout() {
+    let mut w = world!();
+    w.container(
+        "drainer",
+        &format!(
+            "executable: /bin/sh\narguments: [-c, \"trap 'sleep 7; echo drained; exit 0' TERM; \
+             echo up; sleep 100000 & wait\"]\nuser-id: {UID}\ngroup-id: {UID}\n\
+             kill-timeout: 20\n"
+        ),
+    );
+    w.entry("drainer", 1, "");
+    w.start_tree();
+    let before = w.wait_running(1, START);
+    w.remember(&before);
+    w.kill9_tree();
+    w.entries.clear();
+    w.set.write("processes/box.yaml", "{}\n");
+    let t0 = Instant::now();
+    let tree = w.start_tree();
+    w.wait("the adopted instance stopped", STEP, |p| {
+        p.tree_pid == tree && p.inst.is_empty()
+    });
+    let log = fs::read_to_string(w.set.p("log/stdio/box.log")).unwrap_or_default();
+    assert!(
+        log.contains("drained"),
+        "killed before it drained (after {:?}); stdio log:\n{log}\n{}",
+        t0.elapsed(),
+        w.log_tail(30)
+    );
+}

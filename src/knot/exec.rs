@@ -191,8 +191,10 @@ impl Pending {
             drop(up_r);
         }
         // A child that already failed has closed its end: the error pipe
-        // says why (SIGPIPE is ignored in cairn's processes).
-        let _ = go.write_all(b"g");
+        // says why (SIGPIPE is ignored in cairn's processes). With the go
+        // comes the identity of the root we pivoted into: the child checks
+        // that the pivot moved its root too before it resolves any path.
+        let _ = go.write_all(&go_message());
         drop(go);
         let mut msg = String::new();
         let mut r = std::fs::File::from(err_r);
@@ -203,6 +205,25 @@ impl Pending {
         let _ = process::wait_for(pid);
         Err(parse_failure(spec, &msg))
     }
+}
+
+/// What `go` sends: `g`, then the device and inode of our root (zeros if
+/// it cannot be looked at; the child then refuses to go on).
+fn go_message() -> [u8; 17] {
+    let mut m = [0u8; 17];
+    m[0] = b'g';
+    if let Some((dev, ino)) = root_identity() {
+        m[1..9].copy_from_slice(&dev.to_le_bytes());
+        m[9..17].copy_from_slice(&ino.to_le_bytes());
+    }
+    m
+}
+
+/// The device and inode of this process's root directory.
+fn root_identity() -> Option<(u64, u64)> {
+    let root = sfs::open_dir(std::path::Path::new("/")).ok()?;
+    let st = sfs::fstat(root.as_fd()).ok()?;
+    Some((st.st_dev, st.st_ino))
 }
 
 /// The lines of a uid or gid map: the configured ones, or `id` to itself.
@@ -370,13 +391,20 @@ fn child_steps(
         }
     }
     drop(up);
-    let mut b = [0u8; 1];
-    if go.read(&mut b).unwrap_or(0) != 1 {
+    let mut b = [0u8; 17];
+    if go.read_exact(&mut b).is_err() || b[0] != b'g' {
         // The knot gave up building the container (or died): nobody waits
         // for us.
         process::exit_now(super::SETUP_FAILED);
     }
     drop(go);
+    // Forked before the pivot, we rely on pivot_root having moved our root
+    // with the knot's: fail closed if it did not.
+    if b[1..] != go_message()[1..] || b[1..].iter().all(|&x| x == 0) {
+        return Err(Fail::Setup(
+            "the workload's root is not the container's root".into(),
+        ));
+    }
     if userns {
         drop_privileges(spec)?;
     }

@@ -99,12 +99,27 @@ pub fn build(spec: &InstanceSpec, inst: &OwnedFd, state: &OwnedFd) -> Result<()>
 }
 
 /// The sandbox stdio log the workload writes to, opened on the host
-/// (before the pivot, and before the workload's child is forked).
-pub fn stdio_log(spec: &InstanceSpec) -> Result<Option<OwnedFd>> {
-    match &spec.stdio {
-        crate::spec::Stdio::HostFile(p) => Ok(Some(open_log(p)?)),
-        _ => Ok(None),
+/// (before the pivot, and before the workload's child is forked): below
+/// the dir the tree checked when the dir at its path is still that one
+/// (only root could have changed what the tree checked), else checked
+/// from `/` down.
+pub fn stdio_log(spec: &InstanceSpec, kctx: &super::Context) -> Result<Option<OwnedFd>> {
+    let crate::spec::Stdio::HostFile(p) = &spec.stdio else {
+        return Ok(None);
+    };
+    if let (Some(checked), Some(dir), Some(name)) = (
+        kctx.stdio_dir_fd,
+        p.parent(),
+        p.file_name().and_then(|n| n.to_str()),
+    ) && let Ok(here) = sfs::open_dir_nofollow(dir)
+        && sfs::same_inode(here.as_fd(), checked)
+    {
+        return hostfs::HostDir::inherited(here, dir.to_path_buf())
+            .open_file(name, hostfs::LOG_MODE, true)
+            .map(|f| Some(OwnedFd::from(f)))
+            .map_err(|e| format!("stdio log: {e}"));
     }
+    Ok(Some(open_log(p)?))
 }
 
 /// The sandbox's stdio log on the host, opened for appending by root:

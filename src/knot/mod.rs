@@ -76,6 +76,11 @@ pub struct Context {
     /// without walking the path from `/` again.
     #[serde(default)]
     pub state_dir_fd: Option<RawFd>,
+    /// An fd of the sandbox's stdio-log-dir, checked (`sys::hostfs`) by the
+    /// tree: the knot opens its stdio log below it (when the dir at that
+    /// path is still this one) without walking the path from `/`.
+    #[serde(default)]
+    pub stdio_dir_fd: Option<RawFd>,
     /// A memfd holding cairn-init (the tree's): supervised knots exec it
     /// once the workload runs.
     #[serde(default)]
@@ -89,6 +94,12 @@ pub struct Context {
     /// falling back to a full setup if joining fails.
     #[serde(default)]
     pub leaf_ready: bool,
+    /// For a knot of the tree: the tree's pid (in the tree's pid
+    /// namespace). Until its `knot` file is written (a new tree could not
+    /// find it before), the knot dies with the tree; one whose parent is no
+    /// longer this pid when it starts ends at once.
+    #[serde(default)]
+    pub tree_pid: Option<i32>,
     /// The instance's config hash, recorded in `<instance>/knot` so a
     /// restarted supervisor can adopt the instance.
     pub hash: String,
@@ -120,12 +131,30 @@ fn close_inherited(keep: &[RawFd]) -> Result<(), String> {
     process::close_all_but(keep).map_err(|e| e.to_string())
 }
 
-/// `<instance>/knot`: "HOSTPID STARTTIME HASH", then one line per
-/// listening socket we hold, "sock FD HOST PORT OWNER" (OWNER `-` for a
-/// shared socket): a restarted tree adopts us, and takes back the sockets
-/// with pidfd_getfd(2), from this.
+/// `<instance>/knot`: "HOSTPID STARTTIME HASH"; then "policy RESTART_MS
+/// KILL_MS CODES" (the normal exit codes, comma-separated, `-` for none),
+/// so an adopted instance is stopped and restarted as configured even
+/// when no config names it any more; then one line per listening socket
+/// we hold, "sock FD HOST PORT OWNER" (OWNER `-` for a shared socket): a
+/// restarted tree adopts us, and takes back the sockets with
+/// pidfd_getfd(2), from this. Readers skip lines they do not know.
 fn knot_file(spec: &InstanceSpec, ctx: &Context, pid: i32, ticks: u64) -> String {
     let mut out = format!("{pid} {ticks} {}\n", ctx.hash);
+    let codes: Vec<String> = spec
+        .normal_exit_codes
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    out.push_str(&format!(
+        "policy {} {} {}\n",
+        spec.restart_timeout_ms,
+        spec.kill_timeout_ms,
+        if codes.is_empty() {
+            "-".into()
+        } else {
+            codes.join(",")
+        }
+    ));
     let handing_over = hands_over(spec, ctx);
     for (i, (port, (_, fd))) in spec.tcp_ports.iter().zip(&ctx.sockets).enumerate() {
         // cairn-init keeps the sockets at 6, 7, ... (see `hand_over`).
@@ -168,6 +197,23 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
             return SETUP_FAILED;
         }
     }
+    // A knot of the tree cannot be found by a new tree (after a kill -9)
+    // until its `knot` file is written: until then it dies with the tree,
+    // and one that lost the tree before this line never starts, or a new
+    // tree would start the same instance a second time.
+    let host = match ctx.tree_pid {
+        Some(tree) => match tied_to_tree(tree) {
+            Some(host) => Some(host),
+            None => {
+                eprintln!(
+                    "cairn: {}: the tree that started this knot is gone; not starting",
+                    spec.name
+                );
+                return SETUP_FAILED;
+            }
+        },
+        None => None,
+    };
     // Nothing we create is writable by group or others unless we say so
     // (a missed mode must not give a local user a root-written file);
     // where a mode matters it is set exactly (sys::hostfs, mknod, mkdir).
@@ -180,6 +226,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     keep.extend(ctx.ready);
     keep.extend(ctx.init_fd);
     keep.extend(ctx.state_dir_fd);
+    keep.extend(ctx.stdio_dir_fd);
     keep.extend(ctx.host_netns);
     if let Err(e) = close_inherited(&keep) {
         return fail(spec, None, &e);
@@ -193,7 +240,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
         oom = -1000;
     }
     KNOT_OOM_SCORE_ADJ.store(oom, std::sync::atomic::Ordering::Relaxed);
-    let inst = match instance_dir(spec, ctx) {
+    let inst = match instance_dir(spec, ctx, host) {
         Ok(d) => d,
         Err(e) => return fail(spec, None, &e),
     };
@@ -203,8 +250,18 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     }
 }
 
-/// Create (or reuse) the instance dir and its `state/`, and clear the
-/// files a previous run left.
+/// Set the parent-death signal, then check that the parent is still
+/// `tree` (it may have died before): our host pid and start time (from
+/// /proc/self/stat, which is still the tree's /proc here), or `None` when
+/// the tree is gone.
+fn tied_to_tree(tree: i32) -> Option<(i32, u64)> {
+    process::set_pdeathsig(libc::SIGKILL).ok()?;
+    let stat = crate::sys::proc::read_text("/proc/self/stat").ok()?;
+    let (pid, ppid) = crate::sys::proc::parse_stat_pids(&stat)?;
+    let ticks = crate::sys::proc::parse_stat_start_time(&stat)?;
+    (ppid == tree).then_some((pid, ticks))
+}
+
 /// The instance dir, its `state/`, and our host pid and start time.
 type InstanceDir = (OwnedFd, OwnedFd, i32, u64);
 
@@ -226,7 +283,14 @@ fn state_dir_here<'a>(
         .then(|| (hostfs::HostDir::inherited(here, base.to_path_buf()), rel))
 }
 
-fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<InstanceDir, String> {
+/// Create (or reuse) the instance dir and its `state/`, clear the files a
+/// previous run left, and (supervised) write our `knot` file. `host`: our
+/// host pid and start time, for a knot of the tree.
+fn instance_dir(
+    spec: &InstanceSpec,
+    ctx: &Context,
+    host: Option<(i32, u64)>,
+) -> Result<InstanceDir, String> {
     // STATE-DIR/SANDBOX/INSTANCE: the state dir is checked from `/` down;
     // the sandbox and instance steps are ours, never symlinks, root's
     // alone, created 0755 and 0700 (sys::hostfs).
@@ -263,18 +327,22 @@ fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<InstanceDir, Strin
     // keeps host users out of it.
     let (state, _) = sfs::mkdir_beneath(inst.as_fd(), "state", hostfs::DIR_MODE)
         .map_err(|e| format!("{}/state: {e}", dir.path().display()))?;
-    // Who we are on the host: /proc is still the parent's mount here, so
-    // /proc/self is our host pid. A restarted tree adopts us by this file.
+    // Who we are on the host (see `tied_to_tree`): a restarted tree
+    // adopts us by this file.
     let (mut host_pid, mut ticks) = (0, 0);
     if ctx.supervised {
-        let stat = crate::sys::proc::read_text("/proc/self/stat")
-            .map_err(|e| format!("/proc/self/stat: {e}"))?;
-        host_pid = stat
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        ticks = crate::sys::proc::parse_stat_start_time(&stat).unwrap_or(0);
+        (host_pid, ticks) = match host {
+            Some(h) => h,
+            None => {
+                let stat = crate::sys::proc::read_text("/proc/self/stat")
+                    .map_err(|e| format!("/proc/self/stat: {e}"))?;
+                let pid = crate::sys::proc::parse_stat_pids(&stat).map_or(0, |(p, _)| p);
+                (
+                    pid,
+                    crate::sys::proc::parse_stat_start_time(&stat).unwrap_or(0),
+                )
+            }
+        };
         sfs::replace_file(
             inst.as_fd(),
             "knot",
@@ -282,6 +350,11 @@ fn instance_dir(spec: &InstanceSpec, ctx: &Context) -> Result<InstanceDir, Strin
             0o644,
         )
         .map_err(|e| e.to_string())?;
+        // Findable now: a new tree adopts us, so the tree's death is no
+        // longer ours.
+        if ctx.tree_pid.is_some() {
+            process::set_pdeathsig(0).map_err(|e| e.to_string())?;
+        }
     }
     Ok((inst, state, host_pid, ticks))
 }
@@ -359,7 +432,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
     };
     // The workload's child, forked now: what it does before it can exec
     // runs beside the build of the root (see `exec::Pending`).
-    let stdio = fs::stdio_log(spec)?;
+    let stdio = fs::stdio_log(spec, ctx)?;
     let pending = match exec::prepare(spec, spawn_ctx, stdio.as_ref()) {
         Ok(p) => p,
         Err(e) => {

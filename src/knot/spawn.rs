@@ -89,6 +89,7 @@ pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, 
         pass.extend(ctx.parent_pipe);
         pass.extend(ctx.init_fd);
         pass.extend(ctx.state_dir_fd);
+        pass.extend(ctx.stdio_dir_fd);
         pass.extend(ctx.host_netns);
         pass.push(raw);
         if pass.iter().any(|f| process::clear_cloexec(*f).is_err()) {

@@ -132,6 +132,12 @@ pub fn parse_stat_ppid(text: &str) -> Option<i32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Fields 1 and 4 of /proc/PID/stat: the pid and the parent pid.
+pub fn parse_stat_pids(text: &str) -> Option<(i32, i32)> {
+    let pid = text.split_whitespace().next()?.parse().ok()?;
+    Some((pid, parse_stat_ppid(text)?))
+}
+
 /// A `Key:\tvalue` field of /proc/PID/status.
 pub fn status_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines().find_map(|l| {
@@ -237,6 +243,7 @@ mod tests {
         let s = "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 50";
         assert_eq!(parse_stat_start_time(s), Some(987654));
         assert_eq!(parse_stat_ppid(s), Some(1));
+        assert_eq!(parse_stat_pids(s), Some((1234, 1)));
         assert_eq!(parse_stat_start_time("nonsense"), None);
     }
 

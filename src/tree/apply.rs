@@ -332,6 +332,21 @@ impl Tree {
         self.signal(name, libc::SIGKILL);
     }
 
+    /// An fd of the checked dir that the stdio log of `name`'s sandbox is
+    /// in, opened (and made) once and kept; `None` (the knot then checks
+    /// the path itself, and says what is wrong) if it cannot be.
+    fn stdio_dir_for(&mut self, name: &str) -> Option<std::os::fd::RawFd> {
+        let i = self.instances.get(name)?;
+        let crate::spec::Stdio::HostFile(log) = &i.spec.stdio else {
+            return None;
+        };
+        let dir = log.parent()?;
+        if self.stdio_dir.as_ref().is_none_or(|d| d.path() != dir) {
+            self.stdio_dir = crate::sys::hostfs::HostDir::open(dir, true).ok().flatten();
+        }
+        self.stdio_dir.as_ref().map(|d| d.fd().as_raw_fd())
+    }
+
     fn spawn(&mut self, name: &str) {
         let Some(i) = self.instances.get_mut(name) else {
             return;
@@ -373,7 +388,12 @@ impl Tree {
                 return;
             }
         };
+        let stdio_dir_fd = self.stdio_dir_for(name);
+        let Some(i) = self.instances.get_mut(name) else {
+            return;
+        };
         let ctx = knot::Context {
+            stdio_dir_fd,
             seccomp,
             cgroups: self.cgroups.clone(),
             sockets,
@@ -382,6 +402,7 @@ impl Tree {
             ready: Some(w.as_raw_fd()),
             hash: i.hash.clone(),
             supervised: true,
+            tree_pid: Some(crate::sys::process::getpid()),
             parent_pipe: None,
             host_netns: None,
             leaf_ready: i.leaf_ready,

@@ -58,18 +58,15 @@ impl Tree {
                     // Unless the record could not be written (a full
                     // disk): then the knot's own exit, which is the
                     // workload's status, is the news. Wait for it.
-                    let dir = &i.spec.host.state_dir;
-                    let recorded = !dir.as_os_str().is_empty()
-                        && super::hostdirs::instance_at(dir)
-                            .is_some_and(|d| super::hostdirs::exit_record(&d).0.is_some());
-                    if !recorded {
+                    let found = self.instance_records(&name);
+                    if found.0.is_none() {
                         return;
                     }
-                    if let Some(pid) = i.pid {
+                    if let Some(pid) = self.instances.get(&name).and_then(|i| i.pid) {
                         self.by_pid.remove(&pid);
                         self.retiring.insert(pid);
                     }
-                    self.knot_exited(&name, Exit::Code(-1));
+                    self.knot_ended(&name, Exit::Code(-1), Some(found));
                     return;
                 }
                 _ => {}
@@ -96,8 +93,53 @@ impl Tree {
         self.knot_exited(&name, Exit::Signal(libc::SIGKILL));
     }
 
+    /// The exit record and error an instance's dir holds, believed only
+    /// if root alone could have written them. Read below the state dir
+    /// the tree checked (the instance's place in it), not walked from `/`.
+    fn instance_records(&self, name: &str) -> (Option<ExitRecord>, Option<String>) {
+        let Some(i) = self.instances.get(name) else {
+            return (None, None);
+        };
+        let dir = &i.spec.host.state_dir;
+        if dir.as_os_str().is_empty() {
+            return (None, None);
+        }
+        let below = dir
+            .strip_prefix(self.state.path())
+            .ok()
+            .filter(|rel| rel.components().count() == 2);
+        let found = match below {
+            Some(rel) => self.state.sub(rel, None).ok().flatten(),
+            None => super::hostdirs::instance_at(dir),
+        };
+        match found {
+            Some(d) => super::hostdirs::exit_record(&d),
+            None => (None, None),
+        }
+    }
+
     /// A knot exited: record why, count it, step the lifecycle.
     pub fn knot_exited(&mut self, name: &str, exit: Exit) {
+        self.knot_ended(name, exit, None);
+    }
+
+    /// `knot_exited`, with the instance dir's records when the caller has
+    /// read them already.
+    fn knot_ended(
+        &mut self,
+        name: &str,
+        exit: Exit,
+        read: Option<(Option<ExitRecord>, Option<String>)>,
+    ) {
+        let killed_in_setup = self
+            .instances
+            .get(name)
+            .is_some_and(|i| i.life.state == State::Starting && i.life.killed);
+        let read = match read {
+            Some(r) => Some(r),
+            None if !killed_in_setup => Some(self.instance_records(name)),
+            None => None,
+        };
         let Some(i) = self.instances.get_mut(name) else {
             return;
         };
@@ -109,22 +151,13 @@ impl Tree {
         if let Some(r) = i.ready.take() {
             let _ = self.poller.delete(r.as_fd());
         }
-        // Believed only if root alone could have written them.
-        let dir = &i.spec.host.state_dir;
-        let (record, error): (Option<ExitRecord>, Option<String>) =
-            if i.life.state == State::Starting && i.life.killed {
-                // Killed at its setup deadline, maybe before it cleared
-                // what an earlier run left in its dir: the tree has the
-                // reason, the wait status the rest.
-                (None, i.error.clone())
-            } else if dir.as_os_str().is_empty() {
-                (None, None)
-            } else {
-                match super::hostdirs::instance_at(dir) {
-                    Some(dir) => super::hostdirs::exit_record(&dir),
-                    None => (None, None),
-                }
-            };
+        let (record, error): (Option<ExitRecord>, Option<String>) = match read {
+            Some(r) => r,
+            // Killed at its setup deadline, maybe before it cleared what
+            // an earlier run left in its dir: the tree has the reason, the
+            // wait status the rest.
+            None => (None, i.error.clone()),
+        };
         let (status, signal, oom) = match record {
             Some(r) => (r.status, r.signal, r.oom_killed),
             None => match exit {

@@ -29,6 +29,36 @@ struct Found {
     hash: String,
     /// (fd in the knot, host, port, owner) of its listening sockets.
     sockets: Vec<(i32, IpAddr, u16, Option<String>)>,
+    /// The instance's stop and restart policy, as its config gave it.
+    policy: Option<Policy>,
+}
+
+/// What the `policy` line of a `knot` file says.
+#[derive(Debug, Clone, PartialEq)]
+struct Policy {
+    restart_timeout_ms: u64,
+    kill_timeout_ms: u64,
+    normal_exit_codes: Vec<i32>,
+}
+
+/// `policy RESTART_MS KILL_MS CODES` (CODES comma-separated, `-` for none).
+fn parse_policy(fields: &[&str]) -> Option<Policy> {
+    let ["policy", restart, kill, codes] = fields else {
+        return None;
+    };
+    let normal_exit_codes = if *codes == "-" {
+        Vec::new()
+    } else {
+        codes
+            .split(',')
+            .map(|c| c.parse().ok())
+            .collect::<Option<Vec<i32>>>()?
+    };
+    Some(Policy {
+        restart_timeout_ms: restart.parse().ok()?,
+        kill_timeout_ms: kill.parse().ok()?,
+        normal_exit_codes,
+    })
 }
 
 /// The `knot` file of an instance dir, if root alone could have written
@@ -43,10 +73,13 @@ fn read_knot_file(dir: &HostDir) -> Option<Found> {
         ticks: it.next()?.parse().ok()?,
         hash: it.next().unwrap_or("").to_string(),
         sockets: Vec::new(),
+        policy: None,
     };
     for line in lines {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if let ["sock", fd, host, port, owner] = f.as_slice()
+        if let Some(p) = parse_policy(&f) {
+            found.policy = Some(p);
+        } else if let ["sock", fd, host, port, owner] = f.as_slice()
             && let (Ok(fd), Ok(host), Ok(port)) = (fd.parse(), host.parse(), port.parse())
         {
             let owner = (*owner != "-").then(|| owner.to_string());
@@ -165,19 +198,18 @@ impl Tree {
                 if let Some(pid) = find_knot(&pids)
                     && let Some(ticks) = proc::start_time(pid)
                 {
-                    let hash = state
+                    let file = state
                         .as_ref()
                         .and_then(|s| hostdirs::instance_in(s, sandbox, rest))
-                        .and_then(|d| read_knot_file(&d))
-                        .map(|f| f.hash)
-                        .unwrap_or_default();
+                        .and_then(|d| read_knot_file(&d));
                     found.insert(
                         name,
                         Found {
                             pid,
                             ticks,
-                            hash,
+                            hash: file.as_ref().map(|f| f.hash.clone()).unwrap_or_default(),
                             sockets: Vec::new(),
+                            policy: file.and_then(|f| f.policy),
                         },
                     );
                 }
@@ -202,6 +234,13 @@ impl Tree {
         let mut spec: InstanceSpec = InstanceSpec::placeholder(sandbox, &process, index);
         spec.host.state_dir = self.master.state_dir.join(sandbox).join(leaf);
         spec.host.cgroup = self.cgroups.as_ref().map(|_| format!("{sandbox}:{leaf}"));
+        // Until a config names it again (and for good when none does), it
+        // is stopped and restarted as its config said when it started.
+        if let Some(p) = f.policy.take() {
+            spec.restart_timeout_ms = p.restart_timeout_ms;
+            spec.kill_timeout_ms = p.kill_timeout_ms;
+            spec.normal_exit_codes = p.normal_exit_codes;
+        }
         let token = self.new_token();
         let sockets = std::mem::take(&mut f.sockets);
         let mut inst = Instance::new(Arc::new(spec), f.hash.clone(), token);
@@ -279,6 +318,27 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_lines() {
+        let p = |l: &str| parse_policy(&l.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(
+            p("policy 1000 20000 0,1,143"),
+            Some(Policy {
+                restart_timeout_ms: 1000,
+                kill_timeout_ms: 20000,
+                normal_exit_codes: vec![0, 1, 143],
+            })
+        );
+        assert_eq!(
+            p("policy 0 5000 -").map(|p| p.normal_exit_codes),
+            Some(vec![])
+        );
+        assert_eq!(p("policy 0 5000"), None);
+        assert_eq!(p("policy x 5000 -"), None);
+        assert_eq!(p("policy 0 5000 1,x"), None);
+        assert_eq!(p("sock 3 127.0.0.1 80 -"), None);
+    }
 
     #[test]
     fn leaves() {

@@ -97,6 +97,10 @@ pub struct Tree {
     pub state: HostDir,
     /// Ours, which knots inherit (workloads are reset to 0 from it).
     pub oom_score_adj: i32,
+    /// The stdio-log-dir, checked (and made) when a knot first needs it:
+    /// knots open their sandbox's stdio log below it (see
+    /// `knot::Context::stdio_dir_fd`).
+    pub stdio_dir: Option<HostDir>,
 }
 
 pub fn run(opts: Options) -> u8 {
@@ -243,6 +247,7 @@ impl Tree {
             runtime,
             state,
             oom_score_adj,
+            stdio_dir: None,
         };
         match handoff {
             Some(Ok(h)) => tree.restore(h),
