@@ -1,0 +1,162 @@
+//! The instance dir on the host: made (or reused) below the checked state
+//! dir, cleared of what an earlier run left, and, for a knot of the tree,
+//! the `knot` file that makes the knot findable by a new tree.
+
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use crate::spec::InstanceSpec;
+use crate::sys::fs as sfs;
+use crate::sys::{hostfs, process};
+
+use super::{Context, hands_over};
+
+/// `<instance>/knot`: "HOSTPID STARTTIME HASH"; then "policy RESTART_MS
+/// KILL_MS CODES" (the normal exit codes, comma-separated, `-` for none),
+/// so an adopted instance is stopped and restarted as configured even
+/// when no config names it any more; then one line per listening socket
+/// we hold, "sock FD HOST PORT OWNER" (OWNER `-` for a shared socket): a
+/// restarted tree adopts us, and takes back the sockets with
+/// pidfd_getfd(2), from this. Readers skip lines they do not know.
+pub(super) fn knot_file(spec: &InstanceSpec, ctx: &Context, pid: i32, ticks: u64) -> String {
+    let mut out = format!("{pid} {ticks} {}\n", ctx.hash);
+    let codes: Vec<String> = spec
+        .normal_exit_codes
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    out.push_str(&format!(
+        "policy {} {} {}\n",
+        spec.restart_timeout_ms,
+        spec.kill_timeout_ms,
+        if codes.is_empty() {
+            "-".into()
+        } else {
+            codes.join(",")
+        }
+    ));
+    let handing_over = hands_over(spec, ctx);
+    for (i, (port, (_, fd))) in spec.tcp_ports.iter().zip(&ctx.sockets).enumerate() {
+        // cairn-init keeps the sockets at 6, 7, ... (see `hand_over`).
+        let fd = if handing_over { 6 + i as RawFd } else { *fd };
+        let owner = if port.settings.reuse_port {
+            spec.name.as_str()
+        } else {
+            "-"
+        };
+        out.push_str(&format!(
+            "sock {fd} {} {} {owner}\n",
+            port.settings.host, port.port
+        ));
+    }
+    out
+}
+
+/// Set the parent-death signal, then check that the parent is still
+/// `tree` (it may have died before): our host pid and start time (from
+/// /proc/self/stat, which is still the tree's /proc here), or `None` when
+/// the tree is gone.
+pub(super) fn tied_to_tree(tree: i32) -> Option<(i32, u64)> {
+    process::set_pdeathsig(libc::SIGKILL).ok()?;
+    let stat = crate::sys::proc::read_text("/proc/self/stat").ok()?;
+    let (pid, ppid) = crate::sys::proc::parse_stat_pids(&stat)?;
+    let ticks = crate::sys::proc::parse_stat_start_time(&stat)?;
+    (ppid == tree).then_some((pid, ticks))
+}
+
+/// The instance dir, its `state/`, and our host pid and start time.
+pub(super) type InstanceDir = (OwnedFd, OwnedFd, i32, u64);
+
+/// The state dir that `ctx.state_dir_fd` names, opened again in our own
+/// mount namespace (a bind mount needs its source there), and the part of
+/// the instance's path below it. The tree or `cairn cmd` checked every dir
+/// on its path (root's alone), so only root could have changed it since:
+/// it is opened by path once, and must be the very dir that was checked
+/// (device and inode). `None`: walk it step by step instead.
+fn state_dir_here<'a>(
+    spec: &'a InstanceSpec,
+    ctx: &Context,
+) -> Option<(hostfs::HostDir, &'a Path)> {
+    let checked = ctx.state_dir_fd?;
+    let base = spec.host.state_dir.parent()?.parent()?;
+    let rel = spec.host.state_dir.strip_prefix(base).ok()?;
+    let here = sfs::open_dir_nofollow(base).ok()?;
+    sfs::same_inode(here.as_fd(), checked)
+        .then(|| (hostfs::HostDir::inherited(here, base.to_path_buf()), rel))
+}
+
+/// Create (or reuse) the instance dir and its `state/`, clear the files a
+/// previous run left, and (supervised) write our `knot` file. `host`: our
+/// host pid and start time, for a knot of the tree.
+pub(super) fn instance_dir(
+    spec: &InstanceSpec,
+    ctx: &Context,
+    host: Option<(i32, u64)>,
+) -> Result<InstanceDir, String> {
+    // STATE-DIR/SANDBOX/INSTANCE: the state dir is checked from `/` down;
+    // the sandbox and instance steps are ours, never symlinks, root's
+    // alone, created 0755 and 0700 (sys::hostfs).
+    let dir = match state_dir_here(spec, ctx) {
+        // The state dir was checked by whoever started us; only the
+        // sandbox and instance steps are ours to check (and make).
+        Some((base, rel)) => base.sub(rel, Some(hostfs::PRIVATE_DIR_MODE)),
+        None => {
+            hostfs::HostDir::open_below(&spec.host.state_dir, 2, Some(hostfs::PRIVATE_DIR_MODE))
+        }
+    }
+    .map_err(|e| format!("instance dir: {e}"))?
+    .ok_or_else(|| {
+        format!(
+            "instance dir {}: not created",
+            spec.host.state_dir.display()
+        )
+    })?;
+    let inst = sfs::openat2(
+        dir.fd(),
+        ".",
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+        sfs::Resolve::BeneathNoSymlinks,
+    )
+    .map_err(|e| e.to_string())?;
+    if ctx.supervised {
+        for f in ["error", "exit-status", "workload.pid"] {
+            let _ = nix::unistd::unlinkat(&inst, f, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        }
+    }
+    // `state/` is the workload's `!Statedir` (owner and mode from the
+    // container config): a real dir, no symlink; the 0700 instance dir
+    // keeps host users out of it.
+    let (state, _) = sfs::mkdir_beneath(inst.as_fd(), "state", hostfs::DIR_MODE)
+        .map_err(|e| format!("{}/state: {e}", dir.path().display()))?;
+    // Who we are on the host (see `tied_to_tree`): a restarted tree
+    // adopts us by this file.
+    let (mut host_pid, mut ticks) = (0, 0);
+    if ctx.supervised {
+        (host_pid, ticks) = match host {
+            Some(h) => h,
+            None => {
+                let stat = crate::sys::proc::read_text("/proc/self/stat")
+                    .map_err(|e| format!("/proc/self/stat: {e}"))?;
+                let pid = crate::sys::proc::parse_stat_pids(&stat).map_or(0, |(p, _)| p);
+                (
+                    pid,
+                    crate::sys::proc::parse_stat_start_time(&stat).unwrap_or(0),
+                )
+            }
+        };
+        sfs::replace_file(
+            inst.as_fd(),
+            "knot",
+            knot_file(spec, ctx, host_pid, ticks).as_bytes(),
+            0o644,
+        )
+        .map_err(|e| e.to_string())?;
+        // Findable now: a new tree adopts us, so the tree's death is no
+        // longer ours.
+        if ctx.tree_pid.is_some() {
+            process::set_pdeathsig(0).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok((inst, state, host_pid, ticks))
+}
