@@ -168,19 +168,18 @@ fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
     )?;
     let d = fs.as_fd();
     let e = |r: std::result::Result<(), crate::sys::Error>| r.map_err(|e| format!("/dev: {e}"));
-    for (name, major, minor) in [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ] {
-        // Exactly this mode, whatever the umask (mknod_char sets it).
-        e(mount::mknod_char(d, name, 0o666, major, minor))?;
-    }
-    e(mount::mkdir_at(d, "pts", 0o755))?;
-    e(mount::mkdir_at(d, "shm", 0o1777))?;
+    e(mount::make_nodes(
+        d,
+        &[
+            ("null", 0o666, 1, 3),
+            ("zero", 0o666, 1, 5),
+            ("full", 0o666, 1, 7),
+            ("random", 0o666, 1, 8),
+            ("urandom", 0o666, 1, 9),
+            ("tty", 0o666, 5, 0),
+        ],
+        &[("pts", 0o755), ("shm", 0o1777)],
+    ))?;
     e(mount::symlink_at("pts/ptmx", d, "ptmx"))?;
     e(mount::symlink_at("/proc/self/fd", d, "fd"))?;
     e(mount::symlink_at("/proc/self/fd/0", d, "stdin"))?;

@@ -79,19 +79,30 @@ pub(super) fn proc(root: BorrowedFd<'_>) -> Result<()> {
             || "/dev/null".into(),
         )?
     };
+    // The first mask is our /dev/null bound read-only; every further one
+    // is a copy of that mount once it is attached (its flags come along:
+    // one system call fewer per mask), or, should copying it fail, bound
+    // the same way.
+    let mut first: Option<OwnedFd> = None;
     for name in MASKED_FILES {
         let Some(t) = open(name)? else { continue };
-        // Not nodev: a masked file reads as empty, like /dev/null.
-        let b = bound(
-            devnull.as_fd(),
-            "/dev/null",
-            Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
-            Recursive::No,
-            || format!("mask /proc/{name}"),
-        )?;
-        ctx(mount::attach(b.as_fd(), t.as_fd(), name), || {
-            format!("mask /proc/{name}")
-        })?;
+        let what = || format!("mask /proc/{name}");
+        let copied = first
+            .as_ref()
+            .and_then(|f| mount::clone_tree(f.as_fd(), "/dev/null", Recursive::No).ok());
+        let b = match copied {
+            Some(b) => b,
+            // Not nodev: a masked file reads as empty, like /dev/null.
+            None => bound(
+                devnull.as_fd(),
+                "/dev/null",
+                Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
+                Recursive::No,
+                what,
+            )?,
+        };
+        ctx(mount::attach(b.as_fd(), t.as_fd(), name), what)?;
+        first.get_or_insert(b);
     }
     for name in MASKED_DIRS {
         let Some(t) = open(name)? else { continue };

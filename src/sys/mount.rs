@@ -216,34 +216,38 @@ pub fn pivot_into(new_root: BorrowedFd<'_>) -> Result<()> {
     Ok(())
 }
 
-/// mknodat(2) of a character device (in a tmpfs we just made).
-pub fn mknod_char(
+/// Character devices (name, mode, major, minor) and then directories
+/// (name, mode) in `dir` (a tmpfs we just made), each with exactly the
+/// mode given (the sticky bit of /dev/shm too): made under a umask of 0,
+/// which is put back before returning.
+pub fn make_nodes(
     dir: BorrowedFd<'_>,
-    name: &str,
-    mode: u32,
-    major: u32,
-    minor: u32,
+    devices: &[(&str, u32, u32, u32)],
+    dirs: &[(&str, u32)],
 ) -> Result<()> {
-    let c = cstr(name)?;
-    let dev = libc::makedev(major, minor);
-    // SAFETY: valid fd and C string.
-    let ret = unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), libc::S_IFCHR | mode, dev) };
-    check(ret, "mknod", name)?;
-    // Whatever bits the umask took away: the mode is the one we state.
-    chmod_at(dir, name, mode)
-}
-
-/// mkdirat(2), then exactly `mode`.
-pub fn mkdir_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<()> {
-    let c = cstr(name)?;
-    // SAFETY: valid fd and C string.
-    check(
-        unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) },
-        "mkdir",
-        name,
-    )?;
-    // As in mknod_char: exactly `mode` (the sticky bit of /dev/shm too).
-    chmod_at(dir, name, mode)
+    let old = crate::sys::process::set_umask(0);
+    let made = (|| {
+        for (name, mode, major, minor) in devices {
+            let c = cstr(name)?;
+            let dev = libc::makedev(*major, *minor);
+            // SAFETY: valid fd and C string.
+            let ret =
+                unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), libc::S_IFCHR | mode, dev) };
+            check(ret, "mknod", name)?;
+        }
+        for (name, mode) in dirs {
+            let c = cstr(name)?;
+            // SAFETY: valid fd and C string.
+            check(
+                unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), *mode) },
+                "mkdir",
+                name,
+            )?;
+        }
+        Ok(())
+    })();
+    crate::sys::process::set_umask(old);
+    made
 }
 
 /// symlinkat(2).
@@ -253,18 +257,6 @@ pub fn symlink_at(target: &str, dir: BorrowedFd<'_>, name: &str) -> Result<()> {
     check(
         unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) },
         "symlink",
-        name,
-    )?;
-    Ok(())
-}
-
-/// fchmodat(2) (no symlink following needed: names we just created).
-pub fn chmod_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<()> {
-    let c = cstr(name)?;
-    // SAFETY: valid fd and C string.
-    check(
-        unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode, 0) },
-        "chmod",
         name,
     )?;
     Ok(())
