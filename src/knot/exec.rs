@@ -94,10 +94,11 @@ pub fn spawn(
     prepare(spec, ctx, stdio)?.go(spec)
 }
 
-/// A workload child forked ahead of time: it does what does not depend on
+/// A workload child forked ahead of `go`: it does what does not depend on
 /// the container's root (closing fds, a session, limits, a keyring, and,
-/// without a user namespace, its ids, capabilities and system call filter)
-/// on the other CPU while the knot builds the root, then waits for `go`.
+/// without a user namespace, its ids, capabilities and system call filter),
+/// then waits for `go`. For `cairn cmd` it is forked before the root is
+/// built and does this on the other CPU meanwhile (see the knot's `setup`).
 /// Dropping it before `go` ends the child (it sees its pipe close).
 pub struct Pending {
     pid: i32,
