@@ -324,3 +324,22 @@ fn isolation_at_its_default_is_not_in_the_hash() {
     let back: InstanceSpec = serde_json::from_str(&json).unwrap();
     assert!(back.isolation.sysfs && !back.isolation.allow_user_namespaces);
 }
+
+/// The hash decides whether an upgrade restarts a workload: the hash of an
+/// unchanged config must not change with a new cairn. These are pinned; a
+/// change of the spec's serialized shape (a renamed field, a new field
+/// that is not skipped at its default, another order) breaks this test
+/// before it can restart every instance of every host after an upgrade. If
+/// a change of hash is intended, say so in the upgrade notes.
+#[test]
+fn hashes_are_pinned() {
+    let f = fixture("", "", "");
+    assert_eq!(resolve(&f, Which::Daemon(0)).hash(), "f034b441836ecf0e");
+    let f = fixture(
+        "allow-capabilities: [CAP_NET_BIND_SERVICE]\n",
+        "",
+        "capabilities: [CAP_NET_BIND_SERVICE]\nmemory-limit: 64Mi\nfileno-limit: 512\n\
+         restart-timeout: 2\nkill-timeout: 9\nnormal-exit-codes: [0, 3]\nworkdir: /var/data\n",
+    );
+    assert_eq!(resolve(&f, Which::Daemon(2)).hash(), "8d90c15c09107234");
+}
