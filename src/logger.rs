@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::tree::state::rfc3339;
+use crate::text::rfc3339;
 
 enum Sink {
     Stderr,

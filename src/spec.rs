@@ -79,6 +79,21 @@ pub struct PortSpec {
     pub settings: TcpPort,
 }
 
+impl PortSpec {
+    /// How to listen on this port.
+    pub fn listen(&self) -> crate::sys::socket::Listen {
+        let s = &self.settings;
+        crate::sys::socket::Listen {
+            host: s.host,
+            port: self.port,
+            backlog: s.listen_backlog,
+            reuse_addr: s.reuse_addr,
+            reuse_port: s.reuse_port,
+            nonblock: s.set_non_block,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkSpec {
     pub bridge: String,
@@ -472,6 +487,24 @@ impl InstanceSpec {
             },
             isolation: Isolation::default(),
         }
+    }
+
+    /// Whether a port is opened by the knot inside the container's own
+    /// network namespace: a port of a `bridged-network` instance that is
+    /// not `external`. The tree opens every other port, in its own
+    /// namespace.
+    pub fn port_in_container(&self, p: &PortSpec) -> bool {
+        self.network.is_some() && !p.settings.external
+    }
+
+    /// The ports the knot opens in the container's namespace, with the fd
+    /// each goes to.
+    pub fn container_ports(&self) -> Vec<(u32, crate::sys::socket::Listen)> {
+        self.tcp_ports
+            .iter()
+            .filter(|p| self.port_in_container(p))
+            .map(|p| (p.settings.fd, p.listen()))
+            .collect()
     }
 
     /// The stable content hash (16 hex digits) of this spec.

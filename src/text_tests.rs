@@ -1,5 +1,6 @@
 use super::*;
 use std::ffi::OsStr;
+use std::time::Duration;
 
 /// The inverse of `escape_bytes`, to show that no two inputs escape to the
 /// same output. Panics on text `escape_bytes` cannot produce.
@@ -202,4 +203,17 @@ fn json_keeps_the_value_and_shows_no_raw_control() {
     );
     // Pretty JSON keeps its whitespace.
     assert_eq!(json("{\n\t\"k\": 1\r\n}"), "{\n\t\"k\": 1\r\n}");
+}
+
+#[test]
+fn dates() {
+    assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    assert_eq!(
+        rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+        "2000-02-29T00:00:00Z"
+    );
+    assert_eq!(
+        rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_316_645)),
+        "2026-11-22T03:04:05Z"
+    );
 }

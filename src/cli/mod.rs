@@ -18,7 +18,4 @@ pub fn eprint_problems(p: &crate::config::error::Problems) {
     }
 }
 
-/// The version string: crate version plus the git commit, when known.
-pub fn version() -> &'static str {
-    concat!(env!("CARGO_PKG_VERSION"), " (", env!("CAIRN_BUILD_ID"), ")")
-}
+pub use crate::version;

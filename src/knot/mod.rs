@@ -278,7 +278,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         process::set_umask(ours);
         r?;
         process::close_fd(host);
-        for (target, listen) in crate::tree::sockets::container_ports(spec) {
+        for (target, listen) in spec.container_ports() {
             let fd = crate::sys::socket::listen(&listen)
                 .map_err(|e| format!("tcp port {} (in the container): {e}", listen.port))?;
             with_ports.to_mut().sockets.push((target, fd.as_raw_fd()));

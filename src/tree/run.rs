@@ -196,7 +196,7 @@ impl Tree {
         };
         log::info!(
             "cairn tree {} starting (pid {}, config {})",
-            crate::cli::version(),
+            crate::version(),
             process::getpid(),
             master_path.display()
         );

@@ -3,7 +3,8 @@
 //! and port (one per instance with `reuse-port`), kept across upgrades and
 //! reloads, closed once no instance needs them. The exception: the
 //! non-`external` ports of a `bridged-network` instance belong in its own
-//! network namespace, so its knot opens them there (`container_ports`).
+//! network namespace, so its knot opens them there
+//! (`InstanceSpec::container_ports`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -11,7 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{InstanceSpec, PortSpec};
+use crate::spec::InstanceSpec;
 use crate::sys::socket::{self, Listen};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -27,31 +28,12 @@ pub struct Sockets {
     open: BTreeMap<SocketKey, OwnedFd>,
 }
 
-/// Whether a port is opened by the knot inside the container's own network
-/// namespace: a port of a `bridged-network` instance that is not
-/// `external`. The tree opens every other port, in its own namespace.
-pub fn in_container(spec: &InstanceSpec, p: &PortSpec) -> bool {
-    spec.network.is_some() && !p.settings.external
-}
-
-fn listen_of(p: &PortSpec) -> Listen {
-    let s = &p.settings;
-    Listen {
-        host: s.host,
-        port: p.port,
-        backlog: s.listen_backlog,
-        reuse_addr: s.reuse_addr,
-        reuse_port: s.reuse_port,
-        nonblock: s.set_non_block,
-    }
-}
-
 /// The socket keys an instance uses (the ports the tree opens), with the
 /// fd each goes to.
 pub fn keys(spec: &InstanceSpec) -> Vec<(SocketKey, u32, Listen)> {
     spec.tcp_ports
         .iter()
-        .filter(|p| !in_container(spec, p))
+        .filter(|p| !spec.port_in_container(p))
         .map(|p| {
             let s = &p.settings;
             (
@@ -61,19 +43,9 @@ pub fn keys(spec: &InstanceSpec) -> Vec<(SocketKey, u32, Listen)> {
                     owner: s.reuse_port.then(|| spec.name.clone()),
                 },
                 s.fd,
-                listen_of(p),
+                p.listen(),
             )
         })
-        .collect()
-}
-
-/// The ports the knot opens in the container's namespace, with the fd
-/// each goes to.
-pub fn container_ports(spec: &InstanceSpec) -> Vec<(u32, Listen)> {
-    spec.tcp_ports
-        .iter()
-        .filter(|p| in_container(spec, p))
-        .map(|p| (p.settings.fd, listen_of(p)))
         .collect()
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -97,30 +97,7 @@ pub struct Counters {
     pub failures: u64,
 }
 
-/// RFC 3339 (UTC, seconds) for a system time.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
+pub use crate::text::rfc3339;
 
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -245,7 +222,7 @@ impl Tree {
         let snap = Snapshot {
             tree: TreeInfo {
                 pid: process::getpid(),
-                version: crate::cli::version().to_string(),
+                version: crate::version().to_string(),
                 started: rfc3339(self.started),
                 upgrades: self.upgrades,
                 reloads: self.reloads,
@@ -300,19 +277,6 @@ impl Tree {
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "2000-02-29T00:00:00Z"
-        );
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_316_645)),
-            "2026-11-22T03:04:05Z"
-        );
-    }
 
     #[test]
     fn metrics_text() {
