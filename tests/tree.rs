@@ -127,8 +127,13 @@ impl Fx {
     /// Start `cairn tree` as pid 1 of a new pid namespace (`unshare --pid
     /// --fork --mount-proc`); returns its host pid.
     fn start_as_pid1(&mut self) -> i32 {
+        self.start_as_pid1_with(&["--pid", "--fork", "--mount-proc"])
+    }
+
+    /// `start_as_pid1`, with these `unshare` options.
+    fn start_as_pid1_with(&mut self, unshare: &[&str]) -> i32 {
         let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--mount-proc"])
+        cmd.args(unshare)
             .arg(cairn_bin())
             .args(["tree", "-c", &self.master_path()])
             .args(["--log-stderr", "--log-level", "debug"]);
@@ -1518,6 +1523,33 @@ fn tree_as_pid1_reaps_orphans_and_exits_on_term() {
 }
 
 /// `cairn_unknown_children_total` counts reaped strays (PID 1 duty).
+/// A tree that is pid 1 of its own pid namespace but still sees the
+/// host's /proc (`unshare --pid --fork`, no `--mount-proc`) starts its
+/// instances: a knot checks its parent against the tree's pid as that
+/// /proc numbers it, not the tree's own `getpid()` (1), or every knot
+/// would take the tree for gone and refuse to start (seen before the fix).
+#[test]
+fn tree_in_a_pid_namespace_with_the_hosts_proc_starts_instances() {
+    require!(have("unshare"), "unshare (util-linux) is not installed");
+    let mut fx = fixture!();
+    fx.container("s", &sleeper(""));
+    fx.processes(&[("s", 2)]);
+    fx.start_as_pid1_with(&["--pid", "--fork"]);
+    // (Workload pids are not shown here: they are host pids, which the
+    // tree's own pid namespace cannot name.)
+    let all = names("s", 2);
+    fx.wait_ps("both running", |ps| {
+        all.iter().all(|n| {
+            state(ps, n) == Some("running") && inst(ps, n).is_some_and(|i| i["pid"].is_i64())
+        })
+    });
+    assert!(
+        !fx.log().contains("the tree that started this knot is gone"),
+        "{}",
+        fx.log()
+    );
+}
+
 #[test]
 fn unknown_children_are_counted_in_metrics() {
     let mut fx = fixture!();

@@ -95,8 +95,8 @@ pub struct Context {
     /// falling back to a full setup if joining fails.
     #[serde(default)]
     pub leaf_ready: bool,
-    /// For a knot of the tree: the tree's pid (in the tree's pid
-    /// namespace). Until its `knot` file is written (a new tree could not
+    /// For a knot of the tree: the tree's pid as the tree's /proc numbers
+    /// it (which the knot still sees at its start). Until its `knot` file is written (a new tree could not
     /// find it before), the knot dies with the tree; one whose parent is no
     /// longer this pid when it starts ends at once.
     #[serde(default)]
@@ -167,7 +167,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
             None => {
                 eprintln!(
                     "cairn: {}: the tree that started this knot is gone; not starting",
-                    spec.name
+                    crate::text::escape(&spec.name)
                 );
                 return SETUP_FAILED;
             }

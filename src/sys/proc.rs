@@ -138,6 +138,17 @@ pub fn parse_stat_pids(text: &str) -> Option<(i32, i32)> {
     Some((pid, parse_stat_ppid(text)?))
 }
 
+/// Our pid as the /proc we see numbers it (our host pid when /proc is the
+/// host's, even from inside a pid namespace of our own), or `getpid()`
+/// when /proc cannot be read: what a child of ours finds as its parent in
+/// its `/proc/self/stat`.
+pub fn own_pid_in_proc() -> i32 {
+    read_text("/proc/self/stat")
+        .ok()
+        .and_then(|s| parse_stat_pids(&s))
+        .map_or_else(super::process::getpid, |(pid, _)| pid)
+}
+
 /// A `Key:\tvalue` field of /proc/PID/status.
 pub fn status_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines().find_map(|l| {

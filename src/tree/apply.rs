@@ -402,7 +402,7 @@ impl Tree {
             ready: Some(w.as_raw_fd()),
             hash: i.hash.clone(),
             supervised: true,
-            tree_pid: Some(crate::sys::process::getpid()),
+            tree_pid: Some(self.proc_pid),
             parent_pipe: None,
             host_netns: None,
             leaf_ready: i.leaf_ready,

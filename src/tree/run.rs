@@ -97,6 +97,8 @@ pub struct Tree {
     pub state: HostDir,
     /// Ours, which knots inherit (workloads are reset to 0 from it).
     pub oom_score_adj: i32,
+    /// Our pid as /proc numbers it (see `knot::Context::tree_pid`).
+    pub proc_pid: i32,
     /// The stdio-log-dir, checked (and made) when a knot first needs it:
     /// knots open their sandbox's stdio log below it (see
     /// `knot::Context::stdio_dir_fd`).
@@ -247,6 +249,7 @@ impl Tree {
             runtime,
             state,
             oom_score_adj,
+            proc_pid: crate::sys::proc::own_pid_in_proc(),
             stdio_dir: None,
         };
         match handoff {
