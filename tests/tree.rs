@@ -1550,6 +1550,55 @@ fn tree_in_a_pid_namespace_with_the_hosts_proc_starts_instances() {
     );
 }
 
+/// The tree never sleeps waiting for a cgroup leaf it cannot remove yet
+/// (issue 18, item 6): something still holds the leaf of a removed
+/// instance (here a cgroup below it, in every hierarchy, so `rmdir`
+/// answers EBUSY the same way on cgroup v1 and v2). The instance is gone
+/// from `ps` at once, the leaf stays while it is held, and once it is let
+/// go the tree removes it on its own. Before, the tree slept up to 0.2 s
+/// retrying, then gave up for good: the leaf stayed after it was let go.
+#[test]
+fn a_busy_cgroup_leaf_is_removed_later_without_stalling_the_tree() {
+    let mut fx = fixture!();
+    fx.container("s", &sleeper(""));
+    fx.processes(&[("s", 2)]);
+    fx.start();
+    let all = names("s", 2);
+    fx.wait_ps("both running", |ps| all_running(ps, &refs(&all)));
+    let leaves: Vec<PathBuf> = fx
+        .cgroup_roots()
+        .iter()
+        .map(|r| r.join("box:s.1"))
+        .collect();
+    assert!(!leaves.is_empty());
+    let held: Vec<PathBuf> = leaves.iter().map(|l| l.join("held")).collect();
+    for h in &held {
+        fs::create_dir(h).expect("mkdir a cgroup below the leaf");
+    }
+    fx.processes(&[("s", 1)]);
+    let before = reloads(&fx.ps());
+    let out = cairn(&["reload", "-c", &fx.master_path()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    fx.wait_ps("s.1 removed", |ps| {
+        reloads(ps) > before && inst(ps, "box/s.1").is_none()
+    });
+    // Held for longer than the old code tried.
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(leaves.iter().all(|l| l.is_dir()), "the held leaf went");
+    for h in &held {
+        fs::remove_dir(h).expect("rmdir the cgroup below the leaf");
+    }
+    wait_for(
+        Duration::from_secs(5),
+        "the leaf removed by the tree",
+        || leaves.iter().all(|l| !l.exists()).then_some(()),
+    );
+    assert!(!fx.log().contains("cgroup cleanup"), "{}", fx.log());
+    // And the other instance never noticed.
+    let ps = fx.ps();
+    assert!(all_running(&ps, &["box/s.0"]), "{ps}");
+}
+
 #[test]
 fn unknown_children_are_counted_in_metrics() {
     let mut fx = fixture!();

@@ -344,54 +344,71 @@ impl Cgroups {
             .unwrap_or_default()
     }
 
-    /// SIGKILL everything in `leaf` and remove it. v2 has cgroup.kill; on
-    /// v1 we kill what we see until the cgroup is empty (a fork racing the
-    /// kill shows up on the next read).
+    /// SIGKILL everything in `leaf` and remove it, waiting (up to about
+    /// 0.3 s) while killed tasks drain. For `cairn cmd` and the tree's
+    /// exit and upgrade; the running tree uses `remove_once` and tries
+    /// again from its loop.
     pub fn destroy(&self, leaf: &str) -> Result<(), Error> {
+        self.kill_all(leaf);
+        let mut busy = None;
+        for _ in 0..300 {
+            busy = self.remove_once(leaf)?;
+            if busy.is_none() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        match busy {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// SIGKILL everything in `leaf`, in every hierarchy: v2 has
+    /// cgroup.kill; on v1 we kill what we see until the cgroup is empty (a
+    /// fork racing the kill shows up on the next read).
+    pub fn kill_all(&self, leaf: &str) {
         for h in &self.hierarchies {
             let dir = h.dir(&self.root, Some(leaf));
             if !dir.exists() {
                 continue;
             }
             if h.v2 && write(&dir.join("cgroup.kill"), "1").is_ok() {
-                // fall through to rmdir (retried below while it drains)
-            } else {
-                for _ in 0..100 {
-                    let pids: Vec<i32> = read_text(dir.join("cgroup.procs"))
-                        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
-                        .unwrap_or_default();
-                    if pids.is_empty() {
-                        break;
-                    }
-                    for p in pids {
-                        let _ = super::process::kill(p, libc::SIGKILL);
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
+                continue;
             }
-            let mut last = None;
-            for _ in 0..200 {
-                match fs::remove_dir(&dir) {
-                    Ok(()) => {
-                        last = None;
-                        break;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        last = None;
-                        break;
-                    }
-                    Err(e) => {
-                        // EBUSY while killed tasks are still exiting.
-                        last = Some(e);
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
+            for _ in 0..100 {
+                let pids: Vec<i32> = read_text(dir.join("cgroup.procs"))
+                    .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+                    .unwrap_or_default();
+                if pids.is_empty() {
+                    break;
                 }
-            }
-            if let Some(e) = last {
-                return Err(Error::new("rmdir", dir.display(), e));
+                for p in pids {
+                    let _ = super::process::kill(p, libc::SIGKILL);
+                }
+                std::thread::yield_now();
             }
         }
-        Ok(())
+    }
+
+    /// One try at removing `leaf` from every hierarchy, without waiting:
+    /// `Ok(None)` once it is gone everywhere, `Ok(Some(EBUSY))` while
+    /// something still holds it (exiting tasks, a cgroup below it), `Err`
+    /// for any other failure.
+    pub fn remove_once(&self, leaf: &str) -> Result<Option<Error>, Error> {
+        let mut busy = None;
+        for h in &self.hierarchies {
+            let dir = h.dir(&self.root, Some(leaf));
+            match fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    busy = Some(Error::new("rmdir", dir.display(), e));
+                }
+                Err(e) => return Err(Error::new("rmdir", dir.display(), e)),
+            }
+        }
+        Ok(busy)
     }
 
     /// Leaf names under the root (in the first hierarchy).

@@ -19,6 +19,12 @@ use super::plan::{self, Change, ProcKey, Want};
 use super::run::Tree;
 use super::state::{LastExit, rfc3339};
 
+/// When a busy cgroup leaf of a removed instance is tried again: after
+/// 10 ms, then twice as long each time up to 1 s, for 10 s.
+const LEAF_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+const LEAF_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+const LEAF_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Tree {
     /// Re-read every config and reconcile. A file that fails keeps the
     /// instances it described running as they are.
@@ -474,6 +480,60 @@ impl Tree {
         self.start_with(name, spec, hash, true);
     }
 
+    /// Try again to remove the cgroup leaves that were busy, unless an
+    /// instance uses that leaf again by now (it is then its own).
+    pub fn remove_leaves(&mut self, now: Instant) {
+        if self.leaves_to_remove.is_empty() {
+            return;
+        }
+        let Some(cg) = self.cgroups.clone() else {
+            self.leaves_to_remove.clear();
+            return;
+        };
+        let in_use: std::collections::BTreeSet<String> = self
+            .instances
+            .values()
+            .filter_map(|i| i.spec.host.cgroup.clone())
+            .collect();
+        self.leaves_to_remove
+            .retain_mut(|(leaf, at, wait, give_up)| {
+                if in_use.contains(leaf.as_str()) {
+                    return false;
+                }
+                if *at > now {
+                    return true;
+                }
+                match cg.remove_once(leaf) {
+                    Ok(None) => false,
+                    Ok(Some(e)) if now >= *give_up => {
+                        log::error!("cgroup {leaf}: cleanup: {e}");
+                        false
+                    }
+                    Ok(Some(_)) => {
+                        *at = now + *wait;
+                        *wait = (*wait * 2).min(LEAF_RETRY_MAX);
+                        true
+                    }
+                    Err(e) => {
+                        log::error!("cgroup {leaf}: cleanup: {e}");
+                        false
+                    }
+                }
+            });
+    }
+
+    /// Remove every leaf still to be removed, waiting for each (the tree
+    /// exits or re-executes itself: nobody would try again).
+    pub fn drain_leaves(&mut self) {
+        let pending = std::mem::take(&mut self.leaves_to_remove);
+        let Some(cg) = &self.cgroups else { return };
+        for (leaf, _, _, _) in pending {
+            if let Err(e) = cg.destroy(&leaf) {
+                log::error!("cgroup {leaf}: cleanup: {e}");
+            }
+        }
+    }
+
     /// Take an instance out of the table and clean up after it.
     fn remove(&mut self, name: &str, drop_state: bool) {
         let Some(i) = self.instances.remove(name) else {
@@ -489,10 +549,25 @@ impl Tree {
         if let Some(p) = &i.pidfd {
             let _ = self.poller.delete(p.as_fd());
         }
-        if let (Some(cg), Some(leaf)) = (&self.cgroups, &i.spec.host.cgroup)
-            && let Err(e) = cg.destroy(leaf)
-        {
-            log::error!("{name}: cgroup cleanup: {e}");
+        if let (Some(cg), Some(leaf)) = (&self.cgroups, &i.spec.host.cgroup) {
+            // Its knot is gone, and with it every process of its pid
+            // namespace; the kill is a safety net. If something still holds
+            // the leaf, it is removed from the loop later, never by
+            // sleeping here.
+            cg.kill_all(leaf);
+            match cg.remove_once(leaf) {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    let now = Instant::now();
+                    self.leaves_to_remove.push((
+                        leaf.clone(),
+                        now + LEAF_RETRY,
+                        LEAF_RETRY * 2,
+                        now + LEAF_GIVE_UP,
+                    ));
+                }
+                Err(e) => log::error!("{name}: cgroup cleanup: {e}"),
+            }
         }
         if drop_state && !i.spec.host.state_dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&i.spec.host.state_dir);

@@ -93,6 +93,8 @@ impl Tree {
     /// Serialize, keep the fds, exec. Returns only if the exec failed (the
     /// old image then keeps running unchanged).
     pub fn upgrade(&mut self, began_ns: u64) -> String {
+        // Leaves still to be removed are not handed over: finish them.
+        self.drain_leaves();
         let now = Instant::now();
         let mut keep: Vec<RawFd> = vec![self._lock.as_raw_fd()];
         let mut instances = Vec::with_capacity(self.instances.len());

@@ -99,6 +99,12 @@ pub struct Tree {
     pub oom_score_adj: i32,
     /// Our pid as /proc numbers it (see `knot::Context::tree_pid`).
     pub proc_pid: i32,
+    /// Cgroup leaves of removed instances that something still held
+    /// (EBUSY): (leaf, when to try again, the wait after that, when to
+    /// give up). The tree tries again from its loop instead of sleeping in
+    /// it, less and less often: every failed `rmdir` of a cgroup takes the
+    /// kernel's cgroup lock, which every other start on the host needs.
+    pub leaves_to_remove: Vec<(String, Instant, std::time::Duration, Instant)>,
     /// The stdio-log-dir, checked (and made) when a knot first needs it:
     /// knots open their sandbox's stdio log below it (see
     /// `knot::Context::stdio_dir_fd`).
@@ -251,6 +257,7 @@ impl Tree {
             oom_score_adj,
             proc_pid: crate::sys::proc::own_pid_in_proc(),
             stdio_dir: None,
+            leaves_to_remove: Vec::new(),
         };
         match handoff {
             Some(Ok(h)) => tree.restore(h),
@@ -344,6 +351,7 @@ impl Tree {
                     .values()
                     .filter_map(|i| i.life.deadline)
                     .chain(flush_at)
+                    .chain(self.leaves_to_remove.iter().map(|(_, at, _, _)| *at))
                     .min()
                     .map(|d| {
                         let left = d.saturating_duration_since(now);
@@ -415,6 +423,7 @@ impl Tree {
 
     fn deadlines(&mut self) {
         let now = Instant::now();
+        self.remove_leaves(now);
         let due: Vec<String> = self
             .instances
             .iter()
@@ -451,6 +460,7 @@ impl Tree {
 
     /// Everything stopped: remove what we made and leave.
     fn finish(&mut self) -> u8 {
+        self.drain_leaves();
         if let Some(cg) = &self.cgroups {
             for h in &cg.hierarchies {
                 let _ = std::fs::remove_dir(h.dir(&cg.root, None));
