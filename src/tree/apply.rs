@@ -527,7 +527,16 @@ impl Tree {
     pub fn drain_leaves(&mut self) {
         let pending = std::mem::take(&mut self.leaves_to_remove);
         let Some(cg) = &self.cgroups else { return };
+        let in_use: std::collections::BTreeSet<&str> = self
+            .instances
+            .values()
+            .filter_map(|i| i.spec.host.cgroup.as_deref())
+            .collect();
         for (leaf, _, _, _) in pending {
+            // A leaf an instance uses again is its own: never killed here.
+            if in_use.contains(leaf.as_str()) {
+                continue;
+            }
             if let Err(e) = cg.destroy(&leaf) {
                 log::error!("cgroup {leaf}: cleanup: {e}");
             }
