@@ -394,6 +394,9 @@ fn a_full_disk_leaves_no_stale_state_and_no_made_up_status() {
     fx.wait_ps("web.1 running again", |ps| {
         state(ps, "box/web.1") == Some("running")
     });
-    drop(fx);
+    // The tree first, then the tmpfs mounts, then the temp dir: a
+    // mountpoint cannot be removed, and the temp dir would be left behind.
+    fx.stop_tree(libc::SIGTERM);
     drop((run, dirs));
+    drop(fx);
 }
