@@ -220,6 +220,13 @@ fn go_message() -> [u8; 17] {
     m
 }
 
+/// The root identity a `go_message` carries, if it is one.
+fn root_in_go_message(m: &[u8; 17]) -> Option<(u64, u64)> {
+    let dev = u64::from_le_bytes(m[1..9].try_into().ok()?);
+    let ino = u64::from_le_bytes(m[9..17].try_into().ok()?);
+    (m[0] == b'g' && (dev, ino) != (0, 0)).then_some((dev, ino))
+}
+
 /// The device and inode of this process's root directory.
 fn root_identity() -> Option<(u64, u64)> {
     let root = sfs::open_dir(std::path::Path::new("/")).ok()?;
@@ -338,8 +345,8 @@ fn child_steps(
     filter: Option<&Program>,
     fds: &ChildFds,
 ) -> Result<Never, Fail> {
-    // Ahead of time, while the knot builds the root (see `Pending`).
-    // First of all: close what the workload must not have (the knot's
+    // Before `go` (for `cairn cmd`, while the knot builds the root: see
+    // `Pending`). First of all: close what the workload must not have (the knot's
     // instance and cgroup dirs, its signalfd, its ready pipe, ...), so no
     // path resolved below can lead through a host fd of ours.
     let mut keep: Vec<RawFd> = vec![fds.err, fds.up_w, fds.go_r];
@@ -400,8 +407,9 @@ fn child_steps(
     }
     drop(go);
     // Forked before the pivot, we rely on pivot_root having moved our root
-    // with the knot's: fail closed if it did not.
-    if b[1..] != go_message()[1..] || b[1..].iter().all(|&x| x == 0) {
+    // with the knot's: fail closed unless ours is the one the knot sent.
+    let theirs = root_in_go_message(&b);
+    if theirs.is_none() || theirs != root_identity() {
         return Err(Fail::Setup(
             "the workload's root is not the container's root".into(),
         ));
@@ -589,5 +597,23 @@ fn path_error(e: &crate::sys::Error) -> String {
             e.source
         ),
         _ => e.source.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_message_carries_our_root() {
+        let m = go_message();
+        assert_eq!(root_in_go_message(&m), root_identity());
+        assert!(root_identity().is_some());
+        let mut none = [0u8; 17];
+        none[0] = b'g';
+        assert_eq!(root_in_go_message(&none), None);
+        let mut other = m;
+        other[0] = b'x';
+        assert_eq!(root_in_go_message(&other), None);
     }
 }
