@@ -19,12 +19,6 @@ use super::plan::{self, Change, ProcKey, Want};
 use super::run::Tree;
 use super::state::{LastExit, rfc3339};
 
-/// When a busy cgroup leaf of a removed instance is tried again: after
-/// 10 ms, then twice as long each time up to 1 s, for 10 s.
-const LEAF_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
-const LEAF_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
-const LEAF_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(10);
-
 impl Tree {
     /// Re-read every config and reconcile. A file that fails keeps the
     /// instances it described running as they are.
@@ -338,21 +332,6 @@ impl Tree {
         self.signal(name, libc::SIGKILL);
     }
 
-    /// An fd of the checked dir that the stdio log of `name`'s sandbox is
-    /// in, opened (and made) once and kept; `None` (the knot then checks
-    /// the path itself, and says what is wrong) if it cannot be.
-    fn stdio_dir_for(&mut self, name: &str) -> Option<std::os::fd::RawFd> {
-        let i = self.instances.get(name)?;
-        let crate::spec::Stdio::HostFile(log) = &i.spec.stdio else {
-            return None;
-        };
-        let dir = log.parent()?;
-        if self.stdio_dir.as_ref().is_none_or(|d| d.path() != dir) {
-            self.stdio_dir = crate::sys::hostfs::HostDir::open(dir, true).ok().flatten();
-        }
-        self.stdio_dir.as_ref().map(|d| d.fd().as_raw_fd())
-    }
-
     fn spawn(&mut self, name: &str) {
         let Some(i) = self.instances.get_mut(name) else {
             return;
@@ -480,69 +459,6 @@ impl Tree {
         self.start_with(name, spec, hash, true);
     }
 
-    /// Try again to remove the cgroup leaves that were busy, unless an
-    /// instance uses that leaf again by now (it is then its own).
-    pub fn remove_leaves(&mut self, now: Instant) {
-        if self.leaves_to_remove.is_empty() {
-            return;
-        }
-        let Some(cg) = self.cgroups.clone() else {
-            self.leaves_to_remove.clear();
-            return;
-        };
-        let in_use: std::collections::BTreeSet<String> = self
-            .instances
-            .values()
-            .filter_map(|i| i.spec.host.cgroup.clone())
-            .collect();
-        self.leaves_to_remove
-            .retain_mut(|(leaf, at, wait, give_up)| {
-                if in_use.contains(leaf.as_str()) {
-                    return false;
-                }
-                if *at > now {
-                    return true;
-                }
-                match cg.remove_once(leaf) {
-                    Ok(None) => false,
-                    Ok(Some(e)) if now >= *give_up => {
-                        log::error!("cgroup {leaf}: cleanup: {e}");
-                        false
-                    }
-                    Ok(Some(_)) => {
-                        *at = now + *wait;
-                        *wait = (*wait * 2).min(LEAF_RETRY_MAX);
-                        true
-                    }
-                    Err(e) => {
-                        log::error!("cgroup {leaf}: cleanup: {e}");
-                        false
-                    }
-                }
-            });
-    }
-
-    /// Remove every leaf still to be removed, waiting for each (the tree
-    /// exits or re-executes itself: nobody would try again).
-    pub fn drain_leaves(&mut self) {
-        let pending = std::mem::take(&mut self.leaves_to_remove);
-        let Some(cg) = &self.cgroups else { return };
-        let in_use: std::collections::BTreeSet<&str> = self
-            .instances
-            .values()
-            .filter_map(|i| i.spec.host.cgroup.as_deref())
-            .collect();
-        for (leaf, _, _, _) in pending {
-            // A leaf an instance uses again is its own: never killed here.
-            if in_use.contains(leaf.as_str()) {
-                continue;
-            }
-            if let Err(e) = cg.destroy(&leaf) {
-                log::error!("cgroup {leaf}: cleanup: {e}");
-            }
-        }
-    }
-
     /// Take an instance out of the table and clean up after it.
     fn remove(&mut self, name: &str, drop_state: bool) {
         let Some(i) = self.instances.remove(name) else {
@@ -558,25 +474,8 @@ impl Tree {
         if let Some(p) = &i.pidfd {
             let _ = self.poller.delete(p.as_fd());
         }
-        if let (Some(cg), Some(leaf)) = (&self.cgroups, &i.spec.host.cgroup) {
-            // Its knot is gone, and with it every process of its pid
-            // namespace; the kill is a safety net. If something still holds
-            // the leaf, it is removed from the loop later, never by
-            // sleeping here.
-            cg.kill_all(leaf);
-            match cg.remove_once(leaf) {
-                Ok(None) => {}
-                Ok(Some(_)) => {
-                    let now = Instant::now();
-                    self.leaves_to_remove.push((
-                        leaf.clone(),
-                        now + LEAF_RETRY,
-                        LEAF_RETRY * 2,
-                        now + LEAF_GIVE_UP,
-                    ));
-                }
-                Err(e) => log::error!("{name}: cgroup cleanup: {e}"),
-            }
+        if let Some(leaf) = &i.spec.host.cgroup {
+            self.remove_leaf(name, leaf);
         }
         if drop_state && !i.spec.host.state_dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&i.spec.host.state_dir);
@@ -588,69 +487,5 @@ impl Tree {
         }
         self.dirty = true;
         self.replan = true;
-    }
-
-    /// Append an instance event to its sandbox's log (`log-file` of the
-    /// sandbox config); the file stays open between events.
-    pub fn sandbox_log(&mut self, name: &str, msg: &str) {
-        use std::io::Write;
-        let sandbox = name.split('/').next().unwrap_or("");
-        let Some((path, file)) = self.sandbox_logs.get_mut(sandbox) else {
-            return;
-        };
-        if file.is_none() {
-            // Root's alone, never through a symlink (sys::hostfs).
-            match crate::sys::hostfs::open_log(path) {
-                Ok(f) => *file = Some(f),
-                Err(e) => {
-                    log::warn!("sandbox log: {e}");
-                    return;
-                }
-            }
-        }
-        if let Some(f) = file {
-            // Escaped as the tree's log is: `msg` may quote an image's text.
-            let line = format!(
-                "{} {}\n",
-                rfc3339(SystemTime::now()),
-                crate::text::escape(msg)
-            );
-            if f.write_all(line.as_bytes()).is_err() {
-                *file = None;
-            }
-        }
-    }
-
-    /// Append a config version to config-log-dir the first time it starts.
-    fn log_config(&mut self, name: &str) {
-        let Some(dir) = self.master.config_log_dir.clone() else {
-            return;
-        };
-        let Some(i) = self.instances.get(name) else {
-            return;
-        };
-        if self.logged_hash.get(name) == Some(&i.hash) {
-            return;
-        }
-        // serde escapes C0 controls; `text::json` the rest (C1, bidi).
-        let spec = serde_json::to_string(&*i.spec).unwrap_or_default();
-        let line = format!(
-            "{} {name} {} {}\n",
-            rfc3339(SystemTime::now()),
-            i.hash,
-            crate::text::json(&spec)
-        );
-        let path = dir.join(format!("{}.log", i.spec.sandbox));
-        let write = || -> Result<(), String> {
-            use std::io::Write;
-            crate::sys::hostfs::open_log(&path)
-                .map_err(|e| e.to_string())?
-                .write_all(line.as_bytes())
-                .map_err(|e| format!("{}: {e}", path.display()))
-        };
-        if let Err(e) = write() {
-            log::warn!("config log: {e}");
-        }
-        self.logged_hash.insert(name.to_string(), i.hash.clone());
     }
 }

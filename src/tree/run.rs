@@ -100,11 +100,8 @@ pub struct Tree {
     /// Our pid as /proc numbers it (see `knot::Context::tree_pid`).
     pub proc_pid: i32,
     /// Cgroup leaves of removed instances that something still held
-    /// (EBUSY): (leaf, when to try again, the wait after that, when to
-    /// give up). The tree tries again from its loop instead of sleeping in
-    /// it, less and less often: every failed `rmdir` of a cgroup takes the
-    /// kernel's cgroup lock, which every other start on the host needs.
-    pub leaves_to_remove: Vec<(String, Instant, std::time::Duration, Instant)>,
+    /// (EBUSY), tried again from the loop (see `tree::leaves`).
+    pub leaves_to_remove: Vec<super::leaves::PendingLeaf>,
     /// The stdio-log-dir, checked (and made) when a knot first needs it:
     /// knots open their sandbox's stdio log below it (see
     /// `knot::Context::stdio_dir_fd`).
@@ -351,7 +348,7 @@ impl Tree {
                     .values()
                     .filter_map(|i| i.life.deadline)
                     .chain(flush_at)
-                    .chain(self.leaves_to_remove.iter().map(|(_, at, _, _)| *at))
+                    .chain(self.next_leaf_try())
                     .min()
                     .map(|d| {
                         let left = d.saturating_duration_since(now);
