@@ -104,12 +104,16 @@ impl Tree {
         if dir.as_os_str().is_empty() {
             return (None, None);
         }
-        let below = dir
-            .strip_prefix(self.state.path())
-            .ok()
-            .filter(|rel| rel.components().count() == 2);
+        // SANDBOX/LEAF below the checked state dir, as recovery opens it.
+        let below = dir.strip_prefix(self.state.path()).ok().and_then(|rel| {
+            let mut parts = rel.iter().map(|p| p.to_str());
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(Some(sandbox)), Some(Some(leaf)), None) => Some((sandbox, leaf)),
+                _ => None,
+            }
+        });
         let found = match below {
-            Some(rel) => self.state.sub(rel, None).ok().flatten(),
+            Some((sandbox, leaf)) => super::hostdirs::instance_in(&self.state, sandbox, leaf),
             None => super::hostdirs::instance_at(dir),
         };
         match found {
