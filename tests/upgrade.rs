@@ -596,21 +596,11 @@ impl World {
 
     /// Compile tests/helpers/acceptor.c statically into the image.
     fn build_acceptor(&self) -> Result<(), String> {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/acceptor.c");
-        let out = Command::new("cc")
-            .args(["-static", "-O2", "-o"])
-            .arg(self.set.p("images/bb/bin/acceptor"))
-            .arg(&src)
-            .output()
-            .map_err(|e| format!("cannot run cc ({e}); install a C compiler (gcc, libc6-dev)"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "cc -static {} failed: {}",
-                src.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(())
+        common::build_helper(
+            "acceptor",
+            &["-static"],
+            &self.set.p("images/bb/bin/acceptor"),
+        )
     }
 }
 
@@ -1669,21 +1659,8 @@ fn unreadable_hand_off_falls_back_to_adoption() {
 /// Build tests/helpers/holdknot.c (a ptrace helper that holds the next
 /// knot a tree clones) into the test's bin dir.
 fn upg_holdknot(w: &World) -> Result<PathBuf, String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/holdknot.c");
     let bin = w.set.p("bin/holdknot");
-    let out = Command::new("cc")
-        .args(["-O2", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .map_err(|e| format!("cannot run cc ({e}); install a C compiler (gcc, libc6-dev)"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cc {}: {}",
-            src.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    common::build_helper("holdknot", &[], &bin)?;
     Ok(bin)
 }
 

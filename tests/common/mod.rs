@@ -27,6 +27,30 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Compile `tests/helpers/NAME.c` with the C compiler into `out`, with
+/// `flags` (`-static`, `-pthread`, ...) before `-O2`.
+pub fn build_helper(name: &str, flags: &[&str], out: &Path) -> Result<(), String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/helpers")
+        .join(format!("{name}.c"));
+    let done = Command::new("cc")
+        .args(flags)
+        .args(["-O2", "-o"])
+        .arg(out)
+        .arg(&src)
+        .output()
+        .map_err(|e| format!("cannot run cc ({e}); install gcc and libc6-dev"))?;
+    if !done.status.success() {
+        return Err(format!(
+            "cc {} {}: {}",
+            flags.join(" "),
+            src.display(),
+            String::from_utf8_lossy(&done.stderr)
+        ));
+    }
+    Ok(())
+}
+
 /// Skip (or, under CI=true, fail) when `cond` is not met.
 #[macro_export]
 macro_rules! require {

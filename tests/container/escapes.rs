@@ -187,20 +187,8 @@ fn give_image_the_hosts_libraries(fx: &Fixture) {
 
 /// Build tests/helpers/keyprobe.c statically, for the image and the host.
 fn keyprobe(fx: &Fixture) -> Result<PathBuf, String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/keyprobe.c");
     let bin = fx.set.p("images/bb/bin/keyprobe");
-    let out = Command::new("cc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .map_err(|e| format!("cannot run cc ({e}); install gcc and libc6-dev"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cc -static keyprobe.c: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    common::build_helper("keyprobe", &["-static"], &bin)?;
     Ok(bin)
 }
 

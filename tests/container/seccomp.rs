@@ -9,25 +9,14 @@ use super::*;
 /// or, with `dynamic`, linked against the host's glibc (`/bin/secprobe-dyn`,
 /// with the libraries it needs copied into the image).
 pub(super) fn secprobe(fx: &Fixture, dynamic: bool) -> Result<PathBuf, String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/secprobe.c");
     let name = if dynamic { "secprobe-dyn" } else { "secprobe" };
     let bin = fx.set.p("images/bb/bin").join(name);
-    let mut cc = Command::new("cc");
-    if !dynamic {
-        cc.arg("-static");
-    }
-    let out = cc
-        .args(["-O2", "-pthread", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .map_err(|e| format!("cannot run cc ({e}); install gcc and libc6-dev"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cc secprobe.c: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    let flags: &[&str] = if dynamic {
+        &["-pthread"]
+    } else {
+        &["-static", "-pthread"]
+    };
+    common::build_helper("secprobe", flags, &bin)?;
     if dynamic {
         copy_libraries(fx, &bin);
     }
