@@ -1,7 +1,6 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::container;
 use crate::config::process::Processes;
 
 struct Fixture {
@@ -38,7 +37,7 @@ fn fixture(sandbox_extra: &str, entry_extra: &str, container_extra: &str) -> Fix
            /ro: !Readonly /ro\n  /tmp: !Tmpfs {{size: 1Mi}}\n  /state: !Statedir {{}}\n\
          tcp-ports:\n  '@{{port}}': {{fd: 3}}\n{container_extra}"
     );
-    let container = container::parse_and_validate(
+    let container = crate::config::validate::parse_and_validate(
         "/img/web/config/web.yaml",
         text.as_bytes(),
         &sandbox,
@@ -248,7 +247,8 @@ fn systemd_ports_get_fds_and_env() {
         let entry = procs.entries["s"].clone();
         let text = "executable: /x\nuser-id: 1\nvariables:\n  b: !TcpPort {activation: systemd}\n  a: !TcpPort {activation: systemd}\n";
         let container =
-            container::parse_and_validate("/c", text.as_bytes(), &sandbox, &entry).unwrap();
+            crate::config::validate::parse_and_validate("/c", text.as_bytes(), &sandbox, &entry)
+                .unwrap();
         Fixture {
             master,
             sandbox,

@@ -16,7 +16,6 @@ use super::container::{
 };
 use super::error::{ConfigError, Problems};
 use super::reader::{Fields, Value, check};
-use super::sandbox::Sandbox;
 use super::volume::DEFAULT_TMPFS_SIZE;
 
 /// Defaults of a sandbox that sets no ceiling (see docs/config/sandbox.md
@@ -164,8 +163,13 @@ pub fn size_text(n: u64) -> String {
 
 /// Every value of a container config beyond its sandbox's ceilings, each
 /// naming the file, line and key, the ceiling and where it comes from.
-pub fn check_container(file: &str, c: &ContainerConfig, s: &Sandbox) -> Problems {
-    let ceil = &s.ceilings;
+/// `sandbox` is the sandbox file the ceilings come from.
+pub fn check_container(
+    file: &str,
+    c: &ContainerConfig,
+    ceil: &Ceilings,
+    sandbox: &std::path::Path,
+) -> Problems {
     // (key, what is wrong, whether the sandbox file writes the ceiling)
     let mut found: Vec<(String, String, bool)> = Vec::new();
     let mut above = |key: &str, asked: String, ceiling: &str, max: String, written: bool| {
@@ -250,9 +254,9 @@ pub fn check_container(file: &str, c: &ContainerConfig, s: &Sandbox) -> Problems
     let mut p = Problems::new();
     for (key, msg, written) in found {
         let origin = if written {
-            s.path.display().to_string()
+            sandbox.display().to_string()
         } else {
-            format!("{}; the default", s.path.display())
+            format!("{}; the default", sandbox.display())
         };
         let line = c.lines.get(&key).copied().unwrap_or(0);
         p.push(

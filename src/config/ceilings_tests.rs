@@ -1,9 +1,10 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::container::parse_and_validate;
 use crate::config::master::Master;
 use crate::config::process::Processes;
+use crate::config::sandbox::Sandbox;
+use crate::config::validate::parse_and_validate;
 use crate::spec::{InstanceSpec, MountKind, Which};
 
 const SB: &str = "image-dir: /img\nallow-users: [1]\nallow-groups: [0]\n";

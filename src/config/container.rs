@@ -2,7 +2,7 @@
 //!
 //! `parse` turns bytes into a `ContainerConfig` whose strings may still hold
 //! `@{variables}`; `validate::container` checks it against the sandbox and
-//! the process entry. `parse_and_validate` is the one pure function the
+//! the process entry. `validate::parse_and_validate` is the one pure function the
 //! supervisor runs in a short-lived child (DESIGN.md invariant 3).
 
 use std::collections::BTreeMap;
@@ -11,14 +11,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigError, Problems};
-use super::process::{Kind, ProcessEntry};
+use super::process::Kind;
 use super::range::{IdMap, read_id_maps};
-use super::reader::{Fields, Value, check};
-use super::sandbox::{Sandbox, read_capabilities, read_ip};
+use super::reader::{Fields, Value, check, finish_one, opt_bool};
+use super::values::{read_capabilities, read_ip};
 use super::variables::{VarType, read_var_type};
 pub use super::volume::Volume;
 use super::volume::read_volume;
-use super::{container_path, read_used_container_path, validate, yaml};
+use super::{container_path, read_used_container_path, yaml};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TcpPort {
@@ -126,19 +126,6 @@ pub struct ContainerConfig {
     /// dashed spelling. A key is here exactly when the config gives it.
     #[serde(default)]
     pub lines: BTreeMap<String, usize>,
-}
-
-/// Parse and validate a container config: the pure function of
-/// (bytes, sandbox, process entry) that decides whether an instance may run.
-pub fn parse_and_validate(
-    file: &str,
-    bytes: &[u8],
-    sandbox: &Sandbox,
-    entry: &ProcessEntry,
-) -> Result<ContainerConfig, Problems> {
-    let cfg = parse(file, bytes)?;
-    let problems = validate::container(file, &cfg, sandbox, entry);
-    problems.into_result(cfg)
 }
 
 /// Parse a container config (untrusted bytes) without a sandbox.
@@ -404,19 +391,6 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         capabilities,
         lines,
     })
-}
-
-pub(super) fn finish_one(f: Fields) -> Result<(), ConfigError> {
-    let mut p = Problems::new();
-    f.finish(&mut p);
-    match p.0.into_iter().next() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-pub(super) fn opt_bool(f: &mut Fields, key: &str) -> Result<Option<bool>, ConfigError> {
-    f.opt(key).map(|v| v.bool()).transpose()
 }
 
 fn read_resolv(v: &Value) -> Result<ResolvConf, ConfigError> {

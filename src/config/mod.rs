@@ -2,7 +2,7 @@
 //! and validation of a container config against its sandbox and process
 //! entry. Nothing here makes a syscall except reading operator-written
 //! files by path (`load` functions); untrusted container configs are handed
-//! in as bytes (see `container::parse_and_validate`).
+//! in as bytes (see `validate::parse_and_validate`).
 
 pub mod ceilings;
 pub mod container;
@@ -16,6 +16,7 @@ pub mod reader;
 pub mod sandbox;
 pub mod units;
 pub mod validate;
+pub mod values;
 pub mod variables;
 pub mod volume;
 pub mod yaml;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigError, Problems};
 use super::reader::{Value, check};
-use super::sandbox::read_ip;
+use super::values::read_ip;
 use super::{container_path, is_safe_name, read_file_capped, yaml};
 
 /// The kind of a process entry or container config.

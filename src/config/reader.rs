@@ -256,3 +256,19 @@ pub fn check<T>(problems: &mut Problems, r: Result<T, ConfigError>) -> Option<T>
         }
     }
 }
+
+/// Finish a map of fields read one value at a time: its first problem
+/// (an unknown key), if any.
+pub fn finish_one(f: Fields) -> Result<(), ConfigError> {
+    let mut p = Problems::new();
+    f.finish(&mut p);
+    match p.0.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// An optional boolean field.
+pub fn opt_bool(f: &mut Fields, key: &str) -> Result<Option<bool>, ConfigError> {
+    f.opt(key).map(|v| v.bool()).transpose()
+}

@@ -12,6 +12,19 @@ use super::sandbox::Sandbox;
 use super::variables::{self, Activation, VarType};
 use super::volume::SETID_BITS;
 
+/// Parse and validate a container config: the pure function of
+/// (bytes, sandbox, process entry) that decides whether an instance may run.
+pub fn parse_and_validate(
+    file: &str,
+    bytes: &[u8],
+    sandbox: &Sandbox,
+    entry: &ProcessEntry,
+) -> Result<ContainerConfig, Problems> {
+    let cfg = super::container::parse(file, bytes)?;
+    let problems = container(file, &cfg, sandbox, entry);
+    problems.into_result(cfg)
+}
+
 /// A process entry against its sandbox (no image needed).
 pub fn entry(processes_file: &str, sandbox: &Sandbox, e: &ProcessEntry) -> Problems {
     let _ = processes_file;
@@ -302,7 +315,7 @@ pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry)
     if let Err(more) = ids(file, c, s) {
         p.extend(more);
     }
-    p.extend(ceilings::check_container(file, c, s));
+    p.extend(ceilings::check_container(file, c, &s.ceilings, &s.path));
     for (target, vol) in &c.volumes {
         let key = format!("volumes.{target}");
         match vol {

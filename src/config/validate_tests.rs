@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use crate::config::container::{ContainerConfig, parse_and_validate};
+use crate::config::container::ContainerConfig;
 use crate::config::master::Master;
 use crate::config::process::Processes;
 use crate::config::sandbox::Sandbox;
+use crate::config::validate::parse_and_validate;
 
 fn master() -> Master {
     Master::parse(Path::new("/etc/c/master.yaml"), b"").unwrap()

@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::container::{finish_one, opt_bool};
 use super::error::ConfigError;
-use super::reader::Value;
+use super::reader::{Value, finish_one, opt_bool};
 use super::{container_path, read_container_path};
 
 /// lithos's default size of a `!Tmpfs` (brought within the sandbox's
