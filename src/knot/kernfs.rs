@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::sys::fs::{self as sfs, Resolve};
 use crate::sys::mount::{self, Attrs, Recursive};
 
-use super::fs::{Result, bound, ctx, image_dir};
+use super::steps::{Result, bound, ctx, image_dir};
 
 /// Files of /proc that show host kernel internals: hidden behind /dev/null.
 const MASKED_FILES: &[&str] = &[

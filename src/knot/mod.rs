@@ -15,6 +15,7 @@ mod instdir;
 mod kernfs;
 pub mod net;
 mod spawn;
+mod steps;
 
 pub use spawn::{ExecInput, exec_main, spawn, spawn_exec};
 
