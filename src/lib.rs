@@ -11,6 +11,7 @@ pub mod config;
 pub mod image;
 pub mod knot;
 pub mod logger;
+pub mod protocol;
 pub mod spec;
 pub mod sys;
 pub mod text;

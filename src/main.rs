@@ -116,6 +116,7 @@ fn main() -> ExitCode {
             log_stderr,
             log_level,
         } => cairn::tree::run::run(cairn::tree::run::Options {
+            launch: cairn::knot::spawn,
             config,
             log_stderr,
             log_level,

@@ -18,7 +18,8 @@ use crate::config::master::Master;
 use crate::config::process::Processes;
 use crate::config::sandbox::Sandbox;
 use crate::config::validate;
-use crate::knot::{self, Context};
+use crate::knot;
+use crate::protocol::{self, Context};
 use crate::spec::{InstanceSpec, Which};
 use crate::sys::cgroup;
 use crate::sys::hostfs::HostDir;
@@ -205,7 +206,7 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
     };
     let mut ctx = ctx.clone();
     // The one start of this process: compiled once, here.
-    ctx.seccomp = match knot::exec::filter(spec, &mut Default::default()) {
+    ctx.seccomp = match protocol::filter(spec, &mut Default::default()) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("cairn cmd: {}: {}", spec.name, crate::text::escape(&e));

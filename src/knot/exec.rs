@@ -6,13 +6,12 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
-use crate::config::isolation::Seccomp;
 use crate::spec::{InstanceSpec, Stdio};
 use crate::sys::fs::{self as sfs, Resolve};
 use crate::sys::seccomp::{self, Program};
 use crate::sys::{caps, embedded, idmap, keyring, process, signal};
 
-use super::Context;
+use crate::protocol::Context;
 
 /// Exit codes of a workload that never ran: exec failed, or the
 /// executable was not found (shell conventions).
@@ -36,36 +35,6 @@ impl SpawnError {
     }
 }
 
-/// The system call filter profile of `spec`'s workload: the sandbox's
-/// `seccomp` and `allow-user-namespaces`, and the capabilities it keeps;
-/// `None` for `seccomp: unconfined`.
-pub fn filter_profile(spec: &InstanceSpec) -> Result<Option<seccomp::Profile>, String> {
-    let mode = match spec.isolation.seccomp {
-        Seccomp::Unconfined => return Ok(None),
-        Seccomp::Default => seccomp::Mode::Enforce,
-        Seccomp::Log => seccomp::Mode::Log,
-    };
-    let userns = spec.isolation.allow_user_namespaces;
-    seccomp::Profile::workload(mode, userns, &spec.capabilities)
-        .map(Some)
-        .map_err(|e| format!("system call filter: {e}"))
-}
-
-/// The compiled filter for `spec`, from `cache` (compiled there the first
-/// time its profile is asked for), to put in the knot's `Context`.
-pub fn filter(
-    spec: &InstanceSpec,
-    cache: &mut seccomp::Cache,
-) -> Result<Option<std::sync::Arc<Program>>, String> {
-    match filter_profile(spec)? {
-        Some(p) => cache
-            .get(&p)
-            .map(Some)
-            .map_err(|e| format!("system call filter: {e}")),
-        None => Ok(None),
-    }
-}
-
 /// The filter the context carries, if it is the one `spec` asks for. A
 /// missing or different one stops the start: a workload never runs with
 /// less than its profile.
@@ -73,7 +42,10 @@ fn checked_filter<'a>(
     spec: &InstanceSpec,
     ctx: &'a Context,
 ) -> Result<Option<&'a Program>, String> {
-    match (filter_profile(spec)?, ctx.seccomp.as_deref()) {
+    match (
+        crate::protocol::filter_profile(spec)?,
+        ctx.seccomp.as_deref(),
+    ) {
         (None, _) => Ok(None),
         (Some(want), Some(p)) if *p.profile() == want => Ok(Some(p)),
         (Some(_), _) => Err(

@@ -9,47 +9,31 @@ use crate::spec::InstanceSpec;
 use crate::sys::fs as sfs;
 use crate::sys::{hostfs, process};
 
-use super::{Context, hands_over};
+use crate::protocol::{
+    Context, ERROR_FILE, EXIT_FILE, KNOT_FILE, KnotRecord, Policy, WORKLOAD_PID_FILE,
+};
 
-/// `<instance>/knot`: "HOSTPID STARTTIME HASH"; then "policy RESTART_MS
-/// KILL_MS CODES" (the normal exit codes, comma-separated, `-` for none),
-/// so an adopted instance is stopped and restarted as configured even
-/// when no config names it any more; then one line per listening socket
-/// we hold, "sock FD HOST PORT OWNER" (OWNER `-` for a shared socket): a
-/// restarted tree adopts us, and takes back the sockets with
-/// pidfd_getfd(2), from this. Readers skip lines they do not know.
+use super::hands_over;
+
+/// The `knot` record (`protocol::KnotRecord`) of this knot: a restarted
+/// tree adopts us, and takes back our listening sockets, from it.
 pub(super) fn knot_file(spec: &InstanceSpec, ctx: &Context, pid: i32, ticks: u64) -> String {
-    let mut out = format!("{pid} {ticks} {}\n", ctx.hash);
-    let codes: Vec<String> = spec
-        .normal_exit_codes
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
-    out.push_str(&format!(
-        "policy {} {} {}\n",
-        spec.restart_timeout_ms,
-        spec.kill_timeout_ms,
-        if codes.is_empty() {
-            "-".into()
-        } else {
-            codes.join(",")
-        }
-    ));
     let handing_over = hands_over(spec, ctx);
-    for (i, (port, (_, fd))) in spec.tcp_ports.iter().zip(&ctx.sockets).enumerate() {
+    let sockets = spec.tcp_ports.iter().zip(&ctx.sockets).enumerate();
+    let sockets = sockets.map(|(i, (port, (_, fd)))| {
         // cairn-init keeps the sockets at 6, 7, ... (see `hand_over`).
         let fd = if handing_over { 6 + i as RawFd } else { *fd };
-        let owner = if port.settings.reuse_port {
-            spec.name.as_str()
-        } else {
-            "-"
-        };
-        out.push_str(&format!(
-            "sock {fd} {} {} {owner}\n",
-            port.settings.host, port.port
-        ));
+        let owner = port.settings.reuse_port.then(|| spec.name.clone());
+        (fd, port.settings.host, port.port, owner)
+    });
+    KnotRecord {
+        pid,
+        ticks,
+        hash: ctx.hash.clone(),
+        policy: Some(Policy::of(spec)),
+        sockets: sockets.collect(),
     }
-    out
+    .to_text()
 }
 
 /// Set the parent-death signal, then check that the parent is still
@@ -120,7 +104,7 @@ pub(super) fn instance_dir(
     )
     .map_err(|e| e.to_string())?;
     if ctx.supervised {
-        for f in ["error", "exit-status", "workload.pid"] {
+        for f in [ERROR_FILE, EXIT_FILE, WORKLOAD_PID_FILE] {
             let _ = nix::unistd::unlinkat(&inst, f, nix::unistd::UnlinkatFlags::NoRemoveDir);
         }
     }
@@ -147,7 +131,7 @@ pub(super) fn instance_dir(
         };
         sfs::replace_file(
             inst.as_fd(),
-            "knot",
+            KNOT_FILE,
             knot_file(spec, ctx, host_pid, ticks).as_bytes(),
             0o644,
         )

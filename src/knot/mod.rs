@@ -24,8 +24,9 @@ use instdir::{InstanceDir, instance_dir, knot_file, tied_to_tree};
 use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use serde::{Deserialize, Serialize};
-
+use crate::protocol::{
+    Context, ERROR_FILE, EXIT_FILE, ExitRecord, KNOT_FILE, SETUP_FAILED, WORKLOAD_PID_FILE,
+};
 use crate::spec::InstanceSpec;
 use crate::sys::cgroup::{Cgroups, Limits};
 use crate::sys::fs as sfs;
@@ -45,89 +46,6 @@ pub(crate) static WORKLOAD_UMASK: std::sync::atomic::AtomicU32 =
 pub(crate) static KNOT_OOM_SCORE_ADJ: std::sync::atomic::AtomicI32 =
     std::sync::atomic::AtomicI32::new(-1);
 
-/// Exit status of a knot whose container could not be set up (the reason
-/// is in `<instance dir>/error` and on stderr).
-pub const SETUP_FAILED: i32 = 125;
-
-/// What a knot needs besides its spec: host facts that are not config.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Context {
-    /// Cgroup hierarchies, or `None` when cgroups are off.
-    pub cgroups: Option<Cgroups>,
-    /// Listening sockets: (fd number in the workload, fd in this process).
-    pub sockets: Vec<(u32, RawFd)>,
-    /// `TERM` for the workload unless its environ sets one.
-    pub term: String,
-    /// Arguments appended to the configured ones (`cairn cmd`).
-    pub extra_args: Vec<String>,
-    /// Supervised by the tree: record `knot`, `workload.pid`, `error` and
-    /// `exit-status` in the instance dir (`cairn cmd` needs none of them).
-    #[serde(default)]
-    pub supervised: bool,
-    /// For a knot of `cairn cmd`: the read end of a pipe whose write end
-    /// only `cairn cmd` holds. The knot dies with `cairn cmd` (parent-death
-    /// signal) and checks this pipe to close the race with its start.
-    #[serde(default)]
-    pub parent_pipe: Option<RawFd>,
-    /// The oom_score_adj the knot inherits (the tree's, or that of the
-    /// caller of `cairn cmd`); unknown (absent) counts as not 0.
-    #[serde(default = "unknown_oom")]
-    pub oom_score_adj: i32,
-    /// An fd of master.yaml's `state-dir`, checked (`sys::hostfs`) by the
-    /// tree or `cairn cmd`: the knot makes its instance dir below it
-    /// without walking the path from `/` again.
-    #[serde(default)]
-    pub state_dir_fd: Option<RawFd>,
-    /// An fd of the sandbox's stdio-log-dir, checked (`sys::hostfs`) by the
-    /// tree: the knot opens its stdio log below it (when the dir at that
-    /// path is still this one) without walking the path from `/`.
-    #[serde(default)]
-    pub stdio_dir_fd: Option<RawFd>,
-    /// A memfd holding cairn-init (the tree's): supervised knots exec it
-    /// once the workload runs.
-    #[serde(default)]
-    pub init_fd: Option<RawFd>,
-    /// The network namespace the knot was cloned from (a bridged instance
-    /// attaches its veth pair to the bridge there); set by `spawn`.
-    #[serde(default)]
-    pub host_netns: Option<RawFd>,
-    /// The instance's cgroup leaf exists with this spec's limits (a knot
-    /// of the same config ran in it): join it without rewriting them,
-    /// falling back to a full setup if joining fails.
-    #[serde(default)]
-    pub leaf_ready: bool,
-    /// For a knot of the tree: the tree's pid as the tree's /proc numbers
-    /// it (which the knot still sees at its start). Until its `knot` file is written (a new tree could not
-    /// find it before), the knot dies with the tree; one whose parent is no
-    /// longer this pid when it starts ends at once.
-    #[serde(default)]
-    pub tree_pid: Option<i32>,
-    /// The instance's config hash, recorded in `<instance>/knot` so a
-    /// restarted supervisor can adopt the instance.
-    pub hash: String,
-    /// Write end of a pipe: the knot writes one byte once the workload has
-    /// exec'd, so the supervisor knows it runs (no polling).
-    pub ready: Option<RawFd>,
-    /// The workload's system call filter, compiled by the caller (once per
-    /// distinct profile: see `exec::filter`); `None` for `seccomp:
-    /// unconfined`. A knot never compiles one itself.
-    #[serde(default)]
-    pub seccomp: Option<std::sync::Arc<crate::sys::seccomp::Program>>,
-}
-
-fn unknown_oom() -> i32 {
-    -1
-}
-
-/// The workload's end as the knot records it in `exit-status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitRecord {
-    /// Shell-style status: the code, or 128 + signal.
-    pub status: i32,
-    pub signal: Option<i32>,
-    pub oom_killed: bool,
-}
-
 /// Close every inherited fd except stdio and `keep`.
 fn close_inherited(keep: &[RawFd]) -> Result<(), String> {
     process::close_all_but(keep).map_err(|e| e.to_string())
@@ -136,7 +54,7 @@ fn close_inherited(keep: &[RawFd]) -> Result<(), String> {
 /// Record a setup failure where the supervisor and the operator look.
 fn fail(spec: &InstanceSpec, inst: Option<&OwnedFd>, msg: &str) -> i32 {
     if let Some(dir) = inst {
-        let _ = sfs::replace_file(dir.as_fd(), "error", msg.as_bytes(), 0o644);
+        let _ = sfs::replace_file(dir.as_fd(), ERROR_FILE, msg.as_bytes(), 0o644);
     }
     eprintln!("cairn: {}: {}", spec.name, crate::text::escape(msg));
     SETUP_FAILED
@@ -234,7 +152,7 @@ fn spawn_failed(
     e: &exec::SpawnError,
 ) -> i32 {
     if ctx.supervised {
-        let _ = sfs::replace_file(inst.0.as_fd(), "error", e.message.as_bytes(), 0o644);
+        let _ = sfs::replace_file(inst.0.as_fd(), ERROR_FILE, e.message.as_bytes(), 0o644);
     }
     eprintln!("cairn: {}: {}", spec.name, crate::text::escape(&e.message));
     e.code
@@ -340,7 +258,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         }
         let _ = sfs::replace_file(
             inst.0.as_fd(),
-            "workload.pid",
+            WORKLOAD_PID_FILE,
             pid.to_string().as_bytes(),
             0o644,
         );
@@ -370,7 +288,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         let mut plain = ctx.clone();
         plain.init_fd = None;
         let text = knot_file(spec, &plain, inst.2, inst.3);
-        let _ = sfs::replace_file(inst.0.as_fd(), "knot", text.as_bytes(), 0o644);
+        let _ = sfs::replace_file(inst.0.as_fd(), KNOT_FILE, text.as_bytes(), 0o644);
     }
     process::trim_heap();
     let ended = init::run(
@@ -383,7 +301,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
     let ended = match ended {
         Ok(e) => e,
         Err((msg, code)) => {
-            let _ = sfs::replace_file(inst.0.as_fd(), "error", msg.as_bytes(), 0o644);
+            let _ = sfs::replace_file(inst.0.as_fd(), ERROR_FILE, msg.as_bytes(), 0o644);
             eprintln!("cairn: {}: {}", spec.name, crate::text::escape(&msg));
             return Ok(code);
         }
@@ -401,7 +319,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
     if ctx.supervised
         && let Ok(json) = serde_json::to_vec(&rec)
     {
-        let _ = sfs::replace_file(inst.0.as_fd(), "exit-status", &json, 0o644);
+        let _ = sfs::replace_file(inst.0.as_fd(), EXIT_FILE, &json, 0o644);
     }
     // Tell the tree now, not when our exit is reaped: tearing down the
     // container's namespaces and mounts then runs in parallel with the

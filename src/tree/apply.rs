@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::config::master::Master;
-use crate::knot;
+use crate::protocol;
 use crate::sys::process;
 
 use super::desired::{self, Selection};
@@ -364,7 +364,7 @@ impl Tree {
                 return;
             }
         };
-        let seccomp = match knot::exec::filter(&i.spec, &mut self.filters) {
+        let seccomp = match protocol::filter(&i.spec, &mut self.filters) {
             Ok(f) => f,
             Err(e) => {
                 log::error!("{name}: {e}");
@@ -377,7 +377,7 @@ impl Tree {
         let Some(i) = self.instances.get_mut(name) else {
             return;
         };
-        let ctx = knot::Context {
+        let ctx = protocol::Context {
             stdio_dir_fd,
             seccomp,
             cgroups: self.cgroups.clone(),
@@ -401,7 +401,7 @@ impl Tree {
                 .starts_with(self.state.path())
                 .then(|| self.state.fd().as_raw_fd()),
         };
-        match knot::spawn(&i.spec, &ctx) {
+        match (self.launch)(&i.spec, &ctx) {
             Ok(pid) => {
                 drop(w);
                 i.pid = Some(pid);

@@ -5,7 +5,7 @@
 use std::os::fd::AsFd;
 use std::time::SystemTime;
 
-use crate::knot::ExitRecord;
+use crate::protocol::ExitRecord;
 use crate::sys::process::Exit;
 
 use super::lifecycle::{Event, State};

@@ -9,6 +9,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use crate::config::master::Master;
+use crate::protocol::{ERROR_FILE, EXIT_FILE, ExitRecord};
 use crate::sys::fs as sfs;
 use crate::sys::hostfs::{self, HostDir};
 use crate::sys::process;
@@ -206,8 +207,8 @@ pub fn record(dir: &HostDir, name: &str) -> Option<Vec<u8>> {
 }
 
 /// The exit record a knot left in `dir`: `exit-status` and `error`.
-pub fn exit_record(dir: &HostDir) -> (Option<crate::knot::ExitRecord>, Option<String>) {
-    let rec = record(dir, "exit-status").and_then(|b| serde_json::from_slice(&b).ok());
-    let error = record(dir, "error").map(|b| String::from_utf8_lossy(&b).into_owned());
+pub fn exit_record(dir: &HostDir) -> (Option<ExitRecord>, Option<String>) {
+    let rec = record(dir, EXIT_FILE).and_then(|b| serde_json::from_slice(&b).ok());
+    let error = record(dir, ERROR_FILE).map(|b| String::from_utf8_lossy(&b).into_owned());
     (rec, error)
 }

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::protocol::{ExitRecord, KNOT_FILE, KnotRecord, SETUP_FAILED};
 use crate::spec::InstanceSpec;
 use crate::sys::hostfs::HostDir;
 use crate::sys::{pidfd, proc};
@@ -22,80 +23,21 @@ use super::run::Tree;
 /// Set by the crash handler's re-exec, for the log.
 pub const RECOVER_ENV: &str = "CAIRN_RECOVERED";
 
-/// What an instance dir's `knot` file says.
-struct Found {
-    pid: i32,
-    ticks: u64,
-    hash: String,
-    /// (fd in the knot, host, port, owner) of its listening sockets.
-    sockets: Vec<(i32, IpAddr, u16, Option<String>)>,
-    /// The instance's stop and restart policy, as its config gave it.
-    policy: Option<Policy>,
-}
-
-/// What the `policy` line of a `knot` file says.
-#[derive(Debug, Clone, PartialEq)]
-struct Policy {
-    restart_timeout_ms: u64,
-    kill_timeout_ms: u64,
-    normal_exit_codes: Vec<i32>,
-}
-
-/// `policy RESTART_MS KILL_MS CODES` (CODES comma-separated, `-` for none).
-fn parse_policy(fields: &[&str]) -> Option<Policy> {
-    let ["policy", restart, kill, codes] = fields else {
-        return None;
-    };
-    let normal_exit_codes = if *codes == "-" {
-        Vec::new()
-    } else {
-        codes
-            .split(',')
-            .map(|c| c.parse().ok())
-            .collect::<Option<Vec<i32>>>()?
-    };
-    Some(Policy {
-        restart_timeout_ms: restart.parse().ok()?,
-        kill_timeout_ms: kill.parse().ok()?,
-        normal_exit_codes,
-    })
-}
-
 /// The `knot` file of an instance dir, if root alone could have written
 /// it (`hostdirs::record`): a forged one must never make us adopt, and
 /// later kill, a process that is not a knot.
-fn read_knot_file(dir: &HostDir) -> Option<Found> {
-    let text = String::from_utf8(hostdirs::record(dir, "knot")?).ok()?;
-    let mut lines = text.lines();
-    let mut it = lines.next()?.split_whitespace();
-    let mut found = Found {
-        pid: it.next()?.parse().ok()?,
-        ticks: it.next()?.parse().ok()?,
-        hash: it.next().unwrap_or("").to_string(),
-        sockets: Vec::new(),
-        policy: None,
-    };
-    for line in lines {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if let Some(p) = parse_policy(&f) {
-            found.policy = Some(p);
-        } else if let ["sock", fd, host, port, owner] = f.as_slice()
-            && let (Ok(fd), Ok(host), Ok(port)) = (fd.parse(), host.parse(), port.parse())
-        {
-            let owner = (*owner != "-").then(|| owner.to_string());
-            found.sockets.push((fd, host, port, owner));
-        }
-    }
-    Some(found)
+fn read_knot_file(dir: &HostDir) -> Option<KnotRecord> {
+    let text = String::from_utf8(hostdirs::record(dir, KNOT_FILE)?).ok()?;
+    KnotRecord::parse(&text)
 }
 
 /// The exit record of a knot that died while no tree ran.
-fn read_exit(dir: &HostDir) -> Option<(crate::knot::ExitRecord, Option<String>)> {
+fn read_exit(dir: &HostDir) -> Option<(ExitRecord, Option<String>)> {
     match hostdirs::exit_record(dir) {
         (Some(r), e) => Some((r, e)),
         (None, Some(e)) => Some((
-            crate::knot::ExitRecord {
-                status: crate::knot::SETUP_FAILED,
+            ExitRecord {
+                status: SETUP_FAILED,
                 signal: None,
                 oom_killed: false,
             },
@@ -128,7 +70,7 @@ fn find_knot(pids: &[i32]) -> Option<i32> {
 
 impl Tree {
     pub fn recover(&mut self) {
-        let mut found: BTreeMap<String, Found> = BTreeMap::new();
+        let mut found: BTreeMap<String, KnotRecord> = BTreeMap::new();
         // Names come from listing the state dir; each dir and file is then
         // opened from the checked state dir's fd, never through a symlink.
         let state = match HostDir::open(&self.master.state_dir, false) {
@@ -204,7 +146,7 @@ impl Tree {
                         .and_then(|d| read_knot_file(&d));
                     found.insert(
                         name,
-                        Found {
+                        KnotRecord {
                             pid,
                             ticks,
                             hash: file.as_ref().map(|f| f.hash.clone()).unwrap_or_default(),
@@ -224,7 +166,7 @@ impl Tree {
         }
     }
 
-    fn adopt(&mut self, name: &str, mut f: Found) {
+    fn adopt(&mut self, name: &str, mut f: KnotRecord) {
         let Some((sandbox, leaf)) = name.split_once('/') else {
             return;
         };
@@ -318,27 +260,6 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn policy_lines() {
-        let p = |l: &str| parse_policy(&l.split_whitespace().collect::<Vec<_>>());
-        assert_eq!(
-            p("policy 1000 20000 0,1,143"),
-            Some(Policy {
-                restart_timeout_ms: 1000,
-                kill_timeout_ms: 20000,
-                normal_exit_codes: vec![0, 1, 143],
-            })
-        );
-        assert_eq!(
-            p("policy 0 5000 -").map(|p| p.normal_exit_codes),
-            Some(vec![])
-        );
-        assert_eq!(p("policy 0 5000"), None);
-        assert_eq!(p("policy x 5000 -"), None);
-        assert_eq!(p("policy 0 5000 1,x"), None);
-        assert_eq!(p("sock 3 127.0.0.1 80 -"), None);
-    }
 
     #[test]
     fn leaves() {

@@ -28,6 +28,9 @@ pub struct Options {
     pub config: PathBuf,
     pub log_stderr: bool,
     pub log_level: Option<LogLevel>,
+    /// Starts a knot (`knot::spawn`; the tree knows the knot only
+    /// through `protocol`).
+    pub launch: crate::protocol::Launch,
 }
 
 /// The epoll token of the signalfd; instances use 1 and up.
@@ -53,7 +56,7 @@ pub struct Tree {
     pub logged_hash: HashMap<String, String>,
     /// Exits of knots that died while no tree ran (from their state dirs),
     /// reported when the instance starts again.
-    pub died_away: HashMap<String, (crate::knot::ExitRecord, Option<String>)>,
+    pub died_away: HashMap<String, (crate::protocol::ExitRecord, Option<String>)>,
     /// Knots that reported their end and are still tearing down; their
     /// exit is reaped but is no news.
     pub retiring: std::collections::HashSet<i32>,
@@ -85,6 +88,8 @@ pub struct Tree {
     /// The most open files we may have (the hard RLIMIT_NOFILE, which our
     /// soft limit was raised to).
     pub fd_limit: u64,
+    /// Starts a knot (see `Options::launch`).
+    pub launch: crate::protocol::Launch,
     /// System call filters, one per distinct profile, inherited by knots.
     pub filters: crate::sys::seccomp::Cache,
     /// Held for the tree's life: the pid file lock.
@@ -130,7 +135,7 @@ pub fn run(opts: Options) -> u8 {
         eprintln!("cairn tree: log: {}", crate::text::escape(&e));
         return 1;
     }
-    match Tree::new(&opts.config, master) {
+    match Tree::new(&opts.config, master, opts.launch) {
         Ok(mut tree) => tree.run_guarded(),
         Err(e) => {
             log::error!("{e}");
@@ -141,7 +146,11 @@ pub fn run(opts: Options) -> u8 {
 }
 
 impl Tree {
-    fn new(master_path: &Path, master: Master) -> Result<Tree, String> {
+    fn new(
+        master_path: &Path,
+        master: Master,
+        launch: crate::protocol::Launch,
+    ) -> Result<Tree, String> {
         // Whatever we inherited (from a shell, a hand-off we may fail to
         // read) must not leak into anything we exec (invariant 4).
         process::cloexec_from(3).map_err(|e| e.to_string())?;
@@ -247,6 +256,7 @@ impl Tree {
                 format!("{e} (cairn-init runs from a memfd; a host with vm.memfd_noexec = 2 forbids that)")
             })?,
             fd_limit,
+            launch,
             filters: Default::default(),
             _lock: lock,
             runtime,

@@ -1,0 +1,328 @@
+//! The tree–knot protocol, which both sides use and neither owns.
+//!
+//! In: the instance's spec and a `Context` of host facts (fds, the
+//! compiled system call filter, the tree's pid), handed to `Launch`, the
+//! function that starts a knot (the knot's `spawn`, given to the tree by
+//! the binary's entry point).
+//!
+//! Out: records in the instance dir, each written whole by the knot (and
+//! by cairn-init for `exit-status`) and read back by the tree only when
+//! root alone could have written them:
+//! - `knot`: a `KnotRecord`, which makes a running knot findable and
+//!   adoptable by a new tree;
+//! - `workload.pid`: the workload's host pid;
+//! - `error`: why the container could not be set up (the knot then exits
+//!   `SETUP_FAILED`);
+//! - `exit-status`: an `ExitRecord` (JSON).
+//!
+//! And one byte on the `ready` pipe: `r` once the workload has exec'd,
+//! `x` once it has ended (before the container is torn down).
+
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::InstanceSpec;
+use crate::sys::cgroup::Cgroups;
+use crate::sys::seccomp::{self, Program};
+
+/// Starts the knot of `spec` (clones it); returns its host pid.
+pub type Launch = fn(&InstanceSpec, &Context) -> Result<i32, String>;
+
+/// Names of the records in an instance dir.
+pub const KNOT_FILE: &str = "knot";
+pub const ERROR_FILE: &str = "error";
+pub const EXIT_FILE: &str = "exit-status";
+pub const WORKLOAD_PID_FILE: &str = "workload.pid";
+
+/// Exit status of a knot whose container could not be set up (the reason
+/// is in `<instance dir>/error` and on stderr).
+pub const SETUP_FAILED: i32 = 125;
+
+/// What a knot needs besides its spec: host facts that are not config.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Context {
+    /// Cgroup hierarchies, or `None` when cgroups are off.
+    pub cgroups: Option<Cgroups>,
+    /// Listening sockets: (fd number in the workload, fd in this process).
+    pub sockets: Vec<(u32, RawFd)>,
+    /// `TERM` for the workload unless its environ sets one.
+    pub term: String,
+    /// Arguments appended to the configured ones (`cairn cmd`).
+    pub extra_args: Vec<String>,
+    /// Supervised by the tree: record `knot`, `workload.pid`, `error` and
+    /// `exit-status` in the instance dir (`cairn cmd` needs none of them).
+    #[serde(default)]
+    pub supervised: bool,
+    /// For a knot of `cairn cmd`: the read end of a pipe whose write end
+    /// only `cairn cmd` holds. The knot dies with `cairn cmd` (parent-death
+    /// signal) and checks this pipe to close the race with its start.
+    #[serde(default)]
+    pub parent_pipe: Option<RawFd>,
+    /// The oom_score_adj the knot inherits (the tree's, or that of the
+    /// caller of `cairn cmd`); unknown (absent) counts as not 0.
+    #[serde(default = "unknown_oom")]
+    pub oom_score_adj: i32,
+    /// An fd of master.yaml's `state-dir`, checked (`sys::hostfs`) by the
+    /// tree or `cairn cmd`: the knot makes its instance dir below it
+    /// without walking the path from `/` again.
+    #[serde(default)]
+    pub state_dir_fd: Option<RawFd>,
+    /// An fd of the sandbox's stdio-log-dir, checked (`sys::hostfs`) by the
+    /// tree: the knot opens its stdio log below it (when the dir at that
+    /// path is still this one) without walking the path from `/`.
+    #[serde(default)]
+    pub stdio_dir_fd: Option<RawFd>,
+    /// A memfd holding cairn-init (the tree's): supervised knots exec it
+    /// once the workload runs.
+    #[serde(default)]
+    pub init_fd: Option<RawFd>,
+    /// The network namespace the knot was cloned from (a bridged instance
+    /// attaches its veth pair to the bridge there); set by `spawn`.
+    #[serde(default)]
+    pub host_netns: Option<RawFd>,
+    /// The instance's cgroup leaf exists with this spec's limits (a knot
+    /// of the same config ran in it): join it without rewriting them,
+    /// falling back to a full setup if joining fails.
+    #[serde(default)]
+    pub leaf_ready: bool,
+    /// For a knot of the tree: the tree's pid as the tree's /proc numbers
+    /// it (which the knot still sees at its start). Until its `knot` file is written (a new tree could not
+    /// find it before), the knot dies with the tree; one whose parent is no
+    /// longer this pid when it starts ends at once.
+    #[serde(default)]
+    pub tree_pid: Option<i32>,
+    /// The instance's config hash, recorded in `<instance>/knot` so a
+    /// restarted supervisor can adopt the instance.
+    pub hash: String,
+    /// Write end of a pipe: the knot writes one byte once the workload has
+    /// exec'd, so the supervisor knows it runs (no polling).
+    pub ready: Option<RawFd>,
+    /// The workload's system call filter, compiled by the caller (once per
+    /// distinct profile: see `exec::filter`); `None` for `seccomp:
+    /// unconfined`. A knot never compiles one itself.
+    #[serde(default)]
+    pub seccomp: Option<std::sync::Arc<crate::sys::seccomp::Program>>,
+}
+
+fn unknown_oom() -> i32 {
+    -1
+}
+
+/// The workload's end as the knot records it in `exit-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Shell-style status: the code, or 128 + signal.
+    pub status: i32,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+}
+
+/// The record that makes a running knot findable (`<instance>/knot`).
+///
+/// Text, one item per line: "HOSTPID STARTTIME HASH"; then "policy
+/// RESTART_MS KILL_MS CODES" (the normal exit codes, comma-separated, `-`
+/// for none), so an adopted instance is stopped and restarted as
+/// configured even when no config names it any more; then one line per
+/// listening socket the knot holds, "sock FD HOST PORT OWNER" (OWNER `-`
+/// for a shared socket), which a new tree takes back with pidfd_getfd(2).
+/// Readers skip lines they do not know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnotRecord {
+    pub pid: i32,
+    /// The knot's start time (clock ticks after boot, /proc/PID/stat).
+    pub ticks: u64,
+    /// The instance's config hash.
+    pub hash: String,
+    pub policy: Option<Policy>,
+    /// (fd in the knot, host, port, owner) of its listening sockets.
+    pub sockets: Vec<(i32, IpAddr, u16, Option<String>)>,
+}
+
+/// The stop and restart policy of an instance, as its config gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub restart_timeout_ms: u64,
+    pub kill_timeout_ms: u64,
+    pub normal_exit_codes: Vec<i32>,
+}
+
+impl Policy {
+    /// The policy `spec` configures.
+    pub fn of(spec: &InstanceSpec) -> Policy {
+        Policy {
+            restart_timeout_ms: spec.restart_timeout_ms,
+            kill_timeout_ms: spec.kill_timeout_ms,
+            normal_exit_codes: spec.normal_exit_codes.clone(),
+        }
+    }
+
+    /// `policy RESTART_MS KILL_MS CODES`, split on whitespace.
+    fn parse(fields: &[&str]) -> Option<Policy> {
+        let ["policy", restart, kill, codes] = fields else {
+            return None;
+        };
+        let normal_exit_codes = if *codes == "-" {
+            Vec::new()
+        } else {
+            codes
+                .split(',')
+                .map(|c| c.parse().ok())
+                .collect::<Option<Vec<i32>>>()?
+        };
+        Some(Policy {
+            restart_timeout_ms: restart.parse().ok()?,
+            kill_timeout_ms: kill.parse().ok()?,
+            normal_exit_codes,
+        })
+    }
+}
+
+impl KnotRecord {
+    pub fn to_text(&self) -> String {
+        let mut out = format!("{} {} {}\n", self.pid, self.ticks, self.hash);
+        if let Some(p) = &self.policy {
+            let codes: Vec<String> = p.normal_exit_codes.iter().map(|c| c.to_string()).collect();
+            let codes = if codes.is_empty() {
+                "-".to_string()
+            } else {
+                codes.join(",")
+            };
+            out.push_str(&format!(
+                "policy {} {} {codes}\n",
+                p.restart_timeout_ms, p.kill_timeout_ms
+            ));
+        }
+        for (fd, host, port, owner) in &self.sockets {
+            let owner = owner.as_deref().unwrap_or("-");
+            out.push_str(&format!("sock {fd} {host} {port} {owner}\n"));
+        }
+        out
+    }
+
+    /// The record in `text`; `None` when its first line is not one.
+    pub fn parse(text: &str) -> Option<KnotRecord> {
+        let mut lines = text.lines();
+        let mut it = lines.next()?.split_whitespace();
+        let mut rec = KnotRecord {
+            pid: it.next()?.parse().ok()?,
+            ticks: it.next()?.parse().ok()?,
+            hash: it.next().unwrap_or("").to_string(),
+            policy: None,
+            sockets: Vec::new(),
+        };
+        for line in lines {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if let Some(p) = Policy::parse(&f) {
+                rec.policy = Some(p);
+            } else if let ["sock", fd, host, port, owner] = f.as_slice()
+                && let (Ok(fd), Ok(host), Ok(port)) = (fd.parse(), host.parse(), port.parse())
+            {
+                let owner = (*owner != "-").then(|| owner.to_string());
+                rec.sockets.push((fd, host, port, owner));
+            }
+        }
+        Some(rec)
+    }
+}
+
+/// The system call filter profile of `spec`'s workload: the sandbox's
+/// `seccomp` and `allow-user-namespaces`, and the capabilities it keeps;
+/// `None` for `seccomp: unconfined`.
+pub fn filter_profile(spec: &InstanceSpec) -> Result<Option<seccomp::Profile>, String> {
+    use crate::config::isolation::Seccomp;
+    let mode = match spec.isolation.seccomp {
+        Seccomp::Unconfined => return Ok(None),
+        Seccomp::Default => seccomp::Mode::Enforce,
+        Seccomp::Log => seccomp::Mode::Log,
+    };
+    let userns = spec.isolation.allow_user_namespaces;
+    seccomp::Profile::workload(mode, userns, &spec.capabilities)
+        .map(Some)
+        .map_err(|e| format!("system call filter: {e}"))
+}
+
+/// The compiled filter for `spec`, from `cache` (compiled there the first
+/// time its profile is asked for), to put in the knot's `Context`.
+pub fn filter(
+    spec: &InstanceSpec,
+    cache: &mut seccomp::Cache,
+) -> Result<Option<Arc<Program>>, String> {
+    match filter_profile(spec)? {
+        Some(p) => cache
+            .get(&p)
+            .map(Some)
+            .map_err(|e| format!("system call filter: {e}")),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_knot_record_reads_back_as_written() {
+        let rec = KnotRecord {
+            pid: 4400,
+            ticks: 123_456,
+            hash: "f034b441836ecf0e".into(),
+            policy: Some(Policy {
+                restart_timeout_ms: 1000,
+                kill_timeout_ms: 5000,
+                normal_exit_codes: vec![0, 3],
+            }),
+            sockets: vec![
+                (6, "127.0.0.1".parse().unwrap(), 8080, None),
+                (7, "::1".parse().unwrap(), 8081, Some("box:web.1".into())),
+            ],
+        };
+        let text = rec.to_text();
+        assert_eq!(
+            text,
+            "4400 123456 f034b441836ecf0e\npolicy 1000 5000 0,3\n\
+             sock 6 127.0.0.1 8080 -\nsock 7 ::1 8081 box:web.1\n"
+        );
+        assert_eq!(KnotRecord::parse(&text), Some(rec));
+    }
+
+    #[test]
+    fn policy_lines() {
+        let p = |l: &str| Policy::parse(&l.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(
+            p("policy 1000 20000 0,1,143"),
+            Some(Policy {
+                restart_timeout_ms: 1000,
+                kill_timeout_ms: 20000,
+                normal_exit_codes: vec![0, 1, 143],
+            })
+        );
+        assert_eq!(
+            p("policy 0 5000 -").map(|p| p.normal_exit_codes),
+            Some(vec![])
+        );
+        assert_eq!(p("policy 0 5000"), None);
+        assert_eq!(p("policy 0 5000 - extra"), None);
+        assert_eq!(p("policy x 5000 -"), None);
+        assert_eq!(p("policy 0 x -"), None);
+        assert_eq!(p("policy 0 5000 1,x"), None);
+        assert_eq!(p("sock 3 127.0.0.1 80 -"), None);
+    }
+
+    #[test]
+    fn a_knot_record_of_an_older_cairn_still_reads() {
+        // No policy line (before it existed), an unknown line, no codes.
+        let rec = KnotRecord::parse("12 34 abc\nfuture 1 2\n").unwrap();
+        assert_eq!((rec.pid, rec.ticks, rec.hash.as_str()), (12, 34, "abc"));
+        assert_eq!(rec.policy, None);
+        let rec = KnotRecord::parse("12 34 abc\npolicy 1 2 -\n").unwrap();
+        assert_eq!(rec.policy.unwrap().normal_exit_codes, Vec::<i32>::new());
+        assert_eq!(KnotRecord::parse("x 34 abc\n"), None);
+        assert_eq!(KnotRecord::parse(""), None);
+        // A bad policy line is skipped, not believed in part.
+        let rec = KnotRecord::parse("12 34 abc\npolicy 1 2 0,x\n").unwrap();
+        assert_eq!(rec.policy, None);
+    }
+}
