@@ -1,10 +1,12 @@
 //! cairn: a hardened process supervisor for Linux, lithos-compatible.
 //!
-//! See DESIGN.md for the architecture. Layers, in dependency order:
-//! `sys` (kernel wrappers, the only home of `unsafe`), `config` (pure),
-//! `spec` (one resolved instance), then `knot`, `tree` and `cli`. `text`
-//! (escaping untrusted text for logs and terminals, timestamps) depends on
-//! nothing and serves every layer.
+//! See docs/architecture.md. Layers, lowest first, each importing only
+//! from below it (`tests/layers.rs` checks this, and that no modules
+//! import each other around a loop): `sys` (kernel wrappers, the only home
+//! of `unsafe`) and `text` (escaping untrusted text, timestamps); `config`
+//! (pure) and `logger`; `spec` (one resolved instance) and `image`;
+//! `protocol` (what the tree and a knot exchange); `knot` and `tree`, which
+//! know each other only through `protocol`; `cli`.
 
 pub mod cli;
 pub mod config;

@@ -16,8 +16,8 @@ use super::instance::Instance;
 use super::lifecycle::{self, Action, Event, State};
 use super::parse;
 use super::plan::{self, Change, ProcKey, Want};
-use super::run::Tree;
 use super::state::{LastExit, rfc3339};
+use super::supervisor::Tree;
 
 impl Tree {
     /// Re-read every config and reconcile. A file that fails keeps the
@@ -475,7 +475,7 @@ impl Tree {
             let _ = self.poller.delete(p.as_fd());
         }
         if let Some(leaf) = &i.spec.host.cgroup {
-            self.remove_leaf(name, leaf);
+            self.leaves.remove(self.cgroups.as_ref(), name, leaf);
         }
         if drop_state && !i.spec.host.state_dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&i.spec.host.state_dir);

@@ -9,8 +9,8 @@ use crate::protocol::ExitRecord;
 use crate::sys::process::Exit;
 
 use super::lifecycle::{Event, State};
-use super::run::Tree;
 use super::state::{LastExit, rfc3339};
+use super::supervisor::Tree;
 
 impl Tree {
     /// A knot's ready pipe has news.

@@ -15,10 +15,11 @@ use crate::sys::process;
 use crate::sys::{pidfd, proc};
 
 use super::instance::Instance;
+use super::leaves;
 use super::lifecycle::{Life, State};
-use super::run::Tree;
 use super::sockets::SocketKey;
 use super::state::{Counters, LastExit};
+use super::supervisor::Tree;
 
 /// The environment variable naming the hand-off fd.
 pub const ENV: &str = "CAIRN_HANDOFF_FD";
@@ -94,7 +95,8 @@ impl Tree {
     /// old image then keeps running unchanged).
     pub fn upgrade(&mut self, began_ns: u64) -> String {
         // Leaves still to be removed are not handed over: finish them.
-        self.drain_leaves();
+        self.leaves
+            .drain(self.cgroups.as_ref(), &leaves::in_use(&self.instances));
         let now = Instant::now();
         let mut keep: Vec<RawFd> = vec![self._lock.as_raw_fd()];
         let mut instances = Vec::with_capacity(self.instances.len());

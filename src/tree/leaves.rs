@@ -5,10 +5,12 @@
 //! cgroup takes the kernel's cgroup lock, which every start on the host
 //! needs to join its cgroups.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::run::Tree;
+use crate::sys::cgroup::Cgroups;
+
+use super::instance::Instance;
 
 /// The first wait before a busy leaf is tried again; it doubles each time
 /// up to `RETRY_MAX`, for `GIVE_UP` in all.
@@ -27,19 +29,33 @@ pub struct PendingLeaf {
     give_up: Instant,
 }
 
-impl Tree {
+/// The leaves still to be removed.
+#[derive(Default)]
+pub struct Leaves {
+    pending: Vec<PendingLeaf>,
+}
+
+/// The leaves the instances in `table` use: theirs, never removed.
+pub fn in_use(table: &BTreeMap<String, Instance>) -> BTreeSet<&str> {
+    table
+        .values()
+        .filter_map(|i| i.spec.host.cgroup.as_deref())
+        .collect()
+}
+
+impl Leaves {
     /// The instance `name` (taken out of the table) used `leaf`: kill what
     /// is left in it and remove it, or, if something still holds it, try
     /// again later from the loop. Its knot is gone, and with it every
     /// process of its pid namespace; the kill is a safety net.
-    pub fn remove_leaf(&mut self, name: &str, leaf: &str) {
-        let Some(cg) = &self.cgroups else { return };
+    pub fn remove(&mut self, cgroups: Option<&Cgroups>, name: &str, leaf: &str) {
+        let Some(cg) = cgroups else { return };
         cg.kill_all(leaf);
         match cg.remove_once(leaf) {
             Ok(None) => {}
             Ok(Some(_)) => {
                 let now = Instant::now();
-                self.leaves_to_remove.push(PendingLeaf {
+                self.pending.push(PendingLeaf {
                     leaf: leaf.to_string(),
                     at: now + RETRY,
                     wait: RETRY * 2,
@@ -50,36 +66,24 @@ impl Tree {
         }
     }
 
-    /// When the loop must wake up to try a leaf again.
-    pub fn next_leaf_try(&self) -> Option<Instant> {
-        self.leaves_to_remove.iter().map(|p| p.at).min()
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
     }
 
-    /// The leaves the instances in the table use: theirs, never removed.
-    fn leaves_in_use(&self) -> BTreeSet<&str> {
-        self.instances
-            .values()
-            .filter_map(|i| i.spec.host.cgroup.as_deref())
-            .collect()
+    /// When the loop must wake up to try a leaf again.
+    pub fn next_try(&self) -> Option<Instant> {
+        self.pending.iter().map(|p| p.at).min()
     }
 
     /// Try again the leaves whose time has come, unless an instance uses
-    /// that leaf again by now.
-    pub fn remove_leaves(&mut self, now: Instant) {
-        if self.leaves_to_remove.is_empty() {
-            return;
-        }
-        let in_use: BTreeSet<String> = self
-            .leaves_in_use()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let Some(cg) = &self.cgroups else {
-            self.leaves_to_remove.clear();
+    /// that leaf again by now (`in_use`).
+    pub fn retry(&mut self, cgroups: Option<&Cgroups>, in_use: &BTreeSet<&str>, now: Instant) {
+        let Some(cg) = cgroups else {
+            self.pending.clear();
             return;
         };
-        self.leaves_to_remove.retain_mut(|p| {
-            if in_use.contains(&p.leaf) {
+        self.pending.retain_mut(|p| {
+            if in_use.contains(p.leaf.as_str()) {
                 return false;
             }
             if p.at > now {
@@ -106,11 +110,10 @@ impl Tree {
 
     /// Remove every leaf still to be removed, waiting for each (the tree
     /// exits or re-executes itself: nobody would try again). A leaf an
-    /// instance uses again is its own: never killed here.
-    pub fn drain_leaves(&mut self) {
-        let pending = std::mem::take(&mut self.leaves_to_remove);
-        let in_use = self.leaves_in_use();
-        let Some(cg) = &self.cgroups else { return };
+    /// instance uses again (`in_use`) is its own: never killed here.
+    pub fn drain(&mut self, cgroups: Option<&Cgroups>, in_use: &BTreeSet<&str>) {
+        let pending = std::mem::take(&mut self.pending);
+        let Some(cg) = cgroups else { return };
         for p in pending.iter().filter(|p| !in_use.contains(p.leaf.as_str())) {
             if let Err(e) = cg.destroy(&p.leaf) {
                 log::error!("cgroup {}: cleanup: {e}", p.leaf);

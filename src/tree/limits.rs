@@ -7,7 +7,7 @@
 
 use crate::spec::InstanceSpec;
 
-use super::run::Tree;
+use super::supervisor::Tree;
 
 /// Open files the tree needs for `specs`: per instance its ready pipe and
 /// a pidfd (adopted knots), its own sockets, plus every shared socket once

@@ -6,8 +6,8 @@
 use std::os::fd::AsRawFd;
 use std::time::SystemTime;
 
-use super::run::Tree;
 use super::state::rfc3339;
+use super::supervisor::Tree;
 
 impl Tree {
     /// An fd of the checked dir that the stdio log of `name`'s sandbox is

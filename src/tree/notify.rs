@@ -29,34 +29,3 @@ impl Notify {
         }
     }
 }
-
-impl super::run::Tree {
-    /// Tell systemd we are ready, once no instance is settling: each one
-    /// runs, backs off, has failed, or has outlived its setup deadline (a
-    /// knot stuck in setup holds readiness up for setup-timeout at most).
-    pub fn notify_ready(&mut self) {
-        if self.ready_sent {
-            return;
-        }
-        if self.instances.values().any(|i| i.life.settling()) {
-            return;
-        }
-        self.ready_sent = true;
-        if let Some(n) = &self.notify {
-            n.send(&format!(
-                "READY=1\nMAINPID={}\nSTATUS=supervising {} instances",
-                crate::sys::process::getpid(),
-                self.instances.len()
-            ));
-        }
-    }
-
-    /// Around a reload: RELOADING=1 now, READY=1 when it is done.
-    pub fn notify_reloading(&mut self) {
-        if let Some(n) = &self.notify {
-            let usec = crate::sys::process::monotonic_ns() / 1000;
-            n.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
-        }
-        self.ready_sent = false;
-    }
-}

@@ -18,7 +18,7 @@ use crate::sys::{pidfd, proc};
 use super::hostdirs;
 use super::instance::Instance;
 use super::lifecycle::Life;
-use super::run::Tree;
+use super::supervisor::Tree;
 
 /// Set by the crash handler's re-exec, for the log.
 pub const RECOVER_ENV: &str = "CAIRN_RECOVERED";

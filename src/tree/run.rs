@@ -5,23 +5,20 @@
 //! no wakeups at all.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::config::LogLevel;
 use crate::config::master::Master;
-use crate::spec::InstanceSpec;
-use crate::sys::cgroup::{self, Cgroups};
+use crate::sys::cgroup::{self};
 use crate::sys::event::Poller;
 use crate::sys::hostfs::HostDir;
 use crate::sys::{process, signal};
 
-use super::instance::Instance;
+use super::leaves::{self, Leaves};
 use super::lifecycle::Event;
-use super::plan::{ProcKey, Want};
-use super::state::Counters;
+use super::supervisor::Tree;
 
 /// Command-line options of `cairn tree`.
 pub struct Options {
@@ -35,83 +32,6 @@ pub struct Options {
 
 /// The epoll token of the signalfd; instances use 1 and up.
 const SIGNAL_TOKEN: u64 = 0;
-
-pub struct Tree {
-    pub master_path: PathBuf,
-    pub master: Master,
-    pub cgroups: Option<Cgroups>,
-    pub poller: Poller,
-    pub sigfd: OwnedFd,
-    pub instances: BTreeMap<String, Instance>,
-    pub by_pid: HashMap<i32, String>,
-    pub by_token: HashMap<u64, String>,
-    pub next_token: u64,
-    /// The last good desired set.
-    pub want: BTreeMap<String, Want>,
-    pub specs: BTreeMap<String, Arc<InstanceSpec>>,
-    pub frozen: BTreeSet<ProcKey>,
-    pub config_errors: Vec<String>,
-    pub counters: BTreeMap<ProcKey, Counters>,
-    pub unknown_children: u64,
-    pub logged_hash: HashMap<String, String>,
-    /// Exits of knots that died while no tree ran (from their state dirs),
-    /// reported when the instance starts again.
-    pub died_away: HashMap<String, (crate::protocol::ExitRecord, Option<String>)>,
-    /// Knots that reported their end and are still tearing down; their
-    /// exit is reaped but is no news.
-    pub retiring: std::collections::HashSet<i32>,
-    /// Each sandbox's log file, opened on first use.
-    pub sandbox_logs: HashMap<String, (PathBuf, Option<std::fs::File>)>,
-    pub started: SystemTime,
-    pub upgrades: u32,
-    pub reloads: u32,
-    pub shutting_down: bool,
-    pub dirty: bool,
-    /// When the tree first went idle with unwritten changes, and when it
-    /// last wrote state.json (see `state::flush_due`).
-    pub dirty_since: Option<Instant>,
-    pub last_flush: Option<Instant>,
-    /// The last write of state.json or metrics.prom failed (retried).
-    pub flush_failing: bool,
-    pub replan: bool,
-    pub sockets: super::sockets::Sockets,
-    /// The binary to exec for upgrades (its installed path) and our argv.
-    pub exe: PathBuf,
-    pub args: Vec<String>,
-    /// How long the last upgrade took until we supervised again.
-    pub last_upgrade_ms: Option<f64>,
-    /// systemd's notify socket, if we run under systemd.
-    pub notify: Option<super::notify::Notify>,
-    pub ready_sent: bool,
-    /// cairn-init in a sealed memfd, for the knots to exec.
-    pub init: Option<OwnedFd>,
-    /// The most open files we may have (the hard RLIMIT_NOFILE, which our
-    /// soft limit was raised to).
-    pub fd_limit: u64,
-    /// Starts a knot (see `Options::launch`).
-    pub launch: crate::protocol::Launch,
-    /// System call filters, one per distinct profile, inherited by knots.
-    pub filters: crate::sys::seccomp::Cache,
-    /// Held for the tree's life: the pid file lock.
-    pub _lock: std::fs::File,
-    /// The runtime dir, checked once: state.json and metrics.prom are
-    /// replaced relative to it.
-    pub runtime: HostDir,
-    /// The state dir, checked once: knots make their instance dirs below
-    /// this fd.
-    pub state: HostDir,
-    /// Ours, which knots inherit (workloads are reset to 0 from it).
-    pub oom_score_adj: i32,
-    /// Our pid as /proc numbers it (see `knot::Context::tree_pid`).
-    pub proc_pid: i32,
-    /// Cgroup leaves of removed instances that something still held
-    /// (EBUSY), tried again from the loop (see `tree::leaves`).
-    pub leaves_to_remove: Vec<super::leaves::PendingLeaf>,
-    /// The stdio-log-dir, checked (and made) when a knot first needs it:
-    /// knots open their sandbox's stdio log below it (see
-    /// `knot::Context::stdio_dir_fd`).
-    pub stdio_dir: Option<HostDir>,
-}
 
 pub fn run(opts: Options) -> u8 {
     let master = match Master::load(&opts.config) {
@@ -264,7 +184,7 @@ impl Tree {
             oom_score_adj,
             proc_pid: crate::sys::proc::own_pid_in_proc(),
             stdio_dir: None,
-            leaves_to_remove: Vec::new(),
+            leaves: Leaves::default(),
         };
         match handoff {
             Some(Ok(h)) => tree.restore(h),
@@ -358,7 +278,7 @@ impl Tree {
                     .values()
                     .filter_map(|i| i.life.deadline)
                     .chain(flush_at)
-                    .chain(self.next_leaf_try())
+                    .chain(self.leaves.next_try())
                     .min()
                     .map(|d| {
                         let left = d.saturating_duration_since(now);
@@ -430,7 +350,10 @@ impl Tree {
 
     fn deadlines(&mut self) {
         let now = Instant::now();
-        self.remove_leaves(now);
+        if !self.leaves.is_empty() {
+            let in_use = leaves::in_use(&self.instances);
+            self.leaves.retry(self.cgroups.as_ref(), &in_use, now);
+        }
         let due: Vec<String> = self
             .instances
             .iter()
@@ -467,7 +390,8 @@ impl Tree {
 
     /// Everything stopped: remove what we made and leave.
     fn finish(&mut self) -> u8 {
-        self.drain_leaves();
+        self.leaves
+            .drain(self.cgroups.as_ref(), &leaves::in_use(&self.instances));
         if let Some(cg) = &self.cgroups {
             for h in &cg.hierarchies {
                 let _ = std::fs::remove_dir(h.dir(&cg.root, None));
@@ -482,5 +406,36 @@ impl Tree {
         }
         log::info!("all instances stopped; exiting");
         0
+    }
+}
+
+impl Tree {
+    /// Tell systemd we are ready, once no instance is settling: each one
+    /// runs, backs off, has failed, or has outlived its setup deadline (a
+    /// knot stuck in setup holds readiness up for setup-timeout at most).
+    pub fn notify_ready(&mut self) {
+        if self.ready_sent {
+            return;
+        }
+        if self.instances.values().any(|i| i.life.settling()) {
+            return;
+        }
+        self.ready_sent = true;
+        if let Some(n) = &self.notify {
+            n.send(&format!(
+                "READY=1\nMAINPID={}\nSTATUS=supervising {} instances",
+                crate::sys::process::getpid(),
+                self.instances.len()
+            ));
+        }
+    }
+
+    /// Around a reload: RELOADING=1 now, READY=1 when it is done.
+    pub fn notify_reloading(&mut self) {
+        if let Some(n) = &self.notify {
+            let usec = crate::sys::process::monotonic_ns() / 1000;
+            n.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+        }
+        self.ready_sent = false;
     }
 }

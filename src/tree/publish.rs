@@ -1,0 +1,80 @@
+//! Publishing the tree's state: `state.json` and `metrics.prom` in the
+//! runtime dir, written from the supervisor's state (their shapes are in
+//! `state`).
+
+use std::collections::BTreeMap;
+use std::time::{Instant, SystemTime};
+
+use super::lifecycle::State;
+use super::plan::ProcKey;
+use super::state::{FLUSH_RETRY, METRICS_FILE, STATE_FILE, Snapshot, TreeInfo, metrics, rfc3339};
+use super::supervisor::Tree;
+use crate::sys::process;
+
+impl Tree {
+    /// Write state.json and metrics.prom if anything changed. A write that
+    /// fails (a full disk) leaves the state dirty and is tried again every
+    /// `FLUSH_RETRY` until it works: a stale file would show a dead tree's
+    /// pid, or instances that are gone, until some later change.
+    pub fn flush(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let now = Instant::now();
+        self.dirty_since = None;
+        self.last_flush = Some(now);
+        let wall = SystemTime::now();
+        let snap = Snapshot {
+            tree: TreeInfo {
+                pid: process::getpid(),
+                version: crate::version().to_string(),
+                started: rfc3339(self.started),
+                upgrades: self.upgrades,
+                reloads: self.reloads,
+                last_upgrade_ms: self.last_upgrade_ms,
+                config: self.master_path.display().to_string(),
+            },
+            instances: self.instances.values().map(|i| i.info(now, wall)).collect(),
+            config_errors: self.config_errors.clone(),
+            cgroups: self.cgroups.clone(),
+        };
+        let mut failed = Vec::new();
+        let write = self.runtime.write_atomic(STATE_FILE, false, |w| {
+            serde_json::to_writer(w, &snap).map_err(std::io::Error::other)
+        });
+        if let Err(e) = write {
+            failed.push(e.to_string());
+        }
+        let mut running: BTreeMap<ProcKey, u64> = BTreeMap::new();
+        for i in self.instances.values() {
+            let r = running.entry(i.key.clone()).or_default();
+            if i.life.state == State::Running {
+                *r += 1;
+            }
+        }
+        self.notify_ready();
+        let text = metrics(&self.counters, &running, self.unknown_children);
+        let write = self.runtime.write_atomic(METRICS_FILE, false, |w| {
+            std::io::Write::write_all(w, text.as_bytes())
+        });
+        if let Err(e) = write {
+            failed.push(e.to_string());
+        }
+        if failed.is_empty() {
+            if self.flush_failing {
+                log::warn!("state.json and metrics.prom are written again");
+            }
+            self.flush_failing = false;
+            return;
+        }
+        // Logged once per outage, not at every retry.
+        if !self.flush_failing {
+            for f in &failed {
+                log::error!("{f}; trying again every {} s", FLUSH_RETRY.as_secs());
+            }
+        }
+        self.flush_failing = true;
+        self.dirty = true;
+    }
+}
