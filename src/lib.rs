@@ -5,13 +5,15 @@
 //! import each other around a loop): `sys` (kernel wrappers, the only home
 //! of `unsafe`) and `text` (escaping untrusted text, timestamps); `config`
 //! (pure) and `logger`; `spec` (one resolved instance) and `image`;
-//! `protocol` (what the tree and a knot exchange); `knot` and `tree`, which
-//! know each other only through `protocol`; `cli`.
+//! `protocol` (what the tree and a knot exchange) and `load` (loading the
+//! desired set from the config files, in confined children); `knot` and
+//! `tree`, which know each other only through `protocol`; `cli`.
 
 pub mod cli;
 pub mod config;
 pub mod image;
 pub mod knot;
+pub mod load;
 pub mod logger;
 pub mod protocol;
 pub mod spec;

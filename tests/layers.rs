@@ -2,7 +2,8 @@
 //! two modules import each other, directly or around a loop.
 //!
 //! Layers, lowest first: `sys` and `text`; `config` and `logger`; `spec`
-//! and `image`; `protocol` (the tree–knot protocol); `knot` and `tree`,
+//! and `image`; `protocol` (the tree–knot protocol) and `load` (loading
+//! the desired set from the config files); `knot` and `tree`,
 //! which know each other only through `protocol`; `cli`. A module may
 //! import its own layer's modules only within its own top-level module
 //! (`tree::apply` may use `tree::plan`, not `knot::fs`).
@@ -24,6 +25,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("spec", 2),
     ("image", 2),
     ("protocol", 3),
+    ("load", 3),
     ("knot", 4),
     ("tree", 4),
     ("cli", 5),

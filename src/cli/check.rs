@@ -11,9 +11,9 @@ use crate::config::master::Master;
 use crate::config::sandbox::Sandbox;
 use crate::config::validate;
 use crate::image;
-use crate::tree::desired::{self, Selection};
+use crate::load::desired::{self, Selection};
+use crate::load::{confined, parse};
 use crate::tree::hostdirs;
-use crate::tree::{confined, parse};
 
 /// Check every sandbox (or one, with another process config).
 pub fn all(master_path: &Path, sandbox: Option<&str>, alternate: Option<&Path>) -> u8 {
@@ -64,7 +64,7 @@ pub fn all(master_path: &Path, sandbox: Option<&str>, alternate: Option<&Path>) 
         .flat_map(|sc| sc.processes.entries.values().map(move |e| (&sc.sandbox, e)))
         .collect();
     // No parse cache: a check must see every file parsed.
-    let mut loader = parse::Prefetched(parse::load_all(&jobs, &crate::tree::parsed::Cache::none()));
+    let mut loader = parse::Prefetched(parse::load_all(&jobs, &crate::load::parsed::Cache::none()));
     for r in desired::resolve_entries(&configs, &mut loader, true) {
         entries += 1;
         match r.result {

@@ -19,15 +19,16 @@ use crate::config::process::Processes;
 use crate::config::sandbox::Sandbox;
 use crate::config::validate;
 use crate::knot;
+use crate::load::confined::Parser;
+use crate::load::desired;
+use crate::load::parsed::Cache;
 use crate::protocol::{self, Context};
 use crate::spec::{InstanceSpec, Which};
 use crate::sys::cgroup;
 use crate::sys::hostfs::HostDir;
 use crate::sys::process::{self, Exit};
 use crate::sys::signal;
-use crate::tree::confined::Parser;
-use crate::tree::parsed::Cache;
-use crate::tree::{desired, hostdirs};
+use crate::tree::hostdirs;
 
 pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8 {
     match prepare(master_path, sandbox, name, args) {
@@ -95,7 +96,7 @@ fn prepare(
     }
     let (file, bytes) = desired::read_container(&sb, entry).map_err(lines)?;
     // The same bytes parsed before (by a confined child) need no new child
-    // (see `tree::parsed`); else one parses them (`tree::confined`), and
+    // (see `load::parsed`); else one parses them (`load::confined`), and
     // meanwhile we look up the host's cgroups, which do not depend on the
     // container config (a config error is still reported first).
     let cache = Cache::in_dir(&runtime);

@@ -11,13 +11,13 @@ use crate::config::master::Master;
 use crate::protocol;
 use crate::sys::process;
 
-use super::desired::{self, Selection};
 use super::instance::Instance;
 use super::lifecycle::{self, Action, Event, State};
-use super::parse;
 use super::plan::{self, Change, ProcKey, Want};
 use super::state::{LastExit, rfc3339};
 use super::supervisor::Tree;
+use crate::load::desired::{self, Selection};
+use crate::load::parse;
 
 impl Tree {
     /// Re-read every config and reconcile. A file that fails keeps the
@@ -79,7 +79,7 @@ impl Tree {
                 }
             }
         }
-        let cache = super::parsed::Cache::open(&self.master.runtime_dir);
+        let cache = crate::load::parsed::Cache::open(&self.master.runtime_dir);
         let mut loader = parse::Prefetched(parse::load_all(&jobs, &cache));
         let mut want = BTreeMap::new();
         let mut specs = BTreeMap::new();

@@ -1,8 +1,6 @@
 //! The supervisor.
 
 pub mod apply;
-pub mod confined;
-pub mod desired;
 pub mod events;
 pub mod handoff;
 pub mod hostdirs;
@@ -12,8 +10,6 @@ pub mod lifecycle;
 pub mod limits;
 pub mod logs;
 pub mod notify;
-pub mod parse;
-pub mod parsed;
 pub mod plan;
 pub mod publish;
 pub mod recover;
