@@ -537,6 +537,55 @@ fn fifos_and_devices_as_configs_are_refused_without_waiting() {
     assert_eq!(code, Some(0), "{err}");
 }
 
+/// A container config under a write lease (fcntl(2) F_SETLEASE, which the
+/// file's owner may take) is refused at once: a blocking open would wait
+/// for the lease holder up to /proc/sys/fs/lease-break-time (45 s).
+#[test]
+fn leased_container_config_is_refused_without_waiting() {
+    use std::os::fd::AsRawFd;
+    let set = base_set();
+    let cfg = set.p("images/app/config/app.yaml");
+    // A write lease needs the only open fd of the file; ours is read-only.
+    let held = fs::File::open(&cfg).unwrap();
+    // SAFETY: fcntl(2) on our own fd.
+    if unsafe { libc::fcntl(held.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) } != 0 {
+        eprintln!(
+            "skipped: no lease ({}; fs.leases-enable off?)",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    // No owner: breaking the lease must not signal (SIGIO kills) this test.
+    // SAFETY: fcntl(2) on our own fd.
+    assert_eq!(
+        unsafe { libc::fcntl(held.as_raw_fd(), libc::F_SETOWN, 0) },
+        0
+    );
+    let start = Instant::now();
+    let (code, err) = check_within(&["--container", &set.s("images/app"), "/config/app.yaml"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: is leased by another process (fcntl F_SETLEASE): not waiting for it",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // Once the lease is let go, the same file is read.
+    // SAFETY: fcntl(2) on our own fd.
+    assert_eq!(
+        unsafe { libc::fcntl(held.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) },
+        0
+    );
+    let (code, err) = check_within(&["--container", &set.s("images/app"), "/config/app.yaml"]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
 #[test]
 fn bad_usage_exits_2() {
     let out = cairn(&["check", "--alternate-config", "/x.yaml"]);
