@@ -74,10 +74,11 @@ enum Command {
         #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
-    /// The container init (internal; started by the tree and by cmd).
+    /// A knot started by exec (internal): only with CAIRN_KNOT_EXEC=1 set
+    /// for the tree or cmd, which otherwise fork their knots.
     #[command(hide = true)]
     Knot {
-        /// fd holding the instance spec (JSON).
+        /// fd holding the instance spec and the knot's context (JSON).
         #[arg(long)]
         spec_fd: i32,
     },

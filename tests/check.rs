@@ -3,9 +3,10 @@
 mod common;
 
 use std::fs;
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use common::{ConfigSet, cairn, copy_tree, fixtures, stderr, stdout};
+use common::{ConfigSet, cairn, copy_tree, fixtures, output_within, stderr, stdout};
 
 /// Build a temp copy of a lithos example set: its `configs/` as the config
 /// dir, its `code/` configs as `/config/*.yaml` of the image it names, and
@@ -405,23 +406,184 @@ fn huge_config_fails_fast() {
     assert!(took.as_millis() < 1000, "took {took:?}");
 }
 
+/// `cairn check ARGS...`, killed (and the test failed) if it takes more
+/// than 10 s: a file that makes it wait must fail the test, not hang it.
+fn check_within(args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(common::cairn_bin());
+    cmd.arg("check").args(args).env_remove("RUST_BACKTRACE");
+    let out = output_within(&mut cmd, None, Duration::from_secs(10));
+    (out.status.code(), stderr(&out))
+}
+
+/// Replace the file at `path` with a FIFO (no writer ever opens it).
+fn make_fifo(path: &Path) {
+    let _ = fs::remove_file(path);
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) on a path in our own temp dir.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// A FIFO or a device where a config file is expected is refused at once,
+/// naming the file, whichever file it is: opening a FIFO for reading would
+/// otherwise wait for a writer that never comes.
 #[test]
-fn fifo_and_device_configs_are_refused() {
+fn fifos_and_devices_as_configs_are_refused_without_waiting() {
+    // The master config itself, directly and through a symlink.
+    let set = base_set();
+    make_fifo(&set.p("master.yaml"));
+    let (code, err) = check_within(&["-c", &set.master()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}: not a regular file (a FIFO)", set.master())),
+        "{err}"
+    );
+    let link = set.p("link.yaml");
+    std::os::unix::fs::symlink(set.p("master.yaml"), &link).unwrap();
+    let (code, err) = check_within(&["-c", link.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("link.yaml: not a regular file (a FIFO)"),
+        "{err}"
+    );
+    let (code, err) = check_within(&["-c", "/dev/zero"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("/dev/zero: not a regular file (a device)"),
+        "{err}"
+    );
+
+    // A sandbox's process config, and one given with --alternate-config.
+    let set = base_set();
+    let procs = set.p("processes/web.yaml");
+    make_fifo(&procs);
+    let (code, err) = check_within(&["-c", &set.master()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}: not a regular file (a FIFO)", procs.display())),
+        "{err}"
+    );
+    let set = base_set();
+    let alt = set.p("alt.yaml");
+    make_fifo(&alt);
+    let (code, err) = check_within(&[
+        "-c",
+        &set.master(),
+        "--sandbox",
+        "web",
+        "--alternate-config",
+        alt.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}: not a regular file (a FIFO)", alt.display())),
+        "{err}"
+    );
+
+    // A container config, found through the master config or named with
+    // --container; a device node in the image too.
     let set = base_set();
     let cfg = set.p("images/app/config/app.yaml");
-    fs::remove_file(&cfg).unwrap();
-    let c = std::ffi::CString::new(cfg.to_str().unwrap()).unwrap();
-    // SAFETY: plain mkfifo on a path we own.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-    let start = Instant::now();
-    let out = cairn(&["check", "-c", &set.master()]);
-    assert_eq!(out.status.code(), Some(1));
+    make_fifo(&cfg);
+    let (code, err) = check_within(&["-c", &set.master()]);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
-        stderr(&out).contains("not a regular file"),
-        "{}",
-        stderr(&out)
+        err.contains(&format!("{}: is not a regular file", cfg.display())),
+        "{err}"
     );
-    assert!(start.elapsed().as_millis() < 1000);
+    let (code, err) = check_within(&["--container", &set.s("images/app"), "/config/app.yaml"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}: is not a regular file", cfg.display())),
+        "{err}"
+    );
+    let null = set.p("images/app/config/null.yaml");
+    let c = std::ffi::CString::new(null.to_str().unwrap()).unwrap();
+    // SAFETY: mknod(2) of /dev/null's numbers in our own temp dir.
+    let made = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    if made == 0 {
+        let (code, err) = check_within(&["--container", &set.s("images/app"), "/config/null.yaml"]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("null.yaml: is not a regular file"), "{err}");
+    } else {
+        eprintln!("no device node made (not root?): skipped that case");
+    }
+
+    // A sandbox's resolv-conf: named with the sandbox key.
+    let set = base_set();
+    let resolv = set.p("resolv.conf");
+    make_fifo(&resolv);
+    let sandbox = set.p("sandboxes/web.yaml");
+    let text = fs::read_to_string(&sandbox).unwrap();
+    fs::write(
+        &sandbox,
+        format!("{text}resolv-conf: {}\n", resolv.display()),
+    )
+    .unwrap();
+    let (code, err) = check_within(&["-c", &set.master()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "resolv-conf: {}: not a regular file (a FIFO)",
+            resolv.display()
+        )),
+        "{err}"
+    );
+
+    // In the sandboxes dir, only regular files are sandboxes (master.md):
+    // a FIFO there is passed over, never opened.
+    let set = base_set();
+    make_fifo(&set.p("sandboxes/other.yaml"));
+    let (code, err) = check_within(&["-c", &set.master()]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// A container config under a write lease (fcntl(2) F_SETLEASE, which the
+/// file's owner may take) is refused at once: a blocking open would wait
+/// for the lease holder up to /proc/sys/fs/lease-break-time (45 s).
+#[test]
+fn leased_container_config_is_refused_without_waiting() {
+    use std::os::fd::AsRawFd;
+    let set = base_set();
+    let cfg = set.p("images/app/config/app.yaml");
+    // A write lease needs the only open fd of the file; ours is read-only.
+    let held = fs::File::open(&cfg).unwrap();
+    // SAFETY: fcntl(2) on our own fd.
+    if unsafe { libc::fcntl(held.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) } != 0 {
+        eprintln!(
+            "skipped: no lease ({}; fs.leases-enable off?)",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    // No owner: breaking the lease must not signal (SIGIO kills) this test.
+    // SAFETY: fcntl(2) on our own fd.
+    assert_eq!(
+        unsafe { libc::fcntl(held.as_raw_fd(), libc::F_SETOWN, 0) },
+        0
+    );
+    let start = Instant::now();
+    let (code, err) = check_within(&["--container", &set.s("images/app"), "/config/app.yaml"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: is leased by another process (fcntl F_SETLEASE): not waiting for it",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // Once the lease is let go, the same file is read.
+    // SAFETY: fcntl(2) on our own fd.
+    assert_eq!(
+        unsafe { libc::fcntl(held.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) },
+        0
+    );
+    let (code, err) = check_within(&["--container", &set.s("images/app"), "/config/app.yaml"]);
+    assert_eq!(code, Some(0), "{err}");
 }
 
 #[test]

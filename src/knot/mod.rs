@@ -4,8 +4,11 @@
 //! the workload (`exec`) and stays as its init (`init`).
 //!
 //! The knot is forked, not exec'd: it shares the parent's code pages and
-//! costs only the pages it touches. `cairn knot --spec-fd N` runs the same
-//! code from a fresh exec, for debugging and for tools.
+//! costs only the pages it touches, and has its spec in memory. With
+//! `CAIRN_KNOT_EXEC=1` the clone execs `cairn knot --spec-fd N` instead (N
+//! a memfd with the spec as JSON), which runs the same code from a fresh
+//! exec: for debugging, and for the test that checks it builds the same
+//! container.
 
 pub mod etc;
 pub mod exec;

@@ -160,6 +160,8 @@ pub enum ReadError {
     Sys(#[from] Error),
     #[error("is not a regular file")]
     NotRegular,
+    #[error("is leased by another process (fcntl F_SETLEASE): not waiting for it")]
+    Leased,
     #[error("is larger than {0} bytes")]
     TooLarge(usize),
     #[error("read failed: {0}")]
@@ -168,22 +170,34 @@ pub enum ReadError {
 
 /// Open `path` inside the root `root` (symlinks resolved within it, never
 /// outside), check it is a regular file, and read at most `cap` bytes.
-/// `O_NONBLOCK` keeps a FIFO from blocking the open; the regular-file check
-/// then refuses it, as it refuses devices such as `/dev/zero`.
+/// Nothing here waits on the file: a FIFO or a device (`/dev/zero`) is
+/// refused before it is opened for reading, and so, at once, is a regular
+/// file under a write lease (fcntl(2) `F_SETLEASE`, which the file's owner
+/// may take; a blocking open would wait for it up to
+/// `/proc/sys/fs/lease-break-time`, 45 s by default).
 pub fn read_in_root(
     root: BorrowedFd<'_>,
     path: &str,
     cap: usize,
 ) -> std::result::Result<Vec<u8>, ReadError> {
-    // O_PATH first: opening a FIFO would wake its writer, opening a device
-    // would run its driver. Only a regular file is then opened for reading,
-    // through our own fd (never by name again).
+    // O_PATH first: it opens nothing (opening a FIFO would wait for or
+    // wake its writer, opening a device would run its driver). Only a
+    // regular file is then opened for reading, through our own fd (never
+    // by name again, so it stays that inode), with O_NONBLOCK against a
+    // lease; reads of a regular file ignore O_NONBLOCK.
     let path_fd = openat2(root, path, libc::O_PATH, 0, Resolve::InRoot)?;
     let st = fstat(path_fd.as_fd())?;
     if !is_reg(&st) {
         return Err(ReadError::NotRegular);
     }
-    let fd = reopen(path_fd.as_fd(), libc::O_RDONLY | libc::O_NOCTTY)?;
+    let fd = reopen(
+        path_fd.as_fd(),
+        libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
+    )
+    .map_err(|e| match e.errno() {
+        Some(libc::EWOULDBLOCK) => ReadError::Leased,
+        _ => ReadError::Sys(e),
+    })?;
     if st.st_size as u64 > cap as u64 {
         return Err(ReadError::TooLarge(cap));
     }

@@ -8,27 +8,22 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::{Result, check, cstr};
 
-// Constants from <linux/mount.h> (libc lacks some of them).
-const OPEN_TREE_CLONE: u32 = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x0000_0004;
-const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x0000_0040;
-const FSOPEN_CLOEXEC: u32 = 1;
-const FSMOUNT_CLOEXEC: u32 = 1;
-const FSCONFIG_SET_STRING: u32 = 1;
-const FSCONFIG_CMD_CREATE: u32 = 6;
+// Every <linux/mount.h> flag, `fsconfig` command, `MOUNT_ATTR_*` bit and
+// `struct mount_attr` used here comes from the `libc` crate; it has no
+// functions for these system calls, so they go through `libc::syscall`.
 
 /// Mount attributes (`MOUNT_ATTR_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attrs(u64);
 
 impl Attrs {
-    pub const RDONLY: Attrs = Attrs(0x0000_0001);
-    pub const NOSUID: Attrs = Attrs(0x0000_0002);
-    pub const NODEV: Attrs = Attrs(0x0000_0004);
-    pub const NOEXEC: Attrs = Attrs(0x0000_0008);
+    pub const RDONLY: Attrs = Attrs(libc::MOUNT_ATTR_RDONLY);
+    pub const NOSUID: Attrs = Attrs(libc::MOUNT_ATTR_NOSUID);
+    pub const NODEV: Attrs = Attrs(libc::MOUNT_ATTR_NODEV);
+    pub const NOEXEC: Attrs = Attrs(libc::MOUNT_ATTR_NOEXEC);
     pub const NONE: Attrs = Attrs(0);
     /// `nosuid,nodev,noexec`: every volume and tmpfs.
-    pub const SAFE: Attrs = Attrs(0x2 | 0x4 | 0x8);
+    pub const SAFE: Attrs = Attrs::NOSUID.or(Attrs::NODEV).or(Attrs::NOEXEC);
 
     pub const fn or(self, o: Attrs) -> Attrs {
         Attrs(self.0 | o.0)
@@ -45,14 +40,6 @@ pub enum Recursive {
     No,
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 fn owned(fd: i64) -> OwnedFd {
     // SAFETY: callers pass a fresh fd just returned by the kernel.
     unsafe { OwnedFd::from_raw_fd(fd as i32) }
@@ -62,7 +49,7 @@ fn owned(fd: i64) -> OwnedFd {
 /// `dir` (an O_PATH fd), recursive or not. Nothing is attached yet.
 pub fn clone_tree(dir: BorrowedFd<'_>, what: &str, recursive: Recursive) -> Result<OwnedFd> {
     let empty = cstr("")?;
-    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32;
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32;
     if recursive == Recursive::Yes {
         flags |= libc::AT_RECURSIVE as u32;
     }
@@ -81,7 +68,7 @@ pub fn set_attrs(
     recursive: Recursive,
 ) -> Result<()> {
     let empty = cstr("")?;
-    let attr = MountAttr {
+    let attr = libc::mount_attr {
         attr_set: set.bits(),
         attr_clr: clear.bits(),
         propagation: libc::MS_PRIVATE,
@@ -91,15 +78,15 @@ pub fn set_attrs(
     if recursive == Recursive::Yes {
         flags |= libc::AT_RECURSIVE as u32;
     }
-    // SAFETY: valid fd, C string and a MountAttr of the size we pass.
+    // SAFETY: valid fd, C string and a mount_attr of the size we pass.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             mnt.as_raw_fd(),
             empty.as_ptr(),
             flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
         )
     };
     check(ret, "mount_setattr", what)?;
@@ -118,7 +105,7 @@ pub fn attach(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>, what: &str) -> Result
             empty.as_ptr(),
             target.as_raw_fd(),
             empty.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
         )
     };
     check(ret, "move_mount", what)?;
@@ -130,7 +117,7 @@ pub fn attach(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>, what: &str) -> Result
 pub fn new_fs(fstype: &str, options: &[(&str, &str)], attrs: Attrs) -> Result<OwnedFd> {
     let t = cstr(fstype)?;
     // SAFETY: valid C string; flags constant.
-    let fsfd = unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), FSOPEN_CLOEXEC) };
+    let fsfd = unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), libc::FSOPEN_CLOEXEC) };
     let fsfd = owned(check(fsfd, "fsopen", fstype)?);
     for (k, v) in options {
         let (kc, vc) = (cstr(k)?, cstr(v)?);
@@ -139,7 +126,7 @@ pub fn new_fs(fstype: &str, options: &[(&str, &str)], attrs: Attrs) -> Result<Ow
             libc::syscall(
                 libc::SYS_fsconfig,
                 fsfd.as_raw_fd(),
-                FSCONFIG_SET_STRING,
+                libc::FSCONFIG_SET_STRING,
                 kc.as_ptr(),
                 vc.as_ptr(),
                 0,
@@ -152,7 +139,7 @@ pub fn new_fs(fstype: &str, options: &[(&str, &str)], attrs: Attrs) -> Result<Ow
         libc::syscall(
             libc::SYS_fsconfig,
             fsfd.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
+            libc::FSCONFIG_CMD_CREATE,
             std::ptr::null::<libc::c_char>(),
             std::ptr::null::<libc::c_void>(),
             0,
@@ -164,7 +151,7 @@ pub fn new_fs(fstype: &str, options: &[(&str, &str)], attrs: Attrs) -> Result<Ow
         libc::syscall(
             libc::SYS_fsmount,
             fsfd.as_raw_fd(),
-            FSMOUNT_CLOEXEC,
+            libc::FSMOUNT_CLOEXEC,
             attrs.bits(),
         )
     };
