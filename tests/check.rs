@@ -811,3 +811,33 @@ fn rejects_volume_owners_and_setid_modes() {
     );
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// `cairn ps`, `reload` and `upgrade` read files of the runtime dir: a
+/// FIFO there (state.json, tree.pid) is refused at once, never waited on.
+#[test]
+fn ps_and_signals_refuse_a_fifo_in_the_runtime_dir_without_waiting() {
+    let set = base_set();
+    fs::create_dir_all(set.p("run")).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(common::cairn_bin());
+        cmd.args(args).env_remove("RUST_BACKTRACE");
+        let out = output_within(&mut cmd, None, Duration::from_secs(10));
+        (out.status.code(), stderr(&out))
+    };
+    let (code, err) = run(&["ps", "-c", &set.master()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no cairn tree runs"), "{err}");
+    make_fifo(&set.p("run/state.json"));
+    let (code, err) = run(&["ps", "-c", &set.master()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("state.json: not a regular file (a FIFO)"),
+        "{err}"
+    );
+    make_fifo(&set.p("run/tree.pid"));
+    for cmd in ["reload", "upgrade"] {
+        let (code, err) = run(&[cmd, "-c", &set.master()]);
+        assert_eq!(code, Some(1), "{cmd}: {err}");
+        assert!(err.contains("tree.pid: not a regular file"), "{cmd}: {err}");
+    }
+}

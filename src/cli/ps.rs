@@ -8,6 +8,10 @@ use crate::config::master::Master;
 use crate::text::{self, escape};
 use crate::tree::state::Snapshot;
 
+/// The most of state.json we read (about 64 KiB per instance at 10,000
+/// instances would still fit).
+const STATE_CAP: usize = 1 << 30;
+
 pub fn run(master_path: &Path, json: bool) -> u8 {
     let master = match Master::load(master_path) {
         Ok(m) => m,
@@ -17,7 +21,9 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
         }
     };
     let path = master.state_file();
-    let mut snap: Snapshot = match std::fs::read(&path) {
+    // Opened non-blocking and read only if it is a regular file: a FIFO
+    // or a device there must not hang `ps`.
+    let mut snap: Snapshot = match crate::config::read_file_capped(&path, STATE_CAP) {
         Ok(b) => match serde_json::from_slice(&b) {
             Ok(s) => s,
             Err(e) => {
@@ -25,11 +31,15 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
                 return 1;
             }
         },
-        Err(_) => {
+        Err(_) if std::fs::symlink_metadata(&path).is_err() => {
             eprintln!(
                 "cairn ps: no cairn tree runs with runtime dir {} (no state.json)",
                 text::path(&master.runtime_dir)
             );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("cairn ps: {}: {}", text::path(&path), escape(&e));
             return 1;
         }
     };

@@ -1,6 +1,7 @@
 //! `cairn reload` (SIGHUP) and `cairn upgrade` (SIGQUIT) to the running tree.
 
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::config::master::Master;
@@ -13,8 +14,16 @@ use crate::tree::hostdirs;
 /// our pid namespace; the number written in the file may be from another).
 pub fn running_tree(master: &Master) -> Result<i32, String> {
     let path = master.pid_file();
-    let f = std::fs::File::open(&path)
+    // Non-blocking, and only a regular file: a FIFO or a device in its
+    // place must not hang the command.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&path)
         .map_err(|_| format!("no cairn tree runs (no {})", path.display()))?;
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
     match sfs::lock_holder(f.as_fd()).map_err(|e| format!("{}: {e}", path.display()))? {
         None => Err(format!("no cairn tree runs ({} is stale)", path.display())),
         Some(0) => Err(format!(
