@@ -275,6 +275,9 @@ struct World {
     strays: Vec<(i32, u64)>,
     /// Extra environment for the tree.
     env: Vec<(String, String)>,
+    /// A hand-off file the next `start_tree` gives the tree (as fd 9, in
+    /// CAIRN_HANDOFF_FD), as a tree that upgrades itself would.
+    forged_handoff: Option<PathBuf>,
     /// Entries of `processes/box.yaml`, by name.
     entries: BTreeMap<String, String>,
 }
@@ -301,6 +304,7 @@ impl World {
             strays: Vec::new(),
             env: Vec::new(),
             entries: BTreeMap::new(),
+            forged_handoff: None,
         };
         w.master_yaml(&format!("cgroup-name: {}\n", w.cgroup.name));
         w.sandbox("");
@@ -394,6 +398,23 @@ impl World {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
+        let forged = self.forged_handoff.take().map(|p| {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let f = fs::File::open(p).expect("the forged hand-off");
+            let fd = f.as_raw_fd();
+            cmd.env("CAIRN_HANDOFF_FD", "9");
+            // SAFETY: only dup2(2), async-signal-safe, on an fd we hold.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::dup2(fd, 9) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            f
+        });
         // ETXTBSY: another test thread may have forked while our copy of
         // the binary was open for writing; its child closes it on exec.
         let mut tries = 0;
@@ -406,6 +427,7 @@ impl World {
                 r => break r.expect("start cairn tree"),
             }
         };
+        drop(forged);
         let pid = child.id() as i32;
         self.tree = Some(child);
         pid
@@ -1789,4 +1811,43 @@ fn an_adopted_instance_is_stopped_with_its_own_kill_timeout() {
         t0.elapsed(),
         w.log_tail(30)
     );
+}
+
+/// A hand-off this cairn cannot read (a newer cairn's, after a downgrade)
+/// is refused whole: the tree adopts the running instances from the
+/// cgroups and state dirs, as after a kill -9, instead of restoring what it
+/// half understands. (Before hand-offs had versions, this one was read as
+/// far as its keys went: the tree then took fd 9, long closed, for its pid
+/// file lock, and exited, leaving every workload unsupervised.)
+#[test]
+fn a_hand_off_of_an_unknown_version_falls_back_to_adoption() {
+    let mut w = world!();
+    w.sleepers("sleeper", 3);
+    w.start_tree();
+    let before = w.wait_running(3, START);
+    let census0 = w.census();
+    w.kill9_tree();
+    let forged = w.set.p("handoff.json");
+    fs::write(
+        &forged,
+        "{\"version\":99,\"lock_fd\":9,\"started_unix_ms\":0,\"upgrades\":1,\
+         \"reloads\":0,\"began_ns\":0,\"follow\":0,\"sockets\":[],\"counters\":[],\
+         \"unknown_children\":0,\"shutting_down\":false,\"instances_by_sandbox\":{}}\n",
+    )
+    .expect("write the hand-off");
+    w.forged_handoff = Some(forged);
+    let tree2 = w.start_tree();
+    let after = w.wait_running(3, START);
+    assert_eq!(after.tree_pid, tree2);
+    assert_eq!(after.pids(), before.pids(), "not the same knots/workloads");
+    for (name, i) in &after.inst {
+        assert_eq!(i.restarts, 0, "{name} restarted");
+    }
+    assert_eq!(w.census(), census0, "the processes in the cgroups changed");
+    assert!(
+        w.log_has("hand-off: version 99 is not one this cairn reads"),
+        "{}",
+        w.log_tail(30)
+    );
+    assert!(w.log_has("recovering from the cgroups and state dirs instead"));
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::ExitRecord;
 use crate::spec::InstanceSpec;
 use crate::sys::process;
 use crate::sys::{pidfd, proc};
@@ -24,11 +25,24 @@ use super::supervisor::Tree;
 /// The environment variable naming the hand-off fd.
 pub const ENV: &str = "CAIRN_HANDOFF_FD";
 
+/// The version of the hand-off this cairn writes, and the newest it reads.
+/// 1: every cairn before versions (no `version` key). 2: `version`, an
+/// instance's `leaf_ready`, the tree's `retiring`, `logged_hash` and
+/// `died_away`, and states that are checked (an instance in a state this
+/// cairn does not know is not read as `backoff` but adopted afresh).
+/// Bump it whenever a field changes meaning or a reader must not ignore a
+/// new one: a newer hand-off is refused, and the instances are adopted
+/// from the cgroups and state dirs instead (`recover`).
+pub const VERSION: u32 = 2;
+
+/// Every field of `Instance` that `upgrade` hands over (see the exhaustive
+/// destructuring there: a new field of `Instance` does not compile until
+/// it is handed over or said not to be).
 #[derive(Serialize, Deserialize)]
 struct HInstance {
     spec: InstanceSpec,
     hash: String,
-    state: String,
+    state: State,
     pid: Option<i32>,
     start_ticks: Option<u64>,
     pidfd: Option<i32>,
@@ -46,6 +60,8 @@ struct HInstance {
     error: Option<String>,
     drop_state: bool,
     since_unix_ms: u64,
+    #[serde(default)]
+    leaf_ready: bool,
 }
 
 /// The hand-off: this header on the first line, then one line per
@@ -56,6 +72,9 @@ struct HInstance {
 /// its instances in `instances`.
 #[derive(Serialize, Deserialize)]
 pub struct Handoff {
+    /// `VERSION` (absent, 1, before there were versions).
+    #[serde(default = "version_one")]
+    version: u32,
     lock_fd: i32,
     started_unix_ms: u64,
     upgrades: u32,
@@ -70,6 +89,26 @@ pub struct Handoff {
     counters: Vec<((String, String), Counters)>,
     unknown_children: u64,
     shutting_down: bool,
+    /// Knots that reported their end and are still tearing down.
+    #[serde(default)]
+    retiring: Vec<i32>,
+    /// The config hash each instance's config log last named.
+    #[serde(default)]
+    logged_hash: Vec<(String, String)>,
+    /// Exits of knots that died while no tree ran, not yet reported.
+    #[serde(default)]
+    died_away: Vec<(String, ExitRecord, Option<String>)>,
+}
+
+fn version_one() -> u32 {
+    1
+}
+
+/// Just the version of a hand-off, read before anything else of it.
+#[derive(Deserialize)]
+struct Versioned {
+    #[serde(default = "version_one")]
+    version: u32,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -80,16 +119,6 @@ fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(ms).unwrap_or(0)
 }
 
-fn state_from(s: &str) -> State {
-    match s {
-        "starting" => State::Starting,
-        "running" => State::Running,
-        "stopping" => State::Stopping,
-        "failed" => State::Failed,
-        _ => State::Backoff,
-    }
-}
-
 impl Tree {
     /// Serialize, keep the fds, exec. Returns only if the exec failed (the
     /// old image then keeps running unchanged).
@@ -97,59 +126,146 @@ impl Tree {
         // Leaves still to be removed are not handed over: finish them.
         self.leaves
             .drain(self.cgroups.as_ref(), &leaves::in_use(&self.instances));
+        // Every field of the tree, named: one added to `Tree` must be
+        // handed over here or said not to be.
+        let Tree {
+            master_path: _, // the new image is given the same arguments
+            master: _,      // read again from the config by the new image
+            cgroups: _,     // detected again
+            poller: _,      // made again; instances are watched again
+            sigfd: _,       // made again (signals stay blocked over exec)
+            instances,
+            by_pid: _,        // rebuilt from the instances
+            by_token: _,      // rebuilt: new tokens
+            next_token: _,    // rebuilt
+            want: _,          // planned again from the config
+            specs: _,         // planned again from the config
+            frozen: _,        // planned again from the config
+            config_errors: _, // found again from the config
+            counters,
+            unknown_children,
+            logged_hash,
+            died_away,
+            retiring,
+            sandbox_logs: _, // opened again on first use
+            started,
+            upgrades,
+            reloads,
+            shutting_down,
+            dirty: _, // the new image writes state.json at once
+            dirty_since: _,
+            last_flush: _,
+            flush_failing: _,
+            replan: _, // the new image plans at once
+            sockets,
+            exe: _,             // the new image finds its own
+            args: _,            // passed to the exec
+            last_upgrade_ms: _, // measured again by the new image
+            notify: _,          // from the environment again
+            ready_sent: _,      // the new image tells systemd again
+            init: _,            // the new image's own cairn-init
+            fd_limit: _,        // raised again
+            launch: _,          // given again by the entry point
+            filters: _,         // compiled again on first use
+            _lock,
+            runtime: _,       // checked again
+            state: _,         // checked again
+            oom_score_adj: _, // read again
+            proc_pid: _,      // read again
+            leaves: _,        // drained above
+            stdio_dir: _,     // checked again on first use
+        } = &*self;
         let now = Instant::now();
-        let mut keep: Vec<RawFd> = vec![self._lock.as_raw_fd()];
-        let mut instances = Vec::with_capacity(self.instances.len());
-        for i in self.instances.values() {
-            let pidfd = i.pidfd.as_ref().map(|f| f.as_raw_fd());
-            let ready_fd = i.ready.as_ref().map(|f| f.as_raw_fd());
+        let mut keep: Vec<RawFd> = vec![_lock.as_raw_fd()];
+        let mut instances_out = Vec::with_capacity(instances.len());
+        for i in instances.values() {
+            // Every field, named: one added to `Instance` must be handed
+            // over here or said not to be.
+            let Instance {
+                spec,
+                hash,
+                key: _,    // from the spec
+                policy: _, // from the spec
+                life:
+                    Life {
+                        state,
+                        started,
+                        deadline,
+                        failures,
+                        stop_requested,
+                        killed,
+                    },
+                pid,
+                start_ticks,
+                ready,
+                pidfd,
+                token: _, // the new image's poller hands out its own
+                since,
+                spawns,
+                last_exit,
+                replacing,
+                fresh_replacement,
+                pending,
+                error,
+                drop_state,
+                leaf_ready,
+            } = i;
+            let pidfd = pidfd.as_ref().map(|f| f.as_raw_fd());
+            let ready_fd = ready.as_ref().map(|f| f.as_raw_fd());
             keep.extend(pidfd);
             keep.extend(ready_fd);
-            instances.push(HInstance {
-                spec: (*i.spec).clone(),
-                hash: i.hash.clone(),
-                state: i.life.state.as_str().to_string(),
-                pid: i.pid,
-                start_ticks: i.start_ticks,
+            instances_out.push(HInstance {
+                spec: (**spec).clone(),
+                hash: hash.clone(),
+                state: *state,
+                pid: *pid,
+                start_ticks: *start_ticks,
                 pidfd,
                 ready_fd,
-                started_ago_ms: i.life.started.map(|s| ms(now.saturating_duration_since(s))),
-                deadline_in_ms: i
-                    .life
-                    .deadline
-                    .map(|d| ms(d.saturating_duration_since(now))),
-                failures: i.life.failures,
-                stop_requested: i.life.stop_requested,
-                killed: i.life.killed,
-                spawns: i.spawns,
-                last_exit: i.last_exit.clone(),
-                replacing: i.replacing,
-                fresh_replacement: i.fresh_replacement,
-                pending: i.pending.as_ref().map(|(s, h)| ((**s).clone(), h.clone())),
-                error: i.error.clone(),
-                drop_state: i.drop_state,
-                since_unix_ms: unix_ms(i.since),
+                started_ago_ms: started.map(|s| ms(now.saturating_duration_since(s))),
+                deadline_in_ms: deadline.map(|d| ms(d.saturating_duration_since(now))),
+                failures: *failures,
+                stop_requested: *stop_requested,
+                killed: *killed,
+                spawns: *spawns,
+                last_exit: last_exit.clone(),
+                replacing: *replacing,
+                fresh_replacement: *fresh_replacement,
+                pending: pending.as_ref().map(|(s, h)| ((**s).clone(), h.clone())),
+                error: error.clone(),
+                drop_state: *drop_state,
+                since_unix_ms: unix_ms(*since),
+                leaf_ready: *leaf_ready,
             });
         }
-        keep.extend(self.sockets.fds());
+        keep.extend(sockets.fds());
         let h = Handoff {
-            lock_fd: self._lock.as_raw_fd(),
-            started_unix_ms: unix_ms(self.started),
-            upgrades: self.upgrades,
-            reloads: self.reloads,
+            version: VERSION,
+            lock_fd: _lock.as_raw_fd(),
+            started_unix_ms: unix_ms(*started),
+            upgrades: *upgrades,
+            reloads: *reloads,
             began_ns,
             instances: Vec::new(),
-            follow: instances.len() as u32,
-            sockets: self.sockets.handoff(),
-            counters: self
-                .counters
+            follow: instances_out.len() as u32,
+            sockets: sockets.handoff(),
+            counters: counters
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            unknown_children: self.unknown_children,
-            shutting_down: self.shutting_down,
+            unknown_children: *unknown_children,
+            shutting_down: *shutting_down,
+            retiring: retiring.iter().copied().collect(),
+            logged_hash: logged_hash
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            died_away: died_away
+                .iter()
+                .map(|(k, (rec, err))| (k.clone(), *rec, err.clone()))
+                .collect(),
         };
-        let memfd = match write_memfd(&h, &instances) {
+        let memfd = match write_memfd(&h, &instances_out) {
             Ok(f) => f,
             Err(e) => return format!("upgrade: cannot write the hand-off: {e}"),
         };
@@ -190,6 +306,12 @@ impl Tree {
         self.unknown_children = h.unknown_children;
         self.counters = std::mem::take(&mut h.counters).into_iter().collect();
         self.sockets.restore(std::mem::take(&mut h.sockets));
+        self.retiring = std::mem::take(&mut h.retiring).into_iter().collect();
+        self.logged_hash = std::mem::take(&mut h.logged_hash).into_iter().collect();
+        self.died_away = std::mem::take(&mut h.died_away)
+            .into_iter()
+            .map(|(k, rec, err)| (k, (rec, err)))
+            .collect();
         let mut lost = Vec::new();
         let torn = std::cell::Cell::new(false);
         for hi in instances(h, &text, rest, &torn) {
@@ -197,7 +319,7 @@ impl Tree {
             let token = self.new_token();
             let mut inst = Instance::new(std::sync::Arc::new(hi.spec), hi.hash, token);
             inst.life = Life {
-                state: state_from(&hi.state),
+                state: hi.state,
                 started: hi.started_ago_ms.map(|a| now - Duration::from_millis(a)),
                 deadline: hi.deadline_in_ms.map(|d| now + Duration::from_millis(d)),
                 failures: hi.failures,
@@ -211,6 +333,7 @@ impl Tree {
             inst.pending = hi.pending.map(|(s, hash)| (std::sync::Arc::new(s), hash));
             inst.error = hi.error;
             inst.drop_state = hi.drop_state;
+            inst.leaf_ready = hi.leaf_ready;
             inst.since = UNIX_EPOCH + Duration::from_millis(hi.since_unix_ms);
             inst.pidfd = hi.pidfd.and_then(|fd| crate::sys::fs::adopt_fd(fd).ok());
             inst.ready = hi.ready_fd.and_then(|fd| crate::sys::fs::adopt_fd(fd).ok());
@@ -339,11 +462,20 @@ fn instances<'a>(
 }
 
 /// The header line of a hand-off's text (all of an older cairn's).
+/// A hand-off of a version this cairn does not know is refused whole.
 fn parse(text: Vec<u8>) -> Result<Taken, String> {
     let rest = text
         .iter()
         .position(|&b| b == b'\n')
         .map_or(text.len(), |i| i + 1);
+    let v: Versioned =
+        serde_json::from_slice(&text[..rest]).map_err(|e| format!("hand-off: {e}"))?;
+    if !(1..=VERSION).contains(&v.version) {
+        return Err(format!(
+            "hand-off: version {} is not one this cairn reads (1 to {VERSION}); not reading it",
+            v.version
+        ));
+    }
     serde_json::from_slice(&text[..rest])
         .map(|head| Taken { head, text, rest })
         .map_err(|e| format!("hand-off: {e}"))
@@ -374,7 +506,7 @@ mod tests {
         HInstance {
             spec,
             hash: format!("h-{name}"),
-            state: "running".into(),
+            state: State::Running,
             pid: None,
             start_ticks: None,
             pidfd: None,
@@ -392,11 +524,13 @@ mod tests {
             error: None,
             drop_state: false,
             since_unix_ms: 0,
+            leaf_ready: false,
         }
     }
 
     fn head(instances: Vec<HInstance>, follow: u32) -> Handoff {
         Handoff {
+            version: VERSION,
             lock_fd: 3,
             started_unix_ms: 0,
             upgrades: 1,
@@ -408,6 +542,9 @@ mod tests {
             counters: Vec::new(),
             unknown_children: 0,
             shutting_down: false,
+            retiring: Vec::new(),
+            logged_hash: Vec::new(),
+            died_away: Vec::new(),
         }
     }
 
@@ -460,5 +597,72 @@ mod tests {
         assert_eq!(names(parse(torn).unwrap()), (vec!["h-b".into()], true));
         let short = text[..second].to_vec();
         assert_eq!(names(parse(short).unwrap()), (vec![], true));
+    }
+
+    fn text_of(h: &Handoff, list: &[HInstance]) -> Vec<u8> {
+        let mut text = Vec::new();
+        std::fs::File::from(write_memfd(h, list).unwrap())
+            .read_to_end(&mut text)
+            .unwrap();
+        text
+    }
+
+    #[test]
+    fn a_hand_off_of_a_version_it_does_not_know_is_refused() {
+        for v in [0, VERSION + 1, 99] {
+            let mut h = head(Vec::new(), 1);
+            h.version = v;
+            let err = parse(text_of(&h, &[hinstance("a")])).err().unwrap();
+            assert!(err.contains(&format!("version {v} is not one")), "{err}");
+        }
+        // Without a version it is 1 (every cairn before versions); read.
+        let mut v1 = serde_json::to_value(head(Vec::new(), 1)).unwrap();
+        v1.as_object_mut().unwrap().remove("version");
+        let mut text = serde_json::to_vec(&v1).unwrap();
+        text.push(b'\n');
+        text.extend(serde_json::to_vec(&hinstance("a")).unwrap());
+        assert_eq!(names(parse(text).unwrap()), (vec!["h-a".into()], false));
+    }
+
+    #[test]
+    fn what_version_2_added_comes_through() {
+        let mut h = head(Vec::new(), 1);
+        h.retiring = vec![41, 42];
+        h.logged_hash = vec![("s/a.0".into(), "h1".into())];
+        let rec = ExitRecord {
+            status: 137,
+            signal: Some(9),
+            oom_killed: true,
+        };
+        h.died_away = vec![("s/a.1".into(), rec, Some("why".into()))];
+        let mut i = hinstance("a");
+        i.leaf_ready = true;
+        i.state = State::Stopping;
+        let Taken {
+            mut head,
+            text,
+            rest,
+        } = parse(text_of(&h, &[i])).unwrap();
+        assert_eq!(head.version, VERSION);
+        assert_eq!(head.retiring, vec![41, 42]);
+        assert_eq!(head.logged_hash, h.logged_hash);
+        assert_eq!(head.died_away, h.died_away);
+        let torn = std::cell::Cell::new(false);
+        let got: Vec<HInstance> = instances(&mut head, &text, rest, &torn).collect();
+        assert!(got[0].leaf_ready);
+        assert_eq!(got[0].state, State::Stopping);
+    }
+
+    #[test]
+    fn an_instance_in_a_state_it_does_not_know_is_not_read_as_backoff() {
+        let mut line = serde_json::to_value(hinstance("a")).unwrap();
+        line["state"] = "draining".into();
+        let mut text = serde_json::to_vec(&head(Vec::new(), 2)).unwrap();
+        for l in [line, serde_json::to_value(hinstance("b")).unwrap()] {
+            text.push(b'\n');
+            text.extend(serde_json::to_vec(&l).unwrap());
+        }
+        // Torn: the tree then adopts what it did not get (`recover`).
+        assert_eq!(names(parse(text).unwrap()), (vec!["h-b".into()], true));
     }
 }
