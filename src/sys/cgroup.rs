@@ -206,6 +206,13 @@ fn mkdir(dir: &Path, recursive: bool) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// The processes in the cgroup at `dir` (none when it cannot be read).
+fn procs_in(dir: &Path) -> Vec<i32> {
+    read_text(dir.join("cgroup.procs"))
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
 fn write(path: &Path, value: &str) -> Result<(), Error> {
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -366,8 +373,52 @@ impl Cgroups {
 
     /// SIGKILL everything in `leaf`, in every hierarchy: v2 has
     /// cgroup.kill; on v1 we kill what we see until the cgroup is empty (a
-    /// fork racing the kill shows up on the next read).
+    /// fork racing the kill shows up on the next read). With the v1
+    /// `freezer` controller in use, the leaf is frozen first, so nothing in
+    /// it can fork while it is being killed; it is thawed after, and what
+    /// was killed dies then.
     pub fn kill_all(&self, leaf: &str) {
+        if let Some(state) = self.freeze_v1(leaf) {
+            // One pass: frozen, nothing can fork, and a killed task stays
+            // listed until it is thawed.
+            if let Some(dir) = state.parent() {
+                for p in procs_in(dir) {
+                    let _ = super::process::kill(p, libc::SIGKILL);
+                }
+            }
+            if let Err(e) = write(&state, "THAWED") {
+                log::warn!("{e}");
+            }
+        }
+        self.kill_visible(leaf);
+    }
+
+    /// Freeze `leaf` in the v1 freezer hierarchy, if we use one, and wait
+    /// (briefly: tasks stop at their next return to user space) until it
+    /// is frozen. Returns its `freezer.state` file to thaw it with.
+    fn freeze_v1(&self, leaf: &str) -> Option<PathBuf> {
+        let h = self
+            .hierarchies
+            .iter()
+            .find(|h| !h.v2 && h.has("freezer"))?;
+        let state = h.dir(&self.root, Some(leaf)).join("freezer.state");
+        if let Err(e) = write(&state, "FROZEN") {
+            if state.exists() {
+                log::warn!("{e}");
+            }
+            return None;
+        }
+        for _ in 0..1000 {
+            match read_text(&state) {
+                Ok(s) if s.trim() == "FROZEN" => break,
+                Ok(_) => std::thread::yield_now(),
+                Err(_) => break,
+            }
+        }
+        Some(state)
+    }
+
+    fn kill_visible(&self, leaf: &str) {
         for h in &self.hierarchies {
             let dir = h.dir(&self.root, Some(leaf));
             if !dir.exists() {
@@ -377,9 +428,7 @@ impl Cgroups {
                 continue;
             }
             for _ in 0..100 {
-                let pids: Vec<i32> = read_text(dir.join("cgroup.procs"))
-                    .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
-                    .unwrap_or_default();
+                let pids = procs_in(&dir);
                 if pids.is_empty() {
                     break;
                 }

@@ -245,3 +245,73 @@ fn detects_inside_a_container_without_cgroupns() {
     );
     assert_eq!(v2.hierarchies[0].base, "/c2");
 }
+
+/// Removes the test's cgroup root from every hierarchy (after its leaf).
+struct RootGuard(Cgroups);
+
+impl Drop for RootGuard {
+    fn drop(&mut self) {
+        let _ = self.0.destroy("leaf");
+        for h in &self.0.hierarchies {
+            let _ = fs::remove_dir(h.dir(&self.0.root, None));
+        }
+    }
+}
+
+/// Real kernel, as root: a leaf whose processes fork without pause is
+/// emptied by `kill_all` and can be removed. On a host with the v1 freezer
+/// (which the cgroup-controllers here ask for) the leaf is frozen while
+/// it is killed and left thawed.
+#[test]
+fn kill_all_empties_a_leaf_that_keeps_forking() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var_os("CI").is_none(), "CI runs tests as root");
+        return;
+    }
+    let root = format!("cairn-test-killall-{}", std::process::id());
+    let cg = detect_host(&root, &wanted(&["name", "freezer", "pids"])).expect("detect");
+    assert!(!cg.is_empty(), "no cgroup hierarchy to test with");
+    let guard = RootGuard(cg);
+    let cg = &guard.0;
+    let limits = Limits {
+        memory: None,
+        cpu_shares: None,
+        pids: Some(64),
+    };
+    cg.create("leaf", &limits).expect("create the leaf");
+    // It waits for a line, so it is in the leaf before it forks.
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", "read go; while :; do sleep 300 & done"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sh");
+    cg.join("leaf", child.id() as i32).expect("join");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"go\n").expect("go");
+    }
+    let t0 = std::time::Instant::now();
+    while cg.procs("leaf").len() < 20 && t0.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::yield_now();
+    }
+    assert!(cg.procs("leaf").len() >= 20, "{:?}", cg.procs("leaf"));
+    cg.kill_all("leaf");
+    let _ = child.wait();
+    let t0 = std::time::Instant::now();
+    while !cg.procs("leaf").is_empty() && t0.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::yield_now();
+    }
+    assert_eq!(cg.procs("leaf"), Vec::<i32>::new(), "left in the leaf");
+    let freezer = cg.hierarchies.iter().find(|h| !h.v2 && h.has("freezer"));
+    if Path::new("/sys/fs/cgroup/freezer/cgroup.procs").exists() {
+        assert!(freezer.is_some(), "the host's v1 freezer is not used");
+    }
+    if let Some(h) = freezer {
+        let state = fs::read_to_string(h.dir(&cg.root, Some("leaf")).join("freezer.state"));
+        assert_eq!(state.expect("freezer.state").trim(), "THAWED");
+    }
+    cg.destroy("leaf").expect("the emptied leaf is removed");
+}
