@@ -111,13 +111,78 @@ fn unknown_oom() -> i32 {
     -1
 }
 
-/// The workload's end as the knot records it in `exit-status`.
+/// The workload's end as the knot records it in `exit-status`; for a
+/// workload that never started, why (`failure`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRecord {
     /// Shell-style status: the code, or 128 + signal.
     pub status: i32,
     pub signal: Option<i32>,
     pub oom_killed: bool,
+    /// Set when the knot could not start the workload (status 125 to 127).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+/// The step of a start that failed, as far as the tree needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Building the container, before the workload's own steps.
+    Setup,
+    /// Changing to the container's `workdir`.
+    Workdir,
+    /// Finding or executing the container's `executable`.
+    Executable,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Setup => "setup",
+            Stage::Workdir => "workdir",
+            Stage::Executable => "executable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stage> {
+        [Stage::Setup, Stage::Workdir, Stage::Executable]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+}
+
+/// Why a start failed: the step and the kernel's errno, when there is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub stage: Stage,
+    pub errno: Option<i32>,
+}
+
+impl Failure {
+    /// Whether starting again with the same config and image must fail the
+    /// same way: the `workdir` or `executable` is missing from the image
+    /// (ENOENT, ENOTDIR), leads through a symlink or magic link out of it
+    /// (ELOOP, EXDEV), is not the workload user's to use (EACCES), or is
+    /// not a format the kernel runs (ENOEXEC). Anything else (out of
+    /// memory or fds, an I/O error, any failure to build the container)
+    /// may pass and is retried with back-off.
+    pub fn permanent(&self) -> bool {
+        matches!(
+            (self.stage, self.errno),
+            (
+                Stage::Workdir | Stage::Executable,
+                Some(
+                    libc::ENOENT
+                        | libc::ENOTDIR
+                        | libc::ELOOP
+                        | libc::EXDEV
+                        | libc::EACCES
+                        | libc::ENOEXEC
+                )
+            )
+        )
+    }
 }
 
 /// The record that makes a running knot findable (`<instance>/knot`).
@@ -262,6 +327,56 @@ pub fn filter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_failures_are_permanent() {
+        let f = |stage, errno| Failure { stage, errno }.permanent();
+        for e in [
+            libc::ENOENT,
+            libc::ENOTDIR,
+            libc::ELOOP,
+            libc::EXDEV,
+            libc::EACCES,
+            libc::ENOEXEC,
+        ] {
+            assert!(f(Stage::Executable, Some(e)), "{e}");
+            assert!(f(Stage::Workdir, Some(e)), "{e}");
+            assert!(!f(Stage::Setup, Some(e)), "{e}");
+        }
+        for e in [
+            libc::ENOMEM,
+            libc::EMFILE,
+            libc::EIO,
+            libc::E2BIG,
+            libc::ETXTBSY,
+        ] {
+            assert!(!f(Stage::Executable, Some(e)), "{e}");
+        }
+        assert!(!f(Stage::Executable, None));
+    }
+
+    #[test]
+    fn an_exit_record_without_a_failure_reads_as_before() {
+        // What cairn-init and older knots write.
+        let r: ExitRecord =
+            serde_json::from_str(r#"{"status":143,"signal":15,"oom_killed":false}"#).unwrap();
+        assert_eq!(r.failure, None);
+        let r = ExitRecord {
+            status: 127,
+            signal: None,
+            oom_killed: false,
+            failure: Some(Failure {
+                stage: Stage::Executable,
+                errno: Some(libc::ENOENT),
+            }),
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.contains(r#""failure":{"stage":"executable","errno":2}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<ExitRecord>(&text).unwrap(), r);
+    }
 
     #[test]
     fn a_knot_record_reads_back_as_written() {

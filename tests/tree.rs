@@ -2399,3 +2399,5 @@ fn restart_keeps_the_cgroup_limits_and_a_changed_config_rewrites_them() {
 mod faults;
 #[path = "tree/injection.rs"]
 mod injection;
+#[path = "tree/refused.rs"]
+mod refused;

@@ -11,7 +11,7 @@ use crate::sys::fs::{self as sfs, Resolve};
 use crate::sys::seccomp::{self, Program};
 use crate::sys::{caps, embedded, idmap, keyring, process, signal};
 
-use crate::protocol::Context;
+use crate::protocol::{Context, Failure, Stage};
 
 /// Exit codes of a workload that never ran: exec failed, or the
 /// executable was not found (shell conventions).
@@ -24,6 +24,8 @@ pub const NOT_FOUND: i32 = 127;
 pub struct SpawnError {
     pub code: i32,
     pub message: String,
+    /// The step that failed and its errno, for the tree (`exit-status`).
+    pub failure: Option<Failure>,
 }
 
 impl SpawnError {
@@ -31,6 +33,55 @@ impl SpawnError {
         SpawnError {
             code: super::SETUP_FAILED,
             message,
+            failure: None,
+        }
+    }
+
+    /// An execve (or the lookup of the executable before it) that failed
+    /// with `errno`: 127 when the file is not there, 126 otherwise.
+    fn exec(message: String, errno: Option<i32>) -> SpawnError {
+        SpawnError {
+            code: if errno == Some(libc::ENOENT) {
+                NOT_FOUND
+            } else {
+                EXEC_FAILED
+            },
+            message,
+            failure: Some(Failure {
+                stage: Stage::Executable,
+                errno,
+            }),
+        }
+    }
+
+    /// How the workload child reports it on the error pipe: `CODE STAGE
+    /// ERRNO MESSAGE`, `-` for a stage or errno it does not have.
+    fn to_wire(&self) -> String {
+        let (stage, errno) = match self.failure {
+            Some(f) => (
+                f.stage.as_str(),
+                f.errno.map_or("-".to_string(), |e| e.to_string()),
+            ),
+            None => ("-", "-".to_string()),
+        };
+        format!("{} {stage} {errno} {}", self.code, self.message)
+    }
+
+    fn from_wire(msg: &str) -> SpawnError {
+        let mut it = msg.splitn(4, ' ');
+        let (Some(code), Some(stage), Some(errno), Some(message)) =
+            (it.next(), it.next(), it.next(), it.next())
+        else {
+            return SpawnError::setup(msg.to_string());
+        };
+        let failure = Stage::parse(stage).map(|stage| Failure {
+            stage,
+            errno: errno.parse().ok(),
+        });
+        SpawnError {
+            code: code.parse().unwrap_or(super::SETUP_FAILED),
+            message: message.to_string(),
+            failure,
         }
     }
 }
@@ -119,7 +170,7 @@ pub fn prepare(
                 // keep list), used once more and then we exit.
                 unsafe { OwnedFd::from_raw_fd(fds.err) },
             );
-            let _ = w.write_all(format!("{} {}", err.code, err.message).as_bytes());
+            let _ = w.write_all(err.to_wire().as_bytes());
             process::exit_now(err.code);
         }
         Some(pid) => Ok(Pending {
@@ -230,22 +281,12 @@ fn map_lines(m: &[crate::config::range::IdMap], id: u32) -> Vec<idmap::Line> {
 fn parse_failure(spec: &InstanceSpec, msg: &str) -> SpawnError {
     if let Some(errno) = msg.strip_prefix('E').and_then(|n| n.parse::<i32>().ok()) {
         let e = std::io::Error::from_raw_os_error(errno);
-        return SpawnError {
-            code: if errno == libc::ENOENT {
-                NOT_FOUND
-            } else {
-                EXEC_FAILED
-            },
-            message: format!("cannot execute {}: {e}", spec.executable),
-        };
+        return SpawnError::exec(
+            format!("cannot execute {}: {e}", spec.executable),
+            Some(errno),
+        );
     }
-    match msg.split_once(' ') {
-        Some((c, m)) => SpawnError {
-            code: c.parse().unwrap_or(super::SETUP_FAILED),
-            message: m.to_string(),
-        },
-        None => SpawnError::setup(msg.to_string()),
-    }
+    SpawnError::from_wire(msg)
 }
 
 /// The highest fd number the workload is given (at least 2).
@@ -280,22 +321,24 @@ fn child(
     match child_steps(spec, ctx, userns, filter, fds) {
         Ok(never) => match never {},
         Err(Fail::Setup(m)) => SpawnError::setup(m),
-        Err(Fail::Exec(m, errno)) => SpawnError {
-            code: if errno == Some(libc::ENOENT) {
-                NOT_FOUND
-            } else {
-                EXEC_FAILED
-            },
-            message: m,
+        Err(Fail::Workdir(m, errno)) => SpawnError {
+            failure: Some(Failure {
+                stage: Stage::Workdir,
+                errno,
+            }),
+            ..SpawnError::setup(m)
         },
+        Err(Fail::Exec(m, errno)) => SpawnError::exec(m, errno),
     }
 }
 
 enum Never {}
 
-/// A failure in the child: before execve, or of execve (with its errno).
+/// A failure in the child: before execve, of its workdir, or of execve
+/// (with their errno).
 enum Fail {
     Setup(String),
+    Workdir(String, Option<i32>),
     Exec(String, Option<i32>),
 }
 
@@ -418,7 +461,12 @@ fn child_steps(
         0,
         Resolve::InRoot,
     )
-    .map_err(|e| format!("workdir {}: {}", spec.workdir, path_error(&e)))?;
+    .map_err(|e| {
+        Fail::Workdir(
+            format!("workdir {}: {}", spec.workdir, path_error(&e)),
+            e.errno(),
+        )
+    })?;
     step("workdir", process::fchdir(wd.as_fd()))?;
     drop(wd);
     let cwd = step("workdir", process::getcwd())?;

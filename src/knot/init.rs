@@ -37,9 +37,9 @@ pub fn run(
     spec: &InstanceSpec,
     sigfd: &OwnedFd,
     mut pid: i32,
-    mut respawn: impl FnMut() -> Result<i32, (String, i32)>,
+    mut respawn: impl FnMut() -> Result<i32, super::exec::SpawnError>,
     mut on_start: impl FnMut(i32),
-) -> Result<Ended, (String, i32)> {
+) -> Result<Ended, super::exec::SpawnError> {
     let mut alive = true;
     let mut started = Instant::now();
     let mut stopping = false;

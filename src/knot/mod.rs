@@ -146,8 +146,9 @@ pub fn limits(spec: &InstanceSpec, cg: &Cgroups) -> Limits {
     }
 }
 
-/// The workload could not be started: say why (in `error` when
-/// supervised, and on stderr); the knot's exit status.
+/// The workload could not be started: say why (in `error` and, with the
+/// step that failed, in `exit-status` when supervised, and on stderr); the
+/// knot's exit status.
 fn spawn_failed(
     spec: &InstanceSpec,
     ctx: &Context,
@@ -156,6 +157,17 @@ fn spawn_failed(
 ) -> i32 {
     if ctx.supervised {
         let _ = sfs::replace_file(inst.0.as_fd(), ERROR_FILE, e.message.as_bytes(), 0o644);
+        if e.failure.is_some() {
+            let rec = ExitRecord {
+                status: e.code,
+                signal: None,
+                oom_killed: false,
+                failure: e.failure,
+            };
+            if let Ok(json) = serde_json::to_vec(&rec) {
+                let _ = sfs::replace_file(inst.0.as_fd(), EXIT_FILE, &json, 0o644);
+            }
+        }
     }
     eprintln!("cairn: {}: {}", spec.name, crate::text::escape(&e.message));
     e.code
@@ -298,16 +310,12 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         spec,
         &sigfd,
         first,
-        || exec::spawn(spec, spawn_ctx, stdio.as_ref()).map_err(|e| (e.message, e.code)),
+        || exec::spawn(spec, spawn_ctx, stdio.as_ref()),
         record_pid,
     );
     let ended = match ended {
         Ok(e) => e,
-        Err((msg, code)) => {
-            let _ = sfs::replace_file(inst.0.as_fd(), ERROR_FILE, msg.as_bytes(), 0o644);
-            eprintln!("cairn: {}: {}", spec.name, crate::text::escape(&msg));
-            return Ok(code);
-        }
+        Err(e) => return Ok(spawn_failed(spec, ctx, inst, &e)),
     };
     let oom_killed = matches!(ended.exit, Exit::Signal(libc::SIGKILL))
         && oom_dir.as_ref().is_some_and(|d| oom_kills(d) > oom_before);
@@ -318,6 +326,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
             Exit::Code(_) => None,
         },
         oom_killed,
+        failure: None,
     };
     if ctx.supervised
         && let Ok(json) = serde_json::to_vec(&rec)

@@ -151,6 +151,7 @@ impl Tree {
             }
         }
         self.apply_plan();
+        self.retry_refused();
         self.gc_sockets();
         // Parsing every config leaves free memory behind: give it back.
         process::trim_heap();
@@ -172,6 +173,31 @@ impl Tree {
                 self.by_token.insert(token, name.clone());
                 self.instances.insert(name, inst);
             }
+        }
+    }
+
+    /// A reload tries again the instances whose start was refused for good
+    /// (`protocol::Failure::permanent`) with a config that did not change:
+    /// the operator may have fixed the image.
+    fn retry_refused(&mut self) {
+        let refused: Vec<String> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| {
+                i.life.state == State::Failed
+                    && i.last_exit
+                        .as_ref()
+                        .and_then(|e| e.cause)
+                        .is_some_and(|c| c.permanent())
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in refused {
+            log::info!("{name}: trying again (reload)");
+            if let Some(i) = self.instances.get_mut(&name) {
+                i.error = None;
+            }
+            self.event(&name, Event::Retry);
         }
     }
 
@@ -233,6 +259,7 @@ impl Tree {
                 failure: !normal,
                 at: rfc3339(SystemTime::now()),
                 error,
+                cause: rec.failure,
             });
             log::warn!(
                 "{name}: died while no tree ran (status {}); starting it again",

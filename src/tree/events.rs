@@ -172,10 +172,17 @@ impl Tree {
         let normal =
             signal.is_none() && error.is_none() && i.spec.normal_exit_codes.contains(&status);
         let failure = !i.life.stop_requested && !normal;
+        let cause = record.and_then(|r| r.failure);
+        // The same config and image would fail the same way: no back-off
+        // loop, `failed` until the config changes or a reload.
+        let refused = failure && cause.is_some_and(|f| f.permanent());
         let c = self.counters.entry(i.key.clone()).or_default();
         c.deaths += 1;
         if failure {
             c.failures += 1;
+        }
+        if refused {
+            c.refused += 1;
         }
         i.last_exit = Some(LastExit {
             status,
@@ -184,13 +191,27 @@ impl Tree {
             failure,
             at: rfc3339(SystemTime::now()),
             error: error.clone(),
+            cause,
         });
         let why = match (&error, oom) {
             (Some(e), _) => format!("could not start: {}", e.trim()),
             (None, true) => format!("killed by the OOM killer (status {status})"),
             (None, false) => format!("exited with status {status}"),
         };
-        let msg = format!("{name}: {why}{}", if failure { " (failure)" } else { "" });
+        if refused {
+            i.error = Some(format!(
+                "{}; not started again until its config changes or a reload",
+                error.as_deref().unwrap_or("could not start").trim()
+            ));
+        }
+        let msg = format!(
+            "{name}: {why}{}",
+            match (refused, failure) {
+                (true, _) => " (failure; not retried until its config changes or a reload)",
+                (false, true) => " (failure)",
+                (false, false) => "",
+            }
+        );
         if failure {
             log::warn!("{msg}");
         } else {
@@ -198,6 +219,11 @@ impl Tree {
         }
         self.sandbox_log(name, &msg);
         self.dirty = true;
-        self.event(name, Event::Exited { failure });
+        let event = if refused {
+            Event::Refused
+        } else {
+            Event::Exited { failure }
+        };
+        self.event(name, event);
     }
 }

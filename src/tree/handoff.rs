@@ -633,6 +633,7 @@ mod tests {
             status: 137,
             signal: Some(9),
             oom_killed: true,
+            failure: None,
         };
         h.died_away = vec![("s/a.1".into(), rec, Some("why".into()))];
         let mut i = hinstance("a");

@@ -3,13 +3,17 @@
 //! argument, effects go out as `Action`s for the event loop to perform.
 //!
 //! ```text
-//!              Ready      Exited          Deadline          Stop
-//! Starting     Running    Backoff/Gone*   Starting (KILL)** Stopping
-//! Running      -          Backoff/Gone*   -                 Stopping
-//! Stopping     -          Gone            Stopping (KILL)   -
-//! Backoff      -          -               Starting (spawn)  Gone
-//! Failed       -          -               -                 Gone
+//!              Ready      Exited          Refused       Deadline          Stop      Retry
+//! Starting     Running    Backoff/Gone*   Failed/Gone*  Starting (KILL)** Stopping  -
+//! Running      -          Backoff/Gone*   Failed/Gone*  -                 Stopping  -
+//! Stopping     -          Gone            Gone          Stopping (KILL)   -         -
+//! Backoff      -          -               -             Starting (spawn)  Gone      -
+//! Failed       -          -               -             -                 Gone      Starting (spawn)
 //! ```
+//! `Refused`: the knot exited without starting the workload for a reason
+//! a retry with the same config and image cannot change
+//! (`protocol::Failure::permanent`); the instance waits in Failed, with
+//! the reason, until its config changes or a reload asks for a `Retry`.
 //! (*) Gone when a stop was asked for while it ran; `Gone` means the
 //! instance leaves the table (and is started again from the desired set
 //! when it is still wanted, e.g. after a config change).
@@ -59,6 +63,11 @@ pub enum Event {
     /// The knot exited; `failure` per FEATURES.md (not TERM from the tree,
     /// not a normal exit code).
     Exited { failure: bool },
+    /// The knot exited without starting the workload, and a retry with the
+    /// same config and image would fail the same way.
+    Refused,
+    /// Try a failed instance again (a reload: the image may be fixed).
+    Retry,
     /// The instance's deadline passed.
     Deadline,
     /// The tree wants it stopped (removed, changed, shutdown).
@@ -202,6 +211,9 @@ pub fn step(life: &mut Life, event: Event, now: Instant, p: &Policy) -> Vec<Acti
         (Starting, Ready) => starting_ready(life),
         (Starting, Deadline) => setup_expired(life),
         (Starting | Running, Exited { failure }) => died(life, failure, now, p),
+        (Starting | Running, Refused) => refused(life),
+        (Stopping, Refused) => stopped(life),
+        (Failed, Retry) => start(life, now, p),
         (Starting | Running, Stop) => stop_running(life, now, p),
         (Stopping, Exited { .. }) => stopped(life),
         (Stopping, Deadline) => kill_after_timeout(life),
@@ -237,6 +249,16 @@ fn died(life: &mut Life, failure: bool, now: Instant, p: &Policy) -> Vec<Action>
     life.failures = failures;
     life.state = State::Backoff;
     life.deadline = Some(at);
+    Vec::new()
+}
+
+fn refused(life: &mut Life) -> Vec<Action> {
+    if life.stop_requested {
+        return stopped(life);
+    }
+    life.state = State::Failed;
+    life.deadline = None;
+    life.failures = life.failures.saturating_add(1);
     Vec::new()
 }
 

@@ -24,13 +24,15 @@ const ALL_STATES: [State; 5] = [
     State::Failed,
 ];
 
-fn all_events() -> [Event; 5] {
+fn all_events() -> [Event; 7] {
     [
         Event::Ready,
         Event::Exited { failure: true },
         Event::Exited { failure: false },
+        Event::Refused,
         Event::Deadline,
         Event::Stop,
+        Event::Retry,
     ]
 }
 
@@ -338,7 +340,8 @@ fn every_cell_is_total() {
                 (s, ev),
                 (State::Starting | State::Running, Event::Stop)
                     | (State::Starting, Event::Deadline)
-                    | (State::Stopping, Event::Exited { .. })
+                    | (State::Stopping, Event::Exited { .. } | Event::Refused)
+                    | (State::Failed, Event::Retry)
                     | (State::Stopping, Event::Deadline)
                     | (State::Backoff, Event::Deadline)
                     | (State::Backoff | State::Failed, Event::Stop)
@@ -349,6 +352,61 @@ fn every_cell_is_total() {
                 "{s:?} x {ev:?} -> {acts:?}"
             );
         }
+    }
+}
+
+#[test]
+fn starting_refused_fails_and_waits_for_a_retry() {
+    let t0 = Instant::now();
+    let p = policy();
+    let mut l = life(State::Starting, t0);
+    assert!(step(&mut l, Event::Refused, at(t0, 5), &p).is_empty());
+    assert_eq!((l.state, l.deadline, l.failures), (State::Failed, None, 1));
+    // No deadline: it is never started again by itself.
+    assert!(step(&mut l, Event::Deadline, at(t0, 60_000), &p).is_empty());
+    assert_eq!(l.state, State::Failed);
+    // A retry starts it at once, with a setup deadline.
+    assert_eq!(
+        step(&mut l, Event::Retry, at(t0, 70_000), &p),
+        [Action::Spawn]
+    );
+    assert_eq!(l.state, State::Starting);
+    assert_eq!(l.deadline, Some(at(t0, 70_000) + p.setup_timeout));
+}
+
+#[test]
+fn running_refused_fails_too() {
+    let t0 = Instant::now();
+    let mut l = life(State::Running, t0);
+    assert!(step(&mut l, Event::Refused, at(t0, 5), &policy()).is_empty());
+    assert_eq!(l.state, State::Failed);
+}
+
+#[test]
+fn refused_while_a_stop_was_asked_for_is_gone() {
+    let t0 = Instant::now();
+    let p = policy();
+    let mut l = life(State::Starting, t0);
+    step(&mut l, Event::Stop, t0, &p);
+    assert_eq!(
+        step(&mut l, Event::Refused, at(t0, 1), &p),
+        [Action::Forget]
+    );
+}
+
+#[test]
+fn retry_of_anything_but_failed_does_nothing() {
+    let t0 = Instant::now();
+    for s in [
+        State::Starting,
+        State::Running,
+        State::Stopping,
+        State::Backoff,
+    ] {
+        let mut l = life(s, t0);
+        let before = l.clone();
+        assert!(step(&mut l, Event::Retry, at(t0, 1), &policy()).is_empty());
+        assert_eq!(l, before, "{s:?}");
     }
 }
 

@@ -40,6 +40,7 @@ fn read_exit(dir: &HostDir) -> Option<(ExitRecord, Option<String>)> {
                 status: SETUP_FAILED,
                 signal: None,
                 oom_killed: false,
+                failure: None,
             },
             Some(e),
         )),

@@ -48,6 +48,10 @@ pub struct LastExit {
     pub at: String,
     /// Why the container could not start, when it could not.
     pub error: Option<String>,
+    /// The step of the start that failed and its errno, when the knot
+    /// said (`protocol::Failure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<crate::protocol::Failure>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +94,9 @@ pub struct Counters {
     pub started: u64,
     pub deaths: u64,
     pub failures: u64,
+    /// Starts refused for good (`protocol::Failure::permanent`).
+    #[serde(default)]
+    pub refused: u64,
 }
 
 pub use crate::text::rfc3339;
@@ -113,7 +120,7 @@ pub fn metrics(
         &'static str,
         fn(&Counters) -> u64,
     );
-    let series: [Series; 3] = [
+    let series: [Series; 4] = [
         (
             "cairn_started_total",
             "counter",
@@ -131,6 +138,12 @@ pub fn metrics(
             "counter",
             "Deaths counted as failures.",
             |c| c.failures,
+        ),
+        (
+            "cairn_refused_starts_total",
+            "counter",
+            "Starts that failed in a way a retry cannot change (executable or workdir missing from the image, not executable).",
+            |c| c.refused,
         ),
     ];
     for (name, kind, help, get) in series {
@@ -214,12 +227,14 @@ mod tests {
                 started: 3,
                 deaths: 2,
                 failures: 1,
+                refused: 1,
             },
         );
         let mut r = BTreeMap::new();
         r.insert(("sb".to_string(), "web".to_string()), 1);
         let m = metrics(&c, &r, 4);
         assert!(m.contains("cairn_started_total{sandbox=\"sb\",process=\"web\"} 3\n"));
+        assert!(m.contains("cairn_refused_starts_total{sandbox=\"sb\",process=\"web\"} 1\n"));
         assert!(m.contains("cairn_failures_total{sandbox=\"\",process=\"\"} 1\n"));
         assert!(m.contains("cairn_running{sandbox=\"sb\",process=\"web\"} 1\n"));
         assert!(m.contains("cairn_unknown_children_total 4\n"));

@@ -1,0 +1,102 @@
+//! Starts that cannot succeed: a knot that could not start the workload
+//! for a reason a retry cannot change (the executable or workdir is not in
+//! the image) leaves the instance `failed` with the reason, instead of a
+//! back-off loop that restarts it forever; a reload tries it again.
+
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+
+/// `cairn reload` and wait until the tree has reloaded.
+fn reload(fx: &Fx) -> Value {
+    let before = reloads(&fx.ps());
+    let out = cairn(&["reload", "-c", &fx.master_path()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    fx.wait_ps("the reload", |ps| reloads(ps) > before)
+}
+
+#[test]
+fn a_missing_executable_fails_once_and_a_reload_tries_it_again() {
+    let mut fx = fixture!();
+    fx.container(
+        "web",
+        &format!(
+            "kind: Daemon\nuser-id: {UID}\ngroup-id: {GID}\nexecutable: /bin/web-server\n\
+             kill-timeout: 1\nrestart-timeout: 0\n"
+        ),
+    );
+    fx.container("lost", &sleeper("workdir: /srv/app\nrestart-timeout: 0\n"));
+    fx.processes(&[("web", 1), ("lost", 1)]);
+    fx.start();
+    let ps = fx.wait_ps("both failed", |ps| {
+        state(ps, "box/web.0") == Some("failed") && state(ps, "box/lost.0") == Some("failed")
+    });
+    for (name, stage, needle) in [
+        ("box/web.0", "executable", "cannot execute /bin/web-server"),
+        ("box/lost.0", "workdir", "workdir /srv/app"),
+    ] {
+        let i = inst(&ps, name).expect("instance");
+        let error = i["error"].as_str().unwrap_or_default();
+        assert!(error.contains(needle), "{name}: {i}");
+        assert!(error.contains("not started again until its config changes or a reload"));
+        let exit = &i["last_exit"];
+        assert_eq!(exit["cause"]["stage"], stage, "{name}: {i}");
+        assert_eq!(exit["cause"]["errno"], libc::ENOENT, "{name}: {i}");
+        assert_eq!(exit["failure"], true, "{name}: {i}");
+    }
+    // Given time to loop (restart-timeout 0: a back-off starts it again
+    // within 0.1 s, then 0.2 s, 0.4 s, ...), it does not.
+    std::thread::sleep(Duration::from_millis(1500));
+    let ps = fx.ps();
+    for name in ["box/web.0", "box/lost.0"] {
+        let i = inst(&ps, name).expect("instance");
+        assert_eq!(i["state"], "failed", "{name}: {i}");
+        assert_eq!(i["restarts"], 0, "{name} was started again: {i}");
+    }
+    fx.expect_metrics(&[
+        ("cairn_started_total", "web", 1),
+        ("cairn_refused_starts_total", "web", 1),
+        ("cairn_refused_starts_total", "lost", 1),
+    ]);
+    assert!(
+        fx.log().contains(
+            "box/web.0: could not start: cannot execute /bin/web-server: No such file or directory \
+             (os error 2) (failure; not retried until its config changes or a reload)"
+        ),
+        "{}",
+        fx.log()
+    );
+
+    // The operator puts the missing files into the image and reloads.
+    let server = fx.set.p("images/bb/bin/web-server");
+    fs::write(&server, "#!/bin/sh\nexec sleep 1000\n").expect("write");
+    fs::set_permissions(&server, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::create_dir_all(fx.set.p("images/bb/srv/app")).expect("mkdir");
+    reload(&fx);
+    let ps = fx.wait_ps("both running", |ps| {
+        all_running(ps, &["box/web.0", "box/lost.0"])
+    });
+    for name in ["box/web.0", "box/lost.0"] {
+        assert!(
+            inst(&ps, name).expect("instance")["error"].is_null(),
+            "{ps}"
+        );
+    }
+}
+
+/// Failures a retry may cure still back off and retry: a workload that
+/// exits with 127 itself (a shell that did not find a command) is an
+/// ordinary failure, not a refused start.
+#[test]
+fn a_workload_that_exits_127_itself_is_retried() {
+    let mut fx = fixture!();
+    fx.container("shell", &sh("exit 127", "restart-timeout: 0\n"));
+    fx.processes(&[("shell", 1)]);
+    fx.start();
+    let ps = fx.wait_ps("restarted twice", |ps| {
+        inst(ps, "box/shell.0").is_some_and(|i| i["restarts"].as_u64() >= Some(2))
+    });
+    let i = inst(&ps, "box/shell.0").expect("instance");
+    assert_ne!(i["state"], "failed", "{i}");
+    assert!(i["last_exit"]["cause"].is_null(), "{i}");
+}
