@@ -1,4 +1,4 @@
-/* A tiny socket-activated server for tests/upgrade.rs: accept connections
+/* A tiny socket-activated server for tests/upgrade/: accept connections
  * on fd 3 (a listening socket passed in by cairn) forever, answer each with
  * "ok\n" and close it. Built statically at test time, so it runs in the
  * busybox image, which has no libc. */

@@ -3,14 +3,6 @@
 
 use super::*;
 
-/// Ask the running tree to reload and wait until it has.
-fn reload_and_wait(fx: &Fx) -> Value {
-    let before = reloads(&fx.ps());
-    let out = cairn(&["reload", "-c", &fx.master_path()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    fx.wait_ps("the reload", |ps| reloads(ps) > before)
-}
-
 /// A process config caught half-written by a reload (a non-atomic writer:
 /// `: > file`, or a file cut off after `instances: 1` of `instances: 10`)
 /// stopped the instances it no longer listed. It is now refused as

@@ -7,14 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::*;
 
-/// `cairn reload` and wait until the tree has reloaded.
-fn reload(fx: &Fx) -> Value {
-    let before = reloads(&fx.ps());
-    let out = cairn(&["reload", "-c", &fx.master_path()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    fx.wait_ps("the reload", |ps| reloads(ps) > before)
-}
-
 #[test]
 fn a_missing_executable_fails_once_and_a_reload_tries_it_again() {
     let mut fx = fixture!();
@@ -72,7 +64,7 @@ fn a_missing_executable_fails_once_and_a_reload_tries_it_again() {
     fs::write(&server, "#!/bin/sh\nexec sleep 1000\n").expect("write");
     fs::set_permissions(&server, fs::Permissions::from_mode(0o755)).expect("chmod");
     fs::create_dir_all(fx.set.p("images/bb/srv/app")).expect("mkdir");
-    reload(&fx);
+    reload_and_wait(&fx);
     let ps = fx.wait_ps("both running", |ps| {
         all_running(ps, &["box/web.0", "box/lost.0"])
     });

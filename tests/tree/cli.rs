@@ -1,0 +1,63 @@
+//! Command-line contract around the tree: usage errors exit 2, no running
+//! tree exits 1, and a second tree on the same runtime dir is refused.
+
+use super::*;
+
+#[test]
+fn second_tree_on_the_same_runtime_dir_refuses() {
+    let mut fx = fixture!();
+    fx.container("web", &sleeper(""));
+    fx.processes(&[("web", 1)]);
+    fx.start();
+    let ps = fx.wait_ps("running", |ps| all_running(ps, &["box/web.0"]));
+    let first = fx.tree_pid();
+    let mut cmd = Command::new(cairn_bin());
+    cmd.args(["tree", "-c", &fx.master_path(), "--log-stderr"]);
+    let out = output_within(&mut cmd, None, Duration::from_secs(10));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("pid {first}")), "{err}");
+    assert!(err.contains(&fx.set.s("run")), "{err}");
+    assert_eq!(
+        fs::read_to_string(fx.set.p("run/tree.pid"))
+            .expect("pid file")
+            .trim(),
+        first.to_string()
+    );
+    let after = fx.ps();
+    assert_eq!(after["tree"]["pid"], first);
+    assert_eq!(pids(&after, "box/web.0"), pids(&ps, "box/web.0"));
+    assert!(alive(first));
+}
+
+#[test]
+fn usage_errors_exit_2_and_missing_tree_exits_1() {
+    for args in [
+        vec!["tree", "--bogus"],
+        vec!["ps", "--bogus"],
+        vec!["switch", "box"],
+        vec!["reload", "extra"],
+        vec!["tree", "--log-level", "loud"],
+    ] {
+        let out = cairn(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    let set = ConfigSet::new();
+    set.write("master.yaml", format!("runtime-dir: {}\n", set.s("run")));
+    for cmd in ["ps", "reload", "upgrade"] {
+        let out = cairn(&[cmd, "-c", &set.master()]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        assert!(
+            stderr(&out).contains("no cairn tree runs"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+    }
+    // A master config that does not load: exit 1 naming it.
+    let missing = set.s("nope.yaml");
+    for cmd in ["tree", "ps", "reload"] {
+        let out = cairn(&[cmd, "-c", &missing]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        assert!(stderr(&out).contains(&missing), "{cmd}: {}", stderr(&out));
+    }
+}
