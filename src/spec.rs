@@ -429,7 +429,8 @@ impl InstanceSpec {
     }
 
     /// A spec that only names an instance: shown as `failed` when its
-    /// config cannot be read; never run.
+    /// config cannot be read; never run (the tree refuses to start a knot
+    /// from one).
     pub fn placeholder(sandbox: &str, process: &str, index: u32) -> InstanceSpec {
         InstanceSpec {
             name: instance_name(sandbox, process, Which::Daemon(index)),

@@ -141,17 +141,22 @@ impl Tree {
         self.frozen = frozen;
         // Adopted instances whose config did not change take the real spec
         // in place of their placeholder (the others kept theirs above).
+        // One that failed for want of it is tried again.
+        let mut unheld = Vec::new();
         for (name, i) in self.instances.iter_mut() {
             if let (Some(w), Some(spec)) = (self.want.get(name), self.specs.get(name))
                 && w.hash == i.hash
                 && !Arc::ptr_eq(&i.spec, spec)
             {
+                if i.spec.is_placeholder() && i.life.state == State::Failed {
+                    unheld.push(name.clone());
+                }
                 i.spec = spec.clone();
                 i.policy = super::instance::policy_of(spec);
             }
         }
         self.apply_plan();
-        self.retry_refused();
+        self.retry_refused(unheld);
         self.gc_sockets();
         // Parsing every config leaves free memory behind: give it back.
         process::trim_heap();
@@ -177,10 +182,11 @@ impl Tree {
     }
 
     /// A reload tries again the instances whose start was refused for good
-    /// (`protocol::Failure::permanent`) with a config that did not change:
-    /// the operator may have fixed the image.
-    fn retry_refused(&mut self) {
-        let refused: Vec<String> = self
+    /// (`protocol::Failure::permanent`) with a config that did not change
+    /// (the operator may have fixed the image), and `unheld`: adopted ones
+    /// refused for want of their config, which has loaded now.
+    fn retry_refused(&mut self, unheld: Vec<String>) {
+        let mut refused: Vec<String> = self
             .instances
             .iter()
             .filter(|(_, i)| {
@@ -192,6 +198,7 @@ impl Tree {
             })
             .map(|(n, _)| n.clone())
             .collect();
+        refused.extend(unheld);
         for name in refused {
             log::info!("{name}: trying again (reload)");
             if let Some(i) = self.instances.get_mut(&name) {
@@ -363,6 +370,17 @@ impl Tree {
         let Some(i) = self.instances.get_mut(name) else {
             return;
         };
+        // An adopted instance whose config could not be read has only a
+        // placeholder (no image, no executable, uid 0): never started.
+        if i.spec.is_placeholder() {
+            let why = "adopted from an earlier tree, and its config could not be read since; \
+                       not started again until it loads"
+                .to_string();
+            log::error!("{name}: {why}");
+            i.error = Some(why);
+            self.event(name, Event::Refused);
+            return;
+        }
         // A start that fails here (no fds left, say) is an error shown
         // on the instance, like any other failed start.
         let (r, w) = match process::pipe() {

@@ -4,7 +4,8 @@
 //! instances stay watched across an upgrade, keep their own kill-timeout
 //! and are restarted when they die; an instance whose config changed while
 //! no tree ran restarts, one that died meanwhile starts once; a knot that
-//! lost its tree before it could be found never runs.
+//! lost its tree before it could be found never runs; an adopted instance
+//! without its config is never started from its placeholder.
 
 use super::*;
 
@@ -475,4 +476,46 @@ fn an_adopted_instance_is_stopped_with_its_own_kill_timeout() {
         t0.elapsed(),
         w.log_tail(30)
     );
+}
+
+/// An adopted instance whose config could not be read when the new tree
+/// started keeps running on a placeholder (no image, no executable, uid
+/// 0). When its workload dies, the placeholder is never started: the
+/// instance shows `failed` with the reason, and starts again once its
+/// config loads.
+#[test]
+fn an_adopted_instance_without_its_config_is_never_started_from_a_placeholder() {
+    let mut w = world!();
+    w.sleepers("sleeper", 1);
+    w.start_tree();
+    let before = w.wait_running(1, START);
+    let n = "box/sleeper.0";
+    w.kill9_tree();
+    // Its container config is broken while no tree runs.
+    let cfg = w.set.p("images/bb/config/sleeper.yaml");
+    let good = fs::read_to_string(&cfg).expect("config");
+    fs::write(&cfg, "executable: [\n").expect("break it");
+    w.start_tree();
+    let adopted = w.wait_running(1, START);
+    assert_eq!(adopted.pids(), before.pids(), "not adopted");
+    kill(before.inst[n].workload.expect("workload"), libc::SIGKILL);
+    let ps = w.wait("the instance to fail", STEP, |p| {
+        p.inst[n].state == "failed"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = w.ps().expect("ps");
+    assert_eq!(later.inst[n].state, "failed", "{:?}", later.inst[n]);
+    assert_eq!(later.inst[n].pid, None, "a knot runs: {:?}", later.inst[n]);
+    assert!(
+        w.log_has("its config could not be read"),
+        "{}",
+        w.log_tail(20)
+    );
+    drop(ps);
+    // The config is fixed and the tree reloads: it runs again.
+    fs::write(&cfg, good).expect("fix it");
+    let out = upg_output(Command::new(&w.cli).args(["reload", "-c", &w.master()]));
+    assert!(out.status.success());
+    let ps = w.wait("the instance to run again", STEP, |p| p.all_running(1));
+    assert_ne!(ps.inst[n].workload, before.inst[n].workload);
 }
