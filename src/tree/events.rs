@@ -12,6 +12,28 @@ use super::lifecycle::{Event, State};
 use super::state::{LastExit, rfc3339};
 use super::supervisor::Tree;
 
+/// How the tree learns of a knot's end.
+enum Ended {
+    /// Its exit (reaped, or seen through its pidfd).
+    Exit(Exit),
+    /// Its report (`x` on the ready pipe), with the records it wrote.
+    Recorded(ExitRecord, Option<String>),
+}
+
+/// What a wait status alone says.
+fn from_wait(exit: Exit) -> ExitRecord {
+    let (status, signal) = match exit {
+        Exit::Code(c) => (c, None),
+        Exit::Signal(s) => (128 + s, Some(s)),
+    };
+    ExitRecord {
+        status,
+        signal,
+        oom_killed: false,
+        failure: None,
+    }
+}
+
 impl Tree {
     /// A knot's ready pipe has news.
     pub fn ready_event(&mut self, token: u64) {
@@ -58,15 +80,14 @@ impl Tree {
                     // Unless the record could not be written (a full
                     // disk): then the knot's own exit, which is the
                     // workload's status, is the news. Wait for it.
-                    let found = self.instance_records(&name);
-                    if found.0.is_none() {
+                    let (Some(record), error) = self.instance_records(&name) else {
                         return;
-                    }
+                    };
                     if let Some(pid) = self.instances.get(&name).and_then(|i| i.pid) {
                         self.by_pid.remove(&pid);
                         self.retiring.insert(pid);
                     }
-                    self.knot_ended(&name, Exit::Code(-1), Some(found));
+                    self.knot_ended(&name, Ended::Recorded(record, error));
                     return;
                 }
                 _ => {}
@@ -124,25 +145,20 @@ impl Tree {
 
     /// A knot exited: record why, count it, step the lifecycle.
     pub fn knot_exited(&mut self, name: &str, exit: Exit) {
-        self.knot_ended(name, exit, None);
+        self.knot_ended(name, Ended::Exit(exit));
     }
 
-    /// `knot_exited`, with the instance dir's records when the caller has
-    /// read them already.
-    fn knot_ended(
-        &mut self,
-        name: &str,
-        exit: Exit,
-        read: Option<(Option<ExitRecord>, Option<String>)>,
-    ) {
+    /// A knot's end: its exit (the records in its dir say more, when root
+    /// alone wrote them), or the records it left when it reported its end.
+    fn knot_ended(&mut self, name: &str, ended: Ended) {
         let killed_in_setup = self
             .instances
             .get(name)
             .is_some_and(|i| i.life.state == State::Starting && i.life.killed);
-        let read = match read {
-            Some(r) => Some(r),
-            None if !killed_in_setup => Some(self.instance_records(name)),
-            None => None,
+        let read = match &ended {
+            Ended::Recorded(..) => None,
+            Ended::Exit(_) if killed_in_setup => None,
+            Ended::Exit(_) => Some(self.instance_records(name)),
         };
         let Some(i) = self.instances.get_mut(name) else {
             return;
@@ -155,24 +171,23 @@ impl Tree {
         if let Some(r) = i.ready.take() {
             let _ = self.poller.delete(r.as_fd());
         }
-        let (record, error): (Option<ExitRecord>, Option<String>) = match read {
-            Some(r) => r,
+        let (record, error) = match (ended, read) {
+            (Ended::Recorded(r, e), _) => (r, e),
+            (Ended::Exit(exit), Some((r, e))) => (r.unwrap_or_else(|| from_wait(exit)), e),
             // Killed at its setup deadline, maybe before it cleared what
             // an earlier run left in its dir: the tree has the reason, the
             // wait status the rest.
-            None => (None, i.error.clone()),
+            (Ended::Exit(exit), None) => (from_wait(exit), i.error.clone()),
         };
-        let (status, signal, oom) = match record {
-            Some(r) => (r.status, r.signal, r.oom_killed),
-            None => match exit {
-                Exit::Code(c) => (c, None, false),
-                Exit::Signal(s) => (128 + s, Some(s), false),
-            },
-        };
+        let ExitRecord {
+            status,
+            signal,
+            oom_killed: oom,
+            failure: cause,
+        } = record;
         let normal =
             signal.is_none() && error.is_none() && i.spec.normal_exit_codes.contains(&status);
         let failure = !i.life.stop_requested && !normal;
-        let cause = record.and_then(|r| r.failure);
         // The same config and image would fail the same way: no back-off
         // loop, `failed` until the config changes or a reload.
         let refused = failure && cause.is_some_and(|f| f.permanent());
