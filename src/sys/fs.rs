@@ -41,14 +41,6 @@ pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// `struct open_how` of openat2(2) (libc's is non-exhaustive).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// openat2(2): open `path` relative to `dir` with `flags` (O_CLOEXEC is
 /// always added) and the given resolution rules.
 pub fn openat2(
@@ -58,38 +50,20 @@ pub fn openat2(
     mode: u32,
     resolve: Resolve,
 ) -> Result<OwnedFd> {
-    let c = cstr(path)?;
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: u64::from(mode),
-        resolve: resolve.bits(),
-    };
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let how = OpenHow::new()
+        .flags(OFlag::from_bits_retain(flags | libc::O_CLOEXEC))
+        .mode(nix::sys::stat::Mode::from_bits_retain(mode))
+        .resolve(ResolveFlag::from_bits_retain(resolve.bits()));
     // With RESOLVE_IN_ROOT/BENEATH the kernel answers EAGAIN when a rename
     // or mount anywhere raced a ".." step; openat2(2) says to retry.
     let mut tries = 0;
-    let fd = loop {
-        // SAFETY: `c` is a valid NUL-terminated string and `how` a valid
-        // open_how of the size we pass; the kernel only reads them.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd == -1
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
-            && tries < 128
-        {
-            tries += 1;
-            continue;
+    loop {
+        match nix::fcntl::openat2(dir, path, how) {
+            Err(nix::errno::Errno::EAGAIN) if tries < 128 => tries += 1,
+            r => return r.map_err(|e| super::process::nix_err("openat2", path, e)),
         }
-        break check(fd, "openat2", path)?;
-    };
-    // SAFETY: the kernel returned a new fd that nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
 }
 
 /// open(2) of a host path that we trust (operator-written config), as an
