@@ -352,7 +352,7 @@ fn symlink_at_the_stdio_log_is_not_followed() {
 /// a pid namespace of its own (as a knot is), started by us as root.
 fn bystander() -> (Child, i32, u64) {
     let child = Command::new("unshare")
-        .args(["--pid", "--fork", "sleep", "1000"])
+        .args(["--pid", "--fork", "--kill-child", "sleep", "1000"])
         .stdin(Stdio::null())
         .spawn()
         .expect("unshare sleep");

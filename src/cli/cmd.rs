@@ -187,7 +187,7 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
         }
     };
     // The knot dies with us (see Context::parent_pipe).
-    let (alive_r, _alive_w) = match process::pipe() {
+    let (alive_r, _alive_w) = match crate::sys::fd::pipe() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("cairn cmd: {e}");

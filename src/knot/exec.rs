@@ -140,16 +140,16 @@ pub fn prepare(
     let filter = checked_filter(spec, ctx).map_err(SpawnError::setup)?;
     let setup = |e: crate::sys::Error| SpawnError::setup(e.to_string());
     let userns = !spec.uid_map.is_empty() || !spec.gid_map.is_empty();
-    let (err_r, err_w) = process::pipe().map_err(setup)?;
-    let (up_r, up_w) = process::pipe().map_err(setup)?;
-    let (go_r, go_w) = process::pipe().map_err(setup)?;
+    let (err_r, err_w) = crate::sys::fd::pipe().map_err(setup)?;
+    let (up_r, up_w) = crate::sys::fd::pipe().map_err(setup)?;
+    let (go_r, go_w) = crate::sys::fd::pipe().map_err(setup)?;
     match process::fork().map_err(setup)? {
         None => {
             drop(err_r);
             drop(up_r);
             drop(go_w);
             // Keep the error pipe above every fd number the workload gets.
-            let high = match process::dup_above(err_w.as_raw_fd(), max_target(ctx) + 1) {
+            let high = match crate::sys::fd::dup_above(err_w.as_raw_fd(), max_target(ctx) + 1) {
                 Ok(high) => high,
                 Err(_) => process::exit_now(EXEC_FAILED),
             };
@@ -368,7 +368,7 @@ fn child_steps(
     keep.extend(fds.stdio);
     keep.extend(ctx.sockets.iter().map(|(_, fd)| *fd));
     keep.extend(ctx.init_fd);
-    step("close inherited fds", process::close_all_but(&keep))?;
+    step("close inherited fds", crate::sys::fd::close_all_but(&keep))?;
     // The knot's cwd may be a host dir the pivot does not move.
     step("chdir", process::chdir("/"))?;
 
@@ -390,7 +390,11 @@ fn child_steps(
     }
     step(
         "fileno-limit",
-        process::set_rlimit(process::RLIMIT_NOFILE, spec.limits.fileno, "RLIMIT_NOFILE"),
+        crate::sys::rlimit::set_rlimit(
+            crate::sys::rlimit::RLIMIT_NOFILE,
+            spec.limits.fileno,
+            "RLIMIT_NOFILE",
+        ),
     )?;
     step("session keyring", keyring::join_new_session_keyring())?;
     // SAFETY: our own pipe ends, by number; each used here and closed.
@@ -402,7 +406,7 @@ fn child_steps(
     };
     if userns {
         // The knot writes our maps when it lets us go.
-        step("user namespace", process::unshare_user())?;
+        step("user namespace", crate::sys::namespace::unshare_user())?;
         up.write_all(b"u").map_err(|e| format!("sync: {e}"))?;
     } else {
         drop_privileges(spec)?;
@@ -497,7 +501,7 @@ fn child_steps(
     // File descriptors: 0-2, then the declared sockets; nothing else.
     let max_target = max_target(ctx);
     let above = |fd: RawFd| -> Result<RawFd, Fail> {
-        Ok(step("dup", process::dup_above(fd, max_target + 1))?.into_raw_fd())
+        Ok(step("dup", crate::sys::fd::dup_above(fd, max_target + 1))?.into_raw_fd())
     };
     let mut high: Vec<(RawFd, RawFd)> = Vec::new();
     for (target, src) in &ctx.sockets {
@@ -511,22 +515,22 @@ fn child_steps(
         Some(above(f.as_raw_fd())?)
     };
     if let Some(fd) = stdin {
-        step("dup2", process::dup2(fd, 0))?;
+        step("dup2", crate::sys::fd::dup2(fd, 0))?;
     }
     if let Some(fd) = out {
-        step("dup2", process::dup2(fd, 1))?;
-        step("dup2", process::dup2(fd, 2))?;
+        step("dup2", crate::sys::fd::dup2(fd, 1))?;
+        step("dup2", crate::sys::fd::dup2(fd, 2))?;
     }
     for (target, fd) in &high {
-        step("dup2", process::dup2(*fd, *target))?;
+        step("dup2", crate::sys::fd::dup2(*fd, *target))?;
     }
     // Everything above the targets goes but the error pipe and cairn-init.
     let mut keep: Vec<RawFd> = (0..=max_target).collect();
     keep.push(fds.err);
     keep.extend(ctx.init_fd);
-    step("close fds", process::close_all_but(&keep))?;
+    step("close fds", crate::sys::fd::close_all_but(&keep))?;
     for fd in 0..=max_target {
-        match process::clear_cloexec(fd) {
+        match crate::sys::fd::clear_cloexec(fd) {
             // Not open: a gap in the socket numbers, or stdio the caller
             // of an interactive command closed. It stays closed.
             Err(e) if e.errno() == Some(libc::EBADF) => {}
@@ -564,7 +568,7 @@ fn child_steps(
         // cairn-init calls the workload's execve (see
         // `embedded::exec_trampoline`); it reports through the error pipe,
         // which must stay open across its own exec.
-        step("error pipe", process::clear_cloexec(fds.err))?;
+        step("error pipe", crate::sys::fd::clear_cloexec(fds.err))?;
     }
     // Last, after no_new_privs and the capability drop: the filter. What
     // runs under it before the workload is only our exec (execveat of

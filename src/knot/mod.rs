@@ -51,7 +51,7 @@ pub(crate) static KNOT_OOM_SCORE_ADJ: std::sync::atomic::AtomicI32 =
 
 /// Close every inherited fd except stdio and `keep`.
 fn close_inherited(keep: &[RawFd]) -> Result<(), String> {
-    process::close_all_but(keep).map_err(|e| e.to_string())
+    crate::sys::fd::close_all_but(keep).map_err(|e| e.to_string())
 }
 
 /// Record a setup failure where the supervisor and the operator look.
@@ -75,7 +75,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     // A command's container must not outlive `cairn cmd` (killed with -9
     // it could not clean up): die with it.
     if let Some(fd) = ctx.parent_pipe {
-        if process::set_pdeathsig(libc::SIGKILL).is_err() || process::pipe_closed(fd) {
+        if process::set_pdeathsig(libc::SIGKILL).is_err() || crate::sys::fd::pipe_closed(fd) {
             return SETUP_FAILED;
         }
     }
@@ -197,7 +197,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
     // A cgroup namespace rooted at the leaf just joined (or, with cgroups
     // off, wherever the knot runs): the workload's /proc/self/cgroup
     // shows "/" and nothing of the host's cgroup tree.
-    process::unshare_cgroup().map_err(|e| e.to_string())?;
+    crate::sys::namespace::unshare_cgroup().map_err(|e| e.to_string())?;
     // Ports opened in the container's own network namespace, and the
     // context that gives them to the workload (kept open for respawns).
     let mut own_ports: Vec<OwnedFd> = Vec::new();
@@ -211,7 +211,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         let r = net::setup(netspec, host);
         process::set_umask(ours);
         r?;
-        process::close_fd(host);
+        crate::sys::fd::close_fd(host);
         for (target, listen) in spec.container_ports() {
             let fd = crate::sys::socket::listen(&listen)
                 .map_err(|e| format!("tcp port {} (in the container): {e}", listen.port))?;
@@ -280,7 +280,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
     };
     record_pid(first);
     if let Some(fd) = ctx.ready {
-        process::notify(fd, b'r');
+        crate::sys::fd::notify(fd, b'r');
     }
     // From here on the knot only waits. A supervised instance hands pid 1
     // over to cairn-init, which needs a few pages instead of the forked
@@ -337,8 +337,8 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
     // container's namespaces and mounts then runs in parallel with the
     // start of the next one.
     if let Some(fd) = ctx.ready {
-        process::notify(fd, b'x');
-        process::close_fd(fd);
+        crate::sys::fd::notify(fd, b'x');
+        crate::sys::fd::close_fd(fd);
     }
     if oom_killed {
         eprintln!(
@@ -370,7 +370,7 @@ fn hand_over(
     let s = |e: crate::sys::Error| e.to_string();
     let steps = || -> Result<String, String> {
         // Copies far above 3..5 first, so no dup2 below clobbers a source.
-        let high = |fd: RawFd| process::dup_above(fd, 100).map_err(s);
+        let high = |fd: RawFd| crate::sys::fd::dup_above(fd, 100).map_err(s);
         let init = high(init_fd)?;
         let status = ready.map(high).transpose()?;
         let dir = high(inst.as_raw_fd())?;
@@ -380,16 +380,16 @@ fn hand_over(
             .iter()
             .map(|(_, fd)| high(*fd))
             .collect::<Result<_, _>>()?;
-        process::cloexec_from(3).map_err(s)?;
+        crate::sys::fd::cloexec_from(3).map_err(s)?;
         for (src, dst) in [(status.as_ref(), 3), (Some(&dir), 4), (oom.as_ref(), 5)] {
             if let Some(src) = src {
-                process::dup2(src.as_raw_fd(), dst).map_err(s)?;
+                crate::sys::fd::dup2(src.as_raw_fd(), dst).map_err(s)?;
             }
         }
         // The listening sockets stay open in pid 1 too, at 6, 7, ...: a
         // restarted tree takes them back from there.
         for (i, sock) in sockets.iter().enumerate() {
-            process::dup2(sock.as_raw_fd(), 6 + i as RawFd).map_err(s)?;
+            crate::sys::fd::dup2(sock.as_raw_fd(), 6 + i as RawFd).map_err(s)?;
         }
         let argv = vec![
             "cairn".to_string(),

@@ -11,7 +11,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::spec::NetworkSpec;
-use crate::sys::process;
 
 /// Where `ip` is looked for (the host's, never the image's).
 const IP_PATHS: &[&str] = &["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"];
@@ -52,7 +51,7 @@ pub fn setup(net: &NetworkSpec, host_netns: RawFd) -> Result<(), String> {
         .map_err(|e| format!("/proc/self/ns/net: {e}"))?
         .into();
     // `ip` finds our namespace through its own /proc/self/fd.
-    process::clear_cloexec(own.as_raw_fd()).map_err(|e| e.to_string())?;
+    crate::sys::fd::clear_cloexec(own.as_raw_fd()).map_err(|e| e.to_string())?;
     let own_path = format!("/proc/self/fd/{}", own.as_raw_fd());
     let knot_pid: u32 = std::fs::read_link("/proc/self")
         .ok()
@@ -60,7 +59,7 @@ pub fn setup(net: &NetworkSpec, host_netns: RawFd) -> Result<(), String> {
         .ok_or("bridged-network: cannot read our pid from /proc/self")?;
     let host_if = host_interface(knot_pid);
 
-    process::enter_netns(host_netns).map_err(|e| e.to_string())?;
+    crate::sys::namespace::enter_netns(host_netns).map_err(|e| e.to_string())?;
     let host_side = run(
         ip,
         &[
@@ -70,7 +69,7 @@ pub fn setup(net: &NetworkSpec, host_netns: RawFd) -> Result<(), String> {
     .and_then(|()| run(ip, &["link", "set", &host_if, "master", &net.bridge, "up"]));
     // Nothing else may run in the host's namespace: back first, then
     // report. If the pair was made, it dies with our namespace.
-    process::enter_netns(own.as_raw_fd()).map_err(|e| e.to_string())?;
+    crate::sys::namespace::enter_netns(own.as_raw_fd()).map_err(|e| e.to_string())?;
     host_side?;
 
     let family = if net.ip.is_ipv6() { "-6" } else { "-4" };

@@ -30,10 +30,10 @@ pub fn spawn(spec: &InstanceSpec, ctx: &Context) -> Result<i32, String> {
 /// Clone into the knot's namespaces; `child` runs in the clone, which
 /// exits with what it returns.
 fn clone_knot(spec: &InstanceSpec, child: impl FnOnce() -> i32) -> Result<i32, String> {
-    let ns = process::Namespaces {
+    let ns = crate::sys::namespace::Namespaces {
         net: spec.network.is_some(),
     };
-    match process::clone_into(ns).map_err(|e| format!("{}: {e}", spec.name))? {
+    match crate::sys::namespace::clone_into(ns).map_err(|e| format!("{}: {e}", spec.name))? {
         Some(pid) => Ok(pid),
         None => process::exit_now(child()),
     }
@@ -71,7 +71,7 @@ pub struct ExecInput {
 pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, String> {
     use std::io::{Seek, Write};
     let (_host_netns, ctx) = with_host_netns(spec, ctx)?;
-    let fd = process::memfd("cairn-knot-spec").map_err(|e| e.to_string())?;
+    let fd = crate::sys::fd::memfd("cairn-knot-spec").map_err(|e| e.to_string())?;
     let mut f = std::fs::File::from(fd);
     let input = ExecInput {
         spec: spec.clone(),
@@ -92,7 +92,10 @@ pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, 
         pass.extend(ctx.stdio_dir_fd);
         pass.extend(ctx.host_netns);
         pass.push(raw);
-        if pass.iter().any(|f| process::clear_cloexec(*f).is_err()) {
+        if pass
+            .iter()
+            .any(|f| crate::sys::fd::clear_cloexec(*f).is_err())
+        {
             return SETUP_FAILED;
         }
         let argv = vec![

@@ -80,8 +80,8 @@ impl Parser {
             Err(e) if e.source.kind() == std::io::ErrorKind::Unsupported => None,
             Err(e) => return Err(start(e)),
         };
-        let (bytes_r, bytes_w) = process::pipe().map_err(start)?;
-        let (reply_r, reply_w) = process::pipe().map_err(start)?;
+        let (bytes_r, bytes_w) = crate::sys::fd::pipe().map_err(start)?;
+        let (reply_r, reply_w) = crate::sys::fd::pipe().map_err(start)?;
         match process::fork().map_err(start)? {
             None => {
                 drop(bytes_w);

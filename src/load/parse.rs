@@ -95,7 +95,7 @@ fn run_child(
     jobs: &[(&Sandbox, &ProcessEntry)],
     cache: &super::parsed::Cache,
 ) -> Result<(Vec<Line>, Option<String>), String> {
-    let (r, w) = process::pipe().map_err(|e| e.to_string())?;
+    let (r, w) = crate::sys::fd::pipe().map_err(|e| e.to_string())?;
     let pid = match process::fork().map_err(|e| e.to_string())? {
         None => {
             drop(r);

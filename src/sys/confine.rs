@@ -62,19 +62,19 @@ pub fn confine(c: &Confinement) -> Result<()> {
     // kind (no file, socket, pipe or dup); NPROC 0 means no fork, since
     // uid `uid` can hardly have zero processes; FSIZE 0 means no file grows.
     lower_limit(
-        process::RLIMIT_AS,
+        super::rlimit::RLIMIT_AS,
         vsize.saturating_add(c.extra_address_space),
         "RLIMIT_AS",
     )?;
-    lower_limit(process::RLIMIT_CPU, c.cpu_seconds, "RLIMIT_CPU")?;
+    lower_limit(super::rlimit::RLIMIT_CPU, c.cpu_seconds, "RLIMIT_CPU")?;
     for (res, what) in [
-        (process::RLIMIT_CORE, "RLIMIT_CORE"),
-        (process::RLIMIT_FSIZE, "RLIMIT_FSIZE"),
-        (process::RLIMIT_NPROC, "RLIMIT_NPROC"),
-        (process::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"),
-        (process::RLIMIT_NOFILE, "RLIMIT_NOFILE"),
+        (super::rlimit::RLIMIT_CORE, "RLIMIT_CORE"),
+        (super::rlimit::RLIMIT_FSIZE, "RLIMIT_FSIZE"),
+        (super::rlimit::RLIMIT_NPROC, "RLIMIT_NPROC"),
+        (super::rlimit::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"),
+        (super::rlimit::RLIMIT_NOFILE, "RLIMIT_NOFILE"),
     ] {
-        process::set_rlimit(res, 0, what)?;
+        super::rlimit::set_rlimit(res, 0, what)?;
     }
     let privileged = privileged()?;
     if privileged {
@@ -208,24 +208,24 @@ fn close_all_but(keep: &[RawFd]) -> Result<()> {
     let mut from = 0u32;
     for k in keep {
         if k > from {
-            process::close_range(from, k - 1)?;
+            super::fd::close_range(from, k - 1)?;
         }
         from = k + 1;
     }
-    process::close_range(from, u32::MAX)
+    super::fd::close_range(from, u32::MAX)
 }
 
 /// Set soft and hard `res` to `value`, or leave them lower if they are
 /// already lower (raising would need privilege and is never what we want).
-fn lower_limit(res: process::Resource, value: u64, what: &'static str) -> Result<()> {
+fn lower_limit(res: super::rlimit::Resource, value: u64, what: &'static str) -> Result<()> {
     let mut cur = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    if !process::get_rlimit(res, &mut cur) {
+    if !super::rlimit::get_rlimit(res, &mut cur) {
         return Err(Error::last("getrlimit", what));
     }
-    process::set_rlimit(res, value.min(cur.rlim_max), what)
+    super::rlimit::set_rlimit(res, value.min(cur.rlim_max), what)
 }
 
 #[cfg(test)]

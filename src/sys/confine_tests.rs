@@ -53,8 +53,8 @@ fn probe() -> String {
 /// Fork a child that confines itself with `uid`/`parent`, reports, and
 /// waits until `look` has looked at it; returns the report.
 fn in_child(uid: u32, parent_of: impl Fn(i32) -> i32, look: impl FnOnce(i32, &[i32], &str)) {
-    let (r, w) = process::pipe().expect("pipe");
-    let (go_r, go_w) = process::pipe().expect("pipe");
+    let (r, w) = super::super::fd::pipe().expect("pipe");
+    let (go_r, go_w) = super::super::fd::pipe().expect("pipe");
     let parent = process::getpid();
     let keep = [w.as_raw_fd(), go_r.as_raw_fd()];
     match process::fork().expect("fork") {

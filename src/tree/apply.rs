@@ -383,7 +383,7 @@ impl Tree {
         }
         // A start that fails here (no fds left, say) is an error shown
         // on the instance, like any other failed start.
-        let (r, w) = match process::pipe() {
+        let (r, w) = match crate::sys::fd::pipe() {
             Ok(p) => p,
             Err(e) => {
                 let why = format!("cannot start: {e}");

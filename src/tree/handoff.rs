@@ -271,7 +271,7 @@ impl Tree {
         };
         keep.push(memfd.as_raw_fd());
         for fd in &keep {
-            if let Err(e) = process::clear_cloexec(*fd) {
+            if let Err(e) = crate::sys::fd::clear_cloexec(*fd) {
                 restore_cloexec(&keep);
                 return format!("upgrade: {e}");
             }
@@ -377,12 +377,12 @@ impl Tree {
 
 fn restore_cloexec(fds: &[RawFd]) {
     for fd in fds {
-        let _ = process::set_cloexec(*fd);
+        let _ = crate::sys::fd::set_cloexec(*fd);
     }
 }
 
 fn write_memfd(h: &Handoff, instances: &[HInstance]) -> Result<OwnedFd, String> {
-    let fd = process::memfd("cairn-handoff").map_err(|e| e.to_string())?;
+    let fd = crate::sys::fd::memfd("cairn-handoff").map_err(|e| e.to_string())?;
     let mut f = std::fs::File::from(fd);
     // One write: serde_json writes in small pieces, each a system call on
     // an unbuffered file.

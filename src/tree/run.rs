@@ -73,13 +73,16 @@ impl Tree {
     ) -> Result<Tree, String> {
         // Whatever we inherited (from a shell, a hand-off we may fail to
         // read) must not leak into anything we exec (invariant 4).
-        process::cloexec_from(3).map_err(|e| e.to_string())?;
+        crate::sys::fd::cloexec_from(3).map_err(|e| e.to_string())?;
         // Every instance holds a few fds here (its ready pipe, a pidfd, its
         // sockets) and a start needs a few more; a shell's soft limit of
         // 1024 ran out at a few hundred instances. The hard limit is what
         // the host allows us (LimitNOFILE= under systemd).
-        let fd_limit = process::raise_soft_to_hard(process::RLIMIT_NOFILE, "RLIMIT_NOFILE")
-            .map_err(|e| e.to_string())?;
+        let fd_limit = crate::sys::rlimit::raise_soft_to_hard(
+            crate::sys::rlimit::RLIMIT_NOFILE,
+            "RLIMIT_NOFILE",
+        )
+        .map_err(|e| e.to_string())?;
         let handoff = super::handoff::take();
         let own_dir = |d: &Path| {
             HostDir::open(d, true)
