@@ -19,6 +19,7 @@ mod kernfs;
 pub mod net;
 mod spawn;
 mod steps;
+mod workload;
 
 pub use spawn::{ExecInput, exec_main, spawn, spawn_exec};
 
