@@ -32,39 +32,54 @@ fn main() {
 
 /// Compile src/sys/mini_init/main.rs into a freestanding static binary
 /// (no std, no libc) that cairn embeds and runs as pid 1 of supervised
-/// containers. Only for x86_64 Linux; elsewhere an empty file tells cairn
-/// to keep its own knot as pid 1.
+/// containers. For x86_64 and aarch64 Linux; elsewhere an empty file tells
+/// cairn to keep its own knot as pid 1. scripts/check-init builds it the
+/// same way for both and runs each (aarch64 under qemu-user).
 fn build_mini_init() {
     let src = "src/sys/mini_init/main.rs";
     println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-changed=src/sys/init_policy.rs");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()))
         .join("cairn-init");
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if arch != "x86_64" || os != "linux" {
+    if !matches!(arch.as_str(), "x86_64" | "aarch64") || os != "linux" {
         let _ = std::fs::write(&out, b"");
         return;
     }
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let host = std::env::var("HOST").unwrap_or_default();
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let status = Command::new(rustc)
-        .args([
-            "--edition=2024",
-            "--crate-name=cairn_init",
-            "--crate-type=bin",
-            "-Copt-level=s",
-            "-Cpanic=abort",
-            "-Cdebuginfo=0",
-            "-Crelocation-model=static",
-            "-Cstrip=symbols",
+    let mut cmd = Command::new(rustc);
+    cmd.args([
+        "--edition=2024",
+        "--crate-name=cairn_init",
+        "--crate-type=bin",
+        "-Copt-level=s",
+        "-Cpanic=abort",
+        "-Cdebuginfo=0",
+        "-Crelocation-model=static",
+        "-Cstrip=symbols",
+    ]);
+    if target.is_empty() || target == host {
+        // The host's C compiler as the linker, without its start files.
+        cmd.args([
             "-Clink-arg=-nostartfiles",
             "-Clink-arg=-nostdlib",
             "-Clink-arg=-static",
             "-Clink-arg=-Wl,--build-id=none",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(src)
-        .status();
+        ]);
+    } else {
+        // Cross: rustc's own lld, nothing of a C toolchain.
+        cmd.arg(format!("--target={target}")).args([
+            "-Clinker=rust-lld",
+            "-Clinker-flavor=ld.lld",
+            "-Clink-self-contained=no",
+            "-Clink-arg=-static",
+            "-Clink-arg=--build-id=none",
+        ]);
+    }
+    let status = cmd.arg("-o").arg(&out).arg(src).status();
     match status {
         Ok(s) if s.success() => {}
         other => panic!("building {src} failed: {other:?}"),

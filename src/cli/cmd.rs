@@ -26,6 +26,7 @@ use crate::protocol::{self, Context};
 use crate::spec::{InstanceSpec, Which};
 use crate::sys::cgroup;
 use crate::sys::hostfs::HostDir;
+use crate::sys::init_policy::{self, Action};
 use crate::sys::process::{self, Exit};
 use crate::sys::signal;
 use crate::tree::hostdirs;
@@ -224,7 +225,7 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
             return 1;
         }
     };
-    let exit = wait_knot(pid, &sigfd, spec.interactive);
+    let exit = wait_knot(pid, &sigfd);
     cleanup(spec, ctx);
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
@@ -237,32 +238,27 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
     }
 }
 
-fn wait_knot(pid: i32, sigfd: &std::os::fd::OwnedFd, interactive: bool) -> Exit {
+fn wait_knot(pid: i32, sigfd: &std::os::fd::OwnedFd) -> Exit {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     loop {
         let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, PollTimeout::NONE);
         while let Ok(Some(si)) = signal::read_signal(sigfd.as_fd()) {
-            match si.signo {
-                libc::SIGCHLD => {
+            // The knot is in our process group: a key typed at the
+            // terminal reached it (and, when interactive, the workload)
+            // already.
+            match init_policy::on_signal(si.signo as u32, si.code, true) {
+                Action::Reap => {
                     while let Some((p, exit)) = process::reap_any() {
                         if p == pid {
                             return exit;
                         }
                     }
                 }
-                // Keys typed at the terminal already reached the whole
-                // process group, the workload included.
-                libc::SIGINT | libc::SIGQUIT if si.code == libc::SI_KERNEL || interactive => {}
-                libc::SIGTERM
-                | libc::SIGHUP
-                | libc::SIGUSR1
-                | libc::SIGUSR2
-                | libc::SIGINT
-                | libc::SIGQUIT => {
+                Action::Forward => {
                     let _ = process::kill(pid, si.signo);
                 }
-                _ => {}
+                Action::Ignore => {}
             }
         }
     }

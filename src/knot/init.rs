@@ -10,18 +10,9 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::spec::InstanceSpec;
+use crate::sys::init_policy::{self, Action};
 use crate::sys::process::{self, Exit};
 use crate::sys::signal;
-
-/// Signals we pass on to the workload.
-const FORWARDED: &[i32] = &[
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
 
 /// What ended the loop.
 pub struct Ended {
@@ -74,7 +65,9 @@ pub fn run(
             Err(_) => {}
         }
         while let Ok(Some(si)) = signal::read_signal(sigfd.as_fd()) {
-            if si.signo == libc::SIGCHLD {
+            // An interactive workload shares the terminal's process group.
+            let action = init_policy::on_signal(si.signo as u32, si.code, spec.interactive);
+            if action == Action::Reap {
                 while let Some((p, exit)) = process::reap_any() {
                     if alive && p == pid {
                         alive = false;
@@ -88,7 +81,7 @@ pub fn run(
                 }
                 continue;
             }
-            if !FORWARDED.contains(&si.signo) {
+            if action == Action::Ignore {
                 continue;
             }
             if si.signo == libc::SIGTERM {
@@ -97,11 +90,7 @@ pub fn run(
                     return Ok(Ended { exit: last, pid });
                 }
             }
-            // A key from the terminal (SI_KERNEL) already reached the
-            // workload's process group; forwarding it would double it.
-            let from_tty =
-                si.code == libc::SI_KERNEL && matches!(si.signo, libc::SIGINT | libc::SIGQUIT);
-            if alive && !(spec.interactive && from_tty) {
+            if alive {
                 let _ = process::kill(pid, si.signo);
             }
         }

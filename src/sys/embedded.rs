@@ -7,7 +7,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::{Error, Result, check, cstr};
 
-/// The program's bytes (empty where it is not built: not x86_64 Linux).
+/// The program's bytes (empty where it is not built: not x86_64 or
+/// aarch64 Linux).
 pub const INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cairn-init"));
 
 /// A close-on-exec, sealed memfd holding cairn-init, or `None` where there

@@ -12,6 +12,7 @@ pub mod fd;
 pub mod fs;
 pub mod hostfs;
 pub mod idmap;
+pub mod init_policy;
 pub mod keyring;
 pub mod mount;
 pub mod namespace;

@@ -23,7 +23,8 @@ pub fn clone_into(ns: Namespaces) -> Result<Option<i32>> {
     }
     // SAFETY: clone without CLONE_VM and with a null stack behaves like
     // fork(2): the child gets a copy of our memory and continues on its copy
-    // of this stack. Arguments (x86_64 order): flags, stack, ptid, ctid, tls.
+    // of this stack. Every argument but the flags is 0, so their order,
+    // which differs between architectures, does not matter.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone,

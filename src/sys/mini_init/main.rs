@@ -14,9 +14,16 @@
 //! Built by build.rs with rustc alone (panic=abort, static, no start
 //! files) and embedded into cairn, which runs it from a sealed memfd.
 //!
-//! Arguments: `cairn WORKLOAD_PID INTERACTIVE OOM_BEFORE`, and fds: 3 the
-//! supervisor's status pipe, 4 the instance dir, 5 the memory cgroup dir
-//! (each may be closed when not given). Only x86_64.
+//! Arguments: `cairn WORKLOAD_PID INTERACTIVE OOM_BEFORE`. Its fd contract
+//! with the knot that execs it (`knot::hand_over`): fd 3 the write end of
+//! the ready pipe to the supervisor (one `x` when the workload has ended),
+//! fd 4 the instance dir (for `exit-status`), fd 5 the memory cgroup dir
+//! (for the OOM kill count), 6 and up the listening sockets it keeps open
+//! for the supervisor to take back; each of 3 to 5 may be closed when
+//! there is none. x86_64 and aarch64 (system call numbers, open flags and
+//! the entry point are per architecture; the rest is shared). What to do
+//! with a signal, and how a wait status reads, come from `init_policy.rs`
+//! (the same source the knot and `cairn cmd` use).
 //!
 //! It has a second job: `cairn-exec ERR_FD PATH ARGV...` execs a workload
 //! (the knot's fork runs it, once the container is ready). Then the
@@ -26,37 +33,90 @@
 #![no_std]
 #![no_main]
 
-use core::arch::{asm, global_asm};
+use core::arch::global_asm;
 
-// ---- system calls (x86_64 Linux ABI) --------------------------------------
+#[path = "../init_policy.rs"]
+mod policy;
 
-const SYS_READ: usize = 0;
-const SYS_WRITE: usize = 1;
-const SYS_CLOSE: usize = 3;
-const SYS_GETPID: usize = 39;
-const SYS_EXECVE: usize = 59;
-const SYS_FCNTL: usize = 72;
+// ---- system calls, per architecture ---------------------------------------
+
+#[cfg(target_arch = "x86_64")]
+mod arch {
+    pub const SYS_READ: usize = 0;
+    pub const SYS_WRITE: usize = 1;
+    pub const SYS_CLOSE: usize = 3;
+    pub const SYS_RT_SIGPROCMASK: usize = 14;
+    pub const SYS_GETPID: usize = 39;
+    pub const SYS_EXECVE: usize = 59;
+    pub const SYS_WAIT4: usize = 61;
+    pub const SYS_KILL: usize = 62;
+    pub const SYS_FCNTL: usize = 72;
+    pub const SYS_PRCTL: usize = 157;
+    pub const SYS_EXIT_GROUP: usize = 231;
+    pub const SYS_OPENAT: usize = 257;
+    pub const SYS_UNLINKAT: usize = 263;
+    pub const SYS_SIGNALFD4: usize = 289;
+    /// <asm/fcntl.h>: these two differ between architectures.
+    pub const O_NOFOLLOW: usize = 0o400000;
+
+    pub unsafe fn syscall6(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
+        let ret: isize;
+        // SAFETY (caller): the arguments are valid for system call `n`.
+        unsafe {
+            core::arch::asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a, in("rsi") b,
+                 in("rdx") c, in("r10") d, in("r8") e, in("r9") f, lateout("rcx") _,
+                 lateout("r11") _, options(nostack));
+        }
+        ret
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arch {
+    // <asm-generic/unistd.h>
+    pub const SYS_READ: usize = 63;
+    pub const SYS_WRITE: usize = 64;
+    pub const SYS_CLOSE: usize = 57;
+    pub const SYS_RT_SIGPROCMASK: usize = 135;
+    pub const SYS_GETPID: usize = 172;
+    pub const SYS_EXECVE: usize = 221;
+    pub const SYS_WAIT4: usize = 260;
+    pub const SYS_KILL: usize = 129;
+    pub const SYS_FCNTL: usize = 25;
+    pub const SYS_PRCTL: usize = 167;
+    pub const SYS_EXIT_GROUP: usize = 94;
+    pub const SYS_OPENAT: usize = 56;
+    pub const SYS_UNLINKAT: usize = 35;
+    pub const SYS_SIGNALFD4: usize = 74;
+    pub const O_NOFOLLOW: usize = 0o100000;
+
+    pub unsafe fn syscall6(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
+        let ret: isize;
+        // SAFETY (caller): the arguments are valid for system call `n`.
+        unsafe {
+            core::arch::asm!("svc 0", in("x8") n, inlateout("x0") a as isize => ret, in("x1") b,
+                 in("x2") c, in("x3") d, in("x4") e, in("x5") f, options(nostack));
+        }
+        ret
+    }
+}
+
+use arch::*;
+
+// The same on both (asm-generic and x86_64 agree).
 const F_SETFD: usize = 2;
 const FD_CLOEXEC: usize = 1;
-const SYS_RT_SIGPROCMASK: usize = 14;
-const SYS_KILL: usize = 62;
-const SYS_WAIT4: usize = 61;
-const SYS_PRCTL: usize = 157;
-const SYS_EXIT_GROUP: usize = 231;
-const SYS_OPENAT: usize = 257;
-const SYS_UNLINKAT: usize = 263;
-const SYS_SIGNALFD4: usize = 289;
+const O_WRONLY: usize = 0o1;
+const O_CREAT: usize = 0o100;
+const O_EXCL: usize = 0o200;
+const O_CLOEXEC: usize = 0o2000000;
+const SFD_CLOEXEC: usize = O_CLOEXEC;
+const SIG_BLOCK: usize = 0;
+const EINTR: isize = 4;
+const ENOENT: i32 = 2;
+/// The size of `struct signalfd_siginfo`.
+const SIGINFO_SIZE: usize = 128;
 
-unsafe fn syscall6(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
-    let ret: isize;
-    // SAFETY (caller): the arguments are valid for system call `n`.
-    unsafe {
-        asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a, in("rsi") b, in("rdx") c,
-             in("r10") d, in("r8") e, in("r9") f, lateout("rcx") _, lateout("r11") _,
-             options(nostack));
-    }
-    ret
-}
 
 fn sys(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
     // SAFETY: every call site passes arguments valid for its system call;
@@ -143,6 +203,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 
 // ---- entry ----------------------------------------------------------------
 
+#[cfg(target_arch = "x86_64")]
 global_asm!(
     ".globl _start",
     "_start:",
@@ -151,6 +212,19 @@ global_asm!(
     "and rsp, -16",
     "call {main}",
     "ud2",
+    main = sym start,
+);
+
+#[cfg(target_arch = "aarch64")]
+global_asm!(
+    ".globl _start",
+    "_start:",
+    "mov x29, #0",
+    "mov x30, #0",
+    "mov x0, sp",
+    "and sp, x0, #-16",
+    "bl {main}",
+    "brk #0",
     main = sym start,
 );
 
@@ -220,7 +294,7 @@ unsafe fn exec_workload(argv: *const *const u8, envp: *const *const u8) -> ! {
     put(&mut msg, &mut len, b"E");
     put_num(&mut msg, &mut len, errno);
     sys(SYS_WRITE, err_fd, msg.as_ptr() as usize, len, 0);
-    exit(if errno == 2 /* ENOENT */ { 127 } else { 126 })
+    exit(if errno == ENOENT { 127 } else { 126 })
 }
 
 /// A decimal number from a C string (0 if none).
@@ -242,56 +316,56 @@ unsafe fn parse_c(mut p: *const u8) -> u64 {
 
 const PR_SET_NAME: usize = 15;
 const PR_SET_DUMPABLE: usize = 4;
-const SIGCHLD: u32 = 17;
-const SI_KERNEL: i32 = 0x80;
-const FORWARDED: [u32; 6] = [15, 2, 1, 3, 10, 12]; // TERM INT HUP QUIT USR1 USR2
 const WNOHANG: usize = 1;
 
-fn run(workload: i32, interactive: bool, oom_before: u64) -> ! {
-    sys(SYS_PRCTL, PR_SET_DUMPABLE, 0, 0, 0);
-    let name = *b"cairn\0";
-    sys(SYS_PRCTL, PR_SET_NAME, name.as_ptr() as usize, 0, 0);
-    let all: u64 = !0;
-    sys(SYS_RT_SIGPROCMASK, 0 /* SIG_BLOCK */, &all as *const u64 as usize, 0, 8);
-    let sfd = sys(SYS_SIGNALFD4, usize::MAX /* -1 */, &all as *const u64 as usize, 8, 0o2000000 /* SFD_CLOEXEC */);
-    if sfd < 0 {
+/// Fail closed: an init that cannot do its job ends, and with it the
+/// container (the supervisor sees 125 and restarts the instance).
+fn must(r: isize) -> isize {
+    if r < 0 {
         exit(125);
     }
-    let mut info = [0u8; 128];
+    r
+}
+
+fn run(workload: i32, interactive: bool, oom_before: u64) -> ! {
+    must(sys(SYS_PRCTL, PR_SET_DUMPABLE, 0, 0, 0));
+    let name = *b"cairn\0";
+    must(sys(SYS_PRCTL, PR_SET_NAME, name.as_ptr() as usize, 0, 0));
+    let all: u64 = !0;
+    must(sys(SYS_RT_SIGPROCMASK, SIG_BLOCK, &all as *const u64 as usize, 0, 8));
+    let sfd = must(sys(SYS_SIGNALFD4, usize::MAX /* -1: a new fd */, &all as *const u64 as usize, 8, SFD_CLOEXEC));
+    let mut info = [0u8; SIGINFO_SIZE];
+    // A workload that ended before its signals were blocked sent its
+    // SIGCHLD to nobody: look once before waiting for the next one.
     let status = 'outer: loop {
+        if let Some(ws) = reap(workload) {
+            break ws;
+        }
         let n = sys(SYS_READ, sfd as usize, info.as_mut_ptr() as usize, info.len(), 0);
-        if n != 128 {
+        if n == -EINTR {
             continue;
+        }
+        // A signalfd returns whole records or fails: anything else means
+        // it no longer works, and spinning on it would hold a CPU forever.
+        if n != SIGINFO_SIZE as isize {
+            exit(125);
         }
         let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
         let code = i32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
-        if signo == SIGCHLD {
-            loop {
-                let mut ws: i32 = 0;
-                let pid = sys(SYS_WAIT4, usize::MAX /* -1 */, &mut ws as *mut i32 as usize, WNOHANG, 0);
-                if pid <= 0 {
-                    break;
-                }
-                if pid as i32 == workload {
+        match policy::on_signal(signo, code, interactive) {
+            policy::Action::Reap => {
+                if let Some(ws) = reap(workload) {
                     break 'outer ws;
                 }
             }
-            continue;
-        }
-        if FORWARDED.contains(&signo) {
-            let from_tty = code == SI_KERNEL && (signo == 2 || signo == 3);
-            if !(interactive && from_tty) {
+            policy::Action::Forward => {
                 sys(SYS_KILL, workload as usize, signo as usize, 0, 0);
             }
+            policy::Action::Ignore => {}
         }
     };
-    // wait(2) status: exit code in bits 8-15, or the signal in bits 0-6.
-    let (shell, signal) = if status & 0x7f == 0 {
-        ((status >> 8) & 0xff, 0)
-    } else {
-        (128 + (status & 0x7f), status & 0x7f)
-    };
-    let oom = signal == 9 && oom_kills() > oom_before;
+    let (shell, signal) = policy::shell_status(status);
+    let oom = signal == policy::SIGKILL as i32 && oom_kills() > oom_before;
     record(shell, signal, oom);
     let x = b'x';
     sys(SYS_WRITE, 3, &x as *const u8 as usize, 1, 0);
@@ -299,11 +373,27 @@ fn run(workload: i32, interactive: bool, oom_before: u64) -> ! {
     exit(shell)
 }
 
+/// Reap every child that has ended; the workload's wait status, if it is
+/// one of them.
+fn reap(workload: i32) -> Option<i32> {
+    let mut found = None;
+    loop {
+        let mut ws: i32 = 0;
+        let pid = sys(SYS_WAIT4, usize::MAX /* -1: any child */, &mut ws as *mut i32 as usize, WNOHANG, 0);
+        if pid <= 0 {
+            return found;
+        }
+        if pid as i32 == workload {
+            found = Some(ws);
+        }
+    }
+}
+
 /// `oom_kill N` from the memory cgroup dir at fd 5 (v1 memory.oom_control
 /// or v2 memory.events); 0 when unknown.
 fn oom_kills() -> u64 {
     for file in [&b"memory.oom_control\0"[..], &b"memory.events\0"[..]] {
-        let fd = sys(SYS_OPENAT, 5, file.as_ptr() as usize, 0o2000000 /* O_RDONLY|O_CLOEXEC */, 0);
+        let fd = sys(SYS_OPENAT, 5, file.as_ptr() as usize, O_CLOEXEC /* | O_RDONLY (0) */, 0);
         if fd < 0 {
             continue;
         }
@@ -380,8 +470,7 @@ fn record(status: i32, signal: i32, oom: bool) {
     put(&mut json, &mut len, if oom { b",\"oom_killed\":true}" } else { b",\"oom_killed\":false}" });
     let name = b"exit-status\0";
     sys(SYS_UNLINKAT, 4, name.as_ptr() as usize, 0, 0);
-    // O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC
-    let flags = 0o1 | 0o100 | 0o200 | 0o400000 | 0o2000000;
+    let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
     let fd = sys(SYS_OPENAT, 4, name.as_ptr() as usize, flags, 0o644);
     if fd >= 0 {
         sys(SYS_WRITE, fd as usize, json.as_ptr() as usize, len, 0);
