@@ -89,22 +89,24 @@ pub struct Context {
     #[serde(default)]
     pub leaf_ready: bool,
     /// For a knot of the tree: the tree's pid as the tree's /proc numbers
-    /// it (which the knot still sees at its start). Until its `knot` file is written (a new tree could not
-    /// find it before), the knot dies with the tree; one whose parent is no
-    /// longer this pid when it starts ends at once.
+    /// it (which the knot still sees at its start). Until its `knot` file
+    /// is written (a new tree could not find it before), the knot dies
+    /// with the tree; one whose parent is no longer this pid when it
+    /// starts ends at once.
     #[serde(default)]
     pub tree_pid: Option<i32>,
     /// The instance's config hash, recorded in `<instance>/knot` so a
     /// restarted supervisor can adopt the instance.
     pub hash: String,
-    /// Write end of a pipe: the knot writes one byte once the workload has
-    /// exec'd, so the supervisor knows it runs (no polling).
+    /// Write end of a pipe: the knot writes `r` once the workload has
+    /// exec'd, so the supervisor knows it runs (no polling), and `x` once
+    /// it has ended and its records are written.
     pub ready: Option<RawFd>,
     /// The workload's system call filter, compiled by the caller (once per
-    /// distinct profile: see `exec::filter`); `None` for `seccomp:
-    /// unconfined`. A knot never compiles one itself.
+    /// distinct profile: see `filter`); `None` for `seccomp: unconfined`.
+    /// A knot never compiles one itself.
     #[serde(default)]
-    pub seccomp: Option<std::sync::Arc<crate::sys::seccomp::Program>>,
+    pub seccomp: Option<Arc<Program>>,
 }
 
 fn unknown_oom() -> i32 {
