@@ -340,3 +340,30 @@ fn volume_owners_and_modes_that_pass() {
     )
     .unwrap();
 }
+
+/// With a container uid-map, the user-id must lie inside the map's inside
+/// range: its first and last ids do, the ids just around it do not.
+#[test]
+fn user_id_inside_the_containers_map() {
+    let sandbox = "image-dir: /img\nallow-users: [5000-5004]\nallow-groups: [6000]\n";
+    let container = |uid: u32| {
+        format!(
+            "executable: /x\nuser-id: {uid}\nuid-map: [{{inside: 10, outside: 5000, count: 5}}]\n\
+             gid-map: [{{inside: 0, outside: 6000, count: 1}}]\n"
+        )
+    };
+    for uid in [10, 12, 14] {
+        let c =
+            check_with(sandbox, ENTRY, &container(uid)).unwrap_or_else(|e| panic!("{uid}: {e}"));
+        assert_eq!(c.user_id, Some(uid));
+    }
+    for uid in [0, 9, 15, 5000] {
+        let e = check_with(sandbox, ENTRY, &container(uid)).unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "user-id: {uid} is not inside the container's uid-map"
+            )),
+            "{uid}: {e}"
+        );
+    }
+}
