@@ -197,3 +197,25 @@ fn rejects() {
         assert!(e.contains("sandboxes/web.yaml"), "{e}");
     }
 }
+
+#[test]
+fn bridged_networks_contain_their_addresses() {
+    let net = |text: &str| {
+        parse(&format!(
+            "{MIN}bridged-network: {{bridge: b, network: '{text}'}}\n"
+        ))
+        .unwrap()
+        .bridged_network
+        .unwrap()
+    };
+    let has = |b: &BridgedNetwork, ip: &str| b.contains(&ip.parse().unwrap());
+    let v6 = net("fd00:1::/64");
+    assert!(has(&v6, "fd00:1::5") && has(&v6, "fd00:1::ffff:1"));
+    assert!(!has(&v6, "fd00:2::5") && !has(&v6, "10.0.0.1"));
+    let v4 = net("10.1.0.0/16");
+    assert!(has(&v4, "10.1.255.1") && !has(&v4, "10.2.0.1") && !has(&v4, "fd00:1::5"));
+    let all6 = net("::/0");
+    assert!(has(&all6, "fd00:9::1") && !has(&all6, "10.0.0.1"));
+    let all4 = net("0.0.0.0/0");
+    assert!(has(&all4, "192.0.2.1") && !has(&all4, "::1"));
+}
