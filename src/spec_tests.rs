@@ -343,3 +343,69 @@ fn hashes_are_pinned() {
     );
     assert_eq!(resolve(&f, Which::Daemon(2)).hash(), "8d90c15c09107234");
 }
+
+/// A daemon writes to the sandbox's stdio log unless it is interactive; a
+/// command writes to its caller; a stdout-stderr-file wins over both.
+#[test]
+fn stdio_of_daemons_commands_and_interactive() {
+    let log = Stdio::HostFile("/var/log/cairn/stderr/sb.log".into());
+    let f = fixture("", "", "");
+    assert_eq!(resolve(&f, Which::Daemon(0)).stdio, log);
+    assert_eq!(resolve(&f, Which::Command(7)).stdio, Stdio::Inherit);
+    let f = fixture("", "", "kind: CommandOrDaemon\ninteractive: true\n");
+    assert_eq!(resolve(&f, Which::Daemon(0)).stdio, Stdio::Inherit);
+    assert_eq!(resolve(&f, Which::Command(7)).stdio, Stdio::Inherit);
+    let f = fixture("", "", "stdout-stderr-file: /var/data/out.log\n");
+    let file = Stdio::ContainerFile("/var/data/out.log".into());
+    assert_eq!(resolve(&f, Which::Daemon(0)).stdio, file);
+    assert_eq!(resolve(&f, Which::Command(7)).stdio, file);
+}
+
+#[test]
+fn placeholders_are_told_apart() {
+    let p = InstanceSpec::placeholder("sb", "web", 4);
+    assert!(p.is_placeholder());
+    assert_eq!(p.name, "sb/web.4");
+    let f = fixture("", "", "");
+    assert!(!resolve(&f, Which::Daemon(0)).is_placeholder());
+}
+
+/// In a bridged sandbox the knot opens the ports that are not `external`
+/// (in the container's namespace); otherwise the tree opens every port.
+#[test]
+fn which_ports_the_knot_opens() {
+    let extra_port = "  8001: {fd: 4, external: true}\n";
+    let f = fixture("", "", extra_port);
+    let s = resolve(&f, Which::Daemon(0));
+    assert_eq!(s.tcp_ports.len(), 2);
+    assert!(s.tcp_ports.iter().all(|p| !s.port_in_container(p)));
+    assert!(s.container_ports().is_empty());
+
+    let f = fixture(
+        "bridged-network: {bridge: br0, network: 10.0.0.0/16}\n",
+        "  ip-addresses: [10.0.0.2, 10.0.0.3, 10.0.0.4]\n",
+        extra_port,
+    );
+    let s = resolve(&f, Which::Daemon(1));
+    assert_eq!(
+        s.network.as_ref().map(|n| n.ip.to_string()).as_deref(),
+        Some("10.0.0.3")
+    );
+    let by_port = |n: u16| s.tcp_ports.iter().find(|p| p.port == n).expect("port");
+    assert!(s.port_in_container(by_port(8080)));
+    assert!(!s.port_in_container(by_port(8001)));
+    assert_eq!(
+        s.container_ports(),
+        [(
+            3,
+            crate::sys::socket::Listen {
+                host: "0.0.0.0".parse().unwrap(),
+                port: 8080,
+                backlog: 128,
+                reuse_addr: true,
+                reuse_port: false,
+                nonblock: false,
+            }
+        )]
+    );
+}

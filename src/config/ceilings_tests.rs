@@ -112,6 +112,30 @@ fn bad_values_in_the_sandbox() {
     }
 }
 
+/// Each lower bound is itself accepted.
+#[test]
+fn the_minimum_values_are_accepted() {
+    let c = sandbox(
+        "max-memory-limit: 1Mi\nmax-pids-limit: 1\nmax-fileno-limit: 3\nmax-tmpfs-size: 1\n\
+         max-kill-timeout: 0\nmin-restart-timeout: 0\n",
+    )
+    .unwrap()
+    .ceilings;
+    assert_eq!(
+        c,
+        Ceilings {
+            max_memory_limit: Some(1 << 20),
+            max_pids_limit: Some(1),
+            max_fileno_limit: Some(3),
+            max_tmpfs_size: Some(1),
+            max_kill_timeout: Some(0.0),
+            min_restart_timeout: Some(0.0),
+        }
+    );
+    let e = sandbox("max-memory-limit: 1048575\n").unwrap_err();
+    assert!(e.contains("1048575 bytes is below the minimum"), "{e}");
+}
+
 #[test]
 fn each_ceiling_refuses_above_and_accepts_at() {
     // (sandbox key, above, at, the message after "CFG:3: ")

@@ -282,6 +282,11 @@ fn parse_rejections() {
             "executable: /x\nvariables:\n  'lithos:name': !Name\n",
             "reserved",
         ),
+        // Any name with a colon, not only the builtins.
+        (
+            "executable: /x\nvariables:\n  'my:port': !TcpPort\n",
+            "variable name \"my:port\" is reserved",
+        ),
         (
             "executable: /x\nenviron: {'A=B': x}\n",
             "environment variable name",
@@ -350,6 +355,78 @@ fn lines_of_keys_a_sandbox_bounds() {
         Volume::Tmpfs {
             size: Some(1 << 20),
             mode: 0o777
+        }
+    );
+}
+
+/// Each lower and upper bound is itself accepted; one step past it is not.
+#[test]
+fn limits_at_their_bounds() {
+    let c = parse_ok(
+        "executable: /x\nmemory-limit: 1Mi\ncpu-shares: 2\npids-limit: 1\nfileno-limit: 3\n\
+         tcp-ports: {80: {fd: 1048575}, 81: {fd: 0}, 82: {fd: 3}}\n",
+    );
+    assert_eq!(c.memory_limit, Some(1 << 20));
+    assert_eq!(c.cpu_shares, 2);
+    assert_eq!(c.pids_limit, Some(1));
+    assert_eq!(c.fileno_limit, Some(3));
+    let fds: Vec<u32> = c.tcp_ports.values().map(|p| p.fd).collect();
+    assert_eq!(fds, [1_048_575, 0, 3]);
+    for (text, needle) in [
+        (
+            "memory-limit: 1048575",
+            "1048575 bytes is below the minimum",
+        ),
+        (
+            "fileno-limit: 2",
+            "fileno-limit: 2 is below the minimum of 3",
+        ),
+        (
+            "fileno-limit: 0",
+            "fileno-limit: 0 is below the minimum of 3",
+        ),
+        (
+            "tcp-ports: {80: {fd: 1048576}}",
+            "larger than the maximum of 1048575",
+        ),
+        ("tcp-ports: {80: {fd: 1}}", "fd 1 and 2"),
+        ("tcp-ports: {80: {fd: 2}}", "fd 1 and 2"),
+    ] {
+        let e = parse_err(&format!("executable: /x\n{text}\n"));
+        assert!(e.contains(needle), "{text}: {e}");
+    }
+}
+
+/// `localhost` and `public-hostname` default to on exactly when the hosts
+/// file is not copied from the host.
+#[test]
+fn hosts_file_defaults_follow_copy_from_host() {
+    let hosts = |v: &str| parse_ok(&format!("executable: /x\nhosts-file: {v}\n")).hosts_file;
+    assert_eq!(
+        hosts("{copy-from-host: false}"),
+        HostsFile {
+            mount: None,
+            copy_from_host: false,
+            localhost: true,
+            public_hostname: true
+        }
+    );
+    assert_eq!(
+        hosts("{copy-from-host: true}"),
+        HostsFile {
+            mount: None,
+            copy_from_host: true,
+            localhost: false,
+            public_hostname: false
+        }
+    );
+    assert_eq!(
+        hosts("{copy-from-host: false, public-hostname: false}"),
+        HostsFile {
+            mount: None,
+            copy_from_host: false,
+            localhost: true,
+            public_hostname: false
         }
     );
 }

@@ -112,3 +112,30 @@ impl fmt::Display for Problems {
 }
 
 impl std::error::Error for Problems {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_line_zero() {
+        let e = ConfigError::new("/f.yaml", "bad").at(3).key("a.b");
+        assert_eq!(e.to_string(), "/f.yaml:3: a.b: bad");
+        // Line 0 and an empty key mean "unknown": neither is shown.
+        let e = ConfigError::new("/f.yaml", "bad").at(0).key("");
+        assert_eq!((e.line, e.key.as_deref()), (None, None));
+        assert_eq!(e.to_string(), "/f.yaml: bad");
+        assert_eq!(ConfigError::new("/f", "x").at(1).line, Some(1));
+    }
+
+    #[test]
+    fn problems_count() {
+        let mut p = Problems::new();
+        assert!(p.is_empty());
+        assert_eq!(p.len(), 0);
+        p.push(ConfigError::new("/a", "x"));
+        p.push(ConfigError::new("/b", "y"));
+        assert_eq!(p.len(), 2);
+        assert!(!p.is_empty());
+    }
+}

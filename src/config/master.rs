@@ -303,6 +303,30 @@ mod tests {
     }
 
     #[test]
+    fn config_log_dir_and_derived_paths() {
+        let m = parse("runtime-dir: /r\nconfig-log-dir: cl\nlog-file: /var/log/c/m.log\n").unwrap();
+        assert_eq!(m.config_log_dir.as_deref(), Some(Path::new("/etc/x/cl")));
+        assert_eq!(m.pid_file(), Path::new("/r/tree.pid"));
+        assert_eq!(m.state_file(), Path::new("/r/state.json"));
+        assert_eq!(m.metrics_file(), Path::new("/r/metrics.prom"));
+        assert_eq!(
+            m.own_dirs(),
+            [
+                ("runtime-dir", Path::new("/r")),
+                ("state-dir", Path::new("/r/state")),
+                ("mount-dir", Path::new("/r/mnt")),
+                ("default-log-dir", Path::new("/var/log/cairn")),
+                ("stdio-log-dir", Path::new("/var/log/cairn/stderr")),
+                ("config-log-dir", Path::new("/etc/x/cl")),
+                ("log-file", Path::new("/var/log/c")),
+            ]
+        );
+        let m = parse("config-log-dir: null\n").unwrap();
+        let keys: Vec<&str> = m.own_dirs().iter().map(|(k, _)| *k).collect();
+        assert!(!keys.contains(&"config-log-dir"), "{keys:?}");
+    }
+
+    #[test]
     fn cgroups_off_and_app_name() {
         let m = parse("cgroup-name: null\nsyslog-app-name: x\n").unwrap();
         assert_eq!(m.cgroup_name, None);

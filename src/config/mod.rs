@@ -288,7 +288,17 @@ mod tests {
 
     #[test]
     fn log_levels() {
-        assert_eq!(LogLevel::parse("WARNING"), Some(LogLevel::Warn));
+        for (text, level) in [
+            ("error", LogLevel::Error),
+            ("warn", LogLevel::Warn),
+            ("WARNING", LogLevel::Warn),
+            ("Info", LogLevel::Info),
+            ("debug", LogLevel::Debug),
+            ("trace", LogLevel::Trace),
+        ] {
+            assert_eq!(LogLevel::parse(text), Some(level), "{text}");
+        }
         assert_eq!(LogLevel::parse("x"), None);
+        assert_eq!(LogLevel::parse(""), None);
     }
 }

@@ -225,6 +225,17 @@ fn read_image(v: &Value) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
 
+    /// The tree supervises Daemon and CommandOrDaemon entries; `cairn cmd`
+    /// runs Command and CommandOrDaemon entries.
+    #[test]
+    fn kinds() {
+        let kinds = [Kind::Daemon, Kind::Command, Kind::CommandOrDaemon];
+        let daemon: Vec<bool> = kinds.iter().map(|k| k.is_daemon()).collect();
+        let command: Vec<bool> = kinds.iter().map(|k| k.is_command()).collect();
+        assert_eq!(daemon, [true, false, true]);
+        assert_eq!(command, [false, true, true]);
+    }
+
     fn parse(text: &str) -> Result<Processes, Problems> {
         Processes::parse("/etc/c/processes/web.yaml", text.as_bytes())
     }
@@ -287,12 +298,28 @@ mod tests {
     }
 
     #[test]
+    fn load_reads_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yaml");
+        std::fs::write(&path, "w:\n  image: i\n  config: /c\n  instances: 2\n").unwrap();
+        let p = Processes::load(&path).unwrap();
+        assert_eq!(p.file, path.display().to_string());
+        assert_eq!(p.entries["w"].instances, 2);
+        let e = Processes::load(&dir.path().join("none.yaml")).unwrap_err();
+        assert!(e.to_string().contains("cannot open"), "{e}");
+    }
+
+    #[test]
     fn rejects() {
         for (text, needle) in [
             ("w:\n  config: /c\n", "\"image\" is missing"),
             ("w:\n  image: i\n", "\"config\" is missing"),
             ("w:\n  image: /abs\n  config: /c\n", "relative"),
             ("w:\n  image: a/../b\n  config: /c\n", "plain path"),
+            ("w:\n  image: a//b\n  config: /c\n", "plain path"),
+            ("w:\n  image: a/\n  config: /c\n", "plain path"),
+            ("w:\n  image: ./a\n  config: /c\n", "plain path"),
+            ("w:\n  image: a/.\n  config: /c\n", "plain path"),
             ("w:\n  image: i\n  config: rel.yaml\n", "absolute"),
             (
                 "w:\n  image: i\n  config: /c\n  instances: 10001\n",

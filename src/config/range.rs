@@ -136,7 +136,10 @@ pub fn read_id_maps(v: &Value) -> Result<Vec<IdMap>, ConfigError> {
         if count == 0 {
             return Err(item.err("count must be at least 1"));
         }
-        if inside.checked_add(count - 1).is_none() || outside.checked_add(count - 1).is_none() {
+        // The last id of a line is `first + count - 1`, and it must stay
+        // below 2^32-1 ("no id"): the kernel refuses a line whose
+        // `first + count` wraps to 0 (EINVAL on writing uid_map).
+        if inside.checked_add(count).is_none() || outside.checked_add(count).is_none() {
             return Err(item.err("the mapped range goes past the largest id"));
         }
         out.push(IdMap {
@@ -175,6 +178,7 @@ mod tests {
             })
         );
         assert_eq!(parse_range(" 0 - 1 "), Ok(Range { start: 0, end: 1 }));
+        assert_eq!(parse_range("7-7"), Ok(Range { start: 7, end: 7 }));
         assert!(parse_range("2-1").is_err());
         assert!(parse_range("a").is_err());
         assert!(parse_range("-1").is_err());
@@ -203,5 +207,155 @@ mod tests {
         assert_eq!(map_to_host(&m, 1), Some(10001));
         assert_eq!(map_to_host(&m, 2), None);
         assert_eq!(map_to_host(&[], 7), Some(7));
+    }
+
+    fn id_maps(text: &str) -> Result<Vec<IdMap>, ConfigError> {
+        let ast =
+            crate::config::yaml::parse("/m.yaml", text.as_bytes(), &crate::config::yaml::TRUSTED)?;
+        read_id_maps(&Value::root("/m.yaml", &ast))
+    }
+
+    fn line(inside: u32, outside: u32, count: u32) -> String {
+        format!("{{inside: {inside}, outside: {outside}, count: {count}}}")
+    }
+
+    fn refused(text: &str, message: &str) {
+        match id_maps(text) {
+            Ok(m) => panic!("{text} was accepted: {m:?}"),
+            Err(e) => assert!(e.message.contains(message), "{text}: {e}"),
+        }
+    }
+
+    #[test]
+    fn id_map_lines() {
+        assert_eq!(
+            id_maps(&format!("[{}]", line(0, 100000, 65536))),
+            Ok(vec![IdMap {
+                inside: 0,
+                outside: 100000,
+                count: 65536
+            }])
+        );
+        refused(&format!("[{}]", line(0, 1, 0)), "at least 1");
+        refused("[{inside: 0, outside: 1}]", "count");
+        refused(
+            "[{inside: 0, outside: 1, count: 1, extra: 2}]",
+            "unknown key",
+        );
+        // 4294967295 is "no id": neither side may name it.
+        refused(&format!("[{}]", line(4294967295, 0, 1)), "4294967295");
+        refused(&format!("[{}]", line(0, 4294967295, 1)), "4294967295");
+    }
+
+    /// The last id of a line is 4294967294 at most, on either side: the
+    /// kernel refuses a line that reaches 4294967295 (its first + count
+    /// wraps), so the config check does too.
+    #[test]
+    fn id_map_last_id() {
+        let max = u32::MAX - 1;
+        for (inside, outside, count) in [
+            (max, 0, 1),
+            (0, max, 1),
+            (max - 1, 0, 2),
+            (0, max - 1, 2),
+            (0, 1, u32::MAX - 1),
+            (1, 0, u32::MAX - 1),
+            // 4294967295 ids from 0: the last is 4294967294.
+            (0, 0, u32::MAX),
+        ] {
+            let text = format!("[{}]", line(inside, outside, count));
+            assert_eq!(
+                id_maps(&text),
+                Ok(vec![IdMap {
+                    inside,
+                    outside,
+                    count
+                }]),
+                "{text}"
+            );
+        }
+        for (inside, outside, count) in [
+            (max, 0, 2),
+            (0, max, 2),
+            (max - 1, 0, 3),
+            (0, max - 1, 3),
+            (2, 0, u32::MAX - 1),
+            (0, 2, u32::MAX - 1),
+            // One side overflowing is enough.
+            (max, 10, 2),
+            (10, max, 2),
+            (1000, 4000000000, 300000000),
+        ] {
+            refused(
+                &format!("[{}]", line(inside, outside, count)),
+                "past the largest id",
+            );
+        }
+    }
+
+    /// Lines must not share an id, inside or outside (the kernel refuses
+    /// them); lines that touch end to start do not overlap.
+    #[test]
+    fn id_map_overlaps() {
+        let ok = |lines: &[(u32, u32, u32)]| {
+            let text = format!(
+                "[{}]",
+                lines
+                    .iter()
+                    .map(|&(i, o, n)| line(i, o, n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let want: Vec<IdMap> = lines
+                .iter()
+                .map(|&(inside, outside, count)| IdMap {
+                    inside,
+                    outside,
+                    count,
+                })
+                .collect();
+            assert_eq!(id_maps(&text), Ok(want), "{text}");
+        };
+        let bad = |lines: &[(u32, u32, u32)]| {
+            let text = format!(
+                "[{}]",
+                lines
+                    .iter()
+                    .map(|&(i, o, n)| line(i, o, n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            refused(&text, "overlap");
+        };
+        // Adjacent, in either order, on both sides.
+        ok(&[(0, 1000, 10), (10, 1010, 10)]);
+        ok(&[(10, 1010, 10), (0, 1000, 10)]);
+        // Far apart, in either order.
+        ok(&[(0, 1000, 10), (500, 5000, 10)]);
+        ok(&[(500, 5000, 10), (0, 1000, 10)]);
+        // Crossed: inside order differs from outside order.
+        ok(&[(0, 5000, 10), (500, 1000, 10)]);
+        // The top ids.
+        ok(&[
+            (u32::MAX - 2, 0, 1),
+            (u32::MAX - 3, 1, 1),
+            (0, u32::MAX - 2, 1),
+        ]);
+        // Sharing inside ids (outside apart), in either order.
+        bad(&[(0, 1000, 10), (5, 5000, 10)]);
+        bad(&[(5, 5000, 10), (0, 1000, 10)]);
+        bad(&[(0, 1000, 10), (9, 5000, 1)]);
+        bad(&[(9, 5000, 1), (0, 1000, 10)]);
+        // Sharing outside ids (inside apart), in either order.
+        bad(&[(0, 1000, 10), (500, 1005, 10)]);
+        bad(&[(500, 1005, 10), (0, 1000, 10)]);
+        bad(&[(0, 1000, 10), (500, 1009, 1)]);
+        // The same line twice; one line inside another; a third line
+        // overlapping the first.
+        bad(&[(0, 1000, 10), (0, 1000, 10)]);
+        bad(&[(0, 1000, 100), (40, 1040, 10)]);
+        bad(&[(0, 1000, 10), (100, 2000, 10), (5, 3000, 1)]);
+        bad(&[(u32::MAX - 2, 0, 1), (u32::MAX - 2, 1, 1)]);
+        bad(&[(0, u32::MAX - 2, 1), (1, u32::MAX - 2, 1)]);
     }
 }

@@ -272,3 +272,75 @@ pub fn finish_one(f: Fields) -> Result<(), ConfigError> {
 pub fn opt_bool(f: &mut Fields, key: &str) -> Result<Option<bool>, ConfigError> {
     f.opt(key).map(|v| v.bool()).transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml;
+
+    fn ast(text: &str) -> Ast {
+        yaml::parse("/t.yaml", text.as_bytes(), &yaml::TRUSTED).unwrap()
+    }
+
+    #[test]
+    fn tags_are_refused_where_none_is_expected() {
+        let a = ast("!Foo x");
+        let v = Value::root("/t.yaml", &a);
+        assert_eq!(v.tag(), Some("Foo"));
+        let e = v.str().unwrap_err();
+        assert!(e.message.contains("unexpected tag !Foo"), "{e}");
+        assert_eq!(v.str_any_tag().unwrap(), "x");
+        let a = ast("!Foo [a]");
+        let e = Value::root("/t.yaml", &a).seq().err().expect("an error");
+        assert!(e.message.contains("unexpected tag !Foo"), "{e}");
+    }
+
+    #[test]
+    fn quoted_scalars() {
+        let a = ast("{a: 'x', b: \"y\", c: z}");
+        let mut f = Value::root("/t.yaml", &a).fields().unwrap();
+        let quoted: Vec<bool> = ["a", "b", "c"]
+            .iter()
+            .map(|k| f.req(k).unwrap().is_quoted())
+            .collect();
+        assert_eq!(quoted, [true, true, false]);
+    }
+
+    #[test]
+    fn null_is_an_empty_sequence() {
+        let a = ast("{a: null, b: [x, y], c: x}");
+        let mut f = Value::root("/t.yaml", &a).fields().unwrap();
+        let a_seq = f.get("a").unwrap().seq().unwrap();
+        assert!(a_seq.is_empty());
+        let b: Vec<String> = f
+            .get("b")
+            .unwrap()
+            .seq()
+            .unwrap()
+            .iter()
+            .map(|v| v.string().unwrap())
+            .collect();
+        assert_eq!(b, ["x", "y"]);
+        assert!(f.get("c").unwrap().seq().is_err());
+    }
+
+    /// A missing required key is reported with its key path, at the top
+    /// level as in a nested mapping.
+    #[test]
+    fn missing_required_keys_name_their_key() {
+        let a = ast("{a: 1, n: {b: 2}}");
+        let root = Value::root("/t.yaml", &a);
+        let mut f = root.fields().unwrap();
+        let e = f.req("z").err().expect("an error");
+        assert_eq!(e.key.as_deref(), Some("z"));
+        assert!(e.message.contains("required key \"z\" is missing"), "{e}");
+        // Null counts as missing.
+        let a2 = ast("{z: null}");
+        let mut f2 = Value::root("/t.yaml", &a2).fields().unwrap();
+        assert!(f2.req("z").is_err());
+        let mut n = f.req("n").unwrap().fields().unwrap();
+        let e = n.req("y").err().expect("an error");
+        assert_eq!(e.key.as_deref(), Some("n.y"));
+        assert_eq!(n.req("b").unwrap().u64(), Ok(2));
+    }
+}

@@ -197,3 +197,60 @@ fn rejects() {
         assert!(e.contains("sandboxes/web.yaml"), "{e}");
     }
 }
+
+#[test]
+fn bridged_networks_contain_their_addresses() {
+    let net = |text: &str| {
+        parse(&format!(
+            "{MIN}bridged-network: {{bridge: b, network: '{text}'}}\n"
+        ))
+        .unwrap()
+        .bridged_network
+        .unwrap()
+    };
+    let has = |b: &BridgedNetwork, ip: &str| b.contains(&ip.parse().unwrap());
+    let v6 = net("fd00:1::/64");
+    assert!(has(&v6, "fd00:1::5") && has(&v6, "fd00:1::ffff:1"));
+    assert!(!has(&v6, "fd00:2::5") && !has(&v6, "10.0.0.1"));
+    let v4 = net("10.1.0.0/16");
+    assert!(has(&v4, "10.1.255.1") && !has(&v4, "10.2.0.1") && !has(&v4, "fd00:1::5"));
+    let all6 = net("::/0");
+    assert!(has(&all6, "fd00:9::1") && !has(&all6, "10.0.0.1"));
+    let all4 = net("0.0.0.0/0");
+    assert!(has(&all4, "192.0.2.1") && !has(&all4, "::1"));
+}
+
+#[test]
+fn network_prefixes_up_to_the_address_size() {
+    let net = |text: &str| {
+        parse(&format!(
+            "{MIN}bridged-network: {{bridge: b, network: '{text}'}}\n"
+        ))
+        .map(|s| s.bridged_network.map(|b| b.network.1))
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(net("10.0.0.1/32"), Ok(Some(32)));
+    assert_eq!(net("fd00::1/128"), Ok(Some(128)));
+    for bad in ["10.0.0.1/33", "fd00::1/129", "10.0.0.0", "10.0.0.0/x"] {
+        let e = net(bad).unwrap_err();
+        assert!(
+            e.contains("is not a network like 10.0.0.0/16"),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
+fn additional_host_names() {
+    let s = parse(&format!(
+        "{MIN}additional-hosts: {{db-1.local_x: 10.0.0.5}}\n"
+    ))
+    .unwrap();
+    assert_eq!(s.additional_hosts.len(), 1);
+    for bad in ["'a b'", "''", "'a/b'", "'a:b'"] {
+        let e = parse(&format!("{MIN}additional-hosts: {{{bad}: 10.0.0.5}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a host name"), "{bad}: {e}");
+    }
+}

@@ -135,6 +135,32 @@ mod tests {
         assert_eq!(parse_u64("+5"), Ok(5));
     }
 
+    /// Every suffix multiplies by its own power of 1000 or 1024.
+    #[test]
+    fn every_unit() {
+        let cases: &[(&str, u64)] = &[
+            ("1Ki", 1024),
+            ("1ki", 1024),
+            ("1Mi", 1_048_576),
+            ("1Gi", 1_073_741_824),
+            ("1Ti", 1_099_511_627_776),
+            ("1Pi", 1_125_899_906_842_624),
+            ("1Ei", 1_152_921_504_606_846_976),
+            ("3Ti", 3 * 1_099_511_627_776),
+            ("1k", 1_000),
+            ("1K", 1_000),
+            ("1M", 1_000_000),
+            ("1G", 1_000_000_000),
+            ("1T", 1_000_000_000_000),
+            ("1P", 1_000_000_000_000_000),
+            ("1E", 1_000_000_000_000_000_000),
+            ("15Ei", 15 << 60),
+        ];
+        for &(text, want) in cases {
+            assert_eq!(parse_u64(text), Ok(want), "{text}");
+        }
+    }
+
     #[test]
     fn prefixes() {
         assert_eq!(parse_u64("0o755"), Ok(0o755));
@@ -167,6 +193,9 @@ mod tests {
         assert_eq!(parse_seconds("1"), Ok(1.0));
         assert_eq!(parse_seconds("0.5"), Ok(0.5));
         assert_eq!(parse_seconds("0"), Ok(0.0));
+        // The bound itself (one day) is accepted; a hair more is not.
+        assert_eq!(parse_seconds("86400"), Ok(MAX_SECONDS));
+        assert!(parse_seconds("86400.001").is_err());
         for bad in ["NaN", "nan", "inf", "-inf", "-1", "1e300", "86401", "x", ""] {
             assert!(parse_seconds(bad).is_err(), "{bad:?} should fail");
         }

@@ -341,3 +341,175 @@ fn volume_owners_and_modes_that_pass() {
     )
     .unwrap();
 }
+
+/// With a container uid-map, the user-id must lie inside the map's inside
+/// range: its first and last ids do, the ids just around it do not.
+#[test]
+fn user_id_inside_the_containers_map() {
+    let sandbox = "image-dir: /img\nallow-users: [5000-5004]\nallow-groups: [6000]\n";
+    let container = |uid: u32| {
+        format!(
+            "executable: /x\nuser-id: {uid}\nuid-map: [{{inside: 10, outside: 5000, count: 5}}]\n\
+             gid-map: [{{inside: 0, outside: 6000, count: 1}}]\n"
+        )
+    };
+    for uid in [10, 12, 14] {
+        let c =
+            check_with(sandbox, ENTRY, &container(uid)).unwrap_or_else(|e| panic!("{uid}: {e}"));
+        assert_eq!(c.user_id, Some(uid));
+    }
+    for uid in [0, 9, 15, 5000] {
+        let e = check_with(sandbox, ENTRY, &container(uid)).unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "user-id: {uid} is not inside the container's uid-map"
+            )),
+            "{uid}: {e}"
+        );
+    }
+}
+
+/// `entry` and `entry_warnings` for one entry against a sandbox: the
+/// problems and the warnings, as `cairn check` prints them.
+fn entry_check(sandbox: &str, entry: &str) -> (Vec<String>, Vec<String>) {
+    let s = Sandbox::parse(
+        &master(),
+        Path::new("/etc/c/sandboxes/sb.yaml"),
+        sandbox.as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let procs = Processes::parse("/etc/c/processes/sb.yaml", entry.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let e = procs.entries.values().next().unwrap();
+    let problems = super::entry(&procs.file, &s, e)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let warnings = super::entry_warnings(&procs.file, &s, e)
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    (problems, warnings)
+}
+
+const BRIDGED: &str = "image-dir: /img\nallow-users: [1]\nallow-groups: [0]\n\
+    bridged-network: {bridge: br0, network: 10.0.0.0/16}\n";
+
+#[test]
+fn entry_against_its_sandbox() {
+    let none: Vec<String> = Vec::new();
+    let only = |(p, w): (Vec<String>, Vec<String>), needle: &str| {
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(p.len(), 1, "{needle}: {p:?}");
+        assert!(p[0].contains(needle), "{needle}: {p:?}");
+        assert!(p[0].starts_with("/etc/c/processes/sb.yaml:"), "{p:?}");
+    };
+    let daemon = |extra: &str| format!("w:\n  image: web\n  config: /c\n{extra}");
+    let command = |extra: &str| format!("w:\n  kind: Command\n  image: web\n  config: /c\n{extra}");
+
+    assert_eq!(
+        entry_check(SANDBOX, &daemon("")),
+        (none.clone(), none.clone())
+    );
+    only(
+        entry_check(SANDBOX, "w:\n  image: a/b\n  config: /c\n"),
+        "w.image: image \"a/b\" has 2 path component(s); sandbox \"sb\" has image-dir-levels 1",
+    );
+    only(
+        entry_check(SANDBOX, &daemon("  ip-addresses: [10.0.0.2]\n")),
+        "w.ip-addresses: sandbox \"sb\" has no bridged-network",
+    );
+
+    // Bridged: one address per daemon instance, at least one for a command.
+    for ok in [
+        daemon("  instances: 2\n  ip-addresses: [10.0.0.2, 10.0.0.3]\n"),
+        daemon("  instances: 0\n"),
+        command("  ip-addresses: [10.0.0.2]\n"),
+        command("  ip-addresses: [10.0.0.2, 10.0.0.3]\n"),
+    ] {
+        assert_eq!(
+            entry_check(BRIDGED, &ok),
+            (none.clone(), none.clone()),
+            "{ok}"
+        );
+    }
+    only(
+        entry_check(BRIDGED, &command("")),
+        "a Command in a bridged sandbox needs an ip-address",
+    );
+    only(
+        entry_check(
+            BRIDGED,
+            &daemon("  instances: 2\n  ip-addresses: [10.0.0.2]\n"),
+        ),
+        "1 ip-addresses for 2 instances",
+    );
+    only(
+        entry_check(
+            BRIDGED,
+            &daemon("  instances: 2\n  ip-addresses: [10.0.0.2, 10.0.0.2]\n"),
+        ),
+        "10.0.0.2 is given twice",
+    );
+}
+
+/// An address outside the sandbox network is legal, with a warning.
+#[test]
+fn entry_warns_of_addresses_outside_the_network() {
+    let (p, w) = entry_check(
+        BRIDGED,
+        "w:\n  image: web\n  config: /c\n  instances: 3\n  ip-addresses: [10.0.0.2, 10.1.0.1, 10.0.255.3]\n",
+    );
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(
+        w,
+        [
+            "/etc/c/processes/sb.yaml:2: w.ip-addresses: 10.1.0.1 is outside the sandbox network 10.0.0.0/16"
+        ]
+    );
+}
+
+#[test]
+fn kinds_and_features_that_pass_or_not() {
+    let base = "executable: /x\nuser-id: 1\n";
+    let either = "w:\n  kind: CommandOrDaemon\n  image: web\n  config: /c\n";
+    let command = "w:\n  kind: Command\n  image: web\n  config: /c\n";
+    // A CommandOrDaemon entry needs a CommandOrDaemon container.
+    check_with(SANDBOX, either, &format!("{base}kind: CommandOrDaemon\n")).unwrap();
+    for kind in ["Daemon", "Command"] {
+        let e = check_with(SANDBOX, either, &format!("{base}kind: {kind}\n")).unwrap_err();
+        assert!(e.contains(&format!("the container is a {kind}")), "{e}");
+    }
+    // restart-process-only: a Daemon (or CommandOrDaemon) only.
+    check_with(
+        SANDBOX,
+        ENTRY,
+        &format!("{base}restart-process-only: true\n"),
+    )
+    .unwrap();
+    let e = check_with(
+        SANDBOX,
+        command,
+        &format!("{base}kind: Command\nrestart-process-only: true\n"),
+    )
+    .unwrap_err();
+    assert!(e.contains("only a Daemon can restart its process"), "{e}");
+    // LISTEN_* are only reserved when systemd activation is used.
+    check_with(
+        SANDBOX,
+        ENTRY,
+        &format!("{base}environ: {{LISTEN_FDS: '3', LISTEN_PID: '1'}}\n"),
+    )
+    .unwrap();
+    // An environ value is checked for undeclared variables like arguments.
+    let e = check_with(
+        SANDBOX,
+        ENTRY,
+        &format!("{base}environ: {{A: 'x@{{nope}}'}}\n"),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("environ.A: @{nope} is not a declared variable"),
+        "{e}"
+    );
+}

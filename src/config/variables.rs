@@ -294,6 +294,21 @@ mod tests {
         assert!(references("none").is_empty());
     }
 
+    /// How a type is named in messages: as it is written in a config.
+    #[test]
+    fn descriptions() {
+        let port = VarType::TcpPort {
+            activation: Activation::Systemd,
+        };
+        assert_eq!(port.describe(), "!TcpPort");
+        assert_eq!(
+            VarType::Choice(vec!["ru".into(), "ua".into()]).describe(),
+            "!Choice [\"ru\", \"ua\"]"
+        );
+        assert_eq!(VarType::Name.describe(), "!Name");
+        assert_eq!(VarType::DottedName.describe(), "!DottedName");
+    }
+
     #[test]
     fn value_checks() {
         let port = VarType::TcpPort {

@@ -350,6 +350,24 @@ mod tests {
         assert!(e.message.contains("UTF-8"));
         let e = parse("f.yaml", b"a: \0", &UNTRUSTED).unwrap_err();
         assert!(e.message.contains("NUL"));
+        assert_eq!(e.line, Some(1));
+        let e = parse("f.yaml", b"a: 1\nb: 2\nc: \0", &UNTRUSTED).unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.line),
+            ("file contains a NUL byte", Some(3))
+        );
+    }
+
+    /// A file of exactly `max_bytes` is read; one byte more is not.
+    #[test]
+    fn size_limit_is_inclusive() {
+        let limits = Limits {
+            max_bytes: 8,
+            ..UNTRUSTED
+        };
+        assert!(parse("f.yaml", b"a: 12345", &limits).is_ok());
+        let e = parse("f.yaml", b"a: 123456", &limits).unwrap_err();
+        assert_eq!(e.message, "file is 9 bytes, more than the limit of 8 bytes");
     }
 
     #[test]
@@ -402,6 +420,9 @@ mod tests {
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
+        // The error names the marker's line.
+        let e = p("x: 1\ny: 2\n  ---b\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
         for good in [
             "--- \na: 1\n",
             "---\na: 1\n",
@@ -409,6 +430,9 @@ mod tests {
             "a: '--x'\n",
             "--\n",
             "a: -x---\n",
+            // A marker after a comment line.
+            "#c\n---\na: 1\n",
+            "#c\n--- \na: 1\n",
         ] {
             assert!(p(good).is_ok(), "{good:?}: {:?}", p(good).err());
         }

@@ -446,3 +446,48 @@ fn zero_restart_timeout_still_backs_off() {
     step(&mut l, Event::Exited { failure: false }, at(t0, 5), &p);
     assert_eq!(l.deadline, Some(at(t0, 5)));
 }
+
+/// The names are what `cairn ps` shows and what an upgrade hands to the
+/// next binary (`handoff::state_from` reads them back).
+#[test]
+fn state_names_are_pinned() {
+    let names: Vec<&str> = ALL_STATES.iter().map(|s| s.as_str()).collect();
+    assert_eq!(
+        names,
+        ["starting", "running", "stopping", "backoff", "failed"]
+    );
+}
+
+/// An adopted instance (recovery) runs since the given time: a stop terms
+/// it, and an early crash counts from that start.
+#[test]
+fn an_adopted_instance_runs() {
+    let t0 = Instant::now();
+    let p = policy();
+    let l = Life::running(t0);
+    assert_eq!(l.state, State::Running);
+    assert_eq!(l.started, Some(t0));
+    assert_eq!(l.deadline, None);
+    assert_eq!(l.failures, 0);
+    assert!(!l.stop_requested && !l.killed && !l.settling());
+    // It crashes 200 ms after its start: the next start waits for
+    // restart-timeout (1 s) from that start.
+    let mut crashed = l.clone();
+    assert!(
+        step(
+            &mut crashed,
+            Event::Exited { failure: true },
+            at(t0, 200),
+            &p
+        )
+        .is_empty()
+    );
+    assert_eq!(crashed.state, State::Backoff);
+    assert_eq!(crashed.deadline, Some(at(t0, 1000)));
+    let mut stopped = l;
+    assert_eq!(
+        step(&mut stopped, Event::Stop, at(t0, 10), &p),
+        [Action::Term]
+    );
+    assert_eq!(stopped.state, State::Stopping);
+}

@@ -189,3 +189,21 @@ fn unchanged_set_plans_nothing() {
     .into();
     assert!(plan(&w, &h, &none()).is_empty());
 }
+
+/// An instance already being replaced is never replaced again, whatever
+/// state it is seen in. (The tree sets `replacing` together with a stop
+/// request, so today `stopping` covers it too; the plan does not rely on
+/// that.)
+#[test]
+fn an_instance_being_replaced_is_not_replaced_twice() {
+    let w = want(&[("sb/a.0", "a", "new"), ("sb/b.0", "b", "new")]);
+    let mut h: BTreeMap<_, _> = [
+        have("sb/a.0", "a", "old", State::Backoff),
+        have("sb/b.0", "b", "old", State::Failed),
+    ]
+    .into();
+    for v in h.values_mut() {
+        v.replacing = true;
+    }
+    assert!(plan(&w, &h, &none()).is_empty());
+}
