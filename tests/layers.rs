@@ -251,9 +251,9 @@ fn every_import_points_down_a_layer_or_stays_in_its_module() {
     );
     // The checker sees what it must: these arrows exist.
     assert!(
-        g.edges["tree::apply"].contains("protocol"),
+        g.edges["tree::launch"].contains("protocol"),
         "{:?}",
-        g.edges["tree::apply"]
+        g.edges["tree::launch"]
     );
     assert!(g.edges["knot::fs"].contains("knot::steps"));
 }

@@ -3,12 +3,11 @@
 //! is in `events`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::config::master::Master;
-use crate::protocol;
 use crate::sys::process;
 
 use super::instance::Instance;
@@ -364,109 +363,6 @@ impl Tree {
         log::warn!("{msg}");
         self.sandbox_log(name, &msg);
         self.signal(name, libc::SIGKILL);
-    }
-
-    fn spawn(&mut self, name: &str) {
-        let Some(i) = self.instances.get_mut(name) else {
-            return;
-        };
-        // An adopted instance whose config could not be read has only a
-        // placeholder (no image, no executable, uid 0): never started.
-        if i.spec.is_placeholder() {
-            let why = "adopted from an earlier tree, and its config could not be read since; \
-                       not started again until it loads"
-                .to_string();
-            log::error!("{name}: {why}");
-            i.error = Some(why);
-            self.event(name, Event::Refused);
-            return;
-        }
-        // A start that fails here (no fds left, say) is an error shown
-        // on the instance, like any other failed start.
-        let (r, w) = match crate::sys::fd::pipe() {
-            Ok(p) => p,
-            Err(e) => {
-                let why = format!("cannot start: {e}");
-                log::error!("{name}: {why}");
-                i.error = Some(why);
-                self.event(name, Event::Exited { failure: true });
-                return;
-            }
-        };
-        if let Err(e) = self.poller.add(r.as_fd(), i.token << 1) {
-            let why = format!("cannot start: {e}");
-            log::error!("{name}: {why}");
-            i.error = Some(why);
-            self.event(name, Event::Exited { failure: true });
-            return;
-        }
-        let sockets = match self.sockets.for_spec(&i.spec) {
-            Ok(s) => s,
-            Err(e) => {
-                log::error!("{name}: {e}");
-                i.error = Some(e);
-                self.event(name, Event::Exited { failure: true });
-                return;
-            }
-        };
-        let seccomp = match protocol::filter(&i.spec, &mut self.filters) {
-            Ok(f) => f,
-            Err(e) => {
-                log::error!("{name}: {e}");
-                i.error = Some(e);
-                self.event(name, Event::Exited { failure: true });
-                return;
-            }
-        };
-        let stdio_dir_fd = self.stdio_dir_for(name);
-        let Some(i) = self.instances.get_mut(name) else {
-            return;
-        };
-        let ctx = protocol::Context {
-            stdio_dir_fd,
-            seccomp,
-            cgroups: self.cgroups.clone(),
-            sockets,
-            term: "dumb".into(),
-            extra_args: Vec::new(),
-            ready: Some(w.as_raw_fd()),
-            hash: i.hash.clone(),
-            supervised: true,
-            tree_pid: Some(self.proc_pid),
-            parent_pipe: None,
-            host_netns: None,
-            leaf_ready: i.leaf_ready,
-            init_fd: self.init.as_ref().map(|f| f.as_raw_fd()),
-            oom_score_adj: self.oom_score_adj,
-            // (Unless state-dir changed since the tree started.)
-            state_dir_fd: i
-                .spec
-                .host
-                .state_dir
-                .starts_with(self.state.path())
-                .then(|| self.state.fd().as_raw_fd()),
-        };
-        match (self.launch)(&i.spec, &ctx) {
-            Ok(pid) => {
-                drop(w);
-                i.pid = Some(pid);
-                i.start_ticks = crate::sys::proc::start_time(pid);
-                i.spawns += 1;
-                i.ready = Some(r);
-                self.by_pid.insert(pid, name.to_string());
-                self.counters.entry(i.key.clone()).or_default().started += 1;
-                let msg = format!("{name}: started (knot pid {pid}, config {})", i.hash);
-                log::info!("{msg}");
-                self.sandbox_log(name, &msg);
-                self.log_config(name);
-            }
-            Err(e) => {
-                let _ = self.poller.delete(r.as_fd());
-                log::error!("{name}: cannot start: {e}");
-                i.error = Some(format!("cannot start: {e}"));
-                self.event(name, Event::Exited { failure: true });
-            }
-        }
     }
 
     /// Close listening sockets that no instance (or pending replacement)
