@@ -117,7 +117,6 @@ const ENOENT: i32 = 2;
 /// The size of `struct signalfd_siginfo`.
 const SIGINFO_SIZE: usize = 128;
 
-
 fn sys(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
     // SAFETY: every call site passes arguments valid for its system call;
     // pointers point into live buffers of this program.
@@ -334,13 +333,23 @@ fn run(workload: i32, interactive: bool, oom_before: u64) -> ! {
     let all: u64 = !0;
     must(sys(SYS_RT_SIGPROCMASK, SIG_BLOCK, &all as *const u64 as usize, 0, 8));
     let sfd = must(sys(SYS_SIGNALFD4, usize::MAX /* -1: a new fd */, &all as *const u64 as usize, 8, SFD_CLOEXEC));
-    let mut info = [0u8; SIGINFO_SIZE];
     // A workload that ended before its signals were blocked sent its
     // SIGCHLD to nobody: look once before waiting for the next one.
-    let status = 'outer: loop {
-        if let Some(ws) = reap(workload) {
-            break ws;
-        }
+    let status = reap(workload).unwrap_or_else(|| wait_for(workload, sfd, interactive));
+    let (shell, signal) = policy::shell_status(status);
+    let oom = signal == policy::SIGKILL as i32 && oom_kills() > oom_before;
+    record(shell, signal, oom);
+    let x = b'x';
+    sys(SYS_WRITE, 3, &x as *const u8 as usize, 1, 0);
+    sys(SYS_CLOSE, 3, 0, 0, 0);
+    exit(shell)
+}
+
+/// Pass signals on and reap children until the workload ends; its wait
+/// status.
+fn wait_for(workload: i32, sfd: isize, interactive: bool) -> i32 {
+    let mut info = [0u8; SIGINFO_SIZE];
+    loop {
         let n = sys(SYS_READ, sfd as usize, info.as_mut_ptr() as usize, info.len(), 0);
         if n == -EINTR {
             continue;
@@ -355,7 +364,7 @@ fn run(workload: i32, interactive: bool, oom_before: u64) -> ! {
         match policy::on_signal(signo, code, interactive) {
             policy::Action::Reap => {
                 if let Some(ws) = reap(workload) {
-                    break 'outer ws;
+                    return ws;
                 }
             }
             policy::Action::Forward => {
@@ -363,14 +372,7 @@ fn run(workload: i32, interactive: bool, oom_before: u64) -> ! {
             }
             policy::Action::Ignore => {}
         }
-    };
-    let (shell, signal) = policy::shell_status(status);
-    let oom = signal == policy::SIGKILL as i32 && oom_kills() > oom_before;
-    record(shell, signal, oom);
-    let x = b'x';
-    sys(SYS_WRITE, 3, &x as *const u8 as usize, 1, 0);
-    sys(SYS_CLOSE, 3, 0, 0, 0);
-    exit(shell)
+    }
 }
 
 /// Reap every child that has ended; the workload's wait status, if it is
