@@ -13,7 +13,7 @@ use crate::sys::hostfs;
 use crate::sys::mount::{self, Attrs, Recursive};
 
 use super::etc;
-pub use super::steps::Result;
+pub use super::steps::{Result, SetupError};
 use super::steps::{bound, ctx, image_dir};
 
 /// Build everything and pivot_root into it. `inst` is the instance dir
@@ -79,7 +79,7 @@ pub fn stdio_log(spec: &InstanceSpec, kctx: &super::Context) -> Result<Option<Ow
         return hostfs::HostDir::inherited(here, dir.to_path_buf())
             .open_file(name, hostfs::LOG_MODE, true)
             .map(|f| Some(OwnedFd::from(f)))
-            .map_err(|e| format!("stdio log: {e}"));
+            .map_err(|e| SetupError::from(format!("stdio log: {e}")));
     }
     Ok(Some(open_log(p)?))
 }
@@ -90,7 +90,7 @@ pub fn stdio_log(spec: &InstanceSpec, kctx: &super::Context) -> Result<Option<Ow
 fn open_log(p: &Path) -> Result<OwnedFd> {
     hostfs::open_log(p)
         .map(OwnedFd::from)
-        .map_err(|e| format!("stdio log: {e}"))
+        .map_err(|e| SetupError::from(format!("stdio log: {e}")))
 }
 
 /// The most pseudo-terminals one container may hold open (devpts `max=`).
@@ -320,7 +320,8 @@ fn etc_file(root: BorrowedFd<'_>, state: BorrowedFd<'_>, name: &str, f: &EtcFile
         _ if f.mount == Some(true) => {
             return Err(format!(
                 "/etc/{name} in the image is not a regular file (missing, a symlink or special), so it cannot be replaced"
-            ));
+            )
+            .into());
         }
         _ => return Ok(()),
     };

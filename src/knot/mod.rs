@@ -29,7 +29,8 @@ use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use crate::protocol::{
-    Context, ERROR_FILE, EXIT_FILE, ExitRecord, KNOT_FILE, SETUP_FAILED, WORKLOAD_PID_FILE,
+    Context, ERROR_FILE, EXIT_FILE, ExitRecord, Failure, KNOT_FILE, SETUP_FAILED, Stage,
+    WORKLOAD_PID_FILE,
 };
 use crate::spec::InstanceSpec;
 use crate::sys::cgroup::{Cgroups, Limits};
@@ -129,7 +130,24 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     };
     match setup(spec, ctx, &inst) {
         Ok(code) => code,
-        Err(e) => fail(spec, Some(&inst.0), &e),
+        Err(e) => {
+            // The step and errno for the tree and `ps` (`last_exit.cause`).
+            if ctx.supervised {
+                let rec = ExitRecord {
+                    status: SETUP_FAILED,
+                    signal: None,
+                    oom_killed: false,
+                    failure: Some(Failure {
+                        stage: Stage::Setup,
+                        errno: e.errno,
+                    }),
+                };
+                if let Ok(json) = serde_json::to_vec(&rec) {
+                    let _ = sfs::replace_file(inst.0.as_fd(), EXIT_FILE, &json, 0o644);
+                }
+            }
+            fail(spec, Some(&inst.0), &e.message)
+        }
     }
 }
 
@@ -174,13 +192,19 @@ fn spawn_failed(
     e.code
 }
 
-fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, String> {
+/// A setup error with the errno of the call that failed.
+fn with_errno(message: String, errno: Option<i32>) -> fs::SetupError {
+    fs::SetupError { message, errno }
+}
+
+fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i32> {
     // Limits first: nothing of the container exists before they hold.
     if let (Some(cg), Some(leaf)) = (&ctx.cgroups, &spec.host.cgroup) {
         if !(ctx.leaf_ready && cg.join_self(leaf).is_ok()) {
             cg.create(leaf, &limits(spec, cg))
-                .map_err(|e| format!("cgroup: {e}"))?;
-            cg.join_self(leaf).map_err(|e| format!("cgroup: {e}"))?;
+                .map_err(|e| with_errno(format!("cgroup: {e}"), e.errno()))?;
+            cg.join_self(leaf)
+                .map_err(|e| with_errno(format!("cgroup: {e}"), e.errno()))?;
         }
     } else if spec.limits.memory.is_some() {
         return Err(
@@ -198,7 +222,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
     // A cgroup namespace rooted at the leaf just joined (or, with cgroups
     // off, wherever the knot runs): the workload's /proc/self/cgroup
     // shows "/" and nothing of the host's cgroup tree.
-    crate::sys::namespace::unshare_cgroup().map_err(|e| e.to_string())?;
+    crate::sys::namespace::unshare_cgroup().map_err(|e| with_errno(e.to_string(), e.errno()))?;
     // Ports opened in the container's own network namespace, and the
     // context that gives them to the workload (kept open for respawns).
     let mut own_ports: Vec<OwnedFd> = Vec::new();
@@ -262,8 +286,8 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> Result<i32, 
         oom_before = oom_dir.as_ref().map_or(0, oom_kills);
     }
 
-    signal::block_all_signals().map_err(|e| e.to_string())?;
-    let sigfd = signal::signalfd_all().map_err(|e| e.to_string())?;
+    signal::block_all_signals().map_err(|e| with_errno(e.to_string(), e.errno()))?;
+    let sigfd = signal::signalfd_all().map_err(|e| with_errno(e.to_string(), e.errno()))?;
     let first = match pending.go(spec) {
         Ok(p) => p,
         Err(e) => return Ok(spawn_failed(spec, ctx, inst, &e)),

@@ -7,14 +7,64 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::sys::fs as sfs;
 use crate::sys::mount::{self, Attrs, Recursive};
 
-/// A setup error: what failed, in words for the operator.
-pub type Result<T> = std::result::Result<T, String>;
+/// A setup error: what failed, in words for the operator, and the
+/// kernel's errno when a system call failed (recorded for the tree and
+/// `ps`, `last_exit.cause`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupError {
+    pub message: String,
+    pub errno: Option<i32>,
+}
 
-pub(super) fn ctx<T, E: std::fmt::Display>(
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for SetupError {
+    fn from(message: String) -> SetupError {
+        SetupError {
+            message,
+            errno: None,
+        }
+    }
+}
+
+impl From<&str> for SetupError {
+    fn from(message: &str) -> SetupError {
+        SetupError::from(message.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, SetupError>;
+
+/// An error that may carry the kernel's errno.
+pub(super) trait Errno: std::fmt::Display {
+    fn errno(&self) -> Option<i32>;
+}
+
+impl Errno for crate::sys::Error {
+    fn errno(&self) -> Option<i32> {
+        crate::sys::Error::errno(self)
+    }
+}
+
+impl Errno for String {
+    fn errno(&self) -> Option<i32> {
+        None
+    }
+}
+
+/// `r`, its error named by `what`.
+pub(super) fn ctx<T, E: Errno>(
     r: std::result::Result<T, E>,
     what: impl FnOnce() -> String,
 ) -> Result<T> {
-    r.map_err(|e| format!("{}: {e}", what()))
+    r.map_err(|e| SetupError {
+        message: format!("{}: {e}", what()),
+        errno: e.errno(),
+    })
 }
 
 /// A detached copy (`open_tree` clone) of the mount at `src`, with `set`
@@ -37,12 +87,15 @@ pub(super) fn bound(
 
 /// Open a directory the image must have, refusing symlinks and files.
 pub(super) fn image_dir(root: BorrowedFd<'_>, path: &str, why: &str) -> Result<OwnedFd> {
-    sfs::open_dir_beneath(root, path).map_err(|e| match e.errno() {
+    sfs::open_dir_beneath(root, path).map_err(|e| SetupError {
+        errno: e.errno(),
+        message: match e.errno() {
         Some(libc::ENOENT) => format!("{path} does not exist in the image ({why})"),
         Some(libc::ELOOP) | Some(libc::EXDEV) => {
             format!("{path} in the image is or goes through a symlink; it must be a real directory ({why})")
         }
         Some(libc::ENOTDIR) => format!("{path} in the image is not a directory ({why})"),
         _ => format!("{path} in the image: {e}"),
+        },
     })
 }

@@ -92,3 +92,33 @@ fn a_workload_that_exits_127_itself_is_retried() {
     assert_ne!(i["state"], "failed", "{i}");
     assert!(i["last_exit"]["cause"].is_null(), "{i}");
 }
+
+/// A failure to build the container is recorded with its errno, and it is
+/// retried with back-off (it may pass: the image may be being unpacked).
+#[test]
+fn a_setup_failure_records_its_errno_and_is_retried() {
+    let mut fx = fixture!();
+    fx.container("web", &sleeper("restart-timeout: 0\n"));
+    fx.processes(&[("web", 1)]);
+    // No /dev in the image: the build stops there.
+    fs::remove_dir(fx.set.p("images/bb/dev")).expect("rmdir dev");
+    fx.start();
+    let ps = fx.wait_ps("two failed starts", |ps| {
+        inst(ps, "box/web.0").is_some_and(|i| i["restarts"].as_u64() >= Some(2))
+    });
+    let i = inst(&ps, "box/web.0").expect("instance");
+    assert_ne!(i["state"], "failed", "{i}");
+    let exit = &i["last_exit"];
+    assert_eq!(exit["status"], 125, "{i}");
+    assert_eq!(exit["cause"]["stage"], "setup", "{i}");
+    assert_eq!(exit["cause"]["errno"], libc::ENOENT, "{i}");
+    assert!(
+        exit["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("dev does not exist in the image")),
+        "{i}"
+    );
+    // Once the image has it, the next try runs.
+    fs::create_dir(fx.set.p("images/bb/dev")).expect("mkdir dev");
+    fx.wait_ps("running", |ps| all_running(ps, &["box/web.0"]));
+}
