@@ -88,13 +88,13 @@ pub struct Tree {
     pub state: HostDir,
     /// Ours, which knots inherit (workloads are reset to 0 from it).
     pub oom_score_adj: i32,
-    /// Our pid as /proc numbers it (see `knot::Context::tree_pid`).
+    /// Our pid as /proc numbers it (see `protocol::Context::tree_pid`).
     pub proc_pid: i32,
     /// Cgroup leaves of removed instances that something still held
     /// (EBUSY), tried again from the loop (see `tree::leaves`).
     pub leaves: Leaves,
     /// The stdio-log-dir, checked (and made) when a knot first needs it:
     /// knots open their sandbox's stdio log below it (see
-    /// `knot::Context::stdio_dir_fd`).
+    /// `protocol::Context::stdio_dir_fd`).
     pub stdio_dir: Option<HostDir>,
 }
