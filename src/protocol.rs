@@ -331,6 +331,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_context_without_oom_score_adj_counts_it_unknown() {
+        let ctx: Context = serde_json::from_str(r#"{"cgroups":null,"sockets":[],"term":"dumb","extra_args":[],"hash":"h","ready":null}"#).unwrap();
+        assert_eq!(ctx.oom_score_adj, -1);
+    }
+
+    #[test]
+    fn stages_read_back_by_name() {
+        for (st, name) in [
+            (Stage::Setup, "setup"),
+            (Stage::Workdir, "workdir"),
+            (Stage::Executable, "executable"),
+        ] {
+            assert_eq!(st.as_str(), name);
+            assert_eq!(Stage::parse(name), Some(st));
+            // The same names as in exit-status (serde).
+            assert_eq!(serde_json::to_string(&st).unwrap(), format!("\"{name}\""));
+        }
+        assert_eq!(Stage::parse("exec"), None);
+        assert_eq!(Stage::parse(""), None);
+    }
+
+    #[test]
+    fn the_filter_is_the_one_the_sandbox_asks_for() {
+        use crate::config::isolation::Seccomp;
+        let mut spec = InstanceSpec::placeholder("sb", "p", 0);
+        let mut cache = seccomp::Cache::default();
+        spec.isolation.seccomp = Seccomp::Unconfined;
+        assert!(filter_profile(&spec).unwrap().is_none());
+        assert!(filter(&spec, &mut cache).unwrap().is_none());
+        for (setting, mode) in [
+            (Seccomp::Default, seccomp::Mode::Enforce),
+            (Seccomp::Log, seccomp::Mode::Log),
+        ] {
+            spec.isolation.seccomp = setting;
+            let want = filter_profile(&spec).unwrap().expect("a profile");
+            assert_eq!(want.mode, mode);
+            let program = filter(&spec, &mut cache).unwrap().expect("a filter");
+            assert_eq!(*program.profile(), want);
+        }
+    }
+
+    #[test]
     fn which_failures_are_permanent() {
         let f = |stage, errno| Failure { stage, errno }.permanent();
         for e in [
