@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::config::LogLevel;
 use crate::config::master::Master;
-use crate::sys::cgroup::{self};
+use crate::sys::cgroup;
 use crate::sys::event::Poller;
 use crate::sys::hostfs::HostDir;
 use crate::sys::{process, signal};
