@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::sys::fs::{self as sfs, Resolve};
 use crate::sys::mount::{self, Attrs, Recursive};
 
-use super::steps::{Result, SetupError, bound, ctx, image_dir};
+use super::steps::{Result, bound, ctx, image_dir};
 
 /// Files of /proc that show host kernel internals: hidden behind /dev/null.
 const MASKED_FILES: &[&str] = &[
@@ -51,10 +51,7 @@ pub(super) fn proc(root: BorrowedFd<'_>) -> Result<()> {
             0,
             Resolve::BeneathNoSymlinks,
         );
-        missing_is_none(r).map_err(|e| SetupError {
-            message: format!("/proc/{name}: {e}"),
-            errno: e.errno(),
-        })
+        ctx(missing_is_none(r), || format!("/proc/{name}"))
     };
     for name in READONLY {
         let Some(t) = open(name)? else { continue };

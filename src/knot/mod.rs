@@ -131,20 +131,12 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     match setup(spec, ctx, &inst) {
         Ok(code) => code,
         Err(e) => {
-            // The step and errno for the tree and `ps` (`last_exit.cause`).
             if ctx.supervised {
-                let rec = ExitRecord {
-                    status: SETUP_FAILED,
-                    signal: None,
-                    oom_killed: false,
-                    failure: Some(Failure {
-                        stage: Stage::Setup,
-                        errno: e.errno,
-                    }),
+                let f = Failure {
+                    stage: Stage::Setup,
+                    errno: e.errno,
                 };
-                if let Ok(json) = serde_json::to_vec(&rec) {
-                    let _ = sfs::replace_file(inst.0.as_fd(), EXIT_FILE, &json, 0o644);
-                }
+                record_failure(&inst, SETUP_FAILED, f);
             }
             fail(spec, Some(&inst.0), &e.message)
         }
@@ -176,35 +168,35 @@ fn spawn_failed(
 ) -> i32 {
     if ctx.supervised {
         let _ = sfs::replace_file(inst.0.as_fd(), ERROR_FILE, e.message.as_bytes(), 0o644);
-        if e.failure.is_some() {
-            let rec = ExitRecord {
-                status: e.code,
-                signal: None,
-                oom_killed: false,
-                failure: e.failure,
-            };
-            if let Ok(json) = serde_json::to_vec(&rec) {
-                let _ = sfs::replace_file(inst.0.as_fd(), EXIT_FILE, &json, 0o644);
-            }
+        if let Some(f) = e.failure {
+            record_failure(inst, e.code, f);
         }
     }
     eprintln!("cairn: {}: {}", spec.name, crate::text::escape(&e.message));
     e.code
 }
 
-/// A setup error with the errno of the call that failed.
-fn with_errno(message: String, errno: Option<i32>) -> fs::SetupError {
-    fs::SetupError { message, errno }
+/// A start that never ran the workload, in `exit-status` with its step
+/// and errno, for the tree and `ps` (`last_exit.cause`). Best effort, as
+/// every record: without it the tree goes by the knot's exit status.
+fn record_failure(inst: &InstanceDir, status: i32, failure: Failure) {
+    let rec = ExitRecord {
+        status,
+        signal: None,
+        oom_killed: false,
+        failure: Some(failure),
+    };
+    if let Ok(json) = serde_json::to_vec(&rec) {
+        let _ = sfs::replace_file(inst.0.as_fd(), EXIT_FILE, &json, 0o644);
+    }
 }
 
 fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i32> {
     // Limits first: nothing of the container exists before they hold.
     if let (Some(cg), Some(leaf)) = (&ctx.cgroups, &spec.host.cgroup) {
         if !(ctx.leaf_ready && cg.join_self(leaf).is_ok()) {
-            cg.create(leaf, &limits(spec, cg))
-                .map_err(|e| with_errno(format!("cgroup: {e}"), e.errno()))?;
-            cg.join_self(leaf)
-                .map_err(|e| with_errno(format!("cgroup: {e}"), e.errno()))?;
+            steps::ctx(cg.create(leaf, &limits(spec, cg)), || "cgroup".into())?;
+            steps::ctx(cg.join_self(leaf), || "cgroup".into())?;
         }
     } else if spec.limits.memory.is_some() {
         return Err(
@@ -222,7 +214,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
     // A cgroup namespace rooted at the leaf just joined (or, with cgroups
     // off, wherever the knot runs): the workload's /proc/self/cgroup
     // shows "/" and nothing of the host's cgroup tree.
-    crate::sys::namespace::unshare_cgroup().map_err(|e| with_errno(e.to_string(), e.errno()))?;
+    crate::sys::namespace::unshare_cgroup()?;
     // Ports opened in the container's own network namespace, and the
     // context that gives them to the workload (kept open for respawns).
     let mut own_ports: Vec<OwnedFd> = Vec::new();
@@ -286,8 +278,8 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
         oom_before = oom_dir.as_ref().map_or(0, oom_kills);
     }
 
-    signal::block_all_signals().map_err(|e| with_errno(e.to_string(), e.errno()))?;
-    let sigfd = signal::signalfd_all().map_err(|e| with_errno(e.to_string(), e.errno()))?;
+    signal::block_all_signals()?;
+    let sigfd = signal::signalfd_all()?;
     let first = match pending.go(spec) {
         Ok(p) => p,
         Err(e) => return Ok(spawn_failed(spec, ctx, inst, &e)),

@@ -31,6 +31,16 @@ impl From<String> for SetupError {
     }
 }
 
+/// A failed system call, its words and errno as they are.
+impl From<crate::sys::Error> for SetupError {
+    fn from(e: crate::sys::Error) -> SetupError {
+        SetupError {
+            message: e.to_string(),
+            errno: e.errno(),
+        }
+    }
+}
+
 impl From<&str> for SetupError {
     fn from(message: &str) -> SetupError {
         SetupError::from(message.to_string())
