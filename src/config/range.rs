@@ -219,6 +219,12 @@ mod tests {
         format!("{{inside: {inside}, outside: {outside}, count: {count}}}")
     }
 
+    /// A YAML list of id map lines (inside, outside, count).
+    fn map_text(lines: &[(u32, u32, u32)]) -> String {
+        let lines: Vec<String> = lines.iter().map(|&(i, o, n)| line(i, o, n)).collect();
+        format!("[{}]", lines.join(", "))
+    }
+
     fn refused(text: &str, message: &str) {
         match id_maps(text) {
             Ok(m) => panic!("{text} was accepted: {m:?}"),
@@ -298,14 +304,7 @@ mod tests {
     #[test]
     fn id_map_overlaps() {
         let ok = |lines: &[(u32, u32, u32)]| {
-            let text = format!(
-                "[{}]",
-                lines
-                    .iter()
-                    .map(|&(i, o, n)| line(i, o, n))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let text = map_text(lines);
             let want: Vec<IdMap> = lines
                 .iter()
                 .map(|&(inside, outside, count)| IdMap {
@@ -317,14 +316,7 @@ mod tests {
             assert_eq!(id_maps(&text), Ok(want), "{text}");
         };
         let bad = |lines: &[(u32, u32, u32)]| {
-            let text = format!(
-                "[{}]",
-                lines
-                    .iter()
-                    .map(|&(i, o, n)| line(i, o, n))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let text = map_text(lines);
             refused(&text, "overlap");
         };
         // Adjacent, in either order, on both sides.
