@@ -4,112 +4,21 @@
 //! lose close-on-exec; the new image reads the hand-off, verifies every
 //! instance and carries on (DESIGN.md, "Upgrade, reload, recovery").
 
-use std::io::{Read, Seek, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
-use crate::protocol::ExitRecord;
-use crate::spec::InstanceSpec;
 use crate::sys::process;
 use crate::sys::{pidfd, proc};
 
 use super::instance::Instance;
 use super::leaves;
-use super::lifecycle::{Life, State};
-use super::sockets::SocketKey;
-use super::state::{Counters, LastExit};
+use super::lifecycle::Life;
 use super::supervisor::Tree;
+
+mod format;
 
 /// The environment variable naming the hand-off fd.
 pub const ENV: &str = "CAIRN_HANDOFF_FD";
-
-/// The version of the hand-off this cairn writes, and the newest it reads.
-/// 1: every cairn before versions (no `version` key). 2: `version`, an
-/// instance's `leaf_ready`, the tree's `retiring`, `logged_hash` and
-/// `died_away`, and states that are checked (an instance in a state this
-/// cairn does not know is not read as `backoff` but adopted afresh).
-/// Bump it whenever a field changes meaning or a reader must not ignore a
-/// new one: a newer hand-off is refused, and the instances are adopted
-/// from the cgroups and state dirs instead (`recover`).
-pub const VERSION: u32 = 2;
-
-/// Every field of `Instance` that `upgrade` hands over (see the exhaustive
-/// destructuring there: a new field of `Instance` does not compile until
-/// it is handed over or said not to be).
-#[derive(Serialize, Deserialize)]
-struct HInstance {
-    spec: InstanceSpec,
-    hash: String,
-    state: State,
-    pid: Option<i32>,
-    start_ticks: Option<u64>,
-    pidfd: Option<i32>,
-    ready_fd: Option<i32>,
-    started_ago_ms: Option<u64>,
-    deadline_in_ms: Option<u64>,
-    failures: u32,
-    stop_requested: bool,
-    killed: bool,
-    spawns: u32,
-    last_exit: Option<LastExit>,
-    replacing: bool,
-    fresh_replacement: bool,
-    pending: Option<(InstanceSpec, String)>,
-    error: Option<String>,
-    drop_state: bool,
-    since_unix_ms: u64,
-    #[serde(default)]
-    leaf_ready: bool,
-}
-
-/// The hand-off: this header on the first line, then one line per
-/// instance (`follow` of them), so the new image restores instances one at
-/// a time instead of first building a list of them all (that list and its
-/// growth left the heap of a 1000-instance tree 1.5 MiB bigger after every
-/// upgrade). A hand-off from an older cairn has no `follow` and carries
-/// its instances in `instances`.
-#[derive(Serialize, Deserialize)]
-pub struct Handoff {
-    /// `VERSION` (absent, 1, before there were versions).
-    #[serde(default = "version_one")]
-    version: u32,
-    lock_fd: i32,
-    started_unix_ms: u64,
-    upgrades: u32,
-    reloads: u32,
-    /// CLOCK_MONOTONIC when the upgrade began (for the measurement).
-    began_ns: u64,
-    #[serde(default)]
-    instances: Vec<HInstance>,
-    #[serde(default)]
-    follow: u32,
-    sockets: Vec<(SocketKey, i32)>,
-    counters: Vec<((String, String), Counters)>,
-    unknown_children: u64,
-    shutting_down: bool,
-    /// Knots that reported their end and are still tearing down.
-    #[serde(default)]
-    retiring: Vec<i32>,
-    /// The config hash each instance's config log last named.
-    #[serde(default)]
-    logged_hash: Vec<(String, String)>,
-    /// Exits of knots that died while no tree ran, not yet reported.
-    #[serde(default)]
-    died_away: Vec<(String, ExitRecord, Option<String>)>,
-}
-
-fn version_one() -> u32 {
-    1
-}
-
-/// Just the version of a hand-off, read before anything else of it.
-#[derive(Deserialize)]
-struct Versioned {
-    #[serde(default = "version_one")]
-    version: u32,
-}
 
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
@@ -381,122 +290,5 @@ fn restore_cloexec(fds: &[RawFd]) {
     }
 }
 
-fn write_memfd(h: &Handoff, instances: &[HInstance]) -> Result<OwnedFd, String> {
-    let fd = crate::sys::fd::memfd("cairn-handoff").map_err(|e| e.to_string())?;
-    let mut f = std::fs::File::from(fd);
-    // One write: serde_json writes in small pieces, each a system call on
-    // an unbuffered file.
-    let mut bytes = serde_json::to_vec(h).map_err(|e| e.to_string())?;
-    for i in instances {
-        bytes.push(b'\n');
-        serde_json::to_writer(&mut bytes, i).map_err(|e| e.to_string())?;
-    }
-    bytes.push(b'\n');
-    f.write_all(&bytes).map_err(|e| e.to_string())?;
-    f.rewind().map_err(|e| e.to_string())?;
-    Ok(OwnedFd::from(f))
-}
-
-/// A hand-off read back: its header, and the text whose lines from
-/// `rest` on are its instances.
-pub struct Taken {
-    head: Handoff,
-    text: Vec<u8>,
-    rest: usize,
-}
-
-/// Read the hand-off named by the environment, if we were exec'd by an
-/// upgrade. The fd is closed afterwards.
-pub fn take() -> Option<Result<Taken, String>> {
-    let fd: i32 = std::env::var(ENV).ok()?.parse().ok()?;
-    let owned = match crate::sys::fs::adopt_fd(fd) {
-        Ok(f) => f,
-        Err(e) => return Some(Err(format!("hand-off fd {fd}: {e}"))),
-    };
-    let mut f = std::fs::File::from(owned);
-    // Sized once: one allocation, large enough to be its own mapping,
-    // gone without a trace once the instances are restored.
-    let size = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
-    let mut text = Vec::with_capacity(size + 1);
-    if let Err(e) = f.read_to_end(&mut text) {
-        return Some(Err(format!("hand-off: {e}")));
-    }
-    Some(parse(text))
-}
-
-/// The instances of a hand-off, one at a time: an older cairn's from its
-/// header, ours from the lines after it.
-/// `torn` is set when a line is unreadable or missing: the caller must
-/// then look for the instances it did not get (`recover`), or a knot that
-/// runs would be unknown and started twice.
-fn instances<'a>(
-    head: &mut Handoff,
-    text: &'a [u8],
-    rest: usize,
-    torn: &'a std::cell::Cell<bool>,
-) -> impl Iterator<Item = HInstance> + 'a {
-    let older = std::mem::take(&mut head.instances);
-    let mut lines = text[rest.min(text.len())..]
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty());
-    let mut left = head.follow;
-    let ours = std::iter::from_fn(move || {
-        while left > 0 {
-            left -= 1;
-            let Some(l) = lines.next() else {
-                log::error!("upgrade: the hand-off ends {} instances early", left + 1);
-                torn.set(true);
-                return None;
-            };
-            match serde_json::from_slice::<HInstance>(l) {
-                Ok(hi) => return Some(hi),
-                Err(e) => {
-                    log::error!("upgrade: an instance of the hand-off is unreadable: {e}");
-                    torn.set(true);
-                }
-            }
-        }
-        None
-    });
-    older.into_iter().chain(ours)
-}
-
-/// The header line of a hand-off's text (all of an older cairn's).
-/// A hand-off of a version this cairn does not know is refused whole.
-fn parse(text: Vec<u8>) -> Result<Taken, String> {
-    let rest = text
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(text.len(), |i| i + 1);
-    let v: Versioned =
-        serde_json::from_slice(&text[..rest]).map_err(|e| format!("hand-off: {e}"))?;
-    if !(1..=VERSION).contains(&v.version) {
-        return Err(format!(
-            "hand-off: version {} is not one this cairn reads (1 to {VERSION}); not reading it",
-            v.version
-        ));
-    }
-    serde_json::from_slice(&text[..rest])
-        .map(|head| Taken { head, text, rest })
-        .map_err(|e| format!("hand-off: {e}"))
-}
-
-impl Taken {
-    /// The pid file lock fd, inherited across the exec.
-    pub fn lock_file(&self) -> Result<std::fs::File, String> {
-        self.head.lock_file()
-    }
-}
-
-impl Handoff {
-    /// The pid file lock fd, inherited across the exec.
-    pub fn lock_file(&self) -> Result<std::fs::File, String> {
-        crate::sys::fs::adopt_fd(self.lock_fd)
-            .map(std::fs::File::from)
-            .map_err(|e| format!("pid file lock: {e}"))
-    }
-}
-
-#[cfg(test)]
-#[path = "handoff_tests.rs"]
-mod tests;
+use format::{HInstance, Handoff, instances, write_memfd};
+pub use format::{Taken, VERSION, take};
