@@ -17,6 +17,9 @@ use super::supervisor::Tree;
 
 mod format;
 
+use format::{HInstance, Handoff, instances, write_memfd};
+pub use format::{Taken, VERSION, take};
+
 /// The environment variable naming the hand-off fd.
 pub const ENV: &str = "CAIRN_HANDOFF_FD";
 
@@ -289,6 +292,3 @@ fn restore_cloexec(fds: &[RawFd]) {
         let _ = crate::sys::fd::set_cloexec(*fd);
     }
 }
-
-use format::{HInstance, Handoff, instances, write_memfd};
-pub use format::{Taken, VERSION, take};
