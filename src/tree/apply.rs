@@ -11,7 +11,7 @@ use crate::config::master::Master;
 use crate::sys::process;
 
 use super::instance::Instance;
-use super::lifecycle::{self, Action, Event, State};
+use super::lifecycle::{self, Action, Event, Life, State, Then};
 use super::plan::{self, Change, ProcKey, Want};
 use super::state::{LastExit, rfc3339};
 use super::supervisor::Tree;
@@ -218,23 +218,20 @@ impl Tree {
             match change {
                 Change::Start(name) => self.start(&name, false),
                 Change::Stop(name) => {
-                    if let Some(i) = self.instances.get_mut(&name) {
-                        i.drop_state = true;
-                        log::info!("{name}: stopping (removed from the config)");
-                    }
-                    self.event(&name, Event::Stop);
+                    log::info!("{name}: stopping (removed from the config)");
+                    self.event(&name, Event::Stop(Then::Remove));
                 }
                 Change::Replace(name) => self.replace(&name),
             }
         }
     }
 
-    fn start(&mut self, name: &str, fresh_replacement: bool) {
+    fn start(&mut self, name: &str, replacement: bool) {
         let (Some(spec), Some(w)) = (self.specs.get(name).cloned(), self.want.get(name).cloned())
         else {
             return;
         };
-        self.start_with(name, spec, w.hash, fresh_replacement);
+        self.start_with(name, spec, w.hash, replacement);
     }
 
     fn start_with(
@@ -242,11 +239,13 @@ impl Tree {
         name: &str,
         spec: Arc<crate::spec::InstanceSpec>,
         hash: String,
-        fresh_replacement: bool,
+        replacement: bool,
     ) {
         let token = self.new_token();
         let mut inst = Instance::new(spec, hash, token);
-        inst.fresh_replacement = fresh_replacement;
+        if replacement {
+            inst.life = Life::replacement();
+        }
         if let Some((rec, error)) = self.died_away.remove(name) {
             // It ran before this tree, and died while no tree watched it.
             let normal = rec.signal.is_none()
@@ -290,17 +289,10 @@ impl Tree {
             i.hash,
             w.hash
         );
-        match i.life.state {
-            State::Backoff | State::Failed => {
-                self.remove(name, false);
-                self.start(name, true);
-            }
-            _ => {
-                i.pending = Some((spec, w.hash));
-                i.replacing = true;
-                self.event(name, Event::Stop);
-            }
-        }
+        // Stopped at once when idle, after its knot exits otherwise; then
+        // `forget` starts this config in its place.
+        i.pending = Some((spec, w.hash));
+        self.event(name, Event::Stop(Then::Replace));
     }
 
     /// Feed one event to an instance's lifecycle and perform its actions.
@@ -310,6 +302,9 @@ impl Tree {
             return;
         };
         let before = i.life.state;
+        // Whether a rollout waits on this instance (its replacement coming
+        // up, or failing), before the step clears it.
+        let in_rollout = i.life.replacement || i.life.replacing();
         // The spec sets the restart numbers, master.yaml the setup deadline.
         let policy = lifecycle::Policy {
             setup_timeout: self.master.setup_timeout,
@@ -322,7 +317,7 @@ impl Tree {
             // Only a rollout waits on state changes (its replacement coming
             // up, or failing); planning after every change of every
             // instance would make a cold start quadratic.
-            if i.fresh_replacement || i.replacing {
+            if in_rollout || i.life.replacement || i.life.replacing() {
                 self.replan = true;
             }
         }
@@ -335,7 +330,7 @@ impl Tree {
                     self.signal(name, libc::SIGKILL)
                 }
                 Action::KillSetup => self.kill_setup(name),
-                Action::Forget => self.forget(name),
+                Action::Forget(then) => self.forget(name, then),
             }
         }
     }
@@ -378,20 +373,26 @@ impl Tree {
         self.sockets.retain(&used);
     }
 
-    /// The instance is done (stopped, or its knot gone for a replacement).
-    fn forget(&mut self, name: &str) {
+    /// The instance is done: stopped for good, or its knot gone to make
+    /// way for its replacement (`then`, the table's word).
+    fn forget(&mut self, name: &str, then: Then) {
         let pending = self.instances.get_mut(name).and_then(|i| i.pending.take());
-        let drop_state =
-            pending.is_none() && self.instances.get(name).is_some_and(|i| i.drop_state);
         let key = self.instances.get(name).map(|i| i.key.clone());
-        self.remove(name, drop_state);
-        let Some((spec, hash)) = pending else { return };
+        let replace = match (then, pending) {
+            (Then::Replace, Some(p)) => {
+                // Removed from the config while it was being replaced (and
+                // not kept by a broken entry, `frozen`): gone for good.
+                let wanted =
+                    self.want.contains_key(name) || key.is_some_and(|k| self.frozen.contains(&k));
+                wanted.then_some(p)
+            }
+            _ => None,
+        };
+        self.remove(name, replace.is_none());
+        let Some((spec, hash)) = replace else { return };
         if let Some(w) = self.want.get_mut(name) {
             w.hash = hash.clone();
             self.specs.insert(name.to_string(), spec.clone());
-        } else if !key.is_some_and(|k| self.frozen.contains(&k)) {
-            // Removed from the config while it was being replaced.
-            return;
         }
         // Its replacement starts with the config the rollout began with,
         // also when that entry's config broke since (frozen): dropping it

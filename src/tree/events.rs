@@ -57,11 +57,6 @@ impl Tree {
             match b {
                 b'r' => {
                     if let Some(i) = self.instances.get_mut(&name) {
-                        // A replacement up again lets the rollout go on.
-                        if i.fresh_replacement {
-                            self.replan = true;
-                        }
-                        i.fresh_replacement = false;
                         i.error = None;
                         i.leaf_ready = true;
                     }
@@ -187,7 +182,7 @@ impl Tree {
         } = record;
         let normal =
             signal.is_none() && error.is_none() && i.spec.normal_exit_codes.contains(&status);
-        let failure = !i.life.stop_requested && !normal;
+        let failure = !i.life.stop_requested() && !normal;
         // The same config and image would fail the same way: no back-off
         // loop, `failed` until the config changes or a reload.
         let refused = failure && cause.is_some_and(|f| f.permanent());

@@ -33,14 +33,11 @@ pub struct Instance {
     /// Knots started for this instance (restarts = spawns - 1).
     pub spawns: u32,
     pub last_exit: Option<LastExit>,
-    pub replacing: bool,
-    pub fresh_replacement: bool,
-    /// The config to start once this one has stopped (a replacement).
+    /// The config to start in its place once it has stopped, while the
+    /// table says a replacement follows the stop (`Then::Replace`).
     pub pending: Option<(Arc<InstanceSpec>, String)>,
     /// Why the instance is `failed`.
     pub error: Option<String>,
-    /// When it is gone for good, remove its state dir.
-    pub drop_state: bool,
     /// A knot of this instance got its workload running, so the cgroup
     /// leaf exists with this config's limits: a restart only joins it. (A
     /// changed config is a new instance, after the old leaf is removed.)
@@ -72,11 +69,8 @@ impl Instance {
             since: SystemTime::now(),
             spawns: 0,
             last_exit: None,
-            replacing: false,
-            fresh_replacement: false,
             pending: None,
             error: None,
-            drop_state: false,
             leaf_ready: false,
         }
     }
@@ -86,9 +80,9 @@ impl Instance {
             process: self.key.clone(),
             hash: self.hash.clone(),
             state: self.life.state,
-            stopping: self.life.stop_requested,
-            replacing: self.replacing,
-            fresh_replacement: self.fresh_replacement,
+            stopping: self.life.stop_requested(),
+            replacing: self.life.replacing(),
+            fresh_replacement: self.life.replacement,
         }
     }
 

@@ -3,13 +3,21 @@
 //! argument, effects go out as `Action`s for the event loop to perform.
 //!
 //! ```text
-//!              Ready      Exited          Refused       Deadline          Stop      Retry
-//! Starting     Running    Backoff/Gone*   Failed/Gone*  Starting (KILL)** Stopping  -
-//! Running      -          Backoff/Gone*   Failed/Gone*  -                 Stopping  -
-//! Stopping     -          Gone            Gone          Stopping (KILL)   -         -
-//! Backoff      -          -               -             Starting (spawn)  Gone      -
-//! Failed       -          -               -             -                 Gone      Starting (spawn)
+//!              Ready      Exited          Refused       Deadline          Stop(then)   Retry
+//! Starting     Running    Backoff/Gone*   Failed/Gone*  Starting (KILL)** Stopping     -
+//! Running      -          Backoff/Gone*   Failed/Gone*  -                 Stopping     -
+//! Stopping     -          Gone            Gone          Stopping (KILL)   Stopping***  -
+//! Backoff      -          -               -             Starting (spawn)  Gone         -
+//! Failed       -          -               -             -                 Gone         Starting (spawn)
 //! ```
+//! A stop says what follows it (`Then`): the instance is removed for good
+//! (its state dir too), or a changed config starts in its place (a
+//! rollout's step). `Gone` hands that on to the event loop
+//! (`Action::Forget(then)`). (***) A second stop while stopping changes
+//! nothing, except that a removal overrides a replacement (a shutdown, or
+//! the entry removed, during a rollout).
+//! A `replacement` (an instance a rollout started in place of an old one)
+//! stays one until its workload runs: the rollout waits for it.
 //! `Refused`: the knot exited without starting the workload for a reason
 //! a retry with the same config and image cannot change
 //! (`protocol::Failure::permanent`); the instance waits in Failed, with
@@ -70,8 +78,9 @@ pub enum Event {
     Retry,
     /// The instance's deadline passed.
     Deadline,
-    /// The tree wants it stopped (removed, changed, shutdown).
-    Stop,
+    /// The tree wants it stopped (removed, changed, shutdown), and what
+    /// follows.
+    Stop(Then),
 }
 
 /// What the event loop must do.
@@ -86,8 +95,20 @@ pub enum Action {
     /// Send SIGKILL to the knot: its setup outlived the setup deadline.
     /// The event loop records why (`ps`, the logs).
     KillSetup,
-    /// Remove the instance (cgroup, and state dir when not restarting).
-    Forget,
+    /// The instance is gone: remove it (its cgroup leaf, and its state
+    /// dir for `Then::Remove`), then start its replacement for
+    /// `Then::Replace`.
+    Forget(Then),
+}
+
+/// What follows a stop the tree asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Gone for good (removed from the config, or the tree stops): the
+    /// state dir goes too.
+    Remove,
+    /// A changed config starts in its place, with the same state dir.
+    Replace,
 }
 
 /// Restart policy numbers of one instance.
@@ -130,10 +151,14 @@ pub struct Life {
     pub deadline: Option<Instant>,
     /// Failures in a row (crash loop length).
     pub failures: u32,
-    /// A stop was asked for: when the knot exits, the instance is gone.
-    pub stop_requested: bool,
+    /// A stop was asked for, and what follows it: when the knot exits,
+    /// the instance is gone.
+    pub stop: Option<Then>,
     /// KILL was already sent.
     pub killed: bool,
+    /// Started by a rollout in place of an old instance, and its workload
+    /// has not run yet: the rollout waits for it (`plan`).
+    pub replacement: bool,
 }
 
 impl Life {
@@ -144,9 +169,28 @@ impl Life {
             started: None,
             deadline: None,
             failures: 0,
-            stop_requested: false,
+            stop: None,
             killed: false,
+            replacement: false,
         }
+    }
+
+    /// A rollout's new instance, to be started now.
+    pub fn replacement() -> Life {
+        Life {
+            replacement: true,
+            ..Life::new()
+        }
+    }
+
+    /// Whether a stop was asked for.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// A stop to make way for a changed config.
+    pub fn replacing(&self) -> bool {
+        self.stop == Some(Then::Replace)
     }
 
     /// An instance that cannot start (bad config).
@@ -214,11 +258,12 @@ pub fn step(life: &mut Life, event: Event, now: Instant, p: &Policy) -> Vec<Acti
         (Starting | Running, Refused) => refused(life),
         (Stopping, Refused) => stopped(life),
         (Failed, Retry) => start(life, now, p),
-        (Starting | Running, Stop) => stop_running(life, now, p),
+        (Starting | Running, Stop(then)) => stop_running(life, then, now, p),
+        (Stopping, Stop(then)) => stop_again(life, then),
         (Stopping, Exited { .. }) => stopped(life),
         (Stopping, Deadline) => kill_after_timeout(life),
         (Backoff, Deadline) => start(life, now, p),
-        (Backoff | Failed, Stop) => forget_idle(life),
+        (Backoff | Failed, Stop(then)) => forget_idle(life, then),
         // Every other cell is "nothing to do": a late Ready, a second Stop,
         // a Deadline that is no longer ours, an exit we already handled.
         _ => Vec::new(),
@@ -229,6 +274,8 @@ fn starting_ready(life: &mut Life) -> Vec<Action> {
     life.state = State::Running;
     // The setup deadline is met; a running instance has none.
     life.deadline = None;
+    // A rollout's new instance is up: the rollout may go on.
+    life.replacement = false;
     Vec::new()
 }
 
@@ -242,7 +289,7 @@ fn setup_expired(life: &mut Life) -> Vec<Action> {
 }
 
 fn died(life: &mut Life, failure: bool, now: Instant, p: &Policy) -> Vec<Action> {
-    if life.stop_requested {
+    if life.stop.is_some() {
         return stopped(life);
     }
     let (at, failures) = next_start(life, failure, now, p);
@@ -253,7 +300,7 @@ fn died(life: &mut Life, failure: bool, now: Instant, p: &Policy) -> Vec<Action>
 }
 
 fn refused(life: &mut Life) -> Vec<Action> {
-    if life.stop_requested {
+    if life.stop.is_some() {
         return stopped(life);
     }
     life.state = State::Failed;
@@ -262,16 +309,25 @@ fn refused(life: &mut Life) -> Vec<Action> {
     Vec::new()
 }
 
-fn stop_running(life: &mut Life, now: Instant, p: &Policy) -> Vec<Action> {
+fn stop_running(life: &mut Life, then: Then, now: Instant, p: &Policy) -> Vec<Action> {
     life.state = State::Stopping;
-    life.stop_requested = true;
+    life.stop = Some(then);
     life.deadline = Some(now + p.kill_timeout);
     vec![Action::Term]
 }
 
+/// A stop while stopping: a removal overrides a replacement; nothing
+/// else changes (the TERM was sent, the KILL deadline stands).
+fn stop_again(life: &mut Life, then: Then) -> Vec<Action> {
+    if then == Then::Remove {
+        life.stop = Some(Then::Remove);
+    }
+    Vec::new()
+}
+
 fn stopped(life: &mut Life) -> Vec<Action> {
     life.deadline = None;
-    vec![Action::Forget]
+    vec![Action::Forget(life.stop.unwrap_or(Then::Remove))]
 }
 
 fn kill_after_timeout(life: &mut Life) -> Vec<Action> {
@@ -291,10 +347,10 @@ fn start(life: &mut Life, now: Instant, p: &Policy) -> Vec<Action> {
     vec![Action::Spawn]
 }
 
-fn forget_idle(life: &mut Life) -> Vec<Action> {
-    life.stop_requested = true;
+fn forget_idle(life: &mut Life, then: Then) -> Vec<Action> {
+    life.stop = Some(then);
     life.deadline = None;
-    vec![Action::Forget]
+    vec![Action::Forget(then)]
 }
 
 #[cfg(test)]

@@ -24,14 +24,15 @@ const ALL_STATES: [State; 5] = [
     State::Failed,
 ];
 
-fn all_events() -> [Event; 7] {
+fn all_events() -> [Event; 8] {
     [
         Event::Ready,
         Event::Exited { failure: true },
         Event::Exited { failure: false },
         Event::Refused,
         Event::Deadline,
-        Event::Stop,
+        Event::Stop(Then::Remove),
+        Event::Stop(Then::Replace),
         Event::Retry,
     ]
 }
@@ -95,14 +96,14 @@ fn starting_killed_then_stop_sends_no_second_kill() {
     let mut l = life(State::Starting, t0);
     step(&mut l, Event::Deadline, at(t0, 30_000), &p);
     assert_eq!(
-        step(&mut l, Event::Stop, at(t0, 30_001), &p),
+        step(&mut l, Event::Stop(Then::Remove), at(t0, 30_001), &p),
         [Action::Term]
     );
     assert_eq!(l.state, State::Stopping);
     assert!(step(&mut l, Event::Deadline, at(t0, 40_000), &p).is_empty());
     assert_eq!(
         step(&mut l, Event::Exited { failure: false }, at(t0, 40_001), &p),
-        [Action::Forget]
+        [Action::Forget(Then::Remove)]
     );
 }
 
@@ -171,7 +172,10 @@ fn starting_exited_after_a_long_setup_is_no_healthy_run() {
 fn starting_stop_terms() {
     let t0 = Instant::now();
     let mut l = life(State::Starting, t0);
-    assert_eq!(step(&mut l, Event::Stop, t0, &policy()), [Action::Term]);
+    assert_eq!(
+        step(&mut l, Event::Stop(Then::Remove), t0, &policy()),
+        [Action::Term]
+    );
     assert_eq!(l.state, State::Stopping);
     assert_eq!(l.deadline, Some(at(t0, 5000)));
 }
@@ -213,10 +217,10 @@ fn running_stop_terms() {
     let t0 = Instant::now();
     let mut l = life(State::Running, t0);
     assert_eq!(
-        step(&mut l, Event::Stop, at(t0, 7), &policy()),
+        step(&mut l, Event::Stop(Then::Remove), at(t0, 7), &policy()),
         [Action::Term]
     );
-    assert_eq!((l.state, l.stop_requested), (State::Stopping, true));
+    assert_eq!((l.state, l.stop), (State::Stopping, Some(Then::Remove)));
 }
 
 #[test]
@@ -231,7 +235,7 @@ fn running_ready_is_ignored() {
 fn stopping_exited_forgets() {
     let t0 = Instant::now();
     let mut l = life(State::Running, t0);
-    step(&mut l, Event::Stop, t0, &policy());
+    step(&mut l, Event::Stop(Then::Remove), t0, &policy());
     assert_eq!(
         step(
             &mut l,
@@ -239,7 +243,7 @@ fn stopping_exited_forgets() {
             at(t0, 1),
             &policy()
         ),
-        [Action::Forget]
+        [Action::Forget(Then::Remove)]
     );
 }
 
@@ -247,7 +251,7 @@ fn stopping_exited_forgets() {
 fn stopping_deadline_kills_once() {
     let t0 = Instant::now();
     let mut l = life(State::Running, t0);
-    step(&mut l, Event::Stop, t0, &policy());
+    step(&mut l, Event::Stop(Then::Remove), t0, &policy());
     assert_eq!(
         step(&mut l, Event::Deadline, at(t0, 5000), &policy()),
         [Action::Kill]
@@ -261,7 +265,7 @@ fn stopping_deadline_kills_once() {
             at(t0, 6001),
             &policy()
         ),
-        [Action::Forget]
+        [Action::Forget(Then::Remove)]
     );
 }
 
@@ -269,9 +273,9 @@ fn stopping_deadline_kills_once() {
 fn stopping_stop_and_ready_are_ignored() {
     let t0 = Instant::now();
     let mut l = life(State::Running, t0);
-    step(&mut l, Event::Stop, t0, &policy());
+    step(&mut l, Event::Stop(Then::Remove), t0, &policy());
     let before = l.clone();
-    assert!(step(&mut l, Event::Stop, at(t0, 1), &policy()).is_empty());
+    assert!(step(&mut l, Event::Stop(Then::Remove), at(t0, 1), &policy()).is_empty());
     assert!(step(&mut l, Event::Ready, at(t0, 1), &policy()).is_empty());
     assert_eq!(l, before);
 }
@@ -295,8 +299,8 @@ fn backoff_deadline_spawns() {
 fn backoff_stop_forgets() {
     let mut l = Life::new();
     assert_eq!(
-        step(&mut l, Event::Stop, Instant::now(), &policy()),
-        [Action::Forget]
+        step(&mut l, Event::Stop(Then::Remove), Instant::now(), &policy()),
+        [Action::Forget(Then::Remove)]
     );
 }
 
@@ -313,7 +317,10 @@ fn failed_stop_forgets_and_nothing_else_moves_it() {
         assert_eq!(l.state, State::Failed);
     }
     let mut l = Life::failed();
-    assert_eq!(step(&mut l, Event::Stop, t0, &policy()), [Action::Forget]);
+    assert_eq!(
+        step(&mut l, Event::Stop(Then::Remove), t0, &policy()),
+        [Action::Forget(Then::Remove)]
+    );
 }
 
 #[test]
@@ -321,10 +328,10 @@ fn exit_after_stop_request_is_gone_even_when_not_stopping() {
     // Stop asked while Starting, then the knot died on its own first.
     let t0 = Instant::now();
     let mut l = life(State::Starting, t0);
-    l.stop_requested = true;
+    l.stop = Some(Then::Remove);
     assert_eq!(
         step(&mut l, Event::Exited { failure: true }, t0, &policy()),
-        [Action::Forget]
+        [Action::Forget(Then::Remove)]
     );
 }
 
@@ -338,13 +345,13 @@ fn every_cell_is_total() {
             let acts = step(&mut l, ev, at(t0, 20_000), &policy());
             let expected_nonempty = matches!(
                 (s, ev),
-                (State::Starting | State::Running, Event::Stop)
+                (State::Starting | State::Running, Event::Stop(_))
                     | (State::Starting, Event::Deadline)
                     | (State::Stopping, Event::Exited { .. } | Event::Refused)
                     | (State::Failed, Event::Retry)
                     | (State::Stopping, Event::Deadline)
                     | (State::Backoff, Event::Deadline)
-                    | (State::Backoff | State::Failed, Event::Stop)
+                    | (State::Backoff | State::Failed, Event::Stop(_))
             );
             assert_eq!(
                 !acts.is_empty(),
@@ -387,10 +394,10 @@ fn refused_while_a_stop_was_asked_for_is_gone() {
     let t0 = Instant::now();
     let p = policy();
     let mut l = life(State::Starting, t0);
-    step(&mut l, Event::Stop, t0, &p);
+    step(&mut l, Event::Stop(Then::Remove), t0, &p);
     assert_eq!(
         step(&mut l, Event::Refused, at(t0, 1), &p),
-        [Action::Forget]
+        [Action::Forget(Then::Remove)]
     );
 }
 
@@ -469,7 +476,7 @@ fn an_adopted_instance_runs() {
     assert_eq!(l.started, Some(t0));
     assert_eq!(l.deadline, None);
     assert_eq!(l.failures, 0);
-    assert!(!l.stop_requested && !l.killed && !l.settling());
+    assert!(l.stop.is_none() && !l.killed && !l.settling());
     // It crashes 200 ms after its start: the next start waits for
     // restart-timeout (1 s) from that start.
     let mut crashed = l.clone();
@@ -486,8 +493,98 @@ fn an_adopted_instance_runs() {
     assert_eq!(crashed.deadline, Some(at(t0, 1000)));
     let mut stopped = l;
     assert_eq!(
-        step(&mut stopped, Event::Stop, at(t0, 10), &p),
+        step(&mut stopped, Event::Stop(Then::Remove), at(t0, 10), &p),
         [Action::Term]
     );
     assert_eq!(stopped.state, State::Stopping);
+}
+
+// ---- what follows a stop (`Then`) ----
+
+#[test]
+fn a_stop_for_a_replacement_hands_the_replacement_on_when_the_knot_exits() {
+    let t0 = Instant::now();
+    let p = policy();
+    for s in [State::Starting, State::Running] {
+        let mut l = life(s, t0);
+        assert_eq!(
+            step(&mut l, Event::Stop(Then::Replace), t0, &p),
+            [Action::Term]
+        );
+        assert_eq!((l.state, l.stop), (State::Stopping, Some(Then::Replace)));
+        assert!(l.replacing() && l.stop_requested());
+        for exit in [
+            Event::Exited { failure: true },
+            Event::Exited { failure: false },
+            Event::Refused,
+        ] {
+            let mut m = l.clone();
+            assert_eq!(
+                step(&mut m, exit, at(t0, 5), &p),
+                [Action::Forget(Then::Replace)],
+                "{s:?} then {exit:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_idle_instance_is_replaced_or_removed_at_once() {
+    let t0 = Instant::now();
+    for s in [State::Backoff, State::Failed] {
+        for then in [Then::Remove, Then::Replace] {
+            let mut l = life(s, t0);
+            l.deadline = Some(at(t0, 100));
+            assert_eq!(
+                step(&mut l, Event::Stop(then), t0, &policy()),
+                [Action::Forget(then)],
+                "{s:?}"
+            );
+            assert_eq!((l.stop, l.deadline), (Some(then), None));
+        }
+    }
+}
+
+#[test]
+fn stopping_again_lets_a_removal_override_a_replacement_and_nothing_else() {
+    let t0 = Instant::now();
+    let p = policy();
+    // Replacing, then removed (shutdown, or the entry left the config):
+    // the removal wins, and the KILL deadline stands.
+    let mut l = life(State::Running, t0);
+    step(&mut l, Event::Stop(Then::Replace), t0, &p);
+    let deadline = l.deadline;
+    assert!(step(&mut l, Event::Stop(Then::Remove), at(t0, 1), &p).is_empty());
+    assert_eq!((l.stop, l.deadline), (Some(Then::Remove), deadline));
+    assert_eq!(
+        step(&mut l, Event::Exited { failure: false }, at(t0, 2), &p),
+        [Action::Forget(Then::Remove)]
+    );
+    // Removing, then a replacement asked: still removed.
+    let mut l = life(State::Running, t0);
+    step(&mut l, Event::Stop(Then::Remove), t0, &p);
+    assert!(step(&mut l, Event::Stop(Then::Replace), at(t0, 1), &p).is_empty());
+    assert_eq!(l.stop, Some(Then::Remove));
+    assert_eq!(l.deadline, deadline);
+}
+
+#[test]
+fn a_replacement_is_one_until_its_workload_runs() {
+    let t0 = Instant::now();
+    let p = policy();
+    let mut l = Life::replacement();
+    assert!(l.replacement);
+    assert_eq!(step(&mut l, Event::Deadline, t0, &p), [Action::Spawn]);
+    assert!(l.replacement, "still starting");
+    // A failed start keeps it one: the rollout keeps waiting on it.
+    let mut failed = l.clone();
+    step(&mut failed, Event::Exited { failure: true }, at(t0, 10), &p);
+    assert!(failed.replacement && failed.state == State::Backoff);
+    let mut refused = l.clone();
+    step(&mut refused, Event::Refused, at(t0, 10), &p);
+    assert!(refused.replacement && refused.state == State::Failed);
+    // Its workload runs: no longer.
+    step(&mut l, Event::Ready, at(t0, 10), &p);
+    assert!(!l.replacement && l.state == State::Running);
+    assert!(!Life::new().replacement);
 }

@@ -17,7 +17,7 @@ use crate::sys::hostfs::HostDir;
 use crate::sys::{process, signal};
 
 use super::leaves::{self, Leaves};
-use super::lifecycle::Event;
+use super::lifecycle::{Event, Then};
 use super::supervisor::Tree;
 
 /// Command-line options of `cairn tree`.
@@ -382,11 +382,7 @@ impl Tree {
         self.shutting_down = true;
         let names: Vec<String> = self.instances.keys().cloned().collect();
         for name in names {
-            if let Some(i) = self.instances.get_mut(&name) {
-                i.pending = None;
-                i.drop_state = true;
-            }
-            self.event(&name, Event::Stop);
+            self.event(&name, Event::Stop(Then::Remove));
         }
         self.dirty = true;
     }

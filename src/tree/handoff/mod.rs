@@ -12,7 +12,7 @@ use crate::sys::{pidfd, proc};
 
 use super::instance::Instance;
 use super::leaves;
-use super::lifecycle::Life;
+use super::lifecycle::{Life, Then};
 use super::supervisor::Tree;
 
 mod format;
@@ -104,8 +104,9 @@ impl Tree {
                         started,
                         deadline,
                         failures,
-                        stop_requested,
+                        stop,
                         killed,
+                        replacement,
                     },
                 pid,
                 start_ticks,
@@ -115,11 +116,8 @@ impl Tree {
                 since,
                 spawns,
                 last_exit,
-                replacing,
-                fresh_replacement,
                 pending,
                 error,
-                drop_state,
                 leaf_ready,
             } = i;
             let pidfd = pidfd.as_ref().map(|f| f.as_raw_fd());
@@ -137,15 +135,17 @@ impl Tree {
                 started_ago_ms: started.map(|s| ms(now.saturating_duration_since(s))),
                 deadline_in_ms: deadline.map(|d| ms(d.saturating_duration_since(now))),
                 failures: *failures,
-                stop_requested: *stop_requested,
+                // The hand-off keeps the three flags the table's `stop`
+                // replaced, so trees of either kind read each other.
+                stop_requested: stop.is_some(),
                 killed: *killed,
                 spawns: *spawns,
                 last_exit: last_exit.clone(),
-                replacing: *replacing,
-                fresh_replacement: *fresh_replacement,
+                replacing: *stop == Some(Then::Replace),
+                fresh_replacement: *replacement,
                 pending: pending.as_ref().map(|(s, h)| ((**s).clone(), h.clone())),
                 error: error.clone(),
-                drop_state: *drop_state,
+                drop_state: *stop == Some(Then::Remove),
                 since_unix_ms: unix_ms(*since),
                 leaf_ready: *leaf_ready,
             });
@@ -235,16 +235,14 @@ impl Tree {
                 started: hi.started_ago_ms.map(|a| now - Duration::from_millis(a)),
                 deadline: hi.deadline_in_ms.map(|d| now + Duration::from_millis(d)),
                 failures: hi.failures,
-                stop_requested: hi.stop_requested,
+                stop: stop_of(hi.stop_requested, hi.replacing, hi.drop_state),
                 killed: hi.killed,
+                replacement: hi.fresh_replacement,
             };
             inst.spawns = hi.spawns;
             inst.last_exit = hi.last_exit;
-            inst.replacing = hi.replacing;
-            inst.fresh_replacement = hi.fresh_replacement;
             inst.pending = hi.pending.map(|(s, hash)| (std::sync::Arc::new(s), hash));
             inst.error = hi.error;
-            inst.drop_state = hi.drop_state;
             inst.leaf_ready = hi.leaf_ready;
             inst.since = UNIX_EPOCH + Duration::from_millis(hi.since_unix_ms);
             inst.pidfd = hi.pidfd.and_then(|fd| crate::sys::fs::adopt_fd(fd).ok());
@@ -290,5 +288,40 @@ impl Tree {
 fn restore_cloexec(fds: &[RawFd]) {
     for fd in fds {
         let _ = crate::sys::fd::set_cloexec(*fd);
+    }
+}
+
+/// The table's `stop` from the hand-off's flags: a removal (a shutdown, or
+/// the entry removed) wins over a replacement, as in the table; a stop
+/// with neither flag was a removal (older trees set `drop_state` with
+/// every stop that was not a replacement).
+fn stop_of(stop_requested: bool, replacing: bool, drop_state: bool) -> Option<Then> {
+    match (
+        stop_requested || replacing || drop_state,
+        replacing && !drop_state,
+    ) {
+        (false, _) => None,
+        (true, true) => Some(Then::Replace),
+        (true, false) => Some(Then::Remove),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Then, stop_of};
+
+    #[test]
+    fn the_stop_flags_of_a_hand_off_read_as_the_tables_stop() {
+        // (stop_requested, replacing, drop_state) as trees before and
+        // after the table's `stop` write them.
+        assert_eq!(stop_of(false, false, false), None);
+        assert_eq!(stop_of(true, false, true), Some(Then::Remove));
+        assert_eq!(stop_of(true, true, false), Some(Then::Replace));
+        // A replacement overtaken by a shutdown: removed.
+        assert_eq!(stop_of(true, true, true), Some(Then::Remove));
+        // Any one flag alone means a stop was asked for.
+        assert_eq!(stop_of(true, false, false), Some(Then::Remove));
+        assert_eq!(stop_of(false, true, false), Some(Then::Replace));
+        assert_eq!(stop_of(false, false, true), Some(Then::Remove));
     }
 }
