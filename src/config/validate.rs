@@ -450,3 +450,7 @@ fn variables_check(
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "validate_entry_tests.rs"]
+mod entry_tests;

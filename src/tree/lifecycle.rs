@@ -356,3 +356,7 @@ fn forget_idle(life: &mut Life, then: Then) -> Vec<Action> {
 #[cfg(test)]
 #[path = "lifecycle_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "lifecycle_stop_tests.rs"]
+mod stop_tests;
