@@ -14,7 +14,7 @@ use super::error::{ConfigError, Problems};
 use super::process::Kind;
 use super::range::{IdMap, read_id_maps};
 use super::reader::{Fields, Value, check, finish_one, opt_bool};
-use super::values::{read_capabilities, read_ip};
+use super::values::{read_capabilities, read_ip, read_stop_signal};
 use super::variables::{VarType, read_var_type};
 pub use super::volume::Volume;
 use super::volume::read_volume;
@@ -104,6 +104,9 @@ pub struct ContainerConfig {
     pub fileno_limit: Option<u64>,
     pub restart_timeout: Option<f64>,
     pub kill_timeout: Option<f64>,
+    /// The signal a stop sends the workload (`stop-signal`, default TERM).
+    #[serde(default = "term")]
+    pub stop_signal: i32,
     pub executable: String,
     pub arguments: Vec<String>,
     pub environ: BTreeMap<String, String>,
@@ -253,6 +256,10 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         at("kill-timeout", &v);
         check(p, v.seconds())
     });
+    let stop_signal = f
+        .opt("stop-signal")
+        .and_then(|v| check(p, read_stop_signal(&v)))
+        .unwrap_or(libc::SIGTERM);
     let executable = check(
         p,
         f.req("executable")
@@ -373,6 +380,7 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         fileno_limit,
         restart_timeout,
         kill_timeout,
+        stop_signal,
         executable: executable?,
         arguments,
         environ,
@@ -391,6 +399,10 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         capabilities,
         lines,
     })
+}
+
+fn term() -> i32 {
+    libc::SIGTERM
 }
 
 fn read_resolv(v: &Value) -> Result<ResolvConf, ConfigError> {

@@ -430,3 +430,31 @@ fn hosts_file_defaults_follow_copy_from_host() {
         }
     );
 }
+
+#[test]
+fn stop_signal_by_name_with_or_without_sig() {
+    assert_eq!(parse_ok("executable: /x\n").stop_signal, libc::SIGTERM);
+    for (text, want) in [
+        ("QUIT", libc::SIGQUIT),
+        ("SIGQUIT", libc::SIGQUIT),
+        ("TERM", libc::SIGTERM),
+        ("INT", libc::SIGINT),
+        ("HUP", libc::SIGHUP),
+        ("USR1", libc::SIGUSR1),
+        ("USR2", libc::SIGUSR2),
+        ("WINCH", libc::SIGWINCH),
+        ("KILL", libc::SIGKILL),
+    ] {
+        let c = parse_ok(&format!("executable: /x\nstop-signal: {text}\n"));
+        assert_eq!(c.stop_signal, want, "{text}");
+    }
+    for bad in ["quit", "STOP", "SIGSEGV", "9", "''", "[QUIT]"] {
+        let e = parse_err(&format!("executable: /x\nstop-signal: {bad}\n"));
+        assert!(e.contains(":2:") || e.contains("line 2"), "{bad}: {e}");
+    }
+    let e = parse_err("executable: /x\nstop-signal: STOP\n");
+    assert!(
+        e.contains("\"STOP\" is not a stop signal; one of TERM, INT, QUIT"),
+        "{e}"
+    );
+}

@@ -77,6 +77,36 @@ pub fn read_ip(v: &Value) -> Result<IpAddr, ConfigError> {
         .map_err(|_| v.err(format!("{s:?} is not an IP address")))
 }
 
+/// The signals a `stop-signal` may name, with their numbers (the same on
+/// every architecture cairn runs on).
+pub const STOP_SIGNALS: &[(&str, i32)] = &[
+    ("TERM", libc::SIGTERM),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("HUP", libc::SIGHUP),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("WINCH", libc::SIGWINCH),
+    ("KILL", libc::SIGKILL),
+];
+
+/// A signal by name, `QUIT` or `SIGQUIT`, one of `STOP_SIGNALS`.
+pub fn read_stop_signal(v: &Value) -> Result<i32, ConfigError> {
+    let s = v.string()?;
+    let name = s.strip_prefix("SIG").unwrap_or(&s);
+    STOP_SIGNALS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, num)| *num)
+        .ok_or_else(|| {
+            let names: Vec<&str> = STOP_SIGNALS.iter().map(|(n, _)| *n).collect();
+            v.err(format!(
+                "{s:?} is not a stop signal; one of {}",
+                names.join(", ")
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::CAPABILITIES;

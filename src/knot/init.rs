@@ -1,5 +1,6 @@
 //! The knot as the container's init: every signal blocked and read from a
-//! signalfd; TERM/INT/HUP/QUIT/USR1/USR2 forwarded to the workload; every
+//! signalfd; TERM/INT/HUP/QUIT/USR1/USR2 forwarded to the workload (TERM
+//! as the service's `stop-signal`); every
 //! zombie reaped (the workload's orphans are reparented to us, pid 1);
 //! exit with the workload's status. After the workload is spawned the knot
 //! never bails out: errors only end in an exit status.
@@ -91,7 +92,9 @@ pub fn run(
                 }
             }
             if alive {
-                let _ = process::kill(pid, si.signo);
+                let to =
+                    init_policy::passed_on_as(si.signo as u32, spec.service.stop_signal as u32);
+                let _ = process::kill(pid, to as i32);
             }
         }
     }

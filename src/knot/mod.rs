@@ -308,7 +308,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
         let e = hand_over(
             init_fd,
             first,
-            spec.interactive,
+            spec,
             oom_before,
             ctx,
             &inst.0,
@@ -377,7 +377,7 @@ fn hands_over(spec: &InstanceSpec, ctx: &Context) -> bool {
 fn hand_over(
     init_fd: RawFd,
     workload: i32,
-    interactive: bool,
+    spec: &InstanceSpec,
     oom_before: u64,
     ctx: &Context,
     inst: &OwnedFd,
@@ -411,8 +411,9 @@ fn hand_over(
         let argv = vec![
             "cairn".to_string(),
             workload.to_string(),
-            u8::from(interactive).to_string(),
+            u8::from(spec.interactive).to_string(),
             oom_before.to_string(),
+            spec.service.stop_signal.to_string(),
         ];
         let e = crate::sys::embedded::exec_init(init.as_fd(), &argv);
         Ok(e.to_string())

@@ -176,6 +176,41 @@ pub struct InstanceSpec {
     /// the hash at their defaults).
     #[serde(default, skip_serializing_if = "Isolation::is_default")]
     pub isolation: Isolation,
+    /// How a stop reaches the workload (nothing in the hash at its
+    /// defaults).
+    #[serde(default, skip_serializing_if = "Service::is_default")]
+    pub service: Service,
+}
+
+/// How the instance's service is stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// What a stop sends the workload (`stop-signal`): the knot, and
+    /// cairn-init after it, pass a TERM on as this signal.
+    #[serde(default = "term", skip_serializing_if = "is_term")]
+    pub stop_signal: i32,
+}
+
+fn term() -> i32 {
+    libc::SIGTERM
+}
+
+fn is_term(s: &i32) -> bool {
+    *s == libc::SIGTERM
+}
+
+impl Default for Service {
+    fn default() -> Service {
+        Service {
+            stop_signal: libc::SIGTERM,
+        }
+    }
+}
+
+impl Service {
+    pub fn is_default(&self) -> bool {
+        *self == Service::default()
+    }
 }
 
 /// Which instance of an entry to resolve.
@@ -260,6 +295,7 @@ impl InstanceSpec {
                 cgroup: None,
             },
             isolation: Isolation::default(),
+            service: Service::default(),
         }
     }
 

@@ -231,6 +231,9 @@ impl InstanceSpec {
                     .map(|_| format!("{}:{leaf}", s.name)),
             },
             isolation: s.isolation,
+            service: Service {
+                stop_signal: c.stop_signal,
+            },
         })
     }
 }

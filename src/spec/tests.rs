@@ -222,6 +222,7 @@ fn hash_is_stable_and_sensitive() {
     vary!(isolation.seccomp = crate::config::isolation::Seccomp::Unconfined);
     vary!(isolation.allow_user_namespaces = true);
     vary!(isolation.sysfs = true);
+    vary!(service.stop_signal = libc::SIGQUIT);
     let mut seen = std::collections::BTreeSet::new();
     seen.insert(base.hash());
     for v in &variants {
@@ -342,6 +343,24 @@ fn hashes_are_pinned() {
          restart-timeout: 2\nkill-timeout: 9\nnormal-exit-codes: [0, 3]\nworkdir: /var/data\n",
     );
     assert_eq!(resolve(&f, Which::Daemon(2)).hash(), "8d90c15c09107234");
+    // `stop-signal: TERM` is the default, so it keeps the hash; another
+    // signal changes it (and so restarts the instance, as any change does).
+    let f = fixture(
+        "",
+        "",
+        "stop-signal: TERM
+",
+    );
+    assert_eq!(resolve(&f, Which::Daemon(0)).hash(), "f034b441836ecf0e");
+    let f = fixture(
+        "",
+        "",
+        "stop-signal: QUIT
+",
+    );
+    let quit = resolve(&f, Which::Daemon(0));
+    assert_eq!(quit.service.stop_signal, libc::SIGQUIT);
+    assert_ne!(quit.hash(), "f034b441836ecf0e");
 }
 
 /// A daemon writes to the sandbox's stdio log unless it is interactive; a

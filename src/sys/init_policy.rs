@@ -57,6 +57,14 @@ pub fn on_signal(signo: u32, code: i32, in_tty_group: bool) -> Action {
     Action::Ignore
 }
 
+/// The signal a forwarded `signo` reaches the workload as: a TERM (a
+/// stop, from the tree or an operator) becomes the service's own stop
+/// signal (`stop-signal`, e.g. QUIT for nginx); any other is passed on as
+/// it is.
+pub fn passed_on_as(signo: u32, stop_signal: u32) -> u32 {
+    if signo == SIGTERM { stop_signal } else { signo }
+}
+
 /// A wait(2) status as a shell reports it: (status, signal), status the
 /// exit code or 128 + the signal, signal 0 for a normal exit.
 pub fn shell_status(wait_status: i32) -> (i32, i32) {

@@ -74,3 +74,13 @@ fn exit_statuses_read_as_a_shell_reads_them() {
         );
     }
 }
+
+#[test]
+fn a_stop_is_passed_on_as_the_stop_signal_and_nothing_else_is_changed() {
+    assert_eq!(passed_on_as(SIGTERM, SIGQUIT), SIGQUIT);
+    assert_eq!(passed_on_as(SIGTERM, SIGTERM), SIGTERM);
+    assert_eq!(passed_on_as(SIGTERM, SIGKILL), SIGKILL);
+    for s in [SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2] {
+        assert_eq!(passed_on_as(s, SIGQUIT), s);
+    }
+}

@@ -135,3 +135,42 @@ fn second_stop_signal_kills_at_once() {
     assert!(!alive(knot));
     assert!(fx.log().contains("second stop signal"), "{}", fx.log());
 }
+
+/// `stop-signal: QUIT` (nginx's graceful stop): a stop reaches the
+/// workload as QUIT, not TERM; KILL still follows after kill-timeout.
+#[test]
+fn stop_signal_reaches_the_workload_instead_of_term() {
+    let mut fx = fixture!();
+    let script = "trap 'echo stop-by-quit; exit 0' QUIT; trap 'echo stop-by-term; exit 0' TERM; \
+                  echo up; sleep 1000 & wait";
+    fx.container("quits", &sh(script, "stop-signal: QUIT\nkill-timeout: 5\n"));
+    fx.container("terms", &sh(script, "kill-timeout: 5\n"));
+    fx.processes(&[("quits", 1), ("terms", 1)]);
+    fx.start();
+    let both = ["box/quits.0", "box/terms.0"];
+    let ps = fx.wait_ps("both running", |ps| all_running(ps, &both));
+    let knots: Vec<i32> = both.iter().map(|n| pids(&ps, n).0).collect();
+    let stdio = fx.set.p("log/stdio/box.log");
+    wait_for(Duration::from_secs(5), "both up", || {
+        let t = fs::read_to_string(&stdio).ok()?;
+        (t.matches("up\n").count() == 2).then_some(())
+    });
+    let out = fx.switch("none.yaml", "{}\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let asked = Instant::now();
+    for k in knots {
+        while alive(k) {
+            assert!(asked.elapsed() < WAIT, "a knot never died");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // Both stopped at once by their own trap, not killed at kill-timeout.
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        asked.elapsed()
+    );
+    let text = fs::read_to_string(&stdio).expect("stdio log");
+    assert_eq!(text.matches("stop-by-quit").count(), 1, "{text}");
+    assert_eq!(text.matches("stop-by-term").count(), 1, "{text}");
+}

@@ -14,7 +14,8 @@
 //! Built by build.rs with rustc alone (panic=abort, static, no start
 //! files) and embedded into cairn, which runs it from a sealed memfd.
 //!
-//! Arguments: `cairn WORKLOAD_PID INTERACTIVE OOM_BEFORE`. Its fd contract
+//! Arguments: `cairn WORKLOAD_PID INTERACTIVE OOM_BEFORE [STOP_SIGNAL]`
+//! (STOP_SIGNAL: what a TERM is passed on as, TERM when not given). Its fd contract
 //! with the knot that execs it (`knot::hand_over`): fd 3 the write end of
 //! the ready pipe to the supervisor (one `x` when the workload has ended),
 //! fd 4 the instance dir (for `exit-status`), fd 5 the memory cgroup dir
@@ -247,14 +248,16 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
     if sys(SYS_GETPID, 0, 0, 0, 0) != 1 || argc < 1 || !unsafe { is(arg0, b"cairn\0") } {
         exit(126);
     }
-    let mut args = [0u64; 3];
+    let mut args = [0u64, 0, 0, policy::SIGTERM as u64];
     let mut i = 1;
-    while i < argc && i <= 3 {
+    while i < argc && i <= 4 {
         // SAFETY: argv[i] is a valid C string for i < argc.
         args[i - 1] = unsafe { parse_c(*argv.add(i)) };
         i += 1;
     }
-    run(args[0] as i32, args[1] != 0, args[2])
+    // A stop signal out of range is a TERM: never signal 0 or a bad number.
+    let stop = if (1..=64).contains(&args[3]) { args[3] as u32 } else { policy::SIGTERM };
+    run(args[0] as i32, args[1] != 0, args[2], stop)
 }
 
 /// Whether the C string `p` is exactly `want` (which ends in NUL).
@@ -326,7 +329,7 @@ fn must(r: isize) -> isize {
     r
 }
 
-fn run(workload: i32, interactive: bool, oom_before: u64) -> ! {
+fn run(workload: i32, interactive: bool, oom_before: u64, stop: u32) -> ! {
     must(sys(SYS_PRCTL, PR_SET_DUMPABLE, 0, 0, 0));
     let name = *b"cairn\0";
     must(sys(SYS_PRCTL, PR_SET_NAME, name.as_ptr() as usize, 0, 0));
@@ -335,7 +338,7 @@ fn run(workload: i32, interactive: bool, oom_before: u64) -> ! {
     let sfd = must(sys(SYS_SIGNALFD4, usize::MAX /* -1: a new fd */, &all as *const u64 as usize, 8, SFD_CLOEXEC));
     // A workload that ended before its signals were blocked sent its
     // SIGCHLD to nobody: look once before waiting for the next one.
-    let status = reap(workload).unwrap_or_else(|| wait_for(workload, sfd, interactive));
+    let status = reap(workload).unwrap_or_else(|| wait_for(workload, sfd, interactive, stop));
     let (shell, signal) = policy::shell_status(status);
     let oom = signal == policy::SIGKILL as i32 && oom_kills() > oom_before;
     record(shell, signal, oom);
@@ -347,7 +350,7 @@ fn run(workload: i32, interactive: bool, oom_before: u64) -> ! {
 
 /// Pass signals on and reap children until the workload ends; its wait
 /// status.
-fn wait_for(workload: i32, sfd: isize, interactive: bool) -> i32 {
+fn wait_for(workload: i32, sfd: isize, interactive: bool, stop: u32) -> i32 {
     let mut info = [0u8; SIGINFO_SIZE];
     loop {
         let n = sys(SYS_READ, sfd as usize, info.as_mut_ptr() as usize, info.len(), 0);
@@ -368,7 +371,8 @@ fn wait_for(workload: i32, sfd: isize, interactive: bool) -> i32 {
                 }
             }
             policy::Action::Forward => {
-                sys(SYS_KILL, workload as usize, signo as usize, 0, 0);
+                let to = policy::passed_on_as(signo, stop);
+                sys(SYS_KILL, workload as usize, to as usize, 0, 0);
             }
             policy::Action::Ignore => {}
         }
