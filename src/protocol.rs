@@ -29,7 +29,12 @@ use crate::sys::cgroup::Cgroups;
 use crate::sys::seccomp::{self, Program};
 
 /// Starts the knot of `spec` (clones it); returns its host pid.
-pub type Launch = fn(&InstanceSpec, &Context) -> Result<i32, String>;
+pub type Launch = fn(&InstanceSpec, &Context) -> Result<i32, LaunchError>;
+
+/// Why a knot could not be started: the knot's own error (`knot::spawn`),
+/// which names the instance and the step, with its source (and errno)
+/// kept; the tree only shows it.
+pub type LaunchError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Names of the records in an instance dir.
 pub const KNOT_FILE: &str = "knot";
@@ -115,7 +120,7 @@ fn unknown_oom() -> i32 {
 
 /// The workload's end as the knot records it in `exit-status`; for a
 /// workload that never started, why (`failure`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRecord {
     /// Shell-style status: the code, or 128 + signal.
     pub status: i32,
@@ -154,11 +159,18 @@ impl Stage {
     }
 }
 
-/// Why a start failed: the step and the kernel's errno, when there is one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a start failed: the step, the kernel's errno when there is one,
+/// and the path involved when it is known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub stage: Stage,
     pub errno: Option<i32>,
+    /// The container's `workdir` or `executable` for those stages (as the
+    /// config gave it); for `setup`, the path of the step that failed,
+    /// when there is one (an image dir, a volume, a host file). Absent in
+    /// records of an older cairn, and where no path is involved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl Failure {
@@ -374,7 +386,14 @@ mod tests {
 
     #[test]
     fn which_failures_are_permanent() {
-        let f = |stage, errno| Failure { stage, errno }.permanent();
+        let f = |stage, errno| {
+            Failure {
+                stage,
+                errno,
+                path: None,
+            }
+            .permanent()
+        };
         for e in [
             libc::ENOENT,
             libc::ENOTDIR,
@@ -412,6 +431,7 @@ mod tests {
             failure: Some(Failure {
                 stage: Stage::Executable,
                 errno: Some(libc::ENOENT),
+                path: None,
             }),
         };
         let text = serde_json::to_string(&r).unwrap();
@@ -420,6 +440,25 @@ mod tests {
             "{text}"
         );
         assert_eq!(serde_json::from_str::<ExitRecord>(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn a_failure_carries_its_path() {
+        // What an older knot wrote reads with no path.
+        let old: Failure = serde_json::from_str(r#"{"stage":"workdir","errno":20}"#).unwrap();
+        assert_eq!(old.path, None);
+        assert!(old.permanent());
+        let f = Failure {
+            stage: Stage::Executable,
+            errno: Some(libc::ENOENT),
+            path: Some("/bin/web server\n\"x\"".into()),
+        };
+        let text = serde_json::to_string(&f).unwrap();
+        assert_eq!(
+            text,
+            r#"{"stage":"executable","errno":2,"path":"/bin/web server\n\"x\""}"#
+        );
+        assert_eq!(serde_json::from_str::<Failure>(&text).unwrap(), f);
     }
 
     #[test]

@@ -174,7 +174,7 @@ impl Tree {
                 .collect(),
             died_away: died_away
                 .iter()
-                .map(|(k, (rec, err))| (k.clone(), *rec, err.clone()))
+                .map(|(k, (rec, err))| (k.clone(), rec.clone(), err.clone()))
                 .collect(),
         };
         let memfd = match write_memfd(&h, &instances_out) {
