@@ -18,7 +18,7 @@ use super::supervisor::Tree;
 mod format;
 
 use format::{HInstance, Handoff, instances, write_memfd};
-pub use format::{Taken, VERSION, take};
+pub use format::{HandoffError, Taken, VERSION, take};
 
 /// The environment variable naming the hand-off fd.
 pub const ENV: &str = "CAIRN_HANDOFF_FD";
