@@ -22,7 +22,6 @@ mod spawn;
 mod steps;
 mod workload;
 
-pub use instdir::InstanceDirError;
 pub use spawn::{ExecInput, KnotError, exec_main, launch, spawn, spawn_exec};
 
 use instdir::{InstanceDir, instance_dir, knot_file, tied_to_tree};
