@@ -117,7 +117,7 @@ fn main() -> ExitCode {
             log_stderr,
             log_level,
         } => cairn::tree::run::run(cairn::tree::run::Options {
-            launch: cairn::knot::spawn,
+            launch: cairn::knot::launch,
             config,
             log_stderr,
             log_level,

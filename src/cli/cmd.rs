@@ -67,7 +67,7 @@ fn prepare(
     // The knot creates the instance's state dir as root: refuse dirs
     // anyone else could redirect, before anything starts, and make the
     // state and mount dirs, root's alone.
-    let (runtime, state) = hostdirs::prepare_command(&master).map_err(|e| vec![e])?;
+    let (runtime, state) = hostdirs::prepare_command(&master).map_err(|e| vec![e.to_string()])?;
     if !crate::config::is_safe_name(sandbox) {
         return Err(vec![format!("{sandbox:?} is not a sandbox name")]);
     }

@@ -11,10 +11,44 @@ use crate::spec::InstanceSpec;
 use crate::sys::seccomp::Program;
 use crate::sys::{idmap, process};
 
-use crate::protocol::Context;
+use crate::protocol::{Context, Stage};
 
-use super::workload::{ChildFds, child, go_message, max_target, parse_failure};
-pub use super::workload::{EXEC_FAILED, NOT_FOUND, SpawnError};
+use super::report::REPORT_CAP;
+pub use super::report::{EXEC_FAILED, NOT_FOUND, SpawnError};
+use super::workload::{ChildFds, child, go_message, max_target};
+
+/// What stops a start on the knot's side of it.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The sandbox's filter profile does not build.
+    #[error("{0}")]
+    Profile(String),
+    #[error(
+        "system call filter: none was prepared for this instance's profile (a bug in cairn); \
+         not starting it unfiltered"
+    )]
+    NoFilter,
+    /// A pipe or the fork of the workload's child.
+    #[error("{0}")]
+    Sys(#[from] crate::sys::Error),
+    #[error("user namespace maps: {0}")]
+    Maps(crate::sys::Error),
+    /// The child's report could not be read: it may have exec'd or not.
+    #[error("error pipe of the workload's child: {0}")]
+    ErrorPipe(std::io::Error),
+}
+
+impl From<ExecError> for SpawnError {
+    /// A setup failure, with the errno of the call that failed.
+    fn from(e: ExecError) -> SpawnError {
+        let errno = match &e {
+            ExecError::Sys(s) | ExecError::Maps(s) => s.errno(),
+            ExecError::ErrorPipe(io) => io.raw_os_error(),
+            ExecError::Profile(_) | ExecError::NoFilter => None,
+        };
+        SpawnError::new(Stage::Setup, e.to_string(), errno, None)
+    }
+}
 
 /// The filter the context carries, if it is the one `spec` asks for. A
 /// missing or different one stops the start: a workload never runs with
@@ -22,18 +56,14 @@ pub use super::workload::{EXEC_FAILED, NOT_FOUND, SpawnError};
 fn checked_filter<'a>(
     spec: &InstanceSpec,
     ctx: &'a Context,
-) -> Result<Option<&'a Program>, String> {
+) -> Result<Option<&'a Program>, ExecError> {
     match (
-        crate::protocol::filter_profile(spec)?,
+        crate::protocol::filter_profile(spec).map_err(ExecError::Profile)?,
         ctx.seccomp.as_deref(),
     ) {
         (None, _) => Ok(None),
         (Some(want), Some(p)) if *p.profile() == want => Ok(Some(p)),
-        (Some(_), _) => Err(
-            "system call filter: none was prepared for this instance's profile (a bug in cairn); \
-             not starting it unfiltered"
-                .into(),
-        ),
+        (Some(_), _) => Err(ExecError::NoFilter),
     }
 }
 
@@ -67,8 +97,8 @@ pub fn prepare(
     ctx: &Context,
     stdio: Option<&OwnedFd>,
 ) -> Result<Pending, SpawnError> {
-    let filter = checked_filter(spec, ctx).map_err(SpawnError::setup)?;
-    let setup = |e: crate::sys::Error| SpawnError::setup(e.to_string());
+    let filter = checked_filter(spec, ctx)?;
+    let setup = |e: crate::sys::Error| SpawnError::from(ExecError::Sys(e));
     let userns = !spec.uid_map.is_empty() || !spec.gid_map.is_empty();
     let (err_r, err_w) = crate::sys::fd::pipe().map_err(setup)?;
     let (up_r, up_w) = crate::sys::fd::pipe().map_err(setup)?;
@@ -93,14 +123,17 @@ pub fn prepare(
                 stdio: stdio.map(|f| f.as_raw_fd()),
             };
             let err = child(spec, ctx, userns, filter, &fds);
-            // Only reached when something failed before or at exec: the
-            // status first, then the message.
+            // Only reached when something failed before or at exec. The
+            // report is best effort: should it not get through whole, the
+            // knot takes what it reads for a failure all the same; only a
+            // child that dies before it writes a byte (killed by a signal)
+            // looks like an exec, and is then seen as a workload that died.
             let mut w = std::fs::File::from(
                 // SAFETY: our own error pipe, still open (it is in every
                 // keep list), used once more and then we exit.
                 unsafe { OwnedFd::from_raw_fd(fds.err) },
             );
-            let _ = w.write_all(err.to_wire().as_bytes());
+            let _ = w.write_all(&err.to_wire());
             process::exit_now(err.code);
         }
         Some(pid) => Ok(Pending {
@@ -138,7 +171,7 @@ impl Pending {
                 ) {
                     let _ = process::kill(pid, libc::SIGKILL);
                     let _ = process::wait_for(pid);
-                    return Err(SpawnError::setup(format!("user namespace maps: {e}")));
+                    return Err(ExecError::Maps(e).into());
                 }
             }
         } else {
@@ -150,14 +183,26 @@ impl Pending {
         // that the pivot moved its root too before it resolves any path.
         let _ = go.write_all(&go_message());
         drop(go);
-        let mut msg = String::new();
-        let mut r = std::fs::File::from(err_r);
-        let _ = r.read_to_string(&mut msg);
-        if msg.is_empty() {
+        // The pipe is close-on-exec: empty at its end means the child
+        // exec'd. Anything else fails the start, closed: a report we
+        // cannot read whole (see `report`), or a read that fails, after
+        // which the child may have exec'd or not. The child is killed
+        // (it is exiting anyway after a report, and one that exec'd
+        // must not run unsupervised) and reaped.
+        let mut report = Vec::new();
+        let read = std::fs::File::from(err_r)
+            .take(REPORT_CAP as u64 + 1)
+            .read_to_end(&mut report);
+        let failed = match read {
+            Ok(_) => SpawnError::from_report(&spec.executable, &report),
+            Err(e) => Some(ExecError::ErrorPipe(e).into()),
+        };
+        let Some(e) = failed else {
             return Ok(pid);
-        }
+        };
+        let _ = process::kill(pid, libc::SIGKILL);
         let _ = process::wait_for(pid);
-        Err(parse_failure(spec, &msg))
+        Err(e)
     }
 }
 

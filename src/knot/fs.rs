@@ -79,9 +79,18 @@ pub fn stdio_log(spec: &InstanceSpec, kctx: &super::Context) -> Result<Option<Ow
         return hostfs::HostDir::inherited(here, dir.to_path_buf())
             .open_file(name, hostfs::LOG_MODE, true)
             .map(|f| Some(OwnedFd::from(f)))
-            .map_err(|e| SetupError::from(format!("stdio log: {e}")));
+            .map_err(|e| log_error(p, e));
     }
     Ok(Some(open_log(p)?))
+}
+
+/// A stdio log that could not be opened: its path and errno kept.
+fn log_error(p: &Path, e: hostfs::Error) -> SetupError {
+    SetupError {
+        message: format!("stdio log: {e}"),
+        errno: e.errno(),
+        path: Some(p.display().to_string()),
+    }
 }
 
 /// The sandbox's stdio log on the host, opened for appending by root:
@@ -90,7 +99,7 @@ pub fn stdio_log(spec: &InstanceSpec, kctx: &super::Context) -> Result<Option<Ow
 fn open_log(p: &Path) -> Result<OwnedFd> {
     hostfs::open_log(p)
         .map(OwnedFd::from)
-        .map_err(|e| SetupError::from(format!("stdio log: {e}")))
+        .map_err(|e| log_error(p, e))
 }
 
 /// The most pseudo-terminals one container may hold open (devpts `max=`).

@@ -3,7 +3,7 @@
 //! the `knot` file that makes the knot findable by a new tree.
 
 use std::os::fd::{AsFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::spec::InstanceSpec;
 use crate::sys::fs as sfs;
@@ -14,6 +14,35 @@ use crate::protocol::{
 };
 
 use super::hands_over;
+
+/// Why the instance dir could not be made ready. Each names its path.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceDirError {
+    #[error("instance dir: {0}")]
+    Check(#[from] hostfs::Error),
+    #[error("instance dir {}: not created", .0.display())]
+    NotCreated(PathBuf),
+    #[error("instance dir {}: {source}", .path.display())]
+    Open {
+        path: PathBuf,
+        source: crate::sys::Error,
+    },
+    #[error("{}/state: {source}", .path.display())]
+    State {
+        path: PathBuf,
+        source: crate::sys::Error,
+    },
+    #[error("/proc/self/stat: {0}")]
+    Stat(std::io::Error),
+    #[error("{}/{KNOT_FILE}: {source}", .path.display())]
+    KnotFile {
+        path: PathBuf,
+        source: crate::sys::Error,
+    },
+    /// Tying the knot's life to the tree's no longer.
+    #[error("{0}")]
+    Untie(crate::sys::Error),
+}
 
 /// The `knot` record (`protocol::KnotRecord`) of this knot: a restarted
 /// tree adopts us, and takes back our listening sockets, from it.
@@ -76,7 +105,7 @@ pub(super) fn instance_dir(
     spec: &InstanceSpec,
     ctx: &Context,
     host: Option<(i32, u64)>,
-) -> Result<InstanceDir, String> {
+) -> Result<InstanceDir, InstanceDirError> {
     // STATE-DIR/SANDBOX/INSTANCE: the state dir is checked from `/` down;
     // the sandbox and instance steps are ours, never symlinks, root's
     // alone, created 0755 and 0700 (sys::hostfs).
@@ -87,14 +116,9 @@ pub(super) fn instance_dir(
         None => {
             hostfs::HostDir::open_below(&spec.host.state_dir, 2, Some(hostfs::PRIVATE_DIR_MODE))
         }
-    }
-    .map_err(|e| format!("instance dir: {e}"))?
-    .ok_or_else(|| {
-        format!(
-            "instance dir {}: not created",
-            spec.host.state_dir.display()
-        )
-    })?;
+    }?
+    .ok_or_else(|| InstanceDirError::NotCreated(spec.host.state_dir.clone()))?;
+    let path = || dir.path().to_path_buf();
     let inst = sfs::openat2(
         dir.fd(),
         ".",
@@ -102,7 +126,10 @@ pub(super) fn instance_dir(
         0,
         sfs::Resolve::BeneathNoSymlinks,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|source| InstanceDirError::Open {
+        path: path(),
+        source,
+    })?;
     if ctx.supervised {
         for f in [ERROR_FILE, EXIT_FILE, WORKLOAD_PID_FILE] {
             let _ = nix::unistd::unlinkat(&inst, f, nix::unistd::UnlinkatFlags::NoRemoveDir);
@@ -111,8 +138,13 @@ pub(super) fn instance_dir(
     // `state/` is the workload's `!Statedir` (owner and mode from the
     // container config): a real dir, no symlink; the 0700 instance dir
     // keeps host users out of it.
-    let (state, _) = sfs::mkdir_beneath(inst.as_fd(), "state", hostfs::DIR_MODE)
-        .map_err(|e| format!("{}/state: {e}", dir.path().display()))?;
+    let (state, _) =
+        sfs::mkdir_beneath(inst.as_fd(), "state", hostfs::DIR_MODE).map_err(|source| {
+            InstanceDirError::State {
+                path: path(),
+                source,
+            }
+        })?;
     // Who we are on the host (see `tied_to_tree`): a restarted tree
     // adopts us by this file.
     let (mut host_pid, mut ticks) = (0, 0);
@@ -121,7 +153,7 @@ pub(super) fn instance_dir(
             Some(h) => h,
             None => {
                 let stat = crate::sys::proc::read_text("/proc/self/stat")
-                    .map_err(|e| format!("/proc/self/stat: {e}"))?;
+                    .map_err(InstanceDirError::Stat)?;
                 let pid = crate::sys::proc::parse_stat_pids(&stat).map_or(0, |(p, _)| p);
                 (
                     pid,
@@ -135,12 +167,55 @@ pub(super) fn instance_dir(
             knot_file(spec, ctx, host_pid, ticks).as_bytes(),
             0o644,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| InstanceDirError::KnotFile {
+            path: path(),
+            source,
+        })?;
         // Findable now: a new tree adopts us, so the tree's death is no
         // longer ours.
         if ctx.tree_pid.is_some() {
-            process::set_pdeathsig(0).map_err(|e| e.to_string())?;
+            process::set_pdeathsig(0).map_err(InstanceDirError::Untie)?;
         }
     }
     Ok((inst, state, host_pid, ticks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_instance_dir() {
+        let sys =
+            |op, errno| crate::sys::Error::new(op, "", std::io::Error::from_raw_os_error(errno));
+        let path = PathBuf::from("/var/lib/cairn/box/web.0");
+        let e = InstanceDirError::State {
+            path: path.clone(),
+            source: sys("mkdirat", libc::ENOSPC),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/var/lib/cairn/box/web.0/state: mkdirat: No space left on device (os error 28)"
+        );
+        let e = InstanceDirError::KnotFile {
+            path: path.clone(),
+            source: sys("write", libc::EIO),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/var/lib/cairn/box/web.0/knot: write: Input/output error (os error 5)"
+        );
+        let e = InstanceDirError::Open {
+            path: path.clone(),
+            source: sys("openat2", libc::EACCES),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("instance dir /var/lib/cairn/box/web.0: ")
+        );
+        assert_eq!(
+            InstanceDirError::NotCreated(path).to_string(),
+            "instance dir /var/lib/cairn/box/web.0: not created"
+        );
+    }
 }

@@ -17,11 +17,12 @@ pub mod init;
 mod instdir;
 mod kernfs;
 pub mod net;
+mod report;
 mod spawn;
 mod steps;
 mod workload;
 
-pub use spawn::{ExecInput, exec_main, spawn, spawn_exec};
+pub use spawn::{ExecInput, KnotError, exec_main, launch, spawn, spawn_exec};
 
 use instdir::{InstanceDir, instance_dir, knot_file, tied_to_tree};
 
@@ -50,11 +51,6 @@ pub(crate) static WORKLOAD_UMASK: std::sync::atomic::AtomicU32 =
 /// unless it is 0 already).
 pub(crate) static KNOT_OOM_SCORE_ADJ: std::sync::atomic::AtomicI32 =
     std::sync::atomic::AtomicI32::new(-1);
-
-/// Close every inherited fd except stdio and `keep`.
-fn close_inherited(keep: &[RawFd]) -> Result<(), String> {
-    crate::sys::fd::close_all_but(keep).map_err(|e| e.to_string())
-}
 
 /// Record a setup failure where the supervisor and the operator look.
 fn fail(spec: &InstanceSpec, inst: Option<&OwnedFd>, msg: &str) -> i32 {
@@ -112,8 +108,9 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     keep.extend(ctx.state_dir_fd);
     keep.extend(ctx.stdio_dir_fd);
     keep.extend(ctx.host_netns);
-    if let Err(e) = close_inherited(&keep) {
-        return fail(spec, None, &e);
+    // Every inherited fd but stdio and those.
+    if let Err(e) = crate::sys::fd::close_all_but(&keep) {
+        return fail(spec, None, &e.to_string());
     }
     // Keep the OOM killer on the workload, not on its init. Best effort:
     // lowering the score needs CAP_SYS_RESOURCE, which some hosts withhold,
@@ -126,7 +123,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     KNOT_OOM_SCORE_ADJ.store(oom, std::sync::atomic::Ordering::Relaxed);
     let inst = match instance_dir(spec, ctx, host) {
         Ok(d) => d,
-        Err(e) => return fail(spec, None, &e),
+        Err(e) => return fail(spec, None, &e.to_string()),
     };
     match setup(spec, ctx, &inst) {
         Ok(code) => code,
@@ -135,6 +132,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
                 let f = Failure {
                     stage: Stage::Setup,
                     errno: e.errno,
+                    path: e.path.clone(),
                 };
                 record_failure(&inst, SETUP_FAILED, f);
             }
@@ -168,8 +166,8 @@ fn spawn_failed(
 ) -> i32 {
     if ctx.supervised {
         let _ = sfs::replace_file(inst.0.as_fd(), ERROR_FILE, e.message.as_bytes(), 0o644);
-        if let Some(f) = e.failure {
-            record_failure(inst, e.code, f);
+        if let Some(f) = &e.failure {
+            record_failure(inst, e.code, f.clone());
         }
     }
     eprintln!("cairn: {}: {}", spec.name, crate::text::escape(&e.message));
@@ -230,15 +228,19 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
         r?;
         crate::sys::fd::close_fd(host);
         for (target, listen) in spec.container_ports() {
-            let fd = crate::sys::socket::listen(&listen)
-                .map_err(|e| format!("tcp port {} (in the container): {e}", listen.port))?;
+            let fd = steps::ctx(crate::sys::socket::listen(&listen), || {
+                format!("tcp port {} (in the container)", listen.port)
+            })?;
             with_ports.to_mut().sockets.push((target, fd.as_raw_fd()));
             own_ports.push(fd);
         }
     }
     let spawn_ctx: &Context = &with_ports;
-    std::fs::create_dir_all(&spec.host.mount_dir)
-        .map_err(|e| format!("mount-dir {}: {e}", spec.host.mount_dir.display()))?;
+    let mount_dir = spec.host.mount_dir.display();
+    steps::ctx(std::fs::create_dir_all(&spec.host.mount_dir), || {
+        format!("mount-dir {mount_dir}")
+    })
+    .map_err(|e| e.at(mount_dir.to_string()))?;
     // The memory cgroup dir, for counting OOM kills: opened before the
     // pivot (after it, host paths are gone).
     let memory_mount = match (&ctx.cgroups, &spec.host.cgroup) {
@@ -314,6 +316,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
             &inst.0,
             oom_dir.as_ref(),
         );
+        let e = e.to_string();
         let e = crate::text::escape(&e);
         eprintln!("cairn: {}: keeping the knot as pid 1: {e}", spec.name);
         // The knot file named cairn-init's socket fds: name ours.
@@ -372,8 +375,8 @@ fn hands_over(spec: &InstanceSpec, ctx: &Context) -> bool {
 }
 
 /// Exec cairn-init with the fds it expects (3: status pipe, 4: instance
-/// dir, 5: memory cgroup dir); returns only if that failed, with every fd
-/// we had still usable.
+/// dir, 5: memory cgroup dir); returns only if that failed (why), with
+/// every fd we had still usable.
 fn hand_over(
     init_fd: RawFd,
     workload: i32,
@@ -382,12 +385,11 @@ fn hand_over(
     ctx: &Context,
     inst: &OwnedFd,
     oom_dir: Option<&OwnedFd>,
-) -> String {
+) -> crate::sys::Error {
     let ready = ctx.ready;
-    let s = |e: crate::sys::Error| e.to_string();
-    let steps = || -> Result<String, String> {
+    let steps = || -> crate::sys::Result<crate::sys::Error> {
         // Copies far above 3..5 first, so no dup2 below clobbers a source.
-        let high = |fd: RawFd| crate::sys::fd::dup_above(fd, 100).map_err(s);
+        let high = |fd: RawFd| crate::sys::fd::dup_above(fd, 100);
         let init = high(init_fd)?;
         let status = ready.map(high).transpose()?;
         let dir = high(inst.as_raw_fd())?;
@@ -397,16 +399,16 @@ fn hand_over(
             .iter()
             .map(|(_, fd)| high(*fd))
             .collect::<Result<_, _>>()?;
-        crate::sys::fd::cloexec_from(3).map_err(s)?;
+        crate::sys::fd::cloexec_from(3)?;
         for (src, dst) in [(status.as_ref(), 3), (Some(&dir), 4), (oom.as_ref(), 5)] {
             if let Some(src) = src {
-                crate::sys::fd::dup2(src.as_raw_fd(), dst).map_err(s)?;
+                crate::sys::fd::dup2(src.as_raw_fd(), dst)?;
             }
         }
         // The listening sockets stay open in pid 1 too, at 6, 7, ...: a
         // restarted tree takes them back from there.
         for (i, sock) in sockets.iter().enumerate() {
-            crate::sys::fd::dup2(sock.as_raw_fd(), 6 + i as RawFd).map_err(s)?;
+            crate::sys::fd::dup2(sock.as_raw_fd(), 6 + i as RawFd)?;
         }
         let argv = vec![
             "cairn".to_string(),
@@ -415,8 +417,7 @@ fn hand_over(
             oom_before.to_string(),
             spec.service.stop_signal.to_string(),
         ];
-        let e = crate::sys::embedded::exec_init(init.as_fd(), &argv);
-        Ok(e.to_string())
+        Ok(crate::sys::embedded::exec_init(init.as_fd(), &argv))
     };
     match steps() {
         Ok(e) | Err(e) => e,

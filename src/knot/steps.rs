@@ -7,14 +7,25 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::sys::fs as sfs;
 use crate::sys::mount::{self, Attrs, Recursive};
 
-/// A setup error: what failed, in words for the operator, and the
-/// kernel's errno when a system call failed (recorded for the tree and
-/// `ps`, `last_exit.cause`).
+/// A setup error: what failed, in words for the operator, the kernel's
+/// errno when a system call failed, and the path involved when it is
+/// known (recorded for the tree and `ps`, `last_exit.cause`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetupError {
     pub message: String,
     pub errno: Option<i32>,
+    pub path: Option<String>,
 }
+
+impl SetupError {
+    /// The same error, naming `path` as the one involved.
+    pub fn at(mut self, path: impl Into<String>) -> SetupError {
+        self.path = Some(path.into());
+        self
+    }
+}
+
+impl std::error::Error for SetupError {}
 
 impl std::fmt::Display for SetupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -27,6 +38,7 @@ impl From<String> for SetupError {
         SetupError {
             message,
             errno: None,
+            path: None,
         }
     }
 }
@@ -37,6 +49,7 @@ impl From<crate::sys::Error> for SetupError {
         SetupError {
             message: e.to_string(),
             errno: e.errno(),
+            path: None,
         }
     }
 }
@@ -60,6 +73,12 @@ impl Errno for crate::sys::Error {
     }
 }
 
+impl Errno for std::io::Error {
+    fn errno(&self) -> Option<i32> {
+        self.raw_os_error()
+    }
+}
+
 impl Errno for String {
     fn errno(&self) -> Option<i32> {
         None
@@ -74,6 +93,7 @@ pub(super) fn ctx<T, E: Errno>(
     r.map_err(|e| SetupError {
         message: format!("{}: {e}", what()),
         errno: e.errno(),
+        path: None,
     })
 }
 
@@ -99,6 +119,7 @@ pub(super) fn bound(
 pub(super) fn image_dir(root: BorrowedFd<'_>, path: &str, why: &str) -> Result<OwnedFd> {
     sfs::open_dir_beneath(root, path).map_err(|e| SetupError {
         errno: e.errno(),
+        path: Some(format!("/{}", path.trim_start_matches('/'))),
         message: match e.errno() {
         Some(libc::ENOENT) => format!("{path} does not exist in the image ({why})"),
         Some(libc::ELOOP) | Some(libc::EXDEV) => {

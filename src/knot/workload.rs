@@ -1,89 +1,19 @@
 //! The workload's side of its start: the child the knot forks, its steps
 //! up to execve (user namespace, ids and capabilities, no_new_privs, fds,
 //! environment, the system call filter, the workdir), and how it reports
-//! a failure to the knot (`SpawnError` on the error pipe).
+//! a failure to the knot (`ChildError`, sent as a `report::SpawnError` on
+//! the error pipe).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
-use crate::protocol::{Context, Failure, Stage};
+use crate::protocol::{Context, Stage};
 use crate::spec::{InstanceSpec, Stdio};
 use crate::sys::fs::{self as sfs, Resolve};
 use crate::sys::seccomp::{self, Program};
 use crate::sys::{caps, embedded, keyring, process, signal};
 
-/// Exit codes of a workload that never ran: exec failed, or the
-/// executable was not found (shell conventions).
-pub const EXEC_FAILED: i32 = 126;
-pub const NOT_FOUND: i32 = 127;
-
-/// Why the workload did not start, and the status that reports it: 125
-/// (`SETUP_FAILED`) for everything before execve, 126/127 for execve.
-#[derive(Debug)]
-pub struct SpawnError {
-    pub code: i32,
-    pub message: String,
-    /// The step that failed and its errno, for the tree (`exit-status`).
-    pub failure: Option<Failure>,
-}
-
-impl SpawnError {
-    pub(super) fn setup(message: String) -> SpawnError {
-        SpawnError {
-            code: super::SETUP_FAILED,
-            message,
-            failure: None,
-        }
-    }
-
-    /// An execve (or the lookup of the executable before it) that failed
-    /// with `errno`: 127 when the file is not there, 126 otherwise.
-    fn exec(message: String, errno: Option<i32>) -> SpawnError {
-        SpawnError {
-            code: if errno == Some(libc::ENOENT) {
-                NOT_FOUND
-            } else {
-                EXEC_FAILED
-            },
-            message,
-            failure: Some(Failure {
-                stage: Stage::Executable,
-                errno,
-            }),
-        }
-    }
-
-    /// How the workload child reports it on the error pipe: `CODE STAGE
-    /// ERRNO MESSAGE`, `-` for a stage or errno it does not have.
-    pub(super) fn to_wire(&self) -> String {
-        let (stage, errno) = match self.failure {
-            Some(f) => (
-                f.stage.as_str(),
-                f.errno.map_or("-".to_string(), |e| e.to_string()),
-            ),
-            None => ("-", "-".to_string()),
-        };
-        format!("{} {stage} {errno} {}", self.code, self.message)
-    }
-
-    fn from_wire(msg: &str) -> SpawnError {
-        let mut it = msg.splitn(4, ' ');
-        let (Some(code), Some(stage), Some(errno), Some(message)) =
-            (it.next(), it.next(), it.next(), it.next())
-        else {
-            return SpawnError::setup(msg.to_string());
-        };
-        let failure = Stage::parse(stage).map(|stage| Failure {
-            stage,
-            errno: errno.parse().ok(),
-        });
-        SpawnError {
-            code: code.parse().unwrap_or(super::SETUP_FAILED),
-            message: message.to_string(),
-            failure,
-        }
-    }
-}
+use super::report::SpawnError;
 
 /// What `go` sends: `g`, then the device and inode of our root (zeros if
 /// it cannot be looked at; the child then refuses to go on).
@@ -109,19 +39,6 @@ pub(super) fn root_identity() -> Option<(u64, u64)> {
     let root = sfs::open_dir(std::path::Path::new("/")).ok()?;
     let st = sfs::fstat(root.as_fd()).ok()?;
     Some((st.st_dev, st.st_ino))
-}
-
-/// What the error pipe said: `CODE MESSAGE` from our own child, or
-/// `E<errno>` from cairn-init when the execve of the workload failed.
-pub(super) fn parse_failure(spec: &InstanceSpec, msg: &str) -> SpawnError {
-    if let Some(errno) = msg.strip_prefix('E').and_then(|n| n.parse::<i32>().ok()) {
-        let e = std::io::Error::from_raw_os_error(errno);
-        return SpawnError::exec(
-            format!("cannot execute {}: {e}", spec.executable),
-            Some(errno),
-        );
-    }
-    SpawnError::from_wire(msg)
 }
 
 /// The highest fd number the workload is given (at least 2).
@@ -155,37 +72,96 @@ pub(super) fn child(
 ) -> SpawnError {
     match child_steps(spec, ctx, userns, filter, fds) {
         Ok(never) => match never {},
-        Err(Fail::Setup(m)) => SpawnError::setup(m),
-        Err(Fail::Workdir(m, errno)) => SpawnError {
-            failure: Some(Failure {
-                stage: Stage::Workdir,
-                errno,
-            }),
-            ..SpawnError::setup(m)
-        },
-        Err(Fail::Exec(m, errno)) => SpawnError::exec(m, errno),
+        Err(e) => e.report(),
     }
 }
 
 enum Never {}
 
-/// A failure in the child: before execve, of its workdir, or of execve
-/// (with their errno).
-enum Fail {
-    Setup(String),
-    Workdir(String, Option<i32>),
-    Exec(String, Option<i32>),
+/// A failure in the child, before or at execve: the step, its source
+/// (and so its errno), and the config path it concerns.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ChildError {
+    /// A step of the setup, named.
+    #[error("{step}: {source}")]
+    Step {
+        step: &'static str,
+        source: crate::sys::Error,
+    },
+    /// Ids, capabilities, no_new_privs, signals: the call names itself.
+    #[error("{0}")]
+    Call(#[from] crate::sys::Error),
+    #[error("sync: {0}")]
+    Sync(std::io::Error),
+    #[error("the workload's root is not the container's root")]
+    ForeignRoot,
+    #[error("stdout-stderr-file {path}: {}", .source.source)]
+    StdioFile {
+        path: String,
+        source: crate::sys::Error,
+    },
+    /// Not found, or not a directory, in the container.
+    #[error("workdir {path}: {}", path_error(.source))]
+    Workdir {
+        path: String,
+        source: crate::sys::Error,
+    },
+    /// Found, but not to be entered (fchdir, getcwd).
+    #[error("workdir: {source}")]
+    EnterWorkdir {
+        path: String,
+        source: crate::sys::Error,
+    },
+    #[error("workdir {path}: ended up outside the container ({cwd})")]
+    OutsideWorkdir { path: String, cwd: String },
+    #[error("/dev/null: {0}")]
+    DevNull(std::io::Error),
+    /// Not found in the container (looked up before execve).
+    #[error("cannot execute {path}: {}", path_error(.source))]
+    Lookup {
+        path: String,
+        source: crate::sys::Error,
+    },
+    #[error("cannot execute {path}: {}", .source.source)]
+    Exec {
+        path: String,
+        source: crate::sys::Error,
+    },
+    /// The execveat of cairn-init.
+    #[error("{0}")]
+    Trampoline(crate::sys::Error),
 }
 
-impl From<String> for Fail {
-    fn from(m: String) -> Fail {
-        Fail::Setup(m)
+impl ChildError {
+    /// The stage, errno and path of the failure, for the knot.
+    fn report(self) -> SpawnError {
+        use ChildError::*;
+        let (stage, path) = match &self {
+            Workdir { path, .. } | EnterWorkdir { path, .. } => (Stage::Workdir, Some(path)),
+            Lookup { path, .. } | Exec { path, .. } => (Stage::Executable, Some(path)),
+            StdioFile { path, .. } | OutsideWorkdir { path, .. } => (Stage::Setup, Some(path)),
+            _ => (Stage::Setup, None),
+        };
+        let errno = match &self {
+            Step { source, .. }
+            | Call(source)
+            | StdioFile { source, .. }
+            | Workdir { source, .. }
+            | EnterWorkdir { source, .. }
+            | Lookup { source, .. }
+            | Exec { source, .. }
+            | Trampoline(source) => source.errno(),
+            Sync(e) | DevNull(e) => e.raw_os_error(),
+            ForeignRoot | OutsideWorkdir { .. } => None,
+        };
+        let path = path.cloned();
+        SpawnError::new(stage, self.to_string(), errno, path)
     }
 }
 
 /// A setup step that failed, named.
-fn step<T>(what: &str, r: crate::sys::Result<T>) -> Result<T, Fail> {
-    r.map_err(|e| Fail::Setup(format!("{what}: {e}")))
+fn step<T>(step: &'static str, r: crate::sys::Result<T>) -> Result<T, ChildError> {
+    r.map_err(|source| ChildError::Step { step, source })
 }
 
 fn child_steps(
@@ -194,7 +170,7 @@ fn child_steps(
     userns: bool,
     filter: Option<&Program>,
     fds: &ChildFds,
-) -> Result<Never, Fail> {
+) -> Result<Never, ChildError> {
     // Before `go` (for `cairn cmd`, while the knot builds the root: see
     // `Pending`). First of all: close what the workload must not have (the knot's
     // instance and cgroup dirs, its signalfd, its ready pipe, ...), so no
@@ -242,7 +218,7 @@ fn child_steps(
     if userns {
         // The knot writes our maps when it lets us go.
         step("user namespace", crate::sys::namespace::unshare_user())?;
-        up.write_all(b"u").map_err(|e| format!("sync: {e}"))?;
+        up.write_all(b"u").map_err(ChildError::Sync)?;
     } else {
         drop_privileges(spec)?;
         // Last of what we do as root, and long (the kernel prepares the
@@ -264,15 +240,11 @@ fn child_steps(
     // with the knot's: fail closed unless ours is the one the knot sent.
     let theirs = root_in_go_message(&b);
     if theirs.is_none() || theirs != root_identity() {
-        return Err(Fail::Setup(
-            "the workload's root is not the container's root".into(),
-        ));
+        return Err(ChildError::ForeignRoot);
     }
     if userns {
         drop_privileges(spec)?;
     }
-    let s = |e: crate::sys::Error| e.to_string();
-
     // Paths of the container config, as the workload's user, resolved
     // inside the container's root and never through a magic link.
     let root = step("/", sfs::open_dir(std::path::Path::new("/")))?;
@@ -289,7 +261,10 @@ fn child_steps(
                 0o640,
                 Resolve::InRoot,
             )
-            .map_err(|e| format!("stdout-stderr-file {path}: {}", e.source))?;
+            .map_err(|source| ChildError::StdioFile {
+                path: path.clone(),
+                source,
+            })?;
             Some(f.into_raw_fd())
         }
     };
@@ -300,42 +275,43 @@ fn child_steps(
         0,
         Resolve::InRoot,
     )
-    .map_err(|e| {
-        Fail::Workdir(
-            format!("workdir {}: {}", spec.workdir, path_error(&e)),
-            e.errno(),
-        )
+    .map_err(|source| ChildError::Workdir {
+        path: spec.workdir.clone(),
+        source,
     })?;
-    step("workdir", process::fchdir(wd.as_fd()))?;
+    let enter = |source| ChildError::EnterWorkdir {
+        path: spec.workdir.clone(),
+        source,
+    };
+    process::fchdir(wd.as_fd()).map_err(enter)?;
     drop(wd);
-    let cwd = step("workdir", process::getcwd())?;
+    let cwd = process::getcwd().map_err(enter)?;
     if !cwd.starts_with(b"/") {
-        return Err(Fail::Setup(format!(
-            "workdir {}: ended up outside the container ({})",
-            spec.workdir,
-            String::from_utf8_lossy(&cwd)
-        )));
+        return Err(ChildError::OutsideWorkdir {
+            path: spec.workdir.clone(),
+            cwd: String::from_utf8_lossy(&cwd).into_owned(),
+        });
     }
     // The executable: found inside the root without magic links (execve
     // below looks it up again by name, but by then nothing of the host is
     // open here, so no link can lead out).
-    if let Err(e) = sfs::openat2(
+    if let Err(source) = sfs::openat2(
         root.as_fd(),
         &spec.executable,
         libc::O_PATH,
         0,
         Resolve::InRoot,
     ) {
-        return Err(Fail::Exec(
-            format!("cannot execute {}: {}", spec.executable, path_error(&e)),
-            e.errno(),
-        ));
+        return Err(ChildError::Lookup {
+            path: spec.executable.clone(),
+            source,
+        });
     }
     drop(root);
 
     // File descriptors: 0-2, then the declared sockets; nothing else.
     let max_target = max_target(ctx);
-    let above = |fd: RawFd| -> Result<RawFd, Fail> {
+    let above = |fd: RawFd| -> Result<RawFd, ChildError> {
         Ok(step("dup", crate::sys::fd::dup_above(fd, max_target + 1))?.into_raw_fd())
     };
     let mut high: Vec<(RawFd, RawFd)> = Vec::new();
@@ -346,7 +322,7 @@ fn child_steps(
     let stdin = if spec.interactive {
         None
     } else {
-        let f = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+        let f = std::fs::File::open("/dev/null").map_err(ChildError::DevNull)?;
         Some(above(f.as_raw_fd())?)
     };
     if let Some(fd) = stdin {
@@ -373,7 +349,7 @@ fn child_steps(
         }
     }
     process::set_umask(super::WORKLOAD_UMASK.load(std::sync::atomic::Ordering::Relaxed));
-    signal::reset_signals().map_err(s)?;
+    signal::reset_signals()?;
 
     let pid = process::getpid().to_string();
     let mut env: Vec<String> = Vec::with_capacity(spec.environ.len() + 2);
@@ -417,33 +393,32 @@ fn child_steps(
             // SAFETY: the memfd stays open in this process (keep list).
             let init = unsafe { BorrowedFd::borrow_raw(init) };
             let e = embedded::exec_trampoline(init, fds.err, &spec.executable, &argv, &env);
-            return Err(Fail::Setup(e.to_string()));
+            return Err(ChildError::Trampoline(e));
         }
         None => process::exec(&spec.executable, &argv, &env),
     };
-    Err(Fail::Exec(
-        format!("cannot execute {}: {}", spec.executable, e.source),
-        e.errno(),
-    ))
+    Err(ChildError::Exec {
+        path: spec.executable.clone(),
+        source: e,
+    })
 }
 
 /// The configured ids and capabilities (all dropped unless the sandbox
 /// allows some and the container asks), then no_new_privs.
-fn drop_privileges(spec: &InstanceSpec) -> Result<(), Fail> {
-    let s = |e: crate::sys::Error| e.to_string();
+fn drop_privileges(spec: &InstanceSpec) -> Result<(), ChildError> {
     if spec.capabilities.is_empty() {
         // The common case, by number (every capability the kernel knows,
         // also those newer than the `caps` crate), in a few system calls.
-        caps::drop_whole_bounding_set().map_err(s)?;
-        process::set_ids(spec.uid, spec.gid, &spec.groups).map_err(s)?;
-        caps::clear_all_sets().map_err(s)?;
+        caps::drop_whole_bounding_set()?;
+        process::set_ids(spec.uid, spec.gid, &spec.groups)?;
+        caps::clear_all_sets()?;
     } else {
-        caps::drop_bounding(&spec.capabilities).map_err(s)?;
-        process::set_keepcaps(true).map_err(s)?;
-        process::set_ids(spec.uid, spec.gid, &spec.groups).map_err(s)?;
-        caps::set_exactly(&spec.capabilities).map_err(s)?;
+        caps::drop_bounding(&spec.capabilities)?;
+        process::set_keepcaps(true)?;
+        process::set_ids(spec.uid, spec.gid, &spec.groups)?;
+        caps::set_exactly(&spec.capabilities)?;
     }
-    process::set_no_new_privs().map_err(s)?;
+    process::set_no_new_privs()?;
     Ok(())
 }
 
@@ -460,19 +435,5 @@ fn path_error(e: &crate::sys::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_message_carries_our_root() {
-        let m = go_message();
-        assert_eq!(root_in_go_message(&m), root_identity());
-        assert!(root_identity().is_some());
-        let mut none = [0u8; 17];
-        none[0] = b'g';
-        assert_eq!(root_in_go_message(&none), None);
-        let mut other = m;
-        other[0] = b'x';
-        assert_eq!(root_in_go_message(&other), None);
-    }
-}
+#[path = "workload_tests.rs"]
+mod tests;

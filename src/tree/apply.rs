@@ -192,7 +192,7 @@ impl Tree {
                 i.life.state == State::Failed
                     && i.last_exit
                         .as_ref()
-                        .and_then(|e| e.cause)
+                        .and_then(|e| e.cause.as_ref())
                         .is_some_and(|c| c.permanent())
             })
             .map(|(n, _)| n.clone())

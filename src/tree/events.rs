@@ -5,7 +5,7 @@
 use std::os::fd::AsFd;
 use std::time::SystemTime;
 
-use crate::protocol::ExitRecord;
+use crate::protocol::{ExitRecord, Failure};
 use crate::sys::process::Exit;
 
 use super::lifecycle::{Event, State};
@@ -18,6 +18,14 @@ enum Ended {
     Exit(Exit),
     /// Its report (`x` on the ready pipe), with the records it wrote.
     Recorded(ExitRecord, Option<String>),
+}
+
+/// The step and path of a start that failed, for its log line
+/// (` [executable /bin/app]`); empty when the knot named no path.
+fn failed_at(f: &Failure) -> String {
+    f.path
+        .as_ref()
+        .map_or(String::new(), |p| format!(" [{} {p}]", f.stage.as_str()))
 }
 
 /// What a wait status alone says.
@@ -185,7 +193,8 @@ impl Tree {
         let failure = !i.life.stop_requested() && !normal;
         // The same config and image would fail the same way: no back-off
         // loop, `failed` until the config changes or a reload.
-        let refused = failure && cause.is_some_and(|f| f.permanent());
+        let refused = failure && cause.as_ref().is_some_and(|f| f.permanent());
+        let at = cause.as_ref().map_or(String::new(), failed_at);
         let c = self.counters.entry(i.key.clone()).or_default();
         c.deaths += 1;
         if failure {
@@ -215,12 +224,13 @@ impl Tree {
             ));
         }
         let msg = format!(
-            "{name}: {why}{}",
+            "{name}: {why}{}{}",
             match (refused, failure) {
                 (true, _) => " (failure; not retried until its config changes or a reload)",
                 (false, true) => " (failure)",
                 (false, false) => "",
-            }
+            },
+            at
         );
         if failure {
             log::warn!("{msg}");
@@ -235,5 +245,30 @@ impl Tree {
             Event::Exited { failure }
         };
         self.event(name, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Stage;
+
+    #[test]
+    fn a_failed_start_names_its_path() {
+        let f = |stage, path: Option<&str>| Failure {
+            stage,
+            errno: Some(libc::ENOENT),
+            path: path.map(str::to_string),
+        };
+        assert_eq!(
+            failed_at(&f(Stage::Executable, Some("/bin/web server"))),
+            " [executable /bin/web server]"
+        );
+        assert_eq!(
+            failed_at(&f(Stage::Workdir, Some("/srv/app"))),
+            " [workdir /srv/app]"
+        );
+        assert_eq!(failed_at(&f(Stage::Setup, Some("/dev"))), " [setup /dev]");
+        assert_eq!(failed_at(&f(Stage::Setup, None)), "");
     }
 }

@@ -6,13 +6,39 @@
 
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::master::Master;
 use crate::protocol::{ERROR_FILE, EXIT_FILE, ExitRecord};
 use crate::sys::fs as sfs;
 use crate::sys::hostfs::{self, HostDir};
 use crate::sys::process;
+
+/// Why cairn's dirs on the host cannot be used; each names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum HostDirsError {
+    /// Configured dirs that are not root's alone: one line each
+    /// (`Problem::line`).
+    #[error("{}", .0.join("\n"))]
+    Unsafe(Vec<String>),
+    /// A dir failed the rules, or could not be made (the error names it).
+    #[error("{0}")]
+    Dir(#[from] hostfs::Error),
+    #[error("{}: {key}: could not be created", .master.display())]
+    NotCreated { master: PathBuf, key: &'static str },
+    #[error("{}: {source}", .path.display())]
+    Lock {
+        path: PathBuf,
+        source: crate::sys::Error,
+    },
+    #[error("another cairn tree ({holder}) already runs with runtime dir {}", .dir.display())]
+    Running { holder: String, dir: PathBuf },
+    #[error("{}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// Which configured dirs a command writes into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,14 +121,14 @@ fn problems_creating(
 }
 
 /// `problems` as one error, for commands that refuse to start on any.
-pub fn refuse_unsafe(master: &Master, scope: Scope) -> Result<(), String> {
+pub fn refuse_unsafe(master: &Master, scope: Scope) -> Result<(), HostDirsError> {
     refuse(master, problems(master, scope))
 }
 
 /// `refuse_unsafe` for `cairn cmd`, which then creates the state and mount
 /// dirs its knot needs.
 /// Returns the runtime and state dirs, checked.
-pub fn prepare_command(master: &Master) -> Result<(HostDir, HostDir), String> {
+pub fn prepare_command(master: &Master) -> Result<(HostDir, HostDir), HostDirsError> {
     let (p, mut passed) = problems_creating(
         master,
         Scope::Command,
@@ -118,11 +144,12 @@ pub fn prepare_command(master: &Master) -> Result<(HostDir, HostDir), String> {
     let runtime = take("runtime-dir");
     let state = take("state-dir");
     // A key whose dir is another key's too was checked (and made) once.
-    let again = |d: Option<HostDir>, path: &Path, key: &str| match d {
+    let again = |d: Option<HostDir>, path: &Path, key: &'static str| match d {
         Some(d) => Ok(d),
-        None => HostDir::open(path, true)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{}: {key}: could not be created", master.path.display())),
+        None => HostDir::open(path, true)?.ok_or_else(|| HostDirsError::NotCreated {
+            master: master.path.clone(),
+            key,
+        }),
     };
     Ok((
         again(runtime, &master.runtime_dir, "runtime-dir")?,
@@ -130,39 +157,42 @@ pub fn prepare_command(master: &Master) -> Result<(HostDir, HostDir), String> {
     ))
 }
 
-fn refuse(master: &Master, p: Vec<Problem>) -> Result<(), String> {
+fn refuse(master: &Master, p: Vec<Problem>) -> Result<(), HostDirsError> {
     if p.is_empty() {
         return Ok(());
     }
-    Err(p
-        .iter()
-        .map(|p| p.line(master))
-        .collect::<Vec<_>>()
-        .join("\n"))
+    Err(HostDirsError::Unsafe(
+        p.iter().map(|p| p.line(master)).collect(),
+    ))
 }
 
 /// Take the pid file lock in the runtime dir, or say which tree holds it.
-pub fn lock_pid_file(runtime: &HostDir) -> Result<std::fs::File, String> {
-    let f = runtime
-        .open_file("tree.pid", hostfs::FILE_MODE, false)
-        .map_err(|e| e.to_string())?;
+pub fn lock_pid_file(runtime: &HostDir) -> Result<std::fs::File, HostDirsError> {
+    let f = runtime.open_file("tree.pid", hostfs::FILE_MODE, false)?;
     let path = runtime.path().join("tree.pid");
-    if !sfs::lock_posix(f.as_fd()).map_err(|e| format!("{}: {e}", path.display()))? {
-        let who = match sfs::lock_holder(f.as_fd()) {
+    let locked = sfs::lock_posix(f.as_fd()).map_err(|source| HostDirsError::Lock {
+        path: path.clone(),
+        source,
+    })?;
+    if !locked {
+        let holder = match sfs::lock_holder(f.as_fd()) {
             Ok(Some(pid)) if pid > 0 => format!("pid {pid}"),
             _ => "in another pid namespace".to_string(),
         };
-        return Err(format!(
-            "another cairn tree ({who}) already runs with runtime dir {}",
-            runtime.path().display()
-        ));
+        return Err(HostDirsError::Running {
+            holder,
+            dir: runtime.path().to_path_buf(),
+        });
     }
     // Through the locked fd: opening the file again and closing it would
     // drop a POSIX lock (fcntl(2), "Advisory record locking").
-    f.set_len(0)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let write = |source| HostDirsError::Write {
+        path: path.clone(),
+        source,
+    };
+    f.set_len(0).map_err(write)?;
     (&f).write_all(format!("{}\n", process::getpid()).as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(write)?;
     Ok(f)
 }
 
@@ -211,4 +241,39 @@ pub fn exit_record(dir: &HostDir) -> (Option<ExitRecord>, Option<String>) {
     let rec = record(dir, EXIT_FILE).and_then(|b| serde_json::from_slice(&b).ok());
     let error = record(dir, ERROR_FILE).map(|b| String::from_utf8_lossy(&b).into_owned());
     (rec, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_dir_or_file() {
+        let e = HostDirsError::Running {
+            holder: "pid 42".into(),
+            dir: "/run/cairn".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "another cairn tree (pid 42) already runs with runtime dir /run/cairn"
+        );
+        let e = HostDirsError::Write {
+            path: "/run/cairn/tree.pid".into(),
+            source: std::io::Error::from_raw_os_error(libc::EROFS),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/run/cairn/tree.pid: Read-only file system (os error 30)"
+        );
+        let e = HostDirsError::NotCreated {
+            master: "/etc/cairn/master.yaml".into(),
+            key: "state-dir",
+        };
+        assert_eq!(
+            e.to_string(),
+            "/etc/cairn/master.yaml: state-dir: could not be created"
+        );
+        let e = HostDirsError::Unsafe(vec!["a: x: bad".into(), "a: y: bad".into()]);
+        assert_eq!(e.to_string(), "a: x: bad\na: y: bad");
+    }
 }

@@ -9,6 +9,20 @@ use std::time::SystemTime;
 use super::state::rfc3339;
 use super::supervisor::Tree;
 
+/// Why a line could not be added to a config log.
+#[derive(Debug, thiserror::Error)]
+enum LogError {
+    /// Opening it (root's alone, never through a symlink): the error
+    /// names the path.
+    #[error("{0}")]
+    Open(#[from] crate::sys::hostfs::Error),
+    #[error("{}: {source}", .path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
 impl Tree {
     /// An fd of the checked dir that the stdio log of `name`'s sandbox is
     /// in, opened (and made) once and kept; `None` (the knot then checks
@@ -76,16 +90,35 @@ impl Tree {
             crate::text::json(&spec)
         );
         let path = dir.join(format!("{}.log", i.spec.sandbox));
-        let write = || -> Result<(), String> {
+        let write = || -> Result<(), LogError> {
             use std::io::Write;
-            crate::sys::hostfs::open_log(&path)
-                .map_err(|e| e.to_string())?
+            crate::sys::hostfs::open_log(&path)?
                 .write_all(line.as_bytes())
-                .map_err(|e| format!("{}: {e}", path.display()))
+                .map_err(|source| LogError::Write {
+                    path: path.clone(),
+                    source,
+                })
         };
         if let Err(e) = write() {
             log::warn!("config log: {e}");
         }
         self.logged_hash.insert(name.to_string(), i.hash.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_log_error_names_its_file() {
+        let e = LogError::Write {
+            path: "/var/log/cairn/config/box.log".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/var/log/cairn/config/box.log: No space left on device (os error 28)"
+        );
     }
 }

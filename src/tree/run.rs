@@ -30,6 +30,28 @@ pub struct Options {
     pub launch: crate::protocol::Launch,
 }
 
+/// Why the tree could not start; each names the step or path.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// fds, limits, signals, the poller, the crash handler, cgroups: the
+    /// call names itself and its target.
+    #[error("{0}")]
+    Sys(#[from] crate::sys::Error),
+    /// One of cairn's own dirs failed the rules (the error names it).
+    #[error("{0}")]
+    Dir(#[from] crate::sys::hostfs::Error),
+    #[error("{}: could not be created", .0.display())]
+    NotCreated(PathBuf),
+    #[error("{0}")]
+    HostDirs(#[from] super::hostdirs::HostDirsError),
+    #[error("{0}")]
+    Handoff(#[from] super::handoff::HandoffError),
+    #[error("own binary: {0}")]
+    OwnBinary(std::io::Error),
+    #[error("{0} (cairn-init runs from a memfd; a host with vm.memfd_noexec = 2 forbids that)")]
+    Init(crate::sys::Error),
+}
+
 /// The epoll token of the signalfd; instances use 1 and up.
 const SIGNAL_TOKEN: u64 = 0;
 
@@ -70,10 +92,10 @@ impl Tree {
         master_path: &Path,
         master: Master,
         launch: crate::protocol::Launch,
-    ) -> Result<Tree, String> {
+    ) -> Result<Tree, TreeError> {
         // Whatever we inherited (from a shell, a hand-off we may fail to
         // read) must not leak into anything we exec (invariant 4).
-        crate::sys::fd::cloexec_from(3).map_err(|e| e.to_string())?;
+        crate::sys::fd::cloexec_from(3)?;
         // Every instance holds a few fds here (its ready pipe, a pidfd, its
         // sockets) and a start needs a few more; a shell's soft limit of
         // 1024 ran out at a few hundred instances. The hard limit is what
@@ -81,13 +103,10 @@ impl Tree {
         let fd_limit = crate::sys::rlimit::raise_soft_to_hard(
             crate::sys::rlimit::RLIMIT_NOFILE,
             "RLIMIT_NOFILE",
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let handoff = super::handoff::take();
         let own_dir = |d: &Path| {
-            HostDir::open(d, true)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{}: could not be created", d.display()))
+            HostDir::open(d, true)?.ok_or_else(|| TreeError::NotCreated(d.to_path_buf()))
         };
         let runtime = own_dir(&master.runtime_dir)?;
         let lock = match &handoff {
@@ -98,7 +117,7 @@ impl Tree {
         own_dir(&master.mount_dir)?;
         if process::getpid() != 1 {
             // Orphans of our knots come to us, not to the host's init.
-            process::set_child_subreaper().map_err(|e| e.to_string())?;
+            process::set_child_subreaper()?;
         }
         // The OOM killer picks workloads, not their supervisors: the tree
         // and every knot (which inherit this) are exempt, workloads are
@@ -107,11 +126,11 @@ impl Tree {
             log::warn!("/proc/self/oom_score_adj: {e}");
         }
         let oom_score_adj = crate::sys::proc::oom_score_adj().unwrap_or(-1);
-        signal::block_all_signals().map_err(|e| e.to_string())?;
-        let sigfd = signal::signalfd_all().map_err(|e| e.to_string())?;
+        signal::block_all_signals()?;
+        let sigfd = signal::signalfd_all()?;
         // The installed path, even if the file was replaced since (then
         // /proc/self/exe reads "... (deleted)").
-        let exe = std::env::current_exe().map_err(|e| format!("own binary: {e}"))?;
+        let exe = std::env::current_exe().map_err(TreeError::OwnBinary)?;
         let exe = PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)"));
         let args: Vec<String> = std::env::args().collect();
         let mut env: Vec<String> = std::env::vars()
@@ -119,16 +138,11 @@ impl Tree {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         env.push(format!("{}=1", super::recover::RECOVER_ENV));
-        crate::sys::crash::reexec_on_fatal(&exe.display().to_string(), &args, &env)
-            .map_err(|e| e.to_string())?;
-        let poller = Poller::new().map_err(|e| e.to_string())?;
-        poller
-            .add(sigfd.as_fd(), SIGNAL_TOKEN)
-            .map_err(|e| e.to_string())?;
+        crate::sys::crash::reexec_on_fatal(&exe.display().to_string(), &args, &env)?;
+        let poller = Poller::new()?;
+        poller.add(sigfd.as_fd(), SIGNAL_TOKEN)?;
         let cgroups = match &master.cgroup_name {
-            Some(root) => Some(
-                cgroup::detect_host(root, &master.cgroup_controllers).map_err(|e| e.to_string())?,
-            ),
+            Some(root) => Some(cgroup::detect_host(root, &master.cgroup_controllers)?),
             None => None,
         };
         log::info!(
@@ -175,9 +189,7 @@ impl Tree {
             // Every workload's execve goes through cairn-init (so no
             // workload can reach this binary through /proc/self/exe):
             // without it nothing starts.
-            init: crate::sys::embedded::init_memfd().map_err(|e| {
-                format!("{e} (cairn-init runs from a memfd; a host with vm.memfd_noexec = 2 forbids that)")
-            })?,
+            init: crate::sys::embedded::init_memfd().map_err(TreeError::Init)?,
             fd_limit,
             launch,
             filters: Default::default(),

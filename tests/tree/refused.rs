@@ -36,6 +36,9 @@ fn a_missing_executable_fails_once_and_a_reload_tries_it_again() {
         assert_eq!(exit["cause"]["errno"], libc::ENOENT, "{name}: {i}");
         assert_eq!(exit["failure"], true, "{name}: {i}");
     }
+    let path = |name| inst(&ps, name).expect("instance")["last_exit"]["cause"]["path"].clone();
+    assert_eq!(path("box/web.0"), "/bin/web-server");
+    assert_eq!(path("box/lost.0"), "/srv/app");
     // Given time to loop (restart-timeout 0: a back-off starts it again
     // within 0.1 s, then 0.2 s, 0.4 s, ...), it does not.
     std::thread::sleep(Duration::from_millis(1500));
@@ -53,7 +56,8 @@ fn a_missing_executable_fails_once_and_a_reload_tries_it_again() {
     assert!(
         fx.log().contains(
             "box/web.0: could not start: cannot execute /bin/web-server: No such file or directory \
-             (os error 2) (failure; not retried until its config changes or a reload)"
+             (os error 2) (failure; not retried until its config changes or a reload) \
+             [executable /bin/web-server]"
         ),
         "{}",
         fx.log()
@@ -112,6 +116,7 @@ fn a_setup_failure_records_its_errno_and_is_retried() {
     assert_eq!(exit["status"], 125, "{i}");
     assert_eq!(exit["cause"]["stage"], "setup", "{i}");
     assert_eq!(exit["cause"]["errno"], libc::ENOENT, "{i}");
+    assert_eq!(exit["cause"]["path"], "/dev", "{i}");
     assert!(
         exit["error"]
             .as_str()
@@ -121,4 +126,37 @@ fn a_setup_failure_records_its_errno_and_is_retried() {
     // Once the image has it, the next try runs.
     fs::create_dir(fx.set.p("images/bb/dev")).expect("mkdir dev");
     fx.wait_ps("running", |ps| all_running(ps, &["box/web.0"]));
+}
+
+/// The path in `last_exit.cause` is the config's, byte for byte, however
+/// hostile (it crosses the error pipe from the workload's child to the
+/// knot, and the exit record to the tree), and a failure with no path
+/// has none.
+#[test]
+fn a_missing_executable_is_named_in_the_cause() {
+    let mut fx = fixture!();
+    let exe = "/bin/my web server\n1999-01-01T00:00:00Z INFO forged [x]";
+    fx.container(
+        "web",
+        &format!(
+            "kind: Daemon\nuser-id: {UID}\ngroup-id: {GID}\nexecutable: {exe:?}\n\
+             restart-timeout: 0\n"
+        ),
+    );
+    fx.processes(&[("web", 1)]);
+    fx.start();
+    let ps = fx.wait_ps("failed", |ps| state(ps, "box/web.0") == Some("failed"));
+    let i = inst(&ps, "box/web.0").expect("instance");
+    let cause = &i["last_exit"]["cause"];
+    assert_eq!(cause["stage"], "executable", "{i}");
+    assert_eq!(cause["errno"], libc::ENOENT, "{i}");
+    assert_eq!(cause["path"], exe, "{i}");
+    assert_eq!(i["last_exit"]["status"], 127, "{i}");
+    // In the log, escaped like the rest of the line.
+    let log = fx.log();
+    assert!(
+        log.contains("[executable /bin/my web server\\n1999-01-01T00:00:00Z INFO forged [x]]"),
+        "{log}"
+    );
+    assert!(!log.lines().any(|l| l.starts_with("1999")), "{log}");
 }

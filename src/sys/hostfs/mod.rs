@@ -115,7 +115,7 @@ impl Error {
     pub(super) fn last(path: &Path, op: &'static str) -> Error {
         Error::sys(path, op, std::io::Error::last_os_error())
     }
-    pub(super) fn errno(&self) -> Option<i32> {
+    pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Sys { source, .. } => source.raw_os_error(),
             Error::Unsafe { .. } => None,

@@ -94,6 +94,28 @@ fn version_one() -> u32 {
     1
 }
 
+/// Why a hand-off could not be written or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoffError {
+    /// The memfd that carries it.
+    #[error("{0}")]
+    Memfd(crate::sys::Error),
+    #[error("hand-off: {0}")]
+    Encode(serde_json::Error),
+    #[error("hand-off: {0}")]
+    Write(std::io::Error),
+    #[error("hand-off fd {fd}: {source}")]
+    Fd { fd: i32, source: crate::sys::Error },
+    #[error("hand-off: {0}")]
+    Read(std::io::Error),
+    #[error("hand-off: {0}")]
+    Decode(serde_json::Error),
+    #[error("hand-off: version {0} is not one this cairn reads (1 to {VERSION}); not reading it")]
+    Version(u32),
+    #[error("pid file lock: {0}")]
+    Lock(crate::sys::Error),
+}
+
 /// Just the version of a hand-off, read before anything else of it.
 #[derive(Deserialize)]
 struct Versioned {
@@ -101,19 +123,19 @@ struct Versioned {
     version: u32,
 }
 
-pub(super) fn write_memfd(h: &Handoff, instances: &[HInstance]) -> Result<OwnedFd, String> {
-    let fd = crate::sys::fd::memfd("cairn-handoff").map_err(|e| e.to_string())?;
+pub(super) fn write_memfd(h: &Handoff, instances: &[HInstance]) -> Result<OwnedFd, HandoffError> {
+    let fd = crate::sys::fd::memfd("cairn-handoff").map_err(HandoffError::Memfd)?;
     let mut f = std::fs::File::from(fd);
     // One write: serde_json writes in small pieces, each a system call on
     // an unbuffered file.
-    let mut bytes = serde_json::to_vec(h).map_err(|e| e.to_string())?;
+    let mut bytes = serde_json::to_vec(h).map_err(HandoffError::Encode)?;
     for i in instances {
         bytes.push(b'\n');
-        serde_json::to_writer(&mut bytes, i).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut bytes, i).map_err(HandoffError::Encode)?;
     }
     bytes.push(b'\n');
-    f.write_all(&bytes).map_err(|e| e.to_string())?;
-    f.rewind().map_err(|e| e.to_string())?;
+    f.write_all(&bytes).map_err(HandoffError::Write)?;
+    f.rewind().map_err(HandoffError::Write)?;
     Ok(OwnedFd::from(f))
 }
 
@@ -127,11 +149,11 @@ pub struct Taken {
 
 /// Read the hand-off named by the environment, if we were exec'd by an
 /// upgrade. The fd is closed afterwards.
-pub fn take() -> Option<Result<Taken, String>> {
+pub fn take() -> Option<Result<Taken, HandoffError>> {
     let fd: i32 = std::env::var(ENV).ok()?.parse().ok()?;
     let owned = match crate::sys::fs::adopt_fd(fd) {
         Ok(f) => f,
-        Err(e) => return Some(Err(format!("hand-off fd {fd}: {e}"))),
+        Err(source) => return Some(Err(HandoffError::Fd { fd, source })),
     };
     let mut f = std::fs::File::from(owned);
     // Sized once: one allocation, large enough to be its own mapping,
@@ -139,7 +161,7 @@ pub fn take() -> Option<Result<Taken, String>> {
     let size = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
     let mut text = Vec::with_capacity(size + 1);
     if let Err(e) = f.read_to_end(&mut text) {
-        return Some(Err(format!("hand-off: {e}")));
+        return Some(Err(HandoffError::Read(e)));
     }
     Some(parse(text))
 }
@@ -183,37 +205,33 @@ pub(super) fn instances<'a>(
 
 /// The header line of a hand-off's text (all of an older cairn's).
 /// A hand-off of a version this cairn does not know is refused whole.
-fn parse(text: Vec<u8>) -> Result<Taken, String> {
+fn parse(text: Vec<u8>) -> Result<Taken, HandoffError> {
     let rest = text
         .iter()
         .position(|&b| b == b'\n')
         .map_or(text.len(), |i| i + 1);
-    let v: Versioned =
-        serde_json::from_slice(&text[..rest]).map_err(|e| format!("hand-off: {e}"))?;
+    let v: Versioned = serde_json::from_slice(&text[..rest]).map_err(HandoffError::Decode)?;
     if !(1..=VERSION).contains(&v.version) {
-        return Err(format!(
-            "hand-off: version {} is not one this cairn reads (1 to {VERSION}); not reading it",
-            v.version
-        ));
+        return Err(HandoffError::Version(v.version));
     }
     serde_json::from_slice(&text[..rest])
         .map(|head| Taken { head, text, rest })
-        .map_err(|e| format!("hand-off: {e}"))
+        .map_err(HandoffError::Decode)
 }
 
 impl Taken {
     /// The pid file lock fd, inherited across the exec.
-    pub fn lock_file(&self) -> Result<std::fs::File, String> {
+    pub fn lock_file(&self) -> Result<std::fs::File, HandoffError> {
         self.head.lock_file()
     }
 }
 
 impl Handoff {
     /// The pid file lock fd, inherited across the exec.
-    pub fn lock_file(&self) -> Result<std::fs::File, String> {
+    pub fn lock_file(&self) -> Result<std::fs::File, HandoffError> {
         crate::sys::fs::adopt_fd(self.lock_fd)
             .map(std::fs::File::from)
-            .map_err(|e| format!("pid file lock: {e}"))
+            .map_err(HandoffError::Lock)
     }
 }
 

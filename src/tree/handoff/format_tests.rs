@@ -112,7 +112,13 @@ fn a_hand_off_of_a_version_it_does_not_know_is_refused() {
         let mut h = head(Vec::new(), 1);
         h.version = v;
         let err = parse(text_of(&h, &[hinstance("a")])).err().unwrap();
-        assert!(err.contains(&format!("version {v} is not one")), "{err}");
+        assert!(matches!(err, HandoffError::Version(n) if n == v), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "hand-off: version {v} is not one this cairn reads (1 to {VERSION}); not reading it"
+            )
+        );
     }
     // Without a version it is 1 (every cairn before versions); read.
     let mut v1 = serde_json::to_value(head(Vec::new(), 1)).unwrap();

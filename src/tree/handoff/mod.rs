@@ -18,7 +18,7 @@ use super::supervisor::Tree;
 mod format;
 
 use format::{HInstance, Handoff, instances, write_memfd};
-pub use format::{Taken, VERSION, take};
+pub use format::{HandoffError, Taken, VERSION, take};
 
 /// The environment variable naming the hand-off fd.
 pub const ENV: &str = "CAIRN_HANDOFF_FD";
@@ -174,7 +174,7 @@ impl Tree {
                 .collect(),
             died_away: died_away
                 .iter()
-                .map(|(k, (rec, err))| (k.clone(), *rec, err.clone()))
+                .map(|(k, (rec, err))| (k.clone(), rec.clone(), err.clone()))
                 .collect(),
         };
         let memfd = match write_memfd(&h, &instances_out) {
