@@ -103,6 +103,10 @@ pub struct Context {
     /// The instance's config hash, recorded in `<instance>/knot` so a
     /// restarted supervisor can adopt the instance.
     pub hash: String,
+    /// `ready: !Fd N`: (N, the write end of the tree's readiness pipe),
+    /// given to the workload as fd N.
+    #[serde(default)]
+    pub ready_pipe: Option<(u32, RawFd)>,
     /// Write end of a pipe: the knot writes `r` once the workload has
     /// exec'd, so the supervisor knows it runs (no polling), and `x` once
     /// it has ended and its records are written.
@@ -112,6 +116,14 @@ pub struct Context {
     /// A knot never compiles one itself.
     #[serde(default)]
     pub seccomp: Option<Arc<Program>>,
+}
+
+impl Context {
+    /// The fds the workload is given besides stdio: (its number there,
+    /// the fd here): the listening sockets, then the readiness pipe.
+    pub fn workload_fds(&self) -> impl Iterator<Item = (u32, RawFd)> + '_ {
+        self.sockets.iter().copied().chain(self.ready_pipe)
+    }
 }
 
 fn unknown_oom() -> i32 {

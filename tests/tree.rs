@@ -534,6 +534,8 @@ mod logs;
 mod pid1;
 #[path = "tree/ps_json.rs"]
 mod ps_json;
+#[path = "tree/readiness.rs"]
+mod readiness;
 #[path = "tree/refused.rs"]
 mod refused;
 #[path = "tree/restarts.rs"]

@@ -146,6 +146,7 @@ fn prepare(
         None => None,
     };
     let ctx = Context {
+        ready_pipe: None,
         cgroups,
         sockets: Vec::new(),
         term: std::env::var("TERM").unwrap_or_else(|_| "dumb".into()),

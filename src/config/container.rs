@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigError, Problems};
+use super::probe::{Probe, read_probe};
 use super::process::Kind;
 use super::range::{IdMap, read_id_maps};
 use super::reader::{Fields, Value, check, finish_one, opt_bool};
@@ -107,6 +108,13 @@ pub struct ContainerConfig {
     /// The signal a stop sends the workload (`stop-signal`, default TERM).
     #[serde(default = "term")]
     pub stop_signal: i32,
+    /// How the service tells it is ready (`ready`); `None`: ready once
+    /// its program runs.
+    #[serde(default)]
+    pub ready: Option<Probe>,
+    /// `ready-timeout`, seconds (`None`: the default).
+    #[serde(default)]
+    pub ready_timeout: Option<f64>,
     pub executable: String,
     pub arguments: Vec<String>,
     pub environ: BTreeMap<String, String>,
@@ -260,6 +268,20 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         .opt("stop-signal")
         .and_then(|v| check(p, read_stop_signal(&v)))
         .unwrap_or(libc::SIGTERM);
+    let ready = f.opt_tagged("ready").and_then(|v| {
+        at("ready", &v);
+        check(p, read_probe(&v))
+    });
+    let ready_timeout = f.opt("ready-timeout").and_then(|v| {
+        at("ready-timeout", &v);
+        match check(p, v.seconds()) {
+            Some(t) if t <= 0.0 => {
+                p.push(v.err("0 would fail every start; give at least a fraction of a second"));
+                None
+            }
+            other => other,
+        }
+    });
     let executable = check(
         p,
         f.req("executable")
@@ -381,6 +403,8 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         restart_timeout,
         kill_timeout,
         stop_signal,
+        ready,
+        ready_timeout,
         executable: executable?,
         arguments,
         environ,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod ids;
 pub mod isolation;
 pub mod master;
+pub mod probe;
 pub mod process;
 pub mod range;
 pub mod reader;

@@ -220,6 +220,12 @@ impl<'a> Fields<'a> {
         self.get(key).filter(|v| !v.is_null())
     }
 
+    /// The value of `key`, where an untagged null counts as absent (a
+    /// bare tag such as `!Notify` is a tagged null, and a value).
+    pub fn opt_tagged(&mut self, key: &str) -> Option<Value<'a>> {
+        self.get(key).filter(|v| !v.is_null() || v.tag().is_some())
+    }
+
     /// A required key.
     pub fn req(&mut self, key: &str) -> Result<Value<'a>, ConfigError> {
         self.opt(key).ok_or_else(|| {

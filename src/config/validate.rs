@@ -7,6 +7,7 @@ use super::ceilings;
 use super::container::{ContainerConfig, TcpPort, Volume};
 use super::error::{ConfigError, Problems};
 use super::ids::ids;
+use super::probe::Probe;
 use super::process::{Kind, ProcessEntry};
 use super::sandbox::Sandbox;
 use super::variables::{self, Activation, VarType};
@@ -212,6 +213,11 @@ fn references(c: &ContainerConfig) -> Vec<(String, &str)> {
             out.push((format!("tcp-ports.{k}"), r));
         }
     }
+    if let Some(port) = c.ready.as_ref().and_then(|r| r.port()) {
+        for r in variables::references(port) {
+            out.push(("ready.port".to_string(), r));
+        }
+    }
     out
 }
 
@@ -290,13 +296,72 @@ pub fn standalone(file: &str, c: &ContainerConfig) -> Problems {
             p.push(err(&format!("tcp-ports.{k}"), m));
         }
     }
+    ready_check(c, &mut p, &err);
     p
+}
+
+/// `ready`: a literal port is a port; a `!Fd` is none of the fds the
+/// workload gets otherwise (tcp-ports, systemd-activated ports).
+fn ready_check(c: &ContainerConfig, p: &mut Problems, err: &dyn Fn(&str, String) -> ConfigError) {
+    let line = c.lines.get("ready").copied().unwrap_or(0);
+    match &c.ready {
+        Some(Probe::Fd(fd)) => {
+            let systemd = c
+                .variables
+                .values()
+                .filter(|t| {
+                    matches!(
+                        t,
+                        VarType::TcpPort {
+                            activation: Activation::Systemd
+                        }
+                    )
+                })
+                .count() as u32;
+            if let Some((k, _)) = c.tcp_ports.iter().find(|(_, t)| t.fd == *fd) {
+                p.push(err("ready", format!("fd {fd} is the fd of tcp-ports.{k}")).at(line));
+            } else if (3..3 + systemd).contains(fd) {
+                p.push(
+                    err(
+                        "ready",
+                        format!(
+                            "fd {fd} is taken by a systemd-activated port (fds 3-{})",
+                            2 + systemd
+                        ),
+                    )
+                    .at(line),
+                );
+            }
+        }
+        Some(probe) => {
+            if let Some(port) = probe.port().filter(|p| variables::references(p).is_empty())
+                && let Err(m) = variables::parse_port(port)
+            {
+                p.push(err("ready.port", m).at(line));
+            }
+        }
+        None => {}
+    }
 }
 
 /// A container config against its sandbox and process entry.
 pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry) -> Problems {
     let mut p = standalone(file, c);
     let err = |key: &str, msg: String| ConfigError::new(file, msg).key(key.to_string());
+
+    if let Some(Probe::Fd(fd)) = &c.ready {
+        let limit = s.ceilings.fileno_for(c);
+        if u64::from(*fd) >= limit {
+            let line = c.lines.get("ready").copied().unwrap_or(0);
+            p.push(
+                err(
+                    "ready",
+                    format!("fd {fd} is not below the instance's fileno-limit ({limit})"),
+                )
+                .at(line),
+            );
+        }
+    }
 
     let kind_ok = match e.kind {
         Kind::Daemon => c.kind != Kind::Command,

@@ -104,6 +104,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     );
     let mut keep: Vec<RawFd> = ctx.sockets.iter().map(|(_, fd)| *fd).collect();
     keep.extend(ctx.ready);
+    keep.extend(ctx.ready_pipe.map(|(_, fd)| fd));
     keep.extend(ctx.init_fd);
     keep.extend(ctx.state_dir_fd);
     keep.extend(ctx.stdio_dir_fd);

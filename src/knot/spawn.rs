@@ -120,6 +120,7 @@ pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, 
         // Every fd the context names must cross the exec.
         let mut pass: Vec<RawFd> = ctx.sockets.iter().map(|(_, f)| *f).collect();
         pass.extend(ctx.ready);
+        pass.extend(ctx.ready_pipe.map(|(_, fd)| fd));
         pass.extend(ctx.parent_pipe);
         pass.extend(ctx.init_fd);
         pass.extend(ctx.state_dir_fd);

@@ -43,9 +43,8 @@ pub(super) fn root_identity() -> Option<(u64, u64)> {
 
 /// The highest fd number the workload is given (at least 2).
 pub(super) fn max_target(ctx: &Context) -> RawFd {
-    ctx.sockets
-        .iter()
-        .map(|(t, _)| *t as RawFd)
+    ctx.workload_fds()
+        .map(|(t, _)| t as RawFd)
         .max()
         .unwrap_or(2)
         .max(2)
@@ -177,7 +176,7 @@ fn child_steps(
     // path resolved below can lead through a host fd of ours.
     let mut keep: Vec<RawFd> = vec![fds.err, fds.up_w, fds.go_r];
     keep.extend(fds.stdio);
-    keep.extend(ctx.sockets.iter().map(|(_, fd)| *fd));
+    keep.extend(ctx.workload_fds().map(|(_, fd)| fd));
     keep.extend(ctx.init_fd);
     step("close inherited fds", crate::sys::fd::close_all_but(&keep))?;
     // The knot's cwd may be a host dir the pivot does not move.
@@ -309,14 +308,15 @@ fn child_steps(
     }
     drop(root);
 
-    // File descriptors: 0-2, then the declared sockets; nothing else.
+    // File descriptors: 0-2, then the declared sockets and the readiness
+    // pipe (`ready: !Fd N`); nothing else.
     let max_target = max_target(ctx);
     let above = |fd: RawFd| -> Result<RawFd, ChildError> {
         Ok(step("dup", crate::sys::fd::dup_above(fd, max_target + 1))?.into_raw_fd())
     };
     let mut high: Vec<(RawFd, RawFd)> = Vec::new();
-    for (target, src) in &ctx.sockets {
-        high.push((*target as RawFd, above(*src)?));
+    for (target, src) in ctx.workload_fds() {
+        high.push((target as RawFd, above(src)?));
     }
     let out = out.map(above).transpose()?;
     let stdin = if spec.interactive {

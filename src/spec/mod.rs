@@ -19,6 +19,7 @@ use crate::config::container::{ContainerConfig, TcpPort, Volume};
 use crate::config::error::{ConfigError, Problems};
 use crate::config::isolation::Isolation;
 use crate::config::master::Master;
+use crate::config::probe::Probe;
 use crate::config::process::{Kind, ProcessEntry};
 use crate::config::range::{IdMap, map_to_host};
 use crate::config::sandbox::Sandbox;
@@ -182,13 +183,42 @@ pub struct InstanceSpec {
     pub service: Service,
 }
 
-/// How the instance's service is stopped.
+/// How the instance's service tells it is ready, and how it is stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     /// What a stop sends the workload (`stop-signal`): the knot, and
     /// cairn-init after it, pass a TERM on as this signal.
     #[serde(default = "term", skip_serializing_if = "is_term")]
     pub stop_signal: i32,
+    /// How the service tells it is ready (`ready`); `None`: once its
+    /// program runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Ready>,
+    /// Exec → ready, at most (`ready-timeout`), when there is a probe.
+    #[serde(
+        default = "default_ready_timeout_ms",
+        skip_serializing_if = "is_default_ready_timeout"
+    )]
+    pub ready_timeout_ms: u64,
+}
+
+/// A readiness probe, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ready {
+    /// The workload writes a newline to this fd.
+    Fd(u32),
+    /// A TCP connect to this port in the container's network succeeds.
+    Tcp(u16),
+    /// `GET path` on this port answers 2xx or 3xx.
+    Http { port: u16, path: String },
+}
+
+fn default_ready_timeout_ms() -> u64 {
+    (crate::config::probe::DEFAULT_READY_TIMEOUT * 1000.0) as u64
+}
+
+fn is_default_ready_timeout(ms: &u64) -> bool {
+    *ms == default_ready_timeout_ms()
 }
 
 fn term() -> i32 {
@@ -203,6 +233,8 @@ impl Default for Service {
     fn default() -> Service {
         Service {
             stop_signal: libc::SIGTERM,
+            ready: None,
+            ready_timeout_ms: default_ready_timeout_ms(),
         }
     }
 }

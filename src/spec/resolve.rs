@@ -58,6 +58,23 @@ impl InstanceSpec {
             environ.insert("LISTEN_FDNAMES".into(), listen_fdnames.join(":"));
             pid_vars.push("LISTEN_PID".into());
         }
+        let ready = match &c.ready {
+            None => None,
+            Some(Probe::Fd(fd)) => Some(Ready::Fd(*fd)),
+            Some(probe) => {
+                let text = probe.port().unwrap_or_default();
+                let port = variables::substitute(text, &lookup)
+                    .and_then(|t| variables::parse_port(&t))
+                    .map_err(|m| err("ready.port", m))?;
+                Some(match probe {
+                    Probe::Http { path, .. } => Ready::Http {
+                        port,
+                        path: path.clone(),
+                    },
+                    _ => Ready::Tcp(port),
+                })
+            }
+        };
         let tcp_ports = ports
             .into_iter()
             .map(|(port, settings)| PortSpec { port, settings })
@@ -233,6 +250,10 @@ impl InstanceSpec {
             isolation: s.isolation,
             service: Service {
                 stop_signal: c.stop_signal,
+                ready,
+                ready_timeout_ms: c
+                    .ready_timeout
+                    .map_or_else(default_ready_timeout_ms, |t| (t * 1000.0).round() as u64),
             },
         })
     }

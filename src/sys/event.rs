@@ -29,6 +29,22 @@ impl Poller {
             .map_err(|e| err("epoll_ctl add", e))
     }
 
+    /// Watch `fd` for output (a non-blocking connect that finished) under
+    /// `token`.
+    pub fn add_out(&self, fd: BorrowedFd<'_>, token: u64) -> Result<(), Error> {
+        self.ep
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLOUT, token))
+            .map_err(|e| err("epoll_ctl add", e))
+    }
+
+    /// Watch an fd already added for input instead.
+    pub fn watch_in(&self, fd: BorrowedFd<'_>, token: u64) -> Result<(), Error> {
+        let mut ev = EpollEvent::new(EpollFlags::EPOLLIN, token);
+        self.ep
+            .modify(fd, &mut ev)
+            .map_err(|e| err("epoll_ctl mod", e))
+    }
+
     pub fn delete(&self, fd: BorrowedFd<'_>) -> Result<(), Error> {
         self.ep.delete(fd).map_err(|e| err("epoll_ctl del", e))
     }

@@ -1,6 +1,6 @@
 //! The fd table: pipes, dups, close-on-exec, closing ranges, memfds.
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::process::nix_err;
 use super::{Result, check, cstr};
@@ -100,6 +100,70 @@ pub fn clear_cloexec(fd: RawFd) -> Result<()> {
 pub fn notify(fd: RawFd, byte: u8) {
     // SAFETY: a one-byte write from a live buffer to an fd we were given.
     unsafe { libc::write(fd, &byte as *const u8 as *const libc::c_void, 1) };
+}
+
+/// A close-on-exec pipe whose read end does not block: (read end, write
+/// end).
+pub fn pipe_nonblocking_read() -> Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = pipe()?;
+    // SAFETY: fcntl on our own fd.
+    let flags = check(
+        unsafe { libc::fcntl(r.as_raw_fd(), libc::F_GETFL) },
+        "fcntl",
+        "F_GETFL",
+    )?;
+    // SAFETY: as above.
+    check(
+        unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) },
+        "fcntl",
+        "F_SETFL O_NONBLOCK",
+    )?;
+    Ok((r, w))
+}
+
+/// One read(2) into `buf`: the bytes read (0 at the end), or the error
+/// (EAGAIN when a non-blocking fd has nothing yet). EINTR is retried.
+pub fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// One write(2) of `buf`, without SIGPIPE for a socket whose peer is gone
+/// (send(2) with MSG_NOSIGNAL): the bytes written.
+pub fn send_some(fd: BorrowedFd<'_>, buf: &[u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                buf.as_ptr() as *const libc::c_void,
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// close(2) of an fd we were given as a number.

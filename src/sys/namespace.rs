@@ -1,7 +1,7 @@
 //! Namespaces: cloning a child into new ones, unsharing the user and
 //! cgroup namespaces, entering a network namespace.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use super::{Result, check};
 
@@ -75,4 +75,22 @@ pub fn enter_netns(fd: RawFd) -> Result<()> {
         fd,
     )?;
     Ok(())
+}
+
+/// Run `f` in the network namespace `target`, then go back to `home` (our
+/// own, opened before). Sockets `f` makes stay in `target`. Not going
+/// back would leave the caller in a container's network: that aborts the
+/// process (the tree's crash handler re-executes it), never goes on.
+/// The caller must be single-threaded.
+pub fn in_netns<T>(
+    target: BorrowedFd<'_>,
+    home: BorrowedFd<'_>,
+    f: impl FnOnce() -> T,
+) -> Result<T> {
+    enter_netns(target.as_raw_fd())?;
+    let out = f();
+    if enter_netns(home.as_raw_fd()).is_err() {
+        std::process::abort();
+    }
+    Ok(out)
 }

@@ -2,7 +2,7 @@
 //! (socket(2), setsockopt(2), bind(2), listen(2)).
 
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::{Result, check};
 
@@ -71,6 +71,59 @@ pub fn listen(l: &Listen) -> Result<OwnedFd> {
         addr,
     )?;
     Ok(fd)
+}
+
+/// A non-blocking, close-on-exec TCP socket connecting to `addr`:
+/// `(fd, true)` when the connection is already made, `(fd, false)` while
+/// it is in progress (wait for the fd to become writable, then read
+/// `take_error`).
+pub fn connect_start(addr: SocketAddr) -> Result<(OwnedFd, bool)> {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    // SAFETY: plain syscall.
+    let fd = check(unsafe { libc::socket(family, kind, 0) }, "socket", addr)?;
+    // SAFETY: a new fd nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (storage, len) = sockaddr(&addr);
+    // SAFETY: `storage` holds a sockaddr of `len` bytes for this family.
+    let ret = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            &storage as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    if ret == 0 {
+        return Ok((fd, true));
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EINPROGRESS) {
+        return Ok((fd, false));
+    }
+    Err(super::Error::new("connect", addr, e))
+}
+
+/// The pending error of a socket (SO_ERROR): `None` once a non-blocking
+/// connect has succeeded, the errno when it failed.
+pub fn take_error(fd: BorrowedFd<'_>) -> Result<Option<i32>> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid fd; `v` and `len` are the option's buffer and size.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            &mut v as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    check(ret, "getsockopt", "SO_ERROR")?;
+    Ok((v != 0).then_some(v))
 }
 
 fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {

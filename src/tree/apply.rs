@@ -310,7 +310,14 @@ impl Tree {
             setup_timeout: self.master.setup_timeout,
             ..i.policy
         };
+        let was_replacement = i.life.replacement;
         let actions = lifecycle::step(&mut i.life, ev, now, &policy);
+        // A replacement that stayed up for min-ready lets its rollout go
+        // on (its state stays Running).
+        if was_replacement && !i.life.replacement {
+            self.replan = true;
+        }
+        let probing = i.probe.is_some() && i.life.state != State::Starting;
         if i.life.state != before {
             i.since = SystemTime::now();
             self.dirty = true;
@@ -321,6 +328,9 @@ impl Tree {
                 self.replan = true;
             }
         }
+        if probing {
+            self.stop_probe(name);
+        }
         for a in actions {
             match a {
                 Action::Spawn => self.spawn(name),
@@ -330,6 +340,8 @@ impl Tree {
                     self.signal(name, libc::SIGKILL)
                 }
                 Action::KillSetup => self.kill_setup(name),
+                Action::Probe => self.start_probe(name),
+                Action::KillUnready => self.kill_unready(name),
                 Action::Forget(then) => self.forget(name, then),
             }
         }
@@ -351,6 +363,25 @@ impl Tree {
         let why = format!(
             "setup took longer than {} s; killed",
             self.master.setup_timeout.as_secs_f64()
+        );
+        i.error = Some(why.clone());
+        self.dirty = true;
+        let msg = format!("{name}: {why}");
+        log::warn!("{msg}");
+        self.sandbox_log(name, &msg);
+        self.signal(name, libc::SIGKILL);
+    }
+
+    /// The workload was not ready within ready-timeout: kill its knot and
+    /// say why; its exit is then a failed start (back-off).
+    fn kill_unready(&mut self, name: &str) {
+        self.stop_probe(name);
+        let Some(i) = self.instances.get_mut(name) else {
+            return;
+        };
+        let why = format!(
+            "not ready within ready-timeout ({} s); killed",
+            i.spec.service.ready_timeout_ms as f64 / 1000.0
         );
         i.error = Some(why.clone());
         self.dirty = true;

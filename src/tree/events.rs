@@ -68,7 +68,7 @@ impl Tree {
                         i.error = None;
                         i.leaf_ready = true;
                     }
-                    self.event(&name, Event::Ready);
+                    self.event(&name, Event::Execd);
                 }
                 b'x' => {
                     // The workload ended for good and the knot recorded

@@ -42,13 +42,22 @@ pub struct Instance {
     /// leaf exists with this config's limits: a restart only joins it. (A
     /// changed config is a new instance, after the old leaf is removed.)
     pub leaf_ready: bool,
+    /// The readiness probe, while one runs (`tree::probe`).
+    pub probe: Option<super::probe::Probe>,
 }
 
 pub fn policy_of(spec: &InstanceSpec) -> Policy {
-    Policy::new(
-        Duration::from_millis(spec.restart_timeout_ms),
-        Duration::from_millis(spec.kill_timeout_ms),
-    )
+    Policy {
+        ready_timeout: spec
+            .service
+            .ready
+            .as_ref()
+            .map(|_| Duration::from_millis(spec.service.ready_timeout_ms)),
+        ..Policy::new(
+            Duration::from_millis(spec.restart_timeout_ms),
+            Duration::from_millis(spec.kill_timeout_ms),
+        )
+    }
 }
 
 impl Instance {
@@ -72,6 +81,7 @@ impl Instance {
             pending: None,
             error: None,
             leaf_ready: false,
+            probe: None,
         }
     }
 
@@ -106,6 +116,7 @@ impl Instance {
             workload_pid: None,
             restarts: self.restarts(),
             since: rfc3339(self.since),
+            ready_since: (self.life.state == State::Running).then(|| rfc3339(self.since)),
             image: self.spec.image.clone(),
             config_hash: self.hash.clone(),
             last_exit: self.last_exit.clone(),

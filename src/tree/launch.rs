@@ -3,11 +3,12 @@
 //! and the `Launch` the tree was given. A start that cannot even begin
 //! (no fds left, a placeholder spec) is a failed start like any other.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::protocol;
 
 use super::lifecycle::Event;
+use super::probe::{KIND_FD_PROBE, KIND_READY, Probe};
 use super::supervisor::Tree;
 
 impl Tree {
@@ -38,13 +39,44 @@ impl Tree {
                 return;
             }
         };
-        if let Err(e) = self.poller.add(r.as_fd(), i.token << 1) {
+        // `ready: !Fd N`: the workload gets the write end of a pipe as fd
+        // N; the tree reads the read end (`tree::probe`).
+        let fd_probe = match fd_probe_pipe(&i.spec) {
+            Ok(p) => p,
+            Err(e) => {
+                let why = format!("cannot start: {e}");
+                log::error!("{name}: {why}");
+                i.error = Some(why);
+                self.event(name, Event::Exited { failure: true });
+                return;
+            }
+        };
+        let watched = self
+            .poller
+            .add(r.as_fd(), Self::token_of(i.token, KIND_READY))
+            .and_then(|()| match &fd_probe {
+                Some((_, pr, _)) => self
+                    .poller
+                    .add(pr.as_fd(), Self::token_of(i.token, KIND_FD_PROBE)),
+                None => Ok(()),
+            });
+        if let Err(e) = watched {
             let why = format!("cannot start: {e}");
             log::error!("{name}: {why}");
             i.error = Some(why);
             self.event(name, Event::Exited { failure: true });
             return;
         }
+        let (ready_pipe, probe) = match fd_probe {
+            Some((n, pr, pw)) => (
+                Some((n, pw)),
+                Some(Probe {
+                    pipe: Some(pr),
+                    ..Probe::default()
+                }),
+            ),
+            None => (None, None),
+        };
         let sockets = match self.sockets.for_spec(&i.spec) {
             Ok(s) => s,
             Err(e) => {
@@ -75,6 +107,7 @@ impl Tree {
             term: "dumb".into(),
             extra_args: Vec::new(),
             ready: Some(w.as_raw_fd()),
+            ready_pipe: ready_pipe.as_ref().map(|(n, pw)| (*n, pw.as_raw_fd())),
             hash: i.hash.clone(),
             supervised: true,
             tree_pid: Some(self.proc_pid),
@@ -94,6 +127,8 @@ impl Tree {
         match (self.launch)(&i.spec, &ctx) {
             Ok(pid) => {
                 drop(w);
+                drop(ready_pipe);
+                i.probe = probe;
                 i.pid = Some(pid);
                 i.start_ticks = crate::sys::proc::start_time(pid);
                 i.spawns += 1;
@@ -112,5 +147,19 @@ impl Tree {
                 self.event(name, Event::Exited { failure: true });
             }
         }
+    }
+}
+
+/// For `ready: !Fd N`: (N, read end, write end) of a new pipe whose read
+/// end does not block.
+fn fd_probe_pipe(
+    spec: &crate::spec::InstanceSpec,
+) -> crate::sys::Result<Option<(u32, OwnedFd, OwnedFd)>> {
+    match &spec.service.ready {
+        Some(crate::spec::Ready::Fd(n)) => {
+            let (r, w) = crate::sys::fd::pipe_nonblocking_read()?;
+            Ok(Some((*n, r, w)))
+        }
+        _ => Ok(None),
     }
 }

@@ -3,13 +3,23 @@
 //! argument, effects go out as `Action`s for the event loop to perform.
 //!
 //! ```text
-//!              Ready      Exited          Refused       Deadline          Stop(then)   Retry
-//! Starting     Running    Backoff/Gone*   Failed/Gone*  Starting (KILL)** Stopping     -
-//! Running      -          Backoff/Gone*   Failed/Gone*  -                 Stopping     -
-//! Stopping     -          Gone            Gone          Stopping (KILL)   Stopping***  -
-//! Backoff      -          -               -             Starting (spawn)  Gone         -
-//! Failed       -          -               -             -                 Gone         Starting (spawn)
+//!              Execd        Ready     Exited          Refused       Deadline          Stop(then)   Retry
+//! Starting     Running/†    Running‡  Backoff/Gone*   Failed/Gone*  Starting (KILL)** Stopping     -
+//! Running      -            -         Backoff/Gone*   Failed/Gone*  (proven)§         Stopping     -
+//! Stopping     -            -         Gone            Gone          Stopping (KILL)   Stopping***  -
+//! Backoff      -            -         -               -             Starting (spawn)  Gone         -
+//! Failed       -            -         -               -             -                 Gone         Starting (spawn)
 //! ```
+//! `Execd`: the knot reports that the workload's program runs. Without a
+//! readiness probe that is ready: Running. (†) With one, the instance
+//! stays Starting with `execd` set, the deadline becomes `ready-timeout`
+//! from now, and the loop probes (`Action::Probe`); (‡) `Ready` (the probe
+//! passed) then makes it Running; a `Ready` before `Execd` is ignored. A
+//! probe deadline that passes kills the knot once (`Action::KillUnready`),
+//! and its exit is a failed start, as for the setup deadline.
+//! (§) A rollout's replacement stays one while it runs for `min_ready`
+//! (`Policy::min_ready`) after it became ready: that deadline passing
+//! proves it, and the rollout may go on.
 //! A stop says what follows it (`Then`): the instance is removed for good
 //! (its state dir too), or a changed config starts in its place (a
 //! rollout's step). `Gone` hands that on to the event loop
@@ -66,7 +76,9 @@ impl State {
 /// Something that happened to an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// The knot reports that the workload exec'd.
+    /// The knot reports that the workload's program runs (exec'd).
+    Execd,
+    /// The readiness probe passed.
     Ready,
     /// The knot exited; `failure` per FEATURES.md (not TERM from the tree,
     /// not a normal exit code).
@@ -95,6 +107,11 @@ pub enum Action {
     /// Send SIGKILL to the knot: its setup outlived the setup deadline.
     /// The event loop records why (`ps`, the logs).
     KillSetup,
+    /// Start probing the workload's readiness.
+    Probe,
+    /// Send SIGKILL to the knot: the workload was not ready within
+    /// `ready-timeout`. The event loop records why.
+    KillUnready,
     /// The instance is gone: remove it (its cgroup leaf, and its state
     /// dir for `Then::Remove`), then start its replacement for
     /// `Then::Replace`.
@@ -123,9 +140,14 @@ pub struct Policy {
     /// A run at least this long resets the back-off.
     pub healthy_after: Duration,
     /// Spawn → the knot reports the workload runs (master.yaml's
-    /// `setup-timeout`). A readiness check would extend Starting; its
-    /// deadline then comes from here too.
+    /// `setup-timeout`).
     pub setup_timeout: Duration,
+    /// Exec → ready, when the service has a readiness probe
+    /// (`ready-timeout`); `None`: ready at exec.
+    pub ready_timeout: Option<Duration>,
+    /// How long a rollout's replacement must stay ready before the
+    /// rollout goes on (the process entry's `min-ready`).
+    pub min_ready: Duration,
 }
 
 impl Policy {
@@ -136,6 +158,8 @@ impl Policy {
             max_backoff: Duration::from_secs(60),
             healthy_after: restart_timeout.max(Duration::from_secs(1)),
             setup_timeout: crate::config::master::DEFAULT_SETUP_TIMEOUT,
+            ready_timeout: None,
+            min_ready: Duration::ZERO,
         }
     }
 }
@@ -156,6 +180,9 @@ pub struct Life {
     pub stop: Option<Then>,
     /// KILL was already sent.
     pub killed: bool,
+    /// Starting, and the workload's program runs: what is left is its
+    /// readiness probe.
+    pub execd: bool,
     /// Started by a rollout in place of an old instance, and its workload
     /// has not run yet: the rollout waits for it (`plan`).
     pub replacement: bool,
@@ -171,6 +198,7 @@ impl Life {
             failures: 0,
             stop: None,
             killed: false,
+            execd: false,
             replacement: false,
         }
     }
@@ -252,8 +280,11 @@ pub fn step(life: &mut Life, event: Event, now: Instant, p: &Policy) -> Vec<Acti
     use Event::*;
     use State::*;
     match (life.state, event) {
-        (Starting, Ready) => starting_ready(life),
+        (Starting, Execd) => execd(life, now, p),
+        (Starting, Ready) if life.execd => ready(life, now, p),
+        (Starting, Deadline) if life.execd => not_ready_in_time(life),
         (Starting, Deadline) => setup_expired(life),
+        (Running, Deadline) if life.replacement => proven(life),
         (Starting | Running, Exited { failure }) => died(life, failure, now, p),
         (Starting | Running, Refused) => refused(life),
         (Stopping, Refused) => stopped(life),
@@ -270,11 +301,44 @@ pub fn step(life: &mut Life, event: Event, now: Instant, p: &Policy) -> Vec<Acti
     }
 }
 
-fn starting_ready(life: &mut Life) -> Vec<Action> {
+fn execd(life: &mut Life, now: Instant, p: &Policy) -> Vec<Action> {
+    match p.ready_timeout {
+        None => ready(life, now, p),
+        Some(t) => {
+            life.execd = true;
+            life.deadline = Some(now + t);
+            vec![Action::Probe]
+        }
+    }
+}
+
+fn ready(life: &mut Life, now: Instant, p: &Policy) -> Vec<Action> {
     life.state = State::Running;
-    // The setup deadline is met; a running instance has none.
+    life.execd = false;
+    // The setup (or ready) deadline is met. A running instance has no
+    // deadline, but a rollout's replacement: it must stay up `min_ready`
+    // before the rollout goes on.
+    if life.replacement && !p.min_ready.is_zero() {
+        life.deadline = Some(now + p.min_ready);
+    } else {
+        life.deadline = None;
+        life.replacement = false;
+    }
+    Vec::new()
+}
+
+fn not_ready_in_time(life: &mut Life) -> Vec<Action> {
     life.deadline = None;
-    // A rollout's new instance is up: the rollout may go on.
+    if life.killed {
+        return Vec::new();
+    }
+    life.killed = true;
+    vec![Action::KillUnready]
+}
+
+/// A replacement that stayed up for `min_ready`: the rollout may go on.
+fn proven(life: &mut Life) -> Vec<Action> {
+    life.deadline = None;
     life.replacement = false;
     Vec::new()
 }
@@ -344,6 +408,7 @@ fn start(life: &mut Life, now: Instant, p: &Policy) -> Vec<Action> {
     life.started = Some(now);
     life.deadline = Some(now + p.setup_timeout);
     life.killed = false;
+    life.execd = false;
     vec![Action::Spawn]
 }
 
@@ -360,3 +425,7 @@ mod tests;
 #[cfg(test)]
 #[path = "lifecycle_stop_tests.rs"]
 mod stop_tests;
+
+#[cfg(test)]
+#[path = "lifecycle_ready_tests.rs"]
+mod ready_tests;

@@ -89,7 +89,7 @@ fn a_replacement_is_one_until_its_workload_runs() {
     step(&mut refused, Event::Refused, at(t0, 10), &p);
     assert!(refused.replacement && refused.state == State::Failed);
     // Its workload runs: no longer.
-    step(&mut l, Event::Ready, at(t0, 10), &p);
+    step(&mut l, Event::Execd, at(t0, 10), &p);
     assert!(!l.replacement && l.state == State::Running);
     assert!(!Life::new().replacement);
 }

@@ -24,8 +24,9 @@ const ALL_STATES: [State; 5] = [
     State::Failed,
 ];
 
-fn all_events() -> [Event; 8] {
+fn all_events() -> [Event; 9] {
     [
+        Event::Execd,
         Event::Ready,
         Event::Exited { failure: true },
         Event::Exited { failure: false },
@@ -44,7 +45,7 @@ fn starting_ready_runs() {
     let t0 = Instant::now();
     let mut l = life(State::Starting, t0);
     l.deadline = Some(at(t0, 30_000));
-    assert!(step(&mut l, Event::Ready, t0, &policy()).is_empty());
+    assert!(step(&mut l, Event::Execd, t0, &policy()).is_empty());
     assert_eq!(l.state, State::Running);
     // The setup deadline is met: a running instance has no deadline (a
     // stale one would wake the tree for nothing, again and again).
@@ -227,7 +228,7 @@ fn running_stop_terms() {
 fn running_ready_is_ignored() {
     let t0 = Instant::now();
     let mut l = life(State::Running, t0);
-    assert!(step(&mut l, Event::Ready, t0, &policy()).is_empty());
+    assert!(step(&mut l, Event::Execd, t0, &policy()).is_empty());
     assert_eq!(l.state, State::Running);
 }
 
@@ -276,7 +277,7 @@ fn stopping_stop_and_ready_are_ignored() {
     step(&mut l, Event::Stop(Then::Remove), t0, &policy());
     let before = l.clone();
     assert!(step(&mut l, Event::Stop(Then::Remove), at(t0, 1), &policy()).is_empty());
-    assert!(step(&mut l, Event::Ready, at(t0, 1), &policy()).is_empty());
+    assert!(step(&mut l, Event::Execd, at(t0, 1), &policy()).is_empty());
     assert_eq!(l, before);
 }
 
@@ -308,6 +309,7 @@ fn backoff_stop_forgets() {
 fn failed_stop_forgets_and_nothing_else_moves_it() {
     let t0 = Instant::now();
     for ev in [
+        Event::Execd,
         Event::Ready,
         Event::Exited { failure: true },
         Event::Deadline,

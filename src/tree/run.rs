@@ -18,6 +18,7 @@ use crate::sys::{process, signal};
 
 use super::leaves::{self, Leaves};
 use super::lifecycle::{Event, Then};
+use super::probe::{KIND_FD_PROBE, KIND_PIDFD, KIND_READY};
 use super::supervisor::Tree;
 
 /// Command-line options of `cairn tree`.
@@ -200,6 +201,8 @@ impl Tree {
             proc_pid: crate::sys::proc::own_pid_in_proc(),
             stdio_dir: None,
             leaves: Leaves::default(),
+            probing: BTreeSet::new(),
+            home_netns: None,
         };
         match handoff {
             Some(Ok(h)) => tree.restore(h),
@@ -226,12 +229,23 @@ impl Tree {
     /// Put an instance's ready pipe and pidfd into the poller.
     pub fn watch(&self, inst: &mut super::instance::Instance) {
         if let Some(r) = &inst.ready
-            && let Err(e) = self.poller.add(r.as_fd(), inst.token << 1)
+            && let Err(e) = self
+                .poller
+                .add(r.as_fd(), Self::token_of(inst.token, KIND_READY))
         {
             log::error!("{}: {e}", inst.spec.name);
         }
         if let Some(p) = &inst.pidfd
-            && let Err(e) = self.poller.add(p.as_fd(), (inst.token << 1) | 1)
+            && let Err(e) = self
+                .poller
+                .add(p.as_fd(), Self::token_of(inst.token, KIND_PIDFD))
+        {
+            log::error!("{}: {e}", inst.spec.name);
+        }
+        if let Some(p) = inst.probe.as_ref().and_then(|p| p.pipe.as_ref())
+            && let Err(e) = self
+                .poller
+                .add(p.as_fd(), Self::token_of(inst.token, KIND_FD_PROBE))
         {
             log::error!("{}: {e}", inst.spec.name);
         }
@@ -294,6 +308,7 @@ impl Tree {
                     .filter_map(|i| i.life.deadline)
                     .chain(flush_at)
                     .chain(self.leaves.next_try())
+                    .chain(self.next_probe_at())
                     .min()
                     .map(|d| {
                         let left = d.saturating_duration_since(now);
@@ -307,10 +322,12 @@ impl Tree {
             for token in ready.drain(..) {
                 if token == SIGNAL_TOKEN {
                     self.signals();
-                } else if token & 1 == 0 {
-                    self.ready_event(token >> 1);
                 } else {
-                    self.pidfd_event(token >> 1);
+                    match token & 3 {
+                        KIND_READY => self.ready_event(token >> 2),
+                        KIND_PIDFD => self.pidfd_event(token >> 2),
+                        _ => self.probe_event(token),
+                    }
                 }
             }
             self.deadlines();
@@ -365,6 +382,9 @@ impl Tree {
 
     fn deadlines(&mut self) {
         let now = Instant::now();
+        if !self.probing.is_empty() {
+            self.probe_timers(now);
+        }
         if !self.leaves.is_empty() {
             let in_use = leaves::in_use(&self.instances);
             self.leaves.retry(self.cgroups.as_ref(), &in_use, now);

@@ -69,6 +69,10 @@ pub struct InstanceInfo {
     pub restarts: u32,
     /// When the instance entered its current state.
     pub since: String,
+    /// In `running`: since when it is ready (its readiness probe passed,
+    /// or its program runs when it has none).
+    #[serde(default)]
+    pub ready_since: Option<String>,
     pub image: String,
     pub config_hash: String,
     pub last_exit: Option<LastExit>,

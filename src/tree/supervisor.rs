@@ -97,4 +97,10 @@ pub struct Tree {
     /// knots open their sandbox's stdio log below it (see
     /// `protocol::Context::stdio_dir_fd`).
     pub stdio_dir: Option<HostDir>,
+    /// Instances with a connect probe (`!Tcp`, `!Http`) under way: the
+    /// only ones whose timers the loop looks at.
+    pub probing: BTreeSet<String>,
+    /// Our own network namespace, opened when a probe first has to enter
+    /// a bridged container's, to come back to.
+    pub home_netns: Option<OwnedFd>,
 }

@@ -52,6 +52,15 @@ pub(super) struct HInstance {
     pub(super) since_unix_ms: u64,
     #[serde(default)]
     pub(super) leaf_ready: bool,
+    /// Starting, its program runs, waiting to be ready.
+    #[serde(default)]
+    pub(super) execd: bool,
+    /// `ready: !Fd`: the read end of the workload's readiness pipe.
+    #[serde(default)]
+    pub(super) probe_pipe_fd: Option<i32>,
+    /// `ready: !Fd`: the newline came before the exec was reported.
+    #[serde(default)]
+    pub(super) probe_seen: bool,
 }
 
 /// The hand-off: this header on the first line, then one line per

@@ -24,6 +24,9 @@ fn hinstance(name: &str) -> HInstance {
         drop_state: false,
         since_unix_ms: 0,
         leaf_ready: false,
+        execd: false,
+        probe_pipe_fd: None,
+        probe_seen: false,
     }
 }
 

@@ -12,7 +12,8 @@ use crate::sys::{pidfd, proc};
 
 use super::instance::Instance;
 use super::leaves;
-use super::lifecycle::{Life, Then};
+use super::lifecycle::{Life, State, Then};
+use super::probe::Probe;
 use super::supervisor::Tree;
 
 mod format;
@@ -86,6 +87,8 @@ impl Tree {
             proc_pid: _,      // read again
             leaves: _,        // drained above
             stdio_dir: _,     // checked again on first use
+            probing: _,       // from the instances' probes
+            home_netns: _,    // opened again when needed
         } = &*self;
         let now = Instant::now();
         let mut keep: Vec<RawFd> = vec![_lock.as_raw_fd()];
@@ -106,6 +109,7 @@ impl Tree {
                         failures,
                         stop,
                         killed,
+                        execd,
                         replacement,
                     },
                 pid,
@@ -119,11 +123,17 @@ impl Tree {
                 pending,
                 error,
                 leaf_ready,
+                probe, // an `!Fd` pipe is handed over; connect probes start again
             } = i;
             let pidfd = pidfd.as_ref().map(|f| f.as_raw_fd());
             let ready_fd = ready.as_ref().map(|f| f.as_raw_fd());
+            let probe_pipe_fd = probe
+                .as_ref()
+                .and_then(|p| p.pipe.as_ref())
+                .map(|f| f.as_raw_fd());
             keep.extend(pidfd);
             keep.extend(ready_fd);
+            keep.extend(probe_pipe_fd);
             instances_out.push(HInstance {
                 spec: (**spec).clone(),
                 hash: hash.clone(),
@@ -148,6 +158,9 @@ impl Tree {
                 drop_state: *stop == Some(Then::Remove),
                 since_unix_ms: unix_ms(*since),
                 leaf_ready: *leaf_ready,
+                execd: *execd,
+                probe_pipe_fd,
+                probe_seen: probe.as_ref().is_some_and(|p| p.seen),
             });
         }
         keep.extend(sockets.fds());
@@ -237,6 +250,7 @@ impl Tree {
                 failures: hi.failures,
                 stop: stop_of(hi.stop_requested, hi.replacing, hi.drop_state),
                 killed: hi.killed,
+                execd: hi.execd,
                 replacement: hi.fresh_replacement,
             };
             inst.spawns = hi.spawns;
@@ -247,6 +261,16 @@ impl Tree {
             inst.since = UNIX_EPOCH + Duration::from_millis(hi.since_unix_ms);
             inst.pidfd = hi.pidfd.and_then(|fd| crate::sys::fs::adopt_fd(fd).ok());
             inst.ready = hi.ready_fd.and_then(|fd| crate::sys::fs::adopt_fd(fd).ok());
+            let pipe = hi
+                .probe_pipe_fd
+                .and_then(|fd| crate::sys::fs::adopt_fd(fd).ok());
+            if pipe.is_some() || hi.probe_seen {
+                inst.probe = Some(Probe {
+                    pipe,
+                    seen: hi.probe_seen,
+                    ..Probe::default()
+                });
+            }
             if let Some(pid) = hi.pid {
                 // Verify: same process (start time), and ours to watch.
                 let same = hi.start_ticks.is_some() && proc::start_time(pid) == hi.start_ticks;
@@ -265,6 +289,16 @@ impl Tree {
             self.instances.insert(name, inst);
         }
         self.shutting_down = h.shutting_down;
+        // Probes of instances waiting to be ready start again.
+        let waiting: Vec<String> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.life.state == State::Starting && i.life.execd)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in waiting {
+            self.start_probe(&name);
+        }
         for name in lost {
             self.knot_exited(&name, process::Exit::Signal(libc::SIGKILL));
         }

@@ -1,0 +1,112 @@
+//! `ready` of a container config: how the service tells it is ready to
+//! serve (`!Fd`, `!Tcp`, `!Http`), with `ready-timeout`.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::ConfigError;
+use super::reader::{Value, finish_one};
+
+/// The default `ready-timeout`, in seconds.
+pub const DEFAULT_READY_TIMEOUT: f64 = 60.0;
+
+/// Lowest fd a `!Fd` may name: 0 to 2 are the workload's stdio.
+pub const MIN_READY_FD: u32 = 3;
+
+/// Highest fd a `!Fd` may name (the least `fileno-limit` cairn allows is
+/// 3; the fd must also be below the instance's own limit, checked where
+/// that is known).
+pub const MAX_READY_FD: u32 = 1023;
+
+/// A readiness probe as the config gives it. Ports may hold `@{var}`;
+/// they are substituted and checked when the instance is resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Probe {
+    /// The workload writes a newline to this fd (s6, dinit).
+    Fd(u32),
+    /// A TCP connect to this port succeeds, in the container's network.
+    Tcp(String),
+    /// `GET path` on this port answers with a 2xx or 3xx status.
+    Http { port: String, path: String },
+}
+
+impl Probe {
+    /// The port text (may hold `@{var}`), for probes that have one.
+    pub fn port(&self) -> Option<&str> {
+        match self {
+            Probe::Fd(_) => None,
+            Probe::Tcp(p) | Probe::Http { port: p, .. } => Some(p),
+        }
+    }
+}
+
+/// A port: a number or a `@{var}` template (checked once substituted).
+fn port_text(v: &Value) -> Result<String, ConfigError> {
+    let s = v.str_any_tag()?.trim().to_string();
+    if s.is_empty() {
+        return Err(v.err("a port is expected (a number or @{variable})"));
+    }
+    Ok(s)
+}
+
+/// An HTTP path for a request line: absolute, printable ASCII, no spaces
+/// (nothing that could end the request line or add a header).
+pub fn http_path_ok(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{path:?} is not an absolute path (it starts with /)"
+        ));
+    }
+    if let Some(c) = path.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "{path:?} has {c:?}; a path is printable ASCII without spaces (percent-encode the rest)"
+        ));
+    }
+    if path.len() > 1024 {
+        return Err("longer than 1024 bytes".to_string());
+    }
+    Ok(())
+}
+
+/// Read `ready`.
+pub fn read_probe(v: &Value) -> Result<Probe, ConfigError> {
+    let tag = v.tag().ok_or_else(|| {
+        v.err("a readiness probe is expected: !Fd N, !Tcp PORT or !Http {port: PORT, path: /PATH}")
+    })?;
+    match tag {
+        "Fd" => {
+            let n = v.str_any_tag()?;
+            let fd: u32 = n
+                .trim()
+                .parse()
+                .map_err(|_| v.err(format!("{n:?} is not an fd number")))?;
+            if !(MIN_READY_FD..=MAX_READY_FD).contains(&fd) {
+                return Err(v.err(format!(
+                    "fd {fd} is out of range {MIN_READY_FD}-{MAX_READY_FD} (0-2 are stdio)"
+                )));
+            }
+            Ok(Probe::Fd(fd))
+        }
+        "Tcp" => Ok(Probe::Tcp(port_text(v)?)),
+        "Http" => {
+            let mut f = v.fields_tagged_ok()?;
+            let port = port_text(&f.req("port")?)?;
+            let path = match f.opt("path") {
+                Some(p) => {
+                    let s = p.string()?;
+                    http_path_ok(&s).map_err(|m| p.err(m))?;
+                    s
+                }
+                None => "/".to_string(),
+            };
+            finish_one(f)?;
+            Ok(Probe::Http { port, path })
+        }
+        other => Err(v.err(format!(
+            "unknown readiness probe !{other}; one of !Fd, !Tcp, !Http"
+        ))),
+    }
+}
+
+#[cfg(test)]
+#[path = "probe_tests.rs"]
+mod tests;

@@ -1,0 +1,135 @@
+use super::*;
+use crate::config::container::{ContainerConfig, parse};
+
+fn parse_ok(text: &str) -> ContainerConfig {
+    match parse("/img/config.yaml", text.as_bytes()) {
+        Ok(c) => c,
+        Err(e) => panic!("{text:?}: {e}"),
+    }
+}
+
+fn parse_err(text: &str) -> String {
+    match parse("/img/config.yaml", text.as_bytes()) {
+        Ok(c) => panic!("{text:?} passed: {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn ready(v: &str) -> String {
+    format!("executable: /x\nready: {v}\n")
+}
+
+#[test]
+fn every_probe_kind_reads() {
+    assert_eq!(parse_ok("executable: /x\n").ready, None);
+    assert_eq!(parse_ok(&ready("!Fd 3")).ready, Some(Probe::Fd(3)));
+    assert_eq!(parse_ok(&ready("!Fd 1023")).ready, Some(Probe::Fd(1023)));
+    assert_eq!(
+        parse_ok(&ready("!Tcp 8080")).ready,
+        Some(Probe::Tcp("8080".into()))
+    );
+    assert_eq!(
+        parse_ok(&ready("!Tcp '@{port}'")).ready,
+        Some(Probe::Tcp("@{port}".into()))
+    );
+    assert_eq!(
+        parse_ok(&ready("!Http {port: 80, path: /ready?deep=1}")).ready,
+        Some(Probe::Http {
+            port: "80".into(),
+            path: "/ready?deep=1".into()
+        })
+    );
+    assert_eq!(
+        parse_ok(&ready("!Http {port: 80}")).ready,
+        Some(Probe::Http {
+            port: "80".into(),
+            path: "/".into()
+        })
+    );
+}
+
+#[test]
+fn bad_probes_name_line_and_key() {
+    for (v, want) in [
+        ("3", "a readiness probe is expected"),
+        ("!Notify", "unknown readiness probe !Notify"),
+        ("!Socket 3", "unknown readiness probe !Socket"),
+        ("!Fd 2", "fd 2 is out of range 3-1023"),
+        ("!Fd 1024", "out of range"),
+        ("!Fd x", "\"x\" is not an fd number"),
+        ("!Tcp ''", "a port is expected"),
+        ("!Http {path: /x}", "port"),
+        ("!Http {port: 80, path: x}", "not an absolute path"),
+        (
+            "!Http {port: 80, path: '/a b'}",
+            "printable ASCII without spaces",
+        ),
+        (
+            "!Http {port: 80, path: \"/a\\r\\nX-Evil: 1\"}",
+            "printable ASCII",
+        ),
+        ("!Http {port: 80, paths: /x}", "paths"),
+    ] {
+        let e = parse_err(&ready(v));
+        assert!(e.contains(want), "{v}: {e}");
+        assert!(e.contains("config.yaml:2"), "{v}: no line in {e}");
+    }
+}
+
+#[test]
+fn ready_timeout_is_seconds_above_zero() {
+    let c = parse_ok("executable: /x\nready: !Tcp 80\nready-timeout: 2.5\n");
+    assert_eq!(c.ready_timeout, Some(2.5));
+    assert_eq!(parse_ok("executable: /x\n").ready_timeout, None);
+    let e = parse_err("executable: /x\nready-timeout: 0\n");
+    assert!(e.contains("would fail every start"), "{e}");
+    let e = parse_err("executable: /x\nready-timeout: -1\n");
+    assert!(e.contains("config.yaml:2"), "{e}");
+}
+
+#[test]
+fn http_paths() {
+    assert!(http_path_ok("/").is_ok());
+    assert!(http_path_ok("/health/ready?x=%20").is_ok());
+    assert!(http_path_ok("").is_err());
+    assert!(http_path_ok("/a\tb").is_err());
+    assert!(http_path_ok("/é").is_err());
+    assert!(http_path_ok(&format!("/{}", "a".repeat(1024))).is_err());
+}
+
+#[test]
+fn fd_probes_may_not_take_another_fd_and_ports_are_checked() {
+    let standalone = |text: &str| -> Vec<String> {
+        let c = parse_ok(text);
+        crate::config::validate::standalone("/img/config.yaml", &c)
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    };
+    let e = standalone("executable: /x\ntcp-ports: {80: {fd: 3}}\nready: !Fd 3\n");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("fd 3 is the fd of tcp-ports.80")),
+        "{e:?}"
+    );
+    let e = standalone(
+        "executable: /x\nvariables:\n  p: !TcpPort {activation: systemd}\nready: !Fd 3\n",
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("taken by a systemd-activated port")),
+        "{e:?}"
+    );
+    assert!(standalone("executable: /x\ntcp-ports: {80: {fd: 3}}\nready: !Fd 4\n").is_empty());
+    let e = standalone("executable: /x\nready: !Tcp 70000\n");
+    assert!(e.iter().any(|m| m.contains("ready.port")), "{e:?}");
+    let e = standalone("executable: /x\nready: !Http {port: '@{nope}'}\n");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("@{nope} is not a declared variable")),
+        "{e:?}"
+    );
+    assert!(
+        standalone("executable: /x\nvariables:\n  p: !TcpPort\nready: !Tcp '@{p}'\n").is_empty()
+    );
+}
