@@ -27,7 +27,7 @@ pub fn build(spec: &InstanceSpec, inst: &OwnedFd, state: &OwnedFd) -> Result<()>
 
 /// `build` through the kernel `k`.
 pub(super) fn build_with<K: Kernel>(k: &K, spec: &InstanceSpec, state: &K::Fd) -> Result<()> {
-    k.make_all_private().map_err(|e| e.to_string())?;
+    k.make_all_private()?;
 
     // The image, read-only, nosuid, nodev (recursively), on the mount dir.
     let img = k.open_image(&spec.image_dir, &spec.image)?;
@@ -128,7 +128,7 @@ fn dev<K: Kernel>(k: &K, spec: &InstanceSpec, root: &K::Fd) -> Result<()> {
         || "/dev tmpfs".into(),
     )?;
     let d = &fs;
-    let e = |r: std::result::Result<(), crate::sys::Error>| r.map_err(|e| format!("/dev: {e}"));
+    let e = |r| ctx(r, || "/dev".into());
     e(k.make_nodes(
         d,
         &[

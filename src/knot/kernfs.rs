@@ -149,7 +149,7 @@ pub(super) fn sys<K: Kernel>(k: &K, root: &K::Fd) -> Result<()> {
             0,
             Resolve::BeneathNoSymlinks,
         );
-        let t = missing_is_none(r).map_err(|e| format!("/sys/{name}: {e}"))?;
+        let t = ctx(missing_is_none(r), || format!("/sys/{name}"))?;
         if let Some(t) = t {
             hide_dir(k, &t, &format!("/sys/{name}"))?;
         }
