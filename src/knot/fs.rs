@@ -327,3 +327,7 @@ fn etc_file<K: Kernel>(k: &K, root: &K::Fd, state: &K::Fd, name: &str, f: &EtcFi
     )?;
     ctx(k.attach(&b, &target, name), || format!("mount /etc/{name}"))
 }
+
+#[cfg(test)]
+#[path = "fs_tests.rs"]
+mod tests;

@@ -3,7 +3,10 @@
 //! through `Kernel`. `Real` is the one implementation cairn runs: each
 //! method calls the `crate::sys` function of the same name, unchanged, and
 //! the build is generic over the trait (monomorphised, so the seam costs
-//! nothing at run time).
+//! nothing at run time). The unit tests use a recording fake instead
+//! (`seam_fake`), which answers with plain labels for fds and can be told
+//! to fail a given call, so the exact flags and the order of the steps are
+//! checked without root.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -162,3 +165,7 @@ impl Kernel for Real {
         mount::pivot_into(new_root.as_fd())
     }
 }
+
+#[cfg(test)]
+#[path = "seam_fake.rs"]
+pub(super) mod fake;
