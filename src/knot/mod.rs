@@ -17,6 +17,7 @@ pub mod init;
 mod instdir;
 mod kernfs;
 pub mod net;
+mod privileges;
 mod seam;
 mod spawn;
 mod steps;

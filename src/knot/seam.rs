@@ -1,6 +1,7 @@
 //! The seam between the container build and the kernel: every system
 //! call `fs`, `kernfs` and `steps` make while building the root goes
-//! through `Kernel`. `Real` is the one implementation cairn runs: each
+//! through `Kernel`, and every id and capability step of the workload
+//! through `Privileges`. `Real` is the one implementation cairn runs: each
 //! method calls the `crate::sys` function of the same name, unchanged, and
 //! the build is generic over the trait (monomorphised, so the seam costs
 //! nothing at run time). The unit tests use a recording fake instead
@@ -14,6 +15,7 @@ use std::path::Path;
 use crate::sys::Result;
 use crate::sys::fs::{self as sfs, Resolve};
 use crate::sys::mount::{self, Attrs, Recursive};
+use crate::sys::{caps, process};
 
 /// The kernel as the container build sees it. `Fd` is what a call hands
 /// back (an open file or a detached mount): an `OwnedFd` for real.
@@ -76,6 +78,24 @@ pub(super) trait Kernel {
     fn symlink_at(&self, target: &str, dir: &Self::Fd, name: &str) -> Result<()>;
     /// `mount::pivot_into`.
     fn pivot_into(&self, new_root: &Self::Fd) -> Result<()>;
+}
+
+/// The workload's id and capability steps.
+pub(super) trait Privileges {
+    /// `caps::drop_whole_bounding_set`.
+    fn drop_whole_bounding_set(&self) -> Result<()>;
+    /// `caps::drop_bounding`.
+    fn drop_bounding(&self, keep: &[String]) -> Result<()>;
+    /// `process::set_keepcaps`.
+    fn set_keepcaps(&self, on: bool) -> Result<()>;
+    /// `process::set_ids`: setgroups, setresgid, setresuid.
+    fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> Result<()>;
+    /// `caps::clear_all_sets`.
+    fn clear_all_sets(&self) -> Result<()>;
+    /// `caps::set_exactly`.
+    fn set_exactly(&self, keep: &[String]) -> Result<()>;
+    /// `process::set_no_new_privs`.
+    fn set_no_new_privs(&self) -> Result<()>;
 }
 
 /// The kernel itself.
@@ -163,6 +183,30 @@ impl Kernel for Real {
     }
     fn pivot_into(&self, new_root: &OwnedFd) -> Result<()> {
         mount::pivot_into(new_root.as_fd())
+    }
+}
+
+impl Privileges for Real {
+    fn drop_whole_bounding_set(&self) -> Result<()> {
+        caps::drop_whole_bounding_set()
+    }
+    fn drop_bounding(&self, keep: &[String]) -> Result<()> {
+        caps::drop_bounding(keep)
+    }
+    fn set_keepcaps(&self, on: bool) -> Result<()> {
+        process::set_keepcaps(on)
+    }
+    fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> Result<()> {
+        process::set_ids(uid, gid, groups)
+    }
+    fn clear_all_sets(&self) -> Result<()> {
+        caps::clear_all_sets()
+    }
+    fn set_exactly(&self, keep: &[String]) -> Result<()> {
+        caps::set_exactly(keep)
+    }
+    fn set_no_new_privs(&self) -> Result<()> {
+        process::set_no_new_privs()
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::knot::seam::Kernel;
+use crate::knot::seam::{Kernel, Privileges};
 use crate::sys::fs::Resolve;
 use crate::sys::mount::{Attrs, Recursive};
 use crate::sys::{Error, Result};
@@ -61,6 +61,13 @@ pub enum Call {
     MakeNodes(String, Vec<(String, u32, u32, u32)>, Vec<(String, u32)>),
     Symlink(String, String, String),
     Pivot(String),
+    DropWholeBoundingSet,
+    DropBounding(Vec<String>),
+    SetKeepcaps(bool),
+    SetIds(u32, u32, Vec<u32>),
+    ClearAllSets,
+    SetExactly(Vec<String>),
+    SetNoNewPrivs,
 }
 
 /// `rdonly,nosuid,nodev,noexec` (those set), or `-`.
@@ -184,6 +191,13 @@ impl fmt::Display for Call {
             }
             Call::Symlink(t, d, n) => write!(f, "symlink {d}/{n} -> {t}"),
             Call::Pivot(r) => write!(f, "pivot_into {r}"),
+            Call::DropWholeBoundingSet => write!(f, "drop_whole_bounding_set"),
+            Call::DropBounding(k) => write!(f, "drop_bounding {k:?}"),
+            Call::SetKeepcaps(on) => write!(f, "set_keepcaps {on}"),
+            Call::SetIds(u, g, gs) => write!(f, "set_ids {u} {g} {gs:?}"),
+            Call::ClearAllSets => write!(f, "clear_all_sets"),
+            Call::SetExactly(k) => write!(f, "set_exactly {k:?}"),
+            Call::SetNoNewPrivs => write!(f, "set_no_new_privs"),
         }
     }
 }
@@ -446,5 +460,34 @@ impl Kernel for Fake {
     }
     fn pivot_into(&self, new_root: &Node) -> Result<()> {
         self.run(Call::Pivot(new_root.0.clone()), "pivot_root", "new root")
+    }
+}
+
+impl Privileges for Fake {
+    fn drop_whole_bounding_set(&self) -> Result<()> {
+        let what = "PR_CAPBSET_DROP";
+        self.run(Call::DropWholeBoundingSet, "prctl", what)
+    }
+    fn drop_bounding(&self, keep: &[String]) -> Result<()> {
+        let call = Call::DropBounding(keep.to_vec());
+        self.run(call, "drop bounding capability", "")
+    }
+    fn set_keepcaps(&self, on: bool) -> Result<()> {
+        self.run(Call::SetKeepcaps(on), "prctl", "PR_SET_KEEPCAPS")
+    }
+    fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> Result<()> {
+        let call = Call::SetIds(uid, gid, groups.to_vec());
+        self.run(call, "setgroups", &format!("{groups:?}"))
+    }
+    fn clear_all_sets(&self) -> Result<()> {
+        let what = "PR_CAP_AMBIENT_CLEAR_ALL";
+        self.run(Call::ClearAllSets, "prctl", what)
+    }
+    fn set_exactly(&self, keep: &[String]) -> Result<()> {
+        let call = Call::SetExactly(keep.to_vec());
+        self.run(call, "clear ambient capabilities", "")
+    }
+    fn set_no_new_privs(&self) -> Result<()> {
+        self.run(Call::SetNoNewPrivs, "prctl", "PR_SET_NO_NEW_PRIVS")
     }
 }

@@ -10,7 +10,7 @@ use crate::protocol::{Context, Failure, Stage};
 use crate::spec::{InstanceSpec, Stdio};
 use crate::sys::fs::{self as sfs, Resolve};
 use crate::sys::seccomp::{self, Program};
-use crate::sys::{caps, embedded, keyring, process, signal};
+use crate::sys::{embedded, keyring, process, signal};
 
 /// Exit codes of a workload that never ran: exec failed, or the
 /// executable was not found (shell conventions).
@@ -430,21 +430,8 @@ fn child_steps(
 /// The configured ids and capabilities (all dropped unless the sandbox
 /// allows some and the container asks), then no_new_privs.
 fn drop_privileges(spec: &InstanceSpec) -> Result<(), Fail> {
-    let s = |e: crate::sys::Error| e.to_string();
-    if spec.capabilities.is_empty() {
-        // The common case, by number (every capability the kernel knows,
-        // also those newer than the `caps` crate), in a few system calls.
-        caps::drop_whole_bounding_set().map_err(s)?;
-        process::set_ids(spec.uid, spec.gid, &spec.groups).map_err(s)?;
-        caps::clear_all_sets().map_err(s)?;
-    } else {
-        caps::drop_bounding(&spec.capabilities).map_err(s)?;
-        process::set_keepcaps(true).map_err(s)?;
-        process::set_ids(spec.uid, spec.gid, &spec.groups).map_err(s)?;
-        caps::set_exactly(&spec.capabilities).map_err(s)?;
-    }
-    process::set_no_new_privs().map_err(s)?;
-    Ok(())
+    super::privileges::drop_privileges(&super::seam::Real, spec)
+        .map_err(|e| Fail::Setup(e.to_string()))
 }
 
 /// An openat2 failure of a config path, in words: a magic link is named
