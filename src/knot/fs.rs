@@ -1,62 +1,62 @@
 //! Build the container's root file system, inside the knot's own mount
 //! namespace, then pivot into it. Every mount target is an fd found by
 //! `openat2` under the new root without following symlinks; every mount
-//! source is an fd too. Mount flags are stated at each call.
+//! source is an fd too. Mount flags are stated at each call. Every system
+//! call goes through the `seam::Kernel` (the kernel itself, `Real`, or a
+//! recording fake in the unit tests).
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use crate::image;
 use crate::spec::{EtcFile, InstanceSpec, MountKind};
 use crate::sys::fs::{self as sfs, Resolve};
 use crate::sys::hostfs;
-use crate::sys::mount::{self, Attrs, Recursive};
+use crate::sys::mount::{Attrs, Recursive};
 
 use super::etc;
+use super::seam::{Kernel, Real};
 pub use super::steps::{Result, SetupError};
 use super::steps::{bound, ctx, image_dir};
 
 /// Build everything and pivot_root into it. `inst` is the instance dir
 /// (host), `state` its `state/` subdir (what `!Statedir` binds).
 pub fn build(spec: &InstanceSpec, inst: &OwnedFd, state: &OwnedFd) -> Result<()> {
-    mount::make_all_private().map_err(|e| e.to_string())?;
+    let _ = inst;
+    build_with(&Real, spec, state)
+}
+
+/// `build` through the kernel `k`.
+pub(super) fn build_with<K: Kernel>(k: &K, spec: &InstanceSpec, state: &K::Fd) -> Result<()> {
+    k.make_all_private()?;
 
     // The image, read-only, nosuid, nodev (recursively), on the mount dir.
-    let img = image::open_image(&spec.image_dir, &spec.image)?;
+    let img = k.open_image(&spec.image_dir, &spec.image)?;
     let tree = bound(
-        img.as_fd(),
+        k,
+        &img,
         &spec.image,
         Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NODEV),
         Recursive::Yes,
         || "image".into(),
     )?;
-    let mnt_dir = ctx(sfs::open_dir(&spec.host.mount_dir), || "mount-dir".into())?;
-    ctx(
-        mount::attach(tree.as_fd(), mnt_dir.as_fd(), "image"),
-        || "mount image".into(),
-    )?;
+    let mnt_dir = ctx(k.open_dir(&spec.host.mount_dir), || "mount-dir".into())?;
+    ctx(k.attach(&tree, &mnt_dir, "image"), || "mount image".into())?;
     drop(mnt_dir);
     // Re-open: the path now leads to the image mount.
-    let root = ctx(sfs::open_dir(&spec.host.mount_dir), || "new root".into())?;
+    let root = ctx(k.open_dir(&spec.host.mount_dir), || "new root".into())?;
 
-    dev(spec, root.as_fd())?;
-    super::kernfs::proc(root.as_fd())?;
+    dev(k, spec, &root)?;
+    super::kernfs::proc(k, &root)?;
     if spec.isolation.sysfs {
-        super::kernfs::sys(root.as_fd())?;
+        super::kernfs::sys(k, &root)?;
     }
     for m in &spec.mounts {
-        volume(spec, root.as_fd(), state.as_fd(), m)?;
+        volume(k, &root, state, m)?;
     }
-    etc_file(
-        root.as_fd(),
-        state.as_fd(),
-        "resolv.conf",
-        &spec.resolv_conf,
-    )?;
-    etc_file(root.as_fd(), state.as_fd(), "hosts", &spec.hosts_file)?;
-    let _ = inst;
+    etc_file(k, &root, state, "resolv.conf", &spec.resolv_conf)?;
+    etc_file(k, &root, state, "hosts", &spec.hosts_file)?;
 
-    ctx(mount::pivot_into(root.as_fd()), || "pivot_root".into())?;
+    ctx(k.pivot_into(&root), || "pivot_root".into())?;
     Ok(())
 }
 
@@ -112,34 +112,33 @@ const DEVPTS_MAX: &str = "64";
 
 /// A minimal `/dev` on a fresh tmpfs (or the master's devfs-dir, bound
 /// read-only), made read-only once populated; devpts and shm below it.
-fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
-    let target = image_dir(root, "dev", "cairn mounts /dev there")?;
+fn dev<K: Kernel>(k: &K, spec: &InstanceSpec, root: &K::Fd) -> Result<()> {
+    let target = image_dir(k, root, "dev", "cairn mounts /dev there")?;
     if let Some(devfs) = &spec.host.devfs_dir {
-        let src = ctx(sfs::open_dir(devfs), || {
+        let src = ctx(k.open_dir(devfs), || {
             format!("devfs-dir {}", devfs.display())
         })?;
         let b = bound(
-            src.as_fd(),
+            k,
+            &src,
             "devfs-dir",
             Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
             Recursive::No,
             || "devfs-dir as /dev".into(),
         )?;
-        return ctx(mount::attach(b.as_fd(), target.as_fd(), "/dev"), || {
-            "mount /dev".into()
-        });
+        return ctx(k.attach(&b, &target, "/dev"), || "mount /dev".into());
     }
     let fs = ctx(
-        mount::new_fs(
+        k.new_fs(
             "tmpfs",
             &[("mode", "0755"), ("size", "65536"), ("nr_inodes", "64")],
             Attrs::NOSUID.or(Attrs::NOEXEC),
         ),
         || "/dev tmpfs".into(),
     )?;
-    let d = fs.as_fd();
-    let e = |r: std::result::Result<(), crate::sys::Error>| r.map_err(|e| format!("/dev: {e}"));
-    e(mount::make_nodes(
+    let d = &fs;
+    let e = |r| ctx(r, || "/dev".into());
+    e(k.make_nodes(
         d,
         &[
             ("null", 0o666, 1, 3),
@@ -151,21 +150,17 @@ fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
         ],
         &[("pts", 0o755), ("shm", 0o1777)],
     ))?;
-    e(mount::symlink_at("pts/ptmx", d, "ptmx"))?;
-    e(mount::symlink_at("/proc/self/fd", d, "fd"))?;
-    e(mount::symlink_at("/proc/self/fd/0", d, "stdin"))?;
-    e(mount::symlink_at("/proc/self/fd/1", d, "stdout"))?;
-    e(mount::symlink_at("/proc/self/fd/2", d, "stderr"))?;
-    ctx(mount::attach(d, target.as_fd(), "/dev"), || {
-        "mount /dev".into()
-    })?;
-    let devroot = image_dir(root, "dev", "just mounted")?;
-    let pts = ctx(sfs::open_dir_beneath(devroot.as_fd(), "pts"), || {
-        "/dev/pts".into()
-    })?;
+    e(k.symlink_at("pts/ptmx", d, "ptmx"))?;
+    e(k.symlink_at("/proc/self/fd", d, "fd"))?;
+    e(k.symlink_at("/proc/self/fd/0", d, "stdin"))?;
+    e(k.symlink_at("/proc/self/fd/1", d, "stdout"))?;
+    e(k.symlink_at("/proc/self/fd/2", d, "stderr"))?;
+    ctx(k.attach(d, &target, "/dev"), || "mount /dev".into())?;
+    let devroot = image_dir(k, root, "dev", "just mounted")?;
+    let pts = ctx(k.open_dir_beneath(&devroot, "pts"), || "/dev/pts".into())?;
     // Every devpts mount is a new instance (devpts(4) since Linux 4.7).
     let ptsfs = ctx(
-        mount::new_fs(
+        k.new_fs(
             "devpts",
             &[
                 ("ptmxmode", "0666"),
@@ -177,29 +172,25 @@ fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
         ),
         || "devpts".into(),
     )?;
-    ctx(
-        mount::attach(ptsfs.as_fd(), pts.as_fd(), "/dev/pts"),
-        || "mount /dev/pts".into(),
-    )?;
-    let shm = ctx(sfs::open_dir_beneath(devroot.as_fd(), "shm"), || {
-        "/dev/shm".into()
+    ctx(k.attach(&ptsfs, &pts, "/dev/pts"), || {
+        "mount /dev/pts".into()
     })?;
+    let shm = ctx(k.open_dir_beneath(&devroot, "shm"), || "/dev/shm".into())?;
     let shmfs = ctx(
-        mount::new_fs(
+        k.new_fs(
             "tmpfs",
             &[("mode", "1777"), ("size", "67108864")],
             Attrs::SAFE,
         ),
         || "/dev/shm tmpfs".into(),
     )?;
-    ctx(
-        mount::attach(shmfs.as_fd(), shm.as_fd(), "/dev/shm"),
-        || "mount /dev/shm".into(),
-    )?;
+    ctx(k.attach(&shmfs, &shm, "/dev/shm"), || {
+        "mount /dev/shm".into()
+    })?;
     // Finally /dev itself read-only (not its submounts).
     ctx(
-        mount::set_attrs(
-            devroot.as_fd(),
+        k.set_attrs(
+            &devroot,
             "/dev",
             Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
             Attrs::NONE,
@@ -210,14 +201,9 @@ fn dev(spec: &InstanceSpec, root: BorrowedFd<'_>) -> Result<()> {
 }
 
 /// One volume.
-fn volume(
-    spec: &InstanceSpec,
-    root: BorrowedFd<'_>,
-    state: BorrowedFd<'_>,
-    m: &crate::spec::MountSpec,
-) -> Result<()> {
+fn volume<K: Kernel>(k: &K, root: &K::Fd, state: &K::Fd, m: &crate::spec::MountSpec) -> Result<()> {
     let t = &m.target;
-    let target = image_dir(root, t, "volume mount points must exist in the image")?;
+    let target = image_dir(k, root, t, "volume mount points must exist in the image")?;
     let what = || format!("volume {t}");
     let mnt = match &m.kind {
         MountKind::Bind {
@@ -226,21 +212,20 @@ fn volume(
             writable,
             mkdir,
         } => {
-            let base_fd = ctx(sfs::open_dir(base), || {
+            let base_fd = ctx(k.open_dir(base), || {
                 format!("volume {t}: host dir {}", base.display())
             })?;
             let src = match mkdir {
                 Some((mode, uid, gid)) => {
-                    let (fd, created) =
-                        ctx(sfs::mkdir_beneath(base_fd.as_fd(), sub, *mode), || {
-                            format!("volume {t}: create {}/{sub}", base.display())
-                        })?;
+                    let (fd, created) = ctx(k.mkdir_beneath(&base_fd, sub, *mode), || {
+                        format!("volume {t}: create {}/{sub}", base.display())
+                    })?;
                     if created {
-                        ctx(sfs::chown_chmod(fd.as_fd(), sub, *uid, *gid, *mode), what)?;
+                        ctx(k.chown_chmod(&fd, sub, *uid, *gid, *mode), what)?;
                     }
                     fd
                 }
-                None => ctx(sfs::open_dir_beneath(base_fd.as_fd(), sub), || {
+                None => ctx(k.open_dir_beneath(&base_fd, sub), || {
                     format!("volume {t}: {}/{sub} (no symlinks allowed)", base.display())
                 })?,
             };
@@ -249,10 +234,10 @@ fn volume(
             } else {
                 Attrs::SAFE.or(Attrs::RDONLY)
             };
-            bound(src.as_fd(), t, attrs, Recursive::Yes, what)?
+            bound(k, &src, t, attrs, Recursive::Yes, what)?
         }
         MountKind::Tmpfs { size, mode } => ctx(
-            mount::new_fs(
+            k.new_fs(
                 "tmpfs",
                 &[("size", &size.to_string()), ("mode", &format!("{mode:o}"))],
                 Attrs::SAFE,
@@ -265,27 +250,24 @@ fn volume(
             uid,
             gid,
         } => {
-            let (fd, _) = ctx(sfs::mkdir_beneath(state, sub, *mode), what)?;
-            ctx(sfs::chown_chmod(fd.as_fd(), sub, *uid, *gid, *mode), what)?;
-            bound(fd.as_fd(), t, Attrs::SAFE, Recursive::No, what)?
+            let (fd, _) = ctx(k.mkdir_beneath(state, sub, *mode), what)?;
+            ctx(k.chown_chmod(&fd, sub, *uid, *gid, *mode), what)?;
+            bound(k, &fd, t, Attrs::SAFE, Recursive::No, what)?
         }
     };
-    let _ = spec;
-    ctx(mount::attach(mnt.as_fd(), target.as_fd(), t), || {
-        format!("mount volume {t}")
-    })
+    ctx(k.attach(&mnt, &target, t), || format!("mount volume {t}"))
 }
 
 /// Write `state/<name>` and, per the config, bind it read-only over the
 /// image's `/etc/<name>` when that is a regular file (never a symlink).
-fn etc_file(root: BorrowedFd<'_>, state: BorrowedFd<'_>, name: &str, f: &EtcFile) -> Result<()> {
+fn etc_file<K: Kernel>(k: &K, root: &K::Fd, state: &K::Fd, name: &str, f: &EtcFile) -> Result<()> {
     if !etc::wanted(f) {
         return Ok(());
     }
     let copied = match &f.copy_from {
         // Non-blocking, regular files only: a FIFO here would hold the
         // start forever.
-        Some(p) => Some(ctx(crate::config::read_file_capped(p, 1 << 20), || {
+        Some(p) => Some(ctx(k.read_host_file(p, 1 << 20), || {
             let key = if name == "hosts" {
                 "hosts-file"
             } else {
@@ -296,7 +278,7 @@ fn etc_file(root: BorrowedFd<'_>, state: BorrowedFd<'_>, name: &str, f: &EtcFile
         None => None,
     };
     let host = if f.public_hostname {
-        public_host()
+        k.public_host()
     } else {
         None
     };
@@ -305,14 +287,14 @@ fn etc_file(root: BorrowedFd<'_>, state: BorrowedFd<'_>, name: &str, f: &EtcFile
         copied.as_deref(),
         host.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
     );
-    ctx(sfs::replace_file(state, name, &content, 0o644), || {
+    ctx(k.replace_file(state, name, &content, 0o644), || {
         format!("write state/{name}")
     })?;
     if f.mount == Some(false) {
         return Ok(());
     }
     let path = format!("etc/{name}");
-    let target = sfs::openat2(
+    let target = k.openat2(
         root,
         &path,
         libc::O_PATH | libc::O_NOFOLLOW,
@@ -322,8 +304,8 @@ fn etc_file(root: BorrowedFd<'_>, state: BorrowedFd<'_>, name: &str, f: &EtcFile
     let regular = target
         .as_ref()
         .ok()
-        .and_then(|t| sfs::fstat(t.as_fd()).ok())
-        .is_some_and(|st| sfs::is_reg(&st));
+        .and_then(|t| k.is_regular(t).ok())
+        .unwrap_or(false);
     let target = match (target, regular) {
         (Ok(t), true) => t,
         _ if f.mount == Some(true) => {
@@ -335,7 +317,7 @@ fn etc_file(root: BorrowedFd<'_>, state: BorrowedFd<'_>, name: &str, f: &EtcFile
         _ => return Ok(()),
     };
     let src = ctx(
-        sfs::openat2(
+        k.openat2(
             state,
             name,
             libc::O_PATH | libc::O_NOFOLLOW,
@@ -345,25 +327,16 @@ fn etc_file(root: BorrowedFd<'_>, state: BorrowedFd<'_>, name: &str, f: &EtcFile
         || format!("state/{name}"),
     )?;
     let b = bound(
-        src.as_fd(),
+        k,
+        &src,
         name,
         Attrs::RDONLY.or(Attrs::SAFE),
         Recursive::No,
         || format!("/etc/{name}"),
     )?;
-    ctx(mount::attach(b.as_fd(), target.as_fd(), name), || {
-        format!("mount /etc/{name}")
-    })
+    ctx(k.attach(&b, &target, name), || format!("mount /etc/{name}"))
 }
 
-/// (hostname, first non-loopback IPv4 address) of the host.
-fn public_host() -> Option<(String, String)> {
-    let name = nix::unistd::gethostname().ok()?.into_string().ok()?;
-    let addr = nix::ifaddrs::getifaddrs()
-        .ok()?
-        .filter_map(|i| i.address.and_then(|a| a.as_sockaddr_in().map(|s| s.ip())))
-        .find(|ip| !ip.is_loopback())
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "127.0.1.1".to_string());
-    Some((name, addr))
-}
+#[cfg(test)]
+#[path = "fs_tests.rs"]
+mod tests;

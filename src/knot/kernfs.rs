@@ -4,11 +4,10 @@
 //! inodes cairn creates (its own /dev/null, fresh tmpfs), never anything
 //! from the image.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use crate::sys::fs::Resolve;
+use crate::sys::mount::{Attrs, Recursive};
 
-use crate::sys::fs::{self as sfs, Resolve};
-use crate::sys::mount::{self, Attrs, Recursive};
-
+use super::seam::Kernel;
 use super::steps::{Result, bound, ctx, image_dir};
 
 /// Files of /proc that show host kernel internals: hidden behind /dev/null.
@@ -34,18 +33,16 @@ const READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
 /// `/proc` of the container's pid namespace, with host surfaces masked or
 /// read-only. Masks use inodes we create (our /dev/null, a fresh tmpfs),
 /// never anything from the image.
-pub(super) fn proc(root: BorrowedFd<'_>) -> Result<()> {
-    let target = image_dir(root, "proc", "cairn mounts /proc there")?;
-    let fs = ctx(mount::new_fs("proc", &[], Attrs::SAFE), || "proc".into())?;
-    ctx(mount::attach(fs.as_fd(), target.as_fd(), "/proc"), || {
-        "mount /proc".into()
-    })?;
-    let proc_root = image_dir(root, "proc", "just mounted")?;
+pub(super) fn proc<K: Kernel>(k: &K, root: &K::Fd) -> Result<()> {
+    let target = image_dir(k, root, "proc", "cairn mounts /proc there")?;
+    let fs = ctx(k.new_fs("proc", &[], Attrs::SAFE), || "proc".into())?;
+    ctx(k.attach(&fs, &target, "/proc"), || "mount /proc".into())?;
+    let proc_root = image_dir(k, root, "proc", "just mounted")?;
     // What this kernel does not have needs no mask; any other error stops
     // the start (fail closed: a mask we could not place is a hole).
-    let open = |name: &str| -> Result<Option<OwnedFd>> {
-        let r = sfs::openat2(
-            proc_root.as_fd(),
+    let open = |name: &str| -> Result<Option<K::Fd>> {
+        let r = k.openat2(
+            &proc_root,
             name,
             libc::O_PATH | libc::O_NOFOLLOW,
             0,
@@ -56,21 +53,20 @@ pub(super) fn proc(root: BorrowedFd<'_>) -> Result<()> {
     for name in READONLY {
         let Some(t) = open(name)? else { continue };
         let b = bound(
-            t.as_fd(),
+            k,
+            &t,
             name,
             Attrs::RDONLY.or(Attrs::SAFE),
             Recursive::Yes,
             || format!("/proc/{name} read-only"),
         )?;
-        ctx(mount::attach(b.as_fd(), t.as_fd(), name), || {
-            format!("mount /proc/{name}")
-        })?;
+        ctx(k.attach(&b, &t, name), || format!("mount /proc/{name}"))?;
     }
     let devnull = {
-        let dev = image_dir(root, "dev", "/dev/null for masks")?;
+        let dev = image_dir(k, root, "dev", "/dev/null for masks")?;
         ctx(
-            sfs::openat2(
-                dev.as_fd(),
+            k.openat2(
+                &dev,
                 "null",
                 libc::O_PATH | libc::O_NOFOLLOW,
                 0,
@@ -83,47 +79,46 @@ pub(super) fn proc(root: BorrowedFd<'_>) -> Result<()> {
     // is a copy of that mount once it is attached (its flags come along:
     // one system call fewer per mask), or, should copying it fail, bound
     // the same way.
-    let mut first: Option<OwnedFd> = None;
+    let mut first: Option<K::Fd> = None;
     for name in MASKED_FILES {
         let Some(t) = open(name)? else { continue };
         let what = || format!("mask /proc/{name}");
         let copied = first
             .as_ref()
-            .and_then(|f| mount::clone_tree(f.as_fd(), "/dev/null", Recursive::No).ok());
+            .and_then(|f| k.clone_tree(f, "/dev/null", Recursive::No).ok());
         let b = match copied {
             Some(b) => b,
             // Not nodev: a masked file reads as empty, like /dev/null.
             None => bound(
-                devnull.as_fd(),
+                k,
+                &devnull,
                 "/dev/null",
                 Attrs::RDONLY.or(Attrs::NOSUID).or(Attrs::NOEXEC),
                 Recursive::No,
                 what,
             )?,
         };
-        ctx(mount::attach(b.as_fd(), t.as_fd(), name), what)?;
+        ctx(k.attach(&b, &t, name), what)?;
         first.get_or_insert(b);
     }
     for name in MASKED_DIRS {
         let Some(t) = open(name)? else { continue };
-        hide_dir(t.as_fd(), &format!("/proc/{name}"))?;
+        hide_dir(k, &t, &format!("/proc/{name}"))?;
     }
     Ok(())
 }
 
 /// Mount an empty, read-only tmpfs over the directory `t`.
-fn hide_dir(t: BorrowedFd<'_>, shown: &str) -> Result<()> {
+fn hide_dir<K: Kernel>(k: &K, t: &K::Fd, shown: &str) -> Result<()> {
     let empty = ctx(
-        mount::new_fs(
+        k.new_fs(
             "tmpfs",
             &[("size", "4096"), ("mode", "0555"), ("nr_inodes", "1")],
             Attrs::RDONLY.or(Attrs::SAFE),
         ),
         || format!("mask {shown}"),
     )?;
-    ctx(mount::attach(empty.as_fd(), t, shown), || {
-        format!("mask {shown}")
-    })
+    ctx(k.attach(&empty, t, shown), || format!("mask {shown}"))
 }
 
 /// Directories of /sys hidden behind an empty read-only tmpfs (as Docker
@@ -136,29 +131,27 @@ const SYS_MASKED_DIRS: &[&str] = &["firmware", "devices/virtual/powercap"];
 /// container's own with a bridged network, else the host's), read-only,
 /// nosuid, nodev, noexec. Only its own mount: what the host mounts below
 /// /sys (cgroups, debugfs, tracefs, securityfs, ...) is not in it.
-pub(super) fn sys(root: BorrowedFd<'_>) -> Result<()> {
-    let target = image_dir(root, "sys", "cairn mounts /sys there (sysfs: true)")?;
+pub(super) fn sys<K: Kernel>(k: &K, root: &K::Fd) -> Result<()> {
+    let target = image_dir(k, root, "sys", "cairn mounts /sys there (sysfs: true)")?;
     // Read-only through the mount, never the superblock: sysfs shares one
     // superblock per network namespace, the host's /sys included.
     let fs = ctx(
-        mount::new_fs("sysfs", &[], Attrs::RDONLY.or(Attrs::SAFE)),
+        k.new_fs("sysfs", &[], Attrs::RDONLY.or(Attrs::SAFE)),
         || "sysfs".into(),
     )?;
-    ctx(mount::attach(fs.as_fd(), target.as_fd(), "/sys"), || {
-        "mount /sys".into()
-    })?;
-    let sys_root = image_dir(root, "sys", "just mounted")?;
+    ctx(k.attach(&fs, &target, "/sys"), || "mount /sys".into())?;
+    let sys_root = image_dir(k, root, "sys", "just mounted")?;
     for name in SYS_MASKED_DIRS {
-        let r = sfs::openat2(
-            sys_root.as_fd(),
+        let r = k.openat2(
+            &sys_root,
             name,
             libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY,
             0,
             Resolve::BeneathNoSymlinks,
         );
-        let t = missing_is_none(r).map_err(|e| format!("/sys/{name}: {e}"))?;
+        let t = ctx(missing_is_none(r), || format!("/sys/{name}"))?;
         if let Some(t) = t {
-            hide_dir(t.as_fd(), &format!("/sys/{name}"))?;
+            hide_dir(k, &t, &format!("/sys/{name}"))?;
         }
     }
     Ok(())
@@ -174,31 +167,5 @@ fn missing_is_none<T>(r: crate::sys::Result<T>) -> crate::sys::Result<Option<T>>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_missing_proc_file_goes_without_its_mask() {
-        let err = |errno| {
-            crate::sys::Error::new("openat2", "x", std::io::Error::from_raw_os_error(errno))
-        };
-        assert!(matches!(
-            missing_is_none(Err::<(), _>(err(libc::ENOENT))),
-            Ok(None)
-        ));
-        assert!(matches!(missing_is_none(Ok(1)), Ok(Some(1))));
-        for errno in [
-            libc::EACCES,
-            libc::ELOOP,
-            libc::EXDEV,
-            libc::ENOMEM,
-            libc::EPERM,
-            libc::EIO,
-        ] {
-            assert!(
-                missing_is_none(Err::<(), _>(err(errno))).is_err(),
-                "errno {errno}"
-            );
-        }
-    }
-}
+#[path = "kernfs_tests.rs"]
+mod tests;

@@ -1,11 +1,10 @@
 //! Steps of the container build that `fs` and `kernfs` share: the setup
 //! error (words for the operator), a detached bind mount, and a directory
-//! the image must have.
+//! the image must have (both through the `seam::Kernel`).
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use crate::sys::mount::{Attrs, Recursive};
 
-use crate::sys::fs as sfs;
-use crate::sys::mount::{self, Attrs, Recursive};
+use super::seam::Kernel;
 
 /// A setup error: what failed, in words for the operator, the kernel's
 /// errno when a system call failed, and the path involved when it is
@@ -100,24 +99,22 @@ pub(super) fn ctx<T, E: Errno>(
 /// A detached copy (`open_tree` clone) of the mount at `src`, with `set`
 /// applied: a bind mount ready to attach. `name` labels kernel errors,
 /// `what` says which mount failed.
-pub(super) fn bound(
-    src: BorrowedFd<'_>,
+pub(super) fn bound<K: Kernel>(
+    k: &K,
+    src: &K::Fd,
     name: &str,
     set: Attrs,
     recursive: Recursive,
     what: impl Fn() -> String,
-) -> Result<OwnedFd> {
-    let b = ctx(mount::clone_tree(src, name, recursive), &what)?;
-    ctx(
-        mount::set_attrs(b.as_fd(), name, set, Attrs::NONE, recursive),
-        &what,
-    )?;
+) -> Result<K::Fd> {
+    let b = ctx(k.clone_tree(src, name, recursive), &what)?;
+    ctx(k.set_attrs(&b, name, set, Attrs::NONE, recursive), &what)?;
     Ok(b)
 }
 
 /// Open a directory the image must have, refusing symlinks and files.
-pub(super) fn image_dir(root: BorrowedFd<'_>, path: &str, why: &str) -> Result<OwnedFd> {
-    sfs::open_dir_beneath(root, path).map_err(|e| SetupError {
+pub(super) fn image_dir<K: Kernel>(k: &K, root: &K::Fd, path: &str, why: &str) -> Result<K::Fd> {
+    k.open_dir_beneath(root, path).map_err(|e| SetupError {
         errno: e.errno(),
         path: Some(format!("/{}", path.trim_start_matches('/'))),
         message: match e.errno() {

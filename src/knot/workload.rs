@@ -11,7 +11,7 @@ use crate::protocol::{Context, Stage};
 use crate::spec::{InstanceSpec, Stdio};
 use crate::sys::fs::{self as sfs, Resolve};
 use crate::sys::seccomp::{self, Program};
-use crate::sys::{caps, embedded, keyring, process, signal};
+use crate::sys::{embedded, keyring, process, signal};
 
 use super::report::SpawnError;
 
@@ -406,19 +406,7 @@ fn child_steps(
 /// The configured ids and capabilities (all dropped unless the sandbox
 /// allows some and the container asks), then no_new_privs.
 fn drop_privileges(spec: &InstanceSpec) -> Result<(), ChildError> {
-    if spec.capabilities.is_empty() {
-        // The common case, by number (every capability the kernel knows,
-        // also those newer than the `caps` crate), in a few system calls.
-        caps::drop_whole_bounding_set()?;
-        process::set_ids(spec.uid, spec.gid, &spec.groups)?;
-        caps::clear_all_sets()?;
-    } else {
-        caps::drop_bounding(&spec.capabilities)?;
-        process::set_keepcaps(true)?;
-        process::set_ids(spec.uid, spec.gid, &spec.groups)?;
-        caps::set_exactly(&spec.capabilities)?;
-    }
-    process::set_no_new_privs()?;
+    super::privileges::drop_privileges(&super::seam::Real, spec)?;
     Ok(())
 }
 

@@ -52,6 +52,14 @@ fn fixture(sandbox_extra: &str, entry_extra: &str, container_extra: &str) -> Fix
     }
 }
 
+/// Instance 2 of `sb/web`, a daemon of a small config with one volume of
+/// each kind (`/ro` read-only, `/tmp` tmpfs, `/state` statedir,
+/// `/var/data` persistent with mkdir), `container_extra` added to its
+/// container config: for the tests of other modules.
+pub(crate) fn sample(container_extra: &str) -> InstanceSpec {
+    resolve(&fixture("", "", container_extra), Which::Daemon(2))
+}
+
 fn resolve(f: &Fixture, which: Which) -> InstanceSpec {
     InstanceSpec::resolve(
         &f.master,
