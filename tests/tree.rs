@@ -540,5 +540,7 @@ mod readiness;
 mod refused;
 #[path = "tree/restarts.rs"]
 mod restarts;
+#[path = "tree/rollouts.rs"]
+mod rollouts;
 #[path = "tree/stopping.rs"]
 mod stopping;

@@ -59,6 +59,7 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
             "tree": snap.tree,
             "instances": snap.instances,
             "config_errors": snap.config_errors,
+            "rollouts": snap.rollouts,
         });
         // serde escaped the C0 controls; `text::json` shows the rest.
         println!("{}", text::json(&out.to_string()));
@@ -76,6 +77,20 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
     );
     for e in &snap.config_errors {
         println!("config error: {}", escape(e));
+    }
+    for r in &snap.rollouts {
+        let what = match (&r.instance, &r.reason) {
+            (_, Some(why)) => format!("stopped: {why}"),
+            _ => "in progress".to_string(),
+        };
+        println!(
+            "rollout {}/{} ({} of {} done): {}",
+            escape(&r.sandbox),
+            escape(&r.process),
+            r.done,
+            r.total,
+            escape(&what)
+        );
     }
     println!(
         "{:<32} {:<9} {:>8} {:>8} {:>4} {:>8} {:>9} {:<20} LAST EXIT",

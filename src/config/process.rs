@@ -56,6 +56,10 @@ pub struct ProcessEntry {
     pub variables: BTreeMap<String, String>,
     pub ip_addresses: Vec<IpAddr>,
     pub extra_secrets_namespaces: Vec<String>,
+    /// `min-ready`, seconds: how long a rollout's new instance must stay
+    /// ready before the rollout replaces the next one.
+    #[serde(default)]
+    pub min_ready: f64,
     /// The process config file and the entry's line in it, for messages.
     pub file: String,
     pub line: usize,
@@ -187,6 +191,10 @@ fn read_entry(file: &str, name: &str, v: &Value, p: &mut Problems) -> Option<Pro
             )
         })
         .unwrap_or_default();
+    let min_ready = f
+        .opt("min-ready")
+        .and_then(|v| check(p, v.seconds()))
+        .unwrap_or(0.0);
     f.finish(p);
     Some(ProcessEntry {
         name: name.to_string(),
@@ -197,6 +205,7 @@ fn read_entry(file: &str, name: &str, v: &Value, p: &mut Problems) -> Option<Pro
         variables,
         ip_addresses,
         extra_secrets_namespaces,
+        min_ready,
         file: file.to_string(),
         line: v.line(),
     })

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::master::Master;
 use crate::sys::process;
@@ -114,6 +114,7 @@ impl Tree {
                             Want {
                                 process: key.clone(),
                                 hash,
+                                min_ready: Duration::from_secs_f64(e.min_ready),
                             },
                         );
                         specs.insert(spec.name.clone(), spec);
@@ -209,12 +210,32 @@ impl Tree {
 
     /// Compare desired and actual and make the changes.
     pub fn apply_plan(&mut self) {
+        // A stopped rollout stays stopped until the config it was bringing
+        // changes (or its instance leaves the config): then the next
+        // rollout begins.
+        let want = &self.want;
+        let resumed: Vec<ProcKey> = self
+            .halted
+            .iter()
+            .filter(|(_, h)| !h.holds(want))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in resumed {
+            self.halted.remove(&k);
+            self.dirty = true;
+            log::info!(
+                "{}/{}: the config changed; a new rollout may begin",
+                k.0,
+                k.1
+            );
+        }
         let have = self
             .instances
             .iter()
             .map(|(n, i)| (n.clone(), i.have()))
             .collect();
-        for change in plan::plan(&self.want, &have, &self.frozen) {
+        let halted: BTreeSet<ProcKey> = self.halted.keys().cloned().collect();
+        for change in plan::plan(&self.want, &have, &self.frozen, &halted) {
             match change {
                 Change::Start(name) => self.start(&name, false),
                 Change::Stop(name) => {
@@ -305,9 +326,12 @@ impl Tree {
         // Whether a rollout waits on this instance (its replacement coming
         // up, or failing), before the step clears it.
         let in_rollout = i.life.replacement || i.life.replacing();
-        // The spec sets the restart numbers, master.yaml the setup deadline.
+        // The spec sets the restart numbers, the entry min-ready,
+        // master.yaml the setup deadline.
+        let min_ready = self.want.get(name).map_or(Duration::ZERO, |w| w.min_ready);
         let policy = lifecycle::Policy {
             setup_timeout: self.master.setup_timeout,
+            min_ready,
             ..i.policy
         };
         let was_replacement = i.life.replacement;
@@ -316,8 +340,15 @@ impl Tree {
         // on (its state stays Running).
         if was_replacement && !i.life.replacement {
             self.replan = true;
+            self.dirty = true;
         }
         let probing = i.probe.is_some() && i.life.state != State::Starting;
+        // A rollout's replacement that failed (crashed, was not ready in
+        // time, or died within min-ready) stops its rollout.
+        let failed_replacement = was_replacement
+            && i.life.replacement
+            && matches!(i.life.state, State::Backoff | State::Failed)
+            && matches!(before, State::Starting | State::Running);
         if i.life.state != before {
             i.since = SystemTime::now();
             self.dirty = true;
@@ -330,6 +361,9 @@ impl Tree {
         }
         if probing {
             self.stop_probe(name);
+        }
+        if failed_replacement {
+            self.halt_rollout(name, before);
         }
         for a in actions {
             match a {
@@ -370,6 +404,52 @@ impl Tree {
         log::warn!("{msg}");
         self.sandbox_log(name, &msg);
         self.signal(name, libc::SIGKILL);
+    }
+
+    /// Stop the rollout whose replacement `name` failed (it was `before`):
+    /// the instances not yet replaced keep their config; say why.
+    fn halt_rollout(&mut self, name: &str, before: State) {
+        let Some(i) = self.instances.get(name) else {
+            return;
+        };
+        let how = match (&i.error, &i.last_exit) {
+            (Some(e), _) if before == State::Starting => e.clone(),
+            (_, Some(x)) => match (x.signal, &x.error) {
+                (_, Some(e)) => format!("could not start: {}", e.trim()),
+                (Some(sig), None) => format!("killed by signal {sig}"),
+                (None, None) => format!("exited with status {}", x.status),
+            },
+            _ => "failed".to_string(),
+        };
+        let when = if before == State::Starting {
+            "before it was ready"
+        } else {
+            "within min-ready"
+        };
+        let reason = format!("{name} {how} {when}");
+        let key = i.key.clone();
+        // Its crash loop does not stop the rollout again and again.
+        if self
+            .halted
+            .get(&key)
+            .is_some_and(|h| h.instance == name && h.hash == i.hash)
+        {
+            return;
+        }
+        let halt = super::rollout::Halt::new(name, &i.hash, reason.clone(), SystemTime::now());
+        self.counters
+            .entry(key.clone())
+            .or_default()
+            .rollouts_stopped += 1;
+        let msg = format!(
+            "{}/{}: rollout stopped: {reason}; the instances not yet replaced keep their \
+             config until the next config change",
+            key.0, key.1
+        );
+        log::warn!("{msg}");
+        self.sandbox_log(name, &msg);
+        self.halted.insert(key, halt);
+        self.dirty = true;
     }
 
     /// The workload was not ready within ready-timeout: kill its knot and

@@ -1,8 +1,11 @@
 //! The reload planner: a pure function from the desired instances and the
 //! actual ones to the changes to make. Rolling rule: changed instances of
 //! one process are replaced one at a time, the next only when the previous
-//! one runs again; a rollout whose last replaced instance does not come up
-//! pauses there (a broken new config never takes down every instance).
+//! one is ready again and has stayed ready for the entry's `min-ready`
+//! (until then it is a `fresh_replacement`); a rollout whose replacement
+//! fails is stopped (`halted`) and replaces nothing more that runs until
+//! the next config change (a broken new config never takes down every
+//! instance).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +19,9 @@ pub type ProcKey = (String, String);
 pub struct Want {
     pub process: ProcKey,
     pub hash: String,
+    /// The entry's `min-ready` (not part of the hash: changing it
+    /// restarts nothing).
+    pub min_ready: std::time::Duration,
 }
 
 /// An instance the tree has.
@@ -28,7 +34,8 @@ pub struct Have {
     pub stopping: bool,
     /// It is being stopped to be replaced by a new config.
     pub replacing: bool,
-    /// It was started as a replacement and has not run since.
+    /// It was started as a replacement and has not proven itself yet
+    /// (ready, then ready for `min-ready`).
     pub fresh_replacement: bool,
 }
 
@@ -43,11 +50,14 @@ pub enum Change {
 }
 
 /// Plan the changes. `frozen` are processes whose config could not be read
-/// this time: their instances are left exactly as they are.
+/// this time: their instances are left exactly as they are. `halted` are
+/// processes whose rollout stopped: their running instances keep their
+/// config.
 pub fn plan(
     want: &BTreeMap<String, Want>,
     have: &BTreeMap<String, Have>,
     frozen: &BTreeSet<ProcKey>,
+    halted: &BTreeSet<ProcKey>,
 ) -> Vec<Change> {
     let mut out = Vec::new();
     for name in want.keys() {
@@ -63,7 +73,7 @@ pub fn plan(
     // Processes with a replacement under way.
     let busy: BTreeSet<&ProcKey> = have
         .values()
-        .filter(|h| h.replacing || (h.fresh_replacement && h.state != State::Running))
+        .filter(|h| h.replacing || h.fresh_replacement)
         .map(|h| &h.process)
         .collect();
     let mut rolled: BTreeSet<&ProcKey> = BTreeSet::new();
@@ -76,7 +86,10 @@ pub fn plan(
             // Nothing runs: nothing to protect, replace at once.
             State::Backoff | State::Failed => out.push(Change::Replace(name.clone())),
             State::Starting | State::Running => {
-                if busy.contains(&h.process) || rolled.contains(&h.process) {
+                if busy.contains(&h.process)
+                    || rolled.contains(&h.process)
+                    || halted.contains(&h.process)
+                {
                     continue;
                 }
                 rolled.insert(&h.process);

@@ -10,6 +10,7 @@ fn want(list: &[(&str, &str, &str)]) -> BTreeMap<String, Want> {
             (
                 n.to_string(),
                 Want {
+                    min_ready: std::time::Duration::ZERO,
                     process: key(p),
                     hash: h.to_string(),
                 },
@@ -40,16 +41,22 @@ fn none() -> BTreeSet<ProcKey> {
 fn starts_missing_and_keeps_matching() {
     let w = want(&[("sb/a.0", "a", "h1"), ("sb/a.1", "a", "h1")]);
     let h: BTreeMap<_, _> = [have("sb/a.0", "a", "h1", State::Running)].into();
-    assert_eq!(plan(&w, &h, &none()), [Change::Start("sb/a.1".into())]);
+    assert_eq!(
+        plan(&w, &h, &none(), &none()),
+        [Change::Start("sb/a.1".into())]
+    );
 }
 
 #[test]
 fn stops_removed_once() {
     let w = want(&[]);
     let mut h: BTreeMap<_, _> = [have("sb/a.0", "a", "h1", State::Running)].into();
-    assert_eq!(plan(&w, &h, &none()), [Change::Stop("sb/a.0".into())]);
+    assert_eq!(
+        plan(&w, &h, &none(), &none()),
+        [Change::Stop("sb/a.0".into())]
+    );
     h.get_mut("sb/a.0").unwrap().stopping = true;
-    assert!(plan(&w, &h, &none()).is_empty());
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
 }
 
 #[test]
@@ -57,7 +64,7 @@ fn frozen_process_is_left_alone() {
     let w = want(&[]);
     let h: BTreeMap<_, _> = [have("sb/a.0", "a", "h1", State::Running)].into();
     let frozen: BTreeSet<_> = [key("a")].into();
-    assert!(plan(&w, &h, &frozen).is_empty());
+    assert!(plan(&w, &h, &frozen, &none()).is_empty());
 }
 
 #[test]
@@ -73,7 +80,7 @@ fn scale_3_to_5_to_1() {
         ("sb/a.4", "a", "h"),
     ]);
     assert_eq!(
-        plan(&w5, &h, &none()),
+        plan(&w5, &h, &none(), &none()),
         [
             Change::Start("sb/a.3".into()),
             Change::Start("sb/a.4".into())
@@ -84,7 +91,7 @@ fn scale_3_to_5_to_1() {
         .collect();
     let w1 = want(&[("sb/a.0", "a", "h")]);
     let stops: Vec<_> = (1..5).map(|i| Change::Stop(format!("sb/a.{i}"))).collect();
-    assert_eq!(plan(&w1, &h5, &none()), stops);
+    assert_eq!(plan(&w1, &h5, &none(), &none()), stops);
 }
 
 #[test]
@@ -104,7 +111,7 @@ fn rolling_replaces_one_at_a_time() {
     .into();
     // One per process.
     assert_eq!(
-        plan(&w, &h, &none()),
+        plan(&w, &h, &none(), &none()),
         [
             Change::Replace("sb/a.0".into()),
             Change::Replace("sb/b.0".into())
@@ -116,7 +123,7 @@ fn rolling_replaces_one_at_a_time() {
     a0.replacing = true;
     a0.state = State::Stopping;
     h.get_mut("sb/b.0").unwrap().replacing = true;
-    assert!(plan(&w, &h, &none()).is_empty());
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
     // a.0 came back with the new config but is still starting: wait.
     h.insert(
         "sb/a.0".into(),
@@ -130,10 +137,43 @@ fn rolling_replaces_one_at_a_time() {
     let a0 = h.get_mut("sb/a.0").unwrap();
     a0.stopping = false;
     a0.replacing = false;
-    assert!(plan(&w, &h, &none()).is_empty());
-    // Running again: next one.
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
+    // Running (ready) but not yet proven (min-ready): still wait.
     h.get_mut("sb/a.0").unwrap().state = State::Running;
-    assert_eq!(plan(&w, &h, &none()), [Change::Replace("sb/a.1".into())]);
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
+    // Proven: next one.
+    h.get_mut("sb/a.0").unwrap().fresh_replacement = false;
+    assert_eq!(
+        plan(&w, &h, &none(), &none()),
+        [Change::Replace("sb/a.1".into())]
+    );
+}
+
+#[test]
+fn a_halted_rollout_replaces_nothing_that_runs() {
+    let w = want(&[
+        ("sb/a.0", "a", "new"),
+        ("sb/a.1", "a", "new"),
+        ("sb/a.2", "a", "new"),
+        ("sb/b.0", "b", "new"),
+    ]);
+    let h: BTreeMap<_, _> = [
+        have("sb/a.0", "a", "new", State::Backoff),
+        have("sb/a.1", "a", "old", State::Running),
+        have("sb/a.2", "a", "old", State::Backoff),
+        have("sb/b.0", "b", "old", State::Running),
+    ]
+    .into();
+    let halted: BTreeSet<ProcKey> = [("sb".to_string(), "a".to_string())].into();
+    // a.1 runs its old config; a.2 runs nothing (replaced at once, as
+    // always); b's rollout is not halted.
+    assert_eq!(
+        plan(&w, &h, &none(), &halted),
+        [
+            Change::Replace("sb/a.2".into()),
+            Change::Replace("sb/b.0".into())
+        ]
+    );
 }
 
 #[test]
@@ -145,7 +185,7 @@ fn rollout_pauses_when_replacement_does_not_come_up() {
     ]
     .into();
     h.get_mut("sb/a.0").unwrap().fresh_replacement = true;
-    assert!(plan(&w, &h, &none()).is_empty());
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
 }
 
 #[test]
@@ -162,7 +202,7 @@ fn idle_instances_are_replaced_at_once() {
     ]
     .into();
     assert_eq!(
-        plan(&w, &h, &none()),
+        plan(&w, &h, &none(), &none()),
         [
             Change::Replace("sb/a.0".into()),
             Change::Replace("sb/a.1".into()),
@@ -176,7 +216,7 @@ fn stopping_instances_are_not_touched() {
     let w = want(&[("sb/a.0", "a", "new")]);
     let mut h: BTreeMap<_, _> = [have("sb/a.0", "a", "old", State::Stopping)].into();
     h.get_mut("sb/a.0").unwrap().stopping = true;
-    assert!(plan(&w, &h, &none()).is_empty());
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
 }
 
 #[test]
@@ -187,7 +227,7 @@ fn unchanged_set_plans_nothing() {
         have("sb/b.0", "b", "h", State::Backoff),
     ]
     .into();
-    assert!(plan(&w, &h, &none()).is_empty());
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
 }
 
 /// An instance already being replaced is never replaced again, whatever
@@ -205,5 +245,5 @@ fn an_instance_being_replaced_is_not_replaced_twice() {
     for v in h.values_mut() {
         v.replacing = true;
     }
-    assert!(plan(&w, &h, &none()).is_empty());
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
 }

@@ -38,6 +38,14 @@ impl Tree {
             instances: self.instances.values().map(|i| i.info(now, wall)).collect(),
             config_errors: self.config_errors.clone(),
             cgroups: self.cgroups.clone(),
+            rollouts: {
+                let have = self
+                    .instances
+                    .iter()
+                    .map(|(n, i)| (n.clone(), i.have()))
+                    .collect();
+                super::rollout::infos(&self.want, &have, &self.halted)
+            },
         };
         let mut failed = Vec::new();
         let write = self.runtime.write_atomic(STATE_FILE, false, |w| {

@@ -203,6 +203,7 @@ impl Tree {
             leaves: Leaves::default(),
             probing: BTreeSet::new(),
             home_netns: None,
+            halted: BTreeMap::new(),
         };
         match handoff {
             Some(Ok(h)) => tree.restore(h),

@@ -22,6 +22,9 @@ pub struct Snapshot {
     /// Where instance cgroups live (for `ps` to read CPU and memory).
     #[serde(default)]
     pub cgroups: Option<Cgroups>,
+    /// Rollouts in progress, and stopped ones.
+    #[serde(default)]
+    pub rollouts: Vec<super::rollout::RolloutInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +104,9 @@ pub struct Counters {
     /// Starts refused for good (`protocol::Failure::permanent`).
     #[serde(default)]
     pub refused: u64,
+    /// Rollouts of this process that stopped on a failed replacement.
+    #[serde(default)]
+    pub rollouts_stopped: u64,
 }
 
 pub use crate::text::rfc3339;
@@ -124,7 +130,7 @@ pub fn metrics(
         &'static str,
         fn(&Counters) -> u64,
     );
-    let series: [Series; 4] = [
+    let series: [Series; 5] = [
         (
             "cairn_started_total",
             "counter",
@@ -148,6 +154,12 @@ pub fn metrics(
             "counter",
             "Starts that failed in a way a retry cannot change (executable or workdir missing from the image, not executable).",
             |c| c.refused,
+        ),
+        (
+            "cairn_rollouts_stopped_total",
+            "counter",
+            "Rollouts stopped because their new instance failed (crashed, was not ready in time, or failed within min-ready).",
+            |c| c.rollouts_stopped,
         ),
     ];
     for (name, kind, help, get) in series {
@@ -232,6 +244,7 @@ mod tests {
                 deaths: 2,
                 failures: 1,
                 refused: 1,
+                rollouts_stopped: 2,
             },
         );
         let mut r = BTreeMap::new();
@@ -239,6 +252,7 @@ mod tests {
         let m = metrics(&c, &r, 4);
         assert!(m.contains("cairn_started_total{sandbox=\"sb\",process=\"web\"} 3\n"));
         assert!(m.contains("cairn_refused_starts_total{sandbox=\"sb\",process=\"web\"} 1\n"));
+        assert!(m.contains("cairn_rollouts_stopped_total{sandbox=\"sb\",process=\"web\"} 2\n"));
         assert!(m.contains("cairn_failures_total{sandbox=\"\",process=\"\"} 1\n"));
         assert!(m.contains("cairn_running{sandbox=\"sb\",process=\"web\"} 1\n"));
         assert!(m.contains("cairn_unknown_children_total 4\n"));

@@ -19,6 +19,7 @@ use super::instance::Instance;
 use super::leaves::Leaves;
 use super::notify::Notify;
 use super::plan::{ProcKey, Want};
+use super::rollout::Halt;
 use super::sockets::Sockets;
 use super::state::Counters;
 
@@ -103,4 +104,6 @@ pub struct Tree {
     /// Our own network namespace, opened when a probe first has to enter
     /// a bridged container's, to come back to.
     pub home_netns: Option<OwnedFd>,
+    /// Stopped rollouts, by process (see `tree::rollout`).
+    pub halted: BTreeMap<ProcKey, Halt>,
 }

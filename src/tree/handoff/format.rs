@@ -2,6 +2,7 @@
 //! instance (`HInstance`), JSON, in a memfd; its version; writing it, and
 //! reading it back one instance at a time.
 
+use super::super::rollout::Halt;
 use std::io::{Read, Seek, Write};
 use std::os::fd::OwnedFd;
 
@@ -97,6 +98,9 @@ pub struct Handoff {
     /// Exits of knots that died while no tree ran, not yet reported.
     #[serde(default)]
     pub(super) died_away: Vec<(String, ExitRecord, Option<String>)>,
+    /// Stopped rollouts (`tree::rollout`).
+    #[serde(default)]
+    pub(super) halted: Vec<((String, String), Halt)>,
 }
 
 fn version_one() -> u32 {

@@ -47,6 +47,7 @@ fn head(instances: Vec<HInstance>, follow: u32) -> Handoff {
         retiring: Vec::new(),
         logged_hash: Vec::new(),
         died_away: Vec::new(),
+        halted: Vec::new(),
     }
 }
 

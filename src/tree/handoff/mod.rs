@@ -59,6 +59,7 @@ impl Tree {
             unknown_children,
             logged_hash,
             died_away,
+            halted,
             retiring,
             sandbox_logs: _, // opened again on first use
             started,
@@ -189,6 +190,7 @@ impl Tree {
                 .iter()
                 .map(|(k, (rec, err))| (k.clone(), rec.clone(), err.clone()))
                 .collect(),
+            halted: halted.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
         let memfd = match write_memfd(&h, &instances_out) {
             Ok(f) => f,
@@ -237,6 +239,7 @@ impl Tree {
             .into_iter()
             .map(|(k, rec, err)| (k, (rec, err)))
             .collect();
+        self.halted = std::mem::take(&mut h.halted).into_iter().collect();
         let mut lost = Vec::new();
         let torn = std::cell::Cell::new(false);
         for hi in instances(h, &text, rest, &torn) {
