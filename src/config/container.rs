@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigError, Problems};
-use super::probe::{Probe, read_probe};
+use super::probe::{MAX_HEALTH_FAILURES, Probe, read_health_check, read_probe};
 use super::process::Kind;
 use super::range::{IdMap, read_id_maps};
 use super::reader::{Fields, Value, check, finish_one, opt_bool};
@@ -115,6 +115,17 @@ pub struct ContainerConfig {
     /// `ready-timeout`, seconds (`None`: the default).
     #[serde(default)]
     pub ready_timeout: Option<f64>,
+    /// `health-check`: probed while the instance runs.
+    #[serde(default)]
+    pub health_check: Option<Probe>,
+    /// `health-interval`, `health-timeout` (seconds) and `health-failures`
+    /// (`None`: the defaults).
+    #[serde(default)]
+    pub health_interval: Option<f64>,
+    #[serde(default)]
+    pub health_timeout: Option<f64>,
+    #[serde(default)]
+    pub health_failures: Option<u32>,
     pub executable: String,
     pub arguments: Vec<String>,
     pub environ: BTreeMap<String, String>,
@@ -282,6 +293,34 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
             other => other,
         }
     });
+    let health_check = f.opt("health-check").and_then(|v| {
+        at("health-check", &v);
+        check(p, read_health_check(&v))
+    });
+    let mut positive_seconds = |key: &str| {
+        f.opt(key).and_then(|v| {
+            at(key, &v);
+            match check(p, v.seconds()) {
+                Some(t) if t <= 0.0 => {
+                    p.push(v.err("must be above 0"));
+                    None
+                }
+                other => other,
+            }
+        })
+    };
+    let health_interval = positive_seconds("health-interval");
+    let health_timeout = positive_seconds("health-timeout");
+    let health_failures = f.opt("health-failures").and_then(|v| {
+        at("health-failures", &v);
+        match check(p, v.bounded(MAX_HEALTH_FAILURES)) {
+            Some(0) => {
+                p.push(v.err("0 would restart at once; give at least 1"));
+                None
+            }
+            other => other.map(|n| n as u32),
+        }
+    });
     let executable = check(
         p,
         f.req("executable")
@@ -405,6 +444,10 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         stop_signal,
         ready,
         ready_timeout,
+        health_check,
+        health_interval,
+        health_timeout,
+        health_failures,
         executable: executable?,
         arguments,
         environ,

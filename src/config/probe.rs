@@ -1,5 +1,7 @@
 //! `ready` of a container config: how the service tells it is ready to
-//! serve (`!Fd`, `!Tcp`, `!Http`), with `ready-timeout`.
+//! serve (`!Fd`, `!Tcp`, `!Http`), with `ready-timeout`; and
+//! `health-check` (`!Tcp`, `!Http`) with its interval, timeout and
+//! failures.
 
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +67,22 @@ pub fn http_path_ok(path: &str) -> Result<(), String> {
         return Err("longer than 1024 bytes".to_string());
     }
     Ok(())
+}
+
+/// The default `health-interval`, `health-timeout` (seconds) and
+/// `health-failures`.
+pub const DEFAULT_HEALTH_INTERVAL: f64 = 10.0;
+pub const DEFAULT_HEALTH_TIMEOUT: f64 = 2.0;
+pub const DEFAULT_HEALTH_FAILURES: u32 = 3;
+/// The most `health-failures`.
+pub const MAX_HEALTH_FAILURES: u64 = 100;
+
+/// Read `health-check`: a `!Tcp` or `!Http` probe.
+pub fn read_health_check(v: &Value) -> Result<Probe, ConfigError> {
+    match v.tag() {
+        Some("Tcp" | "Http") => read_probe(v),
+        _ => Err(v.err("a health check is expected: !Tcp PORT or !Http {port: PORT, path: /PATH}")),
+    }
 }
 
 /// Read `ready`.

@@ -133,3 +133,67 @@ fn fd_probes_may_not_take_another_fd_and_ports_are_checked() {
         standalone("executable: /x\nvariables:\n  p: !TcpPort\nready: !Tcp '@{p}'\n").is_empty()
     );
 }
+
+#[test]
+fn health_checks_read_and_are_checked() {
+    let c = parse_ok(
+        "executable: /x\nhealth-check: !Http {port: 80, path: /h}\nhealth-interval: 5\n\
+         health-timeout: 1\nhealth-failures: 4\n",
+    );
+    assert_eq!(
+        c.health_check,
+        Some(Probe::Http {
+            port: "80".into(),
+            path: "/h".into()
+        })
+    );
+    assert_eq!(
+        (c.health_interval, c.health_timeout, c.health_failures),
+        (Some(5.0), Some(1.0), Some(4))
+    );
+    for (text, want) in [
+        (
+            "health-check: !Fd 3",
+            "a health check is expected: !Tcp PORT or !Http",
+        ),
+        ("health-check: 80", "a health check is expected"),
+        (
+            "health-check: !Tcp 80\nhealth-interval: 0",
+            "must be above 0",
+        ),
+        ("health-check: !Tcp 80\nhealth-timeout: -1", "config.yaml:3"),
+        (
+            "health-check: !Tcp 80\nhealth-failures: 0",
+            "0 would restart at once",
+        ),
+        (
+            "health-check: !Tcp 80\nhealth-failures: 101",
+            "config.yaml:3",
+        ),
+    ] {
+        let e = parse_err(&format!("executable: /x\n{text}\n"));
+        assert!(e.contains(want), "{text}: {e}");
+    }
+    let standalone = |text: &str| -> Vec<String> {
+        let c = parse_ok(text);
+        crate::config::validate::standalone("/img/config.yaml", &c)
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    };
+    let e = standalone("executable: /x\nhealth-interval: 5\n");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("has no effect without health-check")),
+        "{e:?}"
+    );
+    let e = standalone("executable: /x\nhealth-check: !Tcp 80\nhealth-timeout: 11\n");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("11 s is longer than health-interval (10 s)")),
+        "{e:?}"
+    );
+    let e = standalone("executable: /x\nhealth-check: !Tcp 99999\n");
+    assert!(e.iter().any(|m| m.contains("health-check.port")), "{e:?}");
+    assert!(standalone("executable: /x\nhealth-check: !Tcp 80\n").is_empty());
+}

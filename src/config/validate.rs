@@ -7,7 +7,7 @@ use super::ceilings;
 use super::container::{ContainerConfig, TcpPort, Volume};
 use super::error::{ConfigError, Problems};
 use super::ids::ids;
-use super::probe::Probe;
+use super::probe::{DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT, Probe};
 use super::process::{Kind, ProcessEntry};
 use super::sandbox::Sandbox;
 use super::variables::{self, Activation, VarType};
@@ -218,6 +218,11 @@ fn references(c: &ContainerConfig) -> Vec<(String, &str)> {
             out.push(("ready.port".to_string(), r));
         }
     }
+    if let Some(port) = c.health_check.as_ref().and_then(|r| r.port()) {
+        for r in variables::references(port) {
+            out.push(("health-check.port".to_string(), r));
+        }
+    }
     out
 }
 
@@ -341,6 +346,44 @@ fn ready_check(c: &ContainerConfig, p: &mut Problems, err: &dyn Fn(&str, String)
             }
         }
         None => {}
+    }
+    health_check(c, p, err);
+}
+
+/// `health-check` and its numbers: a literal port is a port; the numbers
+/// need the check; a timeout no longer than the interval.
+fn health_check(c: &ContainerConfig, p: &mut Problems, err: &dyn Fn(&str, String) -> ConfigError) {
+    let at = |key: &str| c.lines.get(key).copied().unwrap_or(0);
+    match &c.health_check {
+        None => {
+            for (key, given) in [
+                ("health-interval", c.health_interval.is_some()),
+                ("health-timeout", c.health_timeout.is_some()),
+                ("health-failures", c.health_failures.is_some()),
+            ] {
+                if given {
+                    p.push(err(key, "has no effect without health-check".into()).at(at(key)));
+                }
+            }
+        }
+        Some(probe) => {
+            if let Some(port) = probe.port().filter(|p| variables::references(p).is_empty())
+                && let Err(m) = variables::parse_port(port)
+            {
+                p.push(err("health-check.port", m).at(at("health-check")));
+            }
+            let interval = c.health_interval.unwrap_or(DEFAULT_HEALTH_INTERVAL);
+            let timeout = c.health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
+            if timeout > interval {
+                p.push(
+                    err(
+                        "health-timeout",
+                        format!("{timeout} s is longer than health-interval ({interval} s)"),
+                    )
+                    .at(at("health-timeout").max(at("health-interval"))),
+                );
+            }
+        }
     }
 }
 

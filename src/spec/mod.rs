@@ -19,7 +19,9 @@ use crate::config::container::{ContainerConfig, TcpPort, Volume};
 use crate::config::error::{ConfigError, Problems};
 use crate::config::isolation::Isolation;
 use crate::config::master::Master;
-use crate::config::probe::Probe;
+use crate::config::probe::{
+    DEFAULT_HEALTH_FAILURES, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT, Probe,
+};
 use crate::config::process::{Kind, ProcessEntry};
 use crate::config::range::{IdMap, map_to_host};
 use crate::config::sandbox::Sandbox;
@@ -200,6 +202,20 @@ pub struct Service {
         skip_serializing_if = "is_default_ready_timeout"
     )]
     pub ready_timeout_ms: u64,
+    /// `health-check` and its numbers, probed while the instance runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// A health check, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `Ready::Tcp` or `Ready::Http`.
+    pub probe: Ready,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Failures in a row that restart the instance.
+    pub failures: u32,
 }
 
 /// A readiness probe, resolved.
@@ -235,6 +251,7 @@ impl Default for Service {
             stop_signal: libc::SIGTERM,
             ready: None,
             ready_timeout_ms: default_ready_timeout_ms(),
+            health: None,
         }
     }
 }

@@ -58,22 +58,36 @@ impl InstanceSpec {
             environ.insert("LISTEN_FDNAMES".into(), listen_fdnames.join(":"));
             pid_vars.push("LISTEN_PID".into());
         }
-        let ready = match &c.ready {
+        let probe = |probe: &Probe, key: &str| -> Result<Ready, Problems> {
+            let port = match probe {
+                Probe::Fd(fd) => return Ok(Ready::Fd(*fd)),
+                Probe::Tcp(p) | Probe::Http { port: p, .. } => p,
+            };
+            let port = variables::substitute(port, &lookup)
+                .and_then(|t| variables::parse_port(&t))
+                .map_err(|m| err(key, m))?;
+            Ok(match probe {
+                Probe::Http { path, .. } => Ready::Http {
+                    port,
+                    path: path.clone(),
+                },
+                _ => Ready::Tcp(port),
+            })
+        };
+        let ready = c
+            .ready
+            .as_ref()
+            .map(|p| probe(p, "ready.port"))
+            .transpose()?;
+        let ms = |s: f64| (s * 1000.0).round() as u64;
+        let health = match &c.health_check {
             None => None,
-            Some(Probe::Fd(fd)) => Some(Ready::Fd(*fd)),
-            Some(probe) => {
-                let text = probe.port().unwrap_or_default();
-                let port = variables::substitute(text, &lookup)
-                    .and_then(|t| variables::parse_port(&t))
-                    .map_err(|m| err("ready.port", m))?;
-                Some(match probe {
-                    Probe::Http { path, .. } => Ready::Http {
-                        port,
-                        path: path.clone(),
-                    },
-                    _ => Ready::Tcp(port),
-                })
-            }
+            Some(p) => Some(Health {
+                probe: probe(p, "health-check.port")?,
+                interval_ms: ms(c.health_interval.unwrap_or(DEFAULT_HEALTH_INTERVAL)),
+                timeout_ms: ms(c.health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT)),
+                failures: c.health_failures.unwrap_or(DEFAULT_HEALTH_FAILURES),
+            }),
         };
         let tcp_ports = ports
             .into_iter()
@@ -251,9 +265,8 @@ impl InstanceSpec {
             service: Service {
                 stop_signal: c.stop_signal,
                 ready,
-                ready_timeout_ms: c
-                    .ready_timeout
-                    .map_or_else(default_ready_timeout_ms, |t| (t * 1000.0).round() as u64),
+                ready_timeout_ms: c.ready_timeout.map_or_else(default_ready_timeout_ms, ms),
+                health,
             },
         })
     }

@@ -342,7 +342,19 @@ impl Tree {
             self.replan = true;
             self.dirty = true;
         }
-        let probing = i.probe.is_some() && i.life.state != State::Starting;
+        // A readiness probe runs while Starting, a health check while
+        // Running; one whose time is over stops.
+        let probing = i.probe.as_ref().is_some_and(|p| {
+            let wants = if p.health {
+                State::Running
+            } else {
+                State::Starting
+            };
+            i.life.state != wants
+        });
+        let runs_now = before != State::Running
+            && i.life.state == State::Running
+            && i.spec.service.health.is_some();
         // A rollout's replacement that failed (crashed, was not ready in
         // time, or died within min-ready) stops its rollout.
         let failed_replacement = was_replacement
@@ -362,6 +374,9 @@ impl Tree {
         if probing {
             self.stop_probe(name);
         }
+        if runs_now {
+            self.start_health(name);
+        }
         if failed_replacement {
             self.halt_rollout(name, before);
         }
@@ -376,6 +391,7 @@ impl Tree {
                 Action::KillSetup => self.kill_setup(name),
                 Action::Probe => self.start_probe(name),
                 Action::KillUnready => self.kill_unready(name),
+                Action::KillUnhealthy => self.kill_unhealthy(name),
                 Action::Forget(then) => self.forget(name, then),
             }
         }
@@ -406,6 +422,23 @@ impl Tree {
         self.signal(name, libc::SIGKILL);
     }
 
+    /// The health check failed `health-failures` times in a row: kill the
+    /// knot and say why; its exit is a failure (back-off).
+    fn kill_unhealthy(&mut self, name: &str) {
+        self.stop_probe(name);
+        let Some(i) = self.instances.get_mut(name) else {
+            return;
+        };
+        let n = i.spec.service.health.as_ref().map_or(0, |h| h.failures);
+        let why = format!("health check failed {n} times in a row; killed");
+        i.error = Some(why.clone());
+        self.dirty = true;
+        let msg = format!("{name}: {why}");
+        log::warn!("{msg}");
+        self.sandbox_log(name, &msg);
+        self.signal(name, libc::SIGKILL);
+    }
+
     /// Stop the rollout whose replacement `name` failed (it was `before`):
     /// the instances not yet replaced keep their config; say why.
     fn halt_rollout(&mut self, name: &str, before: State) {
@@ -413,7 +446,8 @@ impl Tree {
             return;
         };
         let how = match (&i.error, &i.last_exit) {
-            (Some(e), _) if before == State::Starting => e.clone(),
+            // Killed by the tree (not ready in time, unhealthy): why.
+            (Some(e), _) => e.clone(),
             (_, Some(x)) => match (x.signal, &x.error) {
                 (_, Some(e)) => format!("could not start: {}", e.trim()),
                 (Some(sig), None) => format!("killed by signal {sig}"),

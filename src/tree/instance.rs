@@ -96,6 +96,24 @@ impl Instance {
         }
     }
 
+    /// `ok` or `failing N/M` while running with a health check.
+    pub fn health(&self) -> Option<String> {
+        let h = self.spec.service.health.as_ref()?;
+        if self.life.state != State::Running {
+            return None;
+        }
+        let n = self
+            .probe
+            .as_ref()
+            .filter(|p| p.health)
+            .map_or(0, |p| p.failures);
+        Some(if n == 0 {
+            "ok".to_string()
+        } else {
+            format!("failing {n}/{}", h.failures)
+        })
+    }
+
     pub fn restarts(&self) -> u32 {
         self.spawns.saturating_sub(1)
     }
@@ -117,6 +135,7 @@ impl Instance {
             restarts: self.restarts(),
             since: rfc3339(self.since),
             ready_since: (self.life.state == State::Running).then(|| rfc3339(self.since)),
+            health: self.health(),
             image: self.spec.image.clone(),
             config_hash: self.hash.clone(),
             last_exit: self.last_exit.clone(),

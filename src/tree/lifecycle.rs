@@ -17,6 +17,9 @@
 //! passed) then makes it Running; a `Ready` before `Execd` is ignored. A
 //! probe deadline that passes kills the knot once (`Action::KillUnready`),
 //! and its exit is a failed start, as for the setup deadline.
+//! `Unhealthy` (the health check failed `health-failures` times in a row)
+//! kills a Running instance once (`Action::KillUnhealthy`); its exit is a
+//! failure and backs off; in any other state it is ignored.
 //! (§) A rollout's replacement stays one while it runs for `min_ready`
 //! (`Policy::min_ready`) after it became ready: that deadline passing
 //! proves it, and the rollout may go on.
@@ -80,6 +83,8 @@ pub enum Event {
     Execd,
     /// The readiness probe passed.
     Ready,
+    /// The health check failed `health-failures` times in a row.
+    Unhealthy,
     /// The knot exited; `failure` per FEATURES.md (not TERM from the tree,
     /// not a normal exit code).
     Exited { failure: bool },
@@ -112,6 +117,9 @@ pub enum Action {
     /// Send SIGKILL to the knot: the workload was not ready within
     /// `ready-timeout`. The event loop records why.
     KillUnready,
+    /// Send SIGKILL to the knot: its health check failed too often. The
+    /// event loop records why; the exit is a failure (back-off).
+    KillUnhealthy,
     /// The instance is gone: remove it (its cgroup leaf, and its state
     /// dir for `Then::Remove`), then start its replacement for
     /// `Then::Replace`.
@@ -285,6 +293,7 @@ pub fn step(life: &mut Life, event: Event, now: Instant, p: &Policy) -> Vec<Acti
         (Starting, Deadline) if life.execd => not_ready_in_time(life),
         (Starting, Deadline) => setup_expired(life),
         (Running, Deadline) if life.replacement => proven(life),
+        (Running, Unhealthy) => unhealthy(life),
         (Starting | Running, Exited { failure }) => died(life, failure, now, p),
         (Starting | Running, Refused) => refused(life),
         (Stopping, Refused) => stopped(life),
@@ -334,6 +343,15 @@ fn not_ready_in_time(life: &mut Life) -> Vec<Action> {
     }
     life.killed = true;
     vec![Action::KillUnready]
+}
+
+/// The health check failed too often: kill once; the exit backs off.
+fn unhealthy(life: &mut Life) -> Vec<Action> {
+    if life.killed {
+        return Vec::new();
+    }
+    life.killed = true;
+    vec![Action::KillUnhealthy]
 }
 
 /// A replacement that stayed up for `min_ready`: the rollout may go on.

@@ -153,3 +153,30 @@ fn min_ready_zero_proves_at_ready_and_non_replacements_have_no_deadline() {
     step(&mut l, Event::Execd, t0, &p);
     assert!(l.state == State::Running && l.deadline.is_none());
 }
+
+#[test]
+fn unhealthy_kills_a_running_instance_once_and_its_exit_backs_off() {
+    let t0 = Instant::now();
+    let p = policy();
+    let mut l = life(State::Running, t0);
+    assert_eq!(
+        step(&mut l, Event::Unhealthy, at(t0, 100), &p),
+        [Action::KillUnhealthy]
+    );
+    assert!(l.killed && l.state == State::Running);
+    assert!(step(&mut l, Event::Unhealthy, at(t0, 200), &p).is_empty());
+    step(&mut l, Event::Exited { failure: true }, at(t0, 300), &p);
+    assert_eq!((l.state, l.failures), (State::Backoff, 1));
+    // Only a running instance has a health check.
+    for s in [
+        State::Starting,
+        State::Stopping,
+        State::Backoff,
+        State::Failed,
+    ] {
+        let mut l = life(s, t0);
+        let before = l.clone();
+        assert!(step(&mut l, Event::Unhealthy, t0, &p).is_empty(), "{s:?}");
+        assert_eq!(l, before, "{s:?}");
+    }
+}

@@ -24,10 +24,11 @@ const ALL_STATES: [State; 5] = [
     State::Failed,
 ];
 
-fn all_events() -> [Event; 9] {
+fn all_events() -> [Event; 10] {
     [
         Event::Execd,
         Event::Ready,
+        Event::Unhealthy,
         Event::Exited { failure: true },
         Event::Exited { failure: false },
         Event::Refused,
@@ -311,6 +312,7 @@ fn failed_stop_forgets_and_nothing_else_moves_it() {
     for ev in [
         Event::Execd,
         Event::Ready,
+        Event::Unhealthy,
         Event::Exited { failure: true },
         Event::Deadline,
     ] {
@@ -351,6 +353,7 @@ fn every_cell_is_total() {
                     | (State::Starting, Event::Deadline)
                     | (State::Stopping, Event::Exited { .. } | Event::Refused)
                     | (State::Failed, Event::Retry)
+                    | (State::Running, Event::Unhealthy)
                     | (State::Stopping, Event::Deadline)
                     | (State::Backoff, Event::Deadline)
                     | (State::Backoff | State::Failed, Event::Stop(_))

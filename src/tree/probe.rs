@@ -32,9 +32,14 @@ pub const KIND_PIDFD: u64 = 1;
 pub const KIND_FD_PROBE: u64 = 2;
 pub const KIND_SOCKET: u64 = 3;
 
-/// An instance's readiness probe while it runs.
+/// An instance's readiness probe (while it is starting) or health check
+/// (while it runs).
 #[derive(Default)]
 pub struct Probe {
+    /// A health check (`health-check`), not a readiness probe.
+    pub health: bool,
+    /// Health: failed attempts in a row.
+    pub failures: u32,
     /// `!Fd`: the read end of the workload's ready pipe.
     pub pipe: Option<OwnedFd>,
     /// `!Fd`: the newline came (maybe before the knot reported the exec).

@@ -1,13 +1,13 @@
-//! The event loop's side of readiness probes (see `tree::probe`): start
-//! and stop them, run connect attempts in the container's network
-//! namespace, read the `!Fd` pipe and the HTTP answer, and feed `Ready`
-//! to the lifecycle table.
+//! The event loop's side of readiness probes and health checks (see
+//! `tree::probe`): start and stop them, run connect attempts in the
+//! container's network namespace, read the `!Fd` pipe and the HTTP
+//! answer, and feed `Ready` or `Unhealthy` to the lifecycle table.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::spec::Ready;
+use crate::spec::{Health, InstanceSpec, Ready};
 use crate::sys::{namespace, pidfd, socket};
 
 use super::lifecycle::{Event, State};
@@ -48,6 +48,24 @@ impl Tree {
             }
             None => {}
         }
+    }
+
+    /// The instance is running and has a health check: check it every
+    /// `health-interval`, the first time one interval from now.
+    pub(super) fn start_health(&mut self, name: &str) {
+        let Some(i) = self.instances.get_mut(name) else {
+            return;
+        };
+        let Some(h) = &i.spec.service.health else {
+            return;
+        };
+        let next = Instant::now() + Duration::from_millis(h.interval_ms);
+        i.probe = Some(Probe {
+            health: true,
+            next: Some(next),
+            ..Probe::default()
+        });
+        self.probing.insert(name.to_string());
     }
 
     /// Drop an instance's probe (it is ready, or no longer starting).
@@ -133,8 +151,12 @@ impl Tree {
         let Some(i) = self.instances.get(name) else {
             return;
         };
-        let port = match &i.spec.service.ready {
-            Some(Ready::Tcp(p)) | Some(Ready::Http { port: p, .. }) => *p,
+        let health = i.probe.as_ref().is_some_and(|p| p.health);
+        let Some((target, timeout)) = target(&i.spec, health) else {
+            return;
+        };
+        let port = match target {
+            Ready::Tcp(p) | Ready::Http { port: p, .. } => *p,
             _ => return,
         };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -161,14 +183,14 @@ impl Tree {
                 p.attempt = Some(Attempt {
                     fd,
                     connecting: !connected,
-                    until: now + ATTEMPT,
+                    until: now + timeout,
                     buf: Vec::new(),
                 });
                 if connected {
                     self.attempt_connected(name);
                 }
             }
-            Err(_) => p.next = Some(now + RETRY),
+            Err(_) => self.attempt_failed(name, now),
         }
     }
 
@@ -188,13 +210,52 @@ impl Tree {
     }
 
     fn attempt_failed(&mut self, name: &str, now: Instant) {
-        let Some(p) = self.instances.get_mut(name).and_then(|i| i.probe.as_mut()) else {
+        let Some(i) = self.instances.get_mut(name) else {
             return;
         };
+        let health = i
+            .spec
+            .service
+            .health
+            .as_ref()
+            .map(|h| (h.interval_ms, h.failures));
+        let Some(p) = i.probe.as_mut() else { return };
         if let Some(a) = p.attempt.take() {
             let _ = self.poller.delete(a.fd.as_fd());
         }
-        p.next = Some(now + RETRY);
+        match (p.health, health) {
+            (true, Some((interval, most))) => {
+                p.failures += 1;
+                self.dirty = true;
+                if p.failures >= most {
+                    p.next = None;
+                    self.event(name, Event::Unhealthy);
+                } else {
+                    p.next = Some(now + Duration::from_millis(interval));
+                }
+            }
+            _ => p.next = Some(now + RETRY),
+        }
+    }
+
+    /// An attempt passed: ready, or healthy again.
+    fn attempt_passed(&mut self, name: &str) {
+        let Some(i) = self.instances.get_mut(name) else {
+            return;
+        };
+        let interval = i.spec.service.health.as_ref().map(|h| h.interval_ms);
+        let Some(p) = i.probe.as_mut() else { return };
+        if !p.health {
+            return self.became_ready(name);
+        }
+        if let Some(a) = p.attempt.take() {
+            let _ = self.poller.delete(a.fd.as_fd());
+        }
+        if p.failures > 0 {
+            p.failures = 0;
+            self.dirty = true;
+        }
+        p.next = interval.map(|ms| Instant::now() + Duration::from_millis(ms));
     }
 
     /// The probe socket is ready for us (connected, or an answer came).
@@ -234,7 +295,7 @@ impl Tree {
             }
         }
         match verdict {
-            Some(true) => self.became_ready(name),
+            Some(true) => self.attempt_passed(name),
             Some(false) => self.attempt_failed(name, now),
             None if closed => self.attempt_failed(name, now),
             None => {}
@@ -248,9 +309,10 @@ impl Tree {
         let Some(i) = self.instances.get_mut(name) else {
             return;
         };
-        let (path, port) = match &i.spec.service.ready {
-            Some(Ready::Http { path, port }) => (path.clone(), *port),
-            _ => return self.became_ready(name),
+        let health = i.probe.as_ref().is_some_and(|p| p.health);
+        let (path, port) = match target(&i.spec, health) {
+            Some((Ready::Http { path, port }, _)) => (path.clone(), *port),
+            _ => return self.attempt_passed(name),
         };
         let token = Self::token_of(i.token, KIND_SOCKET);
         let Some(a) = i.probe.as_mut().and_then(|p| p.attempt.as_mut()) else {
@@ -261,5 +323,18 @@ impl Tree {
         if sent != Some(req.len()) || self.poller.watch_in(a.fd.as_fd(), token).is_err() {
             self.attempt_failed(name, now);
         }
+    }
+}
+
+/// What a connect probe of `spec` checks, and how long one attempt may
+/// take: its health check (`health`) or its readiness probe.
+fn target(spec: &InstanceSpec, health: bool) -> Option<(&Ready, Duration)> {
+    if health {
+        let Health {
+            probe, timeout_ms, ..
+        } = spec.service.health.as_ref()?;
+        Some((probe, Duration::from_millis(*timeout_ms)))
+    } else {
+        Some((spec.service.ready.as_ref()?, ATTEMPT))
     }
 }

@@ -206,6 +206,8 @@ impl Tree {
         self.by_pid.insert(f.pid, name.to_string());
         self.by_token.insert(token, name.to_string());
         self.instances.insert(name.to_string(), inst);
+        // Adopted running: its health check (if its config has one) runs.
+        self.start_health(name);
         self.dirty = true;
     }
 }

@@ -76,6 +76,10 @@ pub struct InstanceInfo {
     /// or its program runs when it has none).
     #[serde(default)]
     pub ready_since: Option<String>,
+    /// In `running`, with a `health-check`: `ok`, or `failing N/M` (N
+    /// failures in a row of the M that restart it); else null.
+    #[serde(default)]
+    pub health: Option<String>,
     pub image: String,
     pub config_hash: String,
     pub last_exit: Option<LastExit>,

@@ -167,3 +167,52 @@ fn not_ready_within_ready_timeout_is_a_failed_start() {
     );
     fx.expect_metrics(&[("cairn_failures_total", "never", 1)]);
 }
+
+/// A running instance whose health check fails `health-failures` times in
+/// a row is killed and restarted as a failure; while it passes, `ps`
+/// shows `health: ok`.
+#[test]
+fn a_failing_health_check_restarts_the_instance() {
+    let mut fx = fixture!();
+    let http = free_port();
+    // Serves /hosts for 2.5 s, then stops serving but keeps running.
+    fx.container(
+        "sick",
+        &sh(
+            &format!("httpd -f -p 127.0.0.1:{http} -h /etc & sleep 2.5; kill $!; exec sleep 1000"),
+            &format!(
+                "ready: !Tcp {http}\nhealth-check: !Http {{port: {http}, path: /hosts}}\n\
+                 health-interval: 0.5\nhealth-timeout: 0.5\nhealth-failures: 2\n\
+                 restart-timeout: 30\n"
+            ),
+        ),
+    );
+    fx.container("plain", &sleeper(""));
+    fx.processes(&[("sick", 1), ("plain", 1)]);
+    fx.start();
+    let ps = fx.wait_ps("sick.0 healthy", |ps| {
+        inst(ps, "box/sick.0").is_some_and(|i| i["health"] == "ok")
+    });
+    let first = pids(&ps, "box/sick.0").0;
+    // No health check: no health.
+    assert!(inst(&ps, "box/plain.0").expect("listed")["health"].is_null());
+    let ps = fx.wait_ps("sick.0 killed for its health", |ps| {
+        inst(ps, "box/sick.0").is_some_and(|i| i["last_exit"]["signal"] == 9)
+    });
+    let i = inst(&ps, "box/sick.0").expect("listed");
+    assert_eq!(i["last_exit"]["failure"], true, "{i}");
+    assert!(
+        i["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("health check failed 2 times in a row; killed")),
+        "{i}"
+    );
+    assert!(
+        fx.log()
+            .contains("box/sick.0: health check failed 2 times in a row; killed"),
+        "{}",
+        fx.log()
+    );
+    assert!(!alive(first), "the old knot lives on");
+    fx.expect_metrics(&[("cairn_failures_total", "sick", 1)]);
+}

@@ -302,6 +302,17 @@ impl Tree {
         for name in waiting {
             self.start_probe(&name);
         }
+        // Health checks of running instances start again (their count of
+        // failures in a row too).
+        let checked: Vec<String> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.life.state == State::Running && i.spec.service.health.is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in checked {
+            self.start_health(&name);
+        }
         for name in lost {
             self.knot_exited(&name, process::Exit::Signal(libc::SIGKILL));
         }
