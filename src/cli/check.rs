@@ -91,8 +91,8 @@ pub fn container(image_dir: &Path, config_path: &str) -> u8 {
     let result = (|| -> Result<(), Problems> {
         let root = crate::sys::fs::open_dir(image_dir)
             .map_err(|e| ConfigError::new(&shown, e.to_string()))?;
-        let bytes =
-            image::read_config(&root, config_path).map_err(|e| ConfigError::new(&shown, e))?;
+        let bytes = image::read_config(&root, config_path)
+            .map_err(|e| ConfigError::new(&shown, e.to_string()))?;
         let cfg = confined::parse(&shown, &bytes)?;
         validate::standalone(&shown, &cfg).into_result(())
     })();

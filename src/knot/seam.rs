@@ -25,7 +25,11 @@ pub(super) trait Kernel {
     /// mount(2) `MS_REC | MS_PRIVATE` of `/` (`mount::make_all_private`).
     fn make_all_private(&self) -> Result<()>;
     /// The image dir `image` under `image_dir` (`image::open_image`).
-    fn open_image(&self, image_dir: &Path, image: &str) -> std::result::Result<Self::Fd, String>;
+    fn open_image(
+        &self,
+        image_dir: &Path,
+        image: &str,
+    ) -> std::result::Result<Self::Fd, crate::image::ImageError>;
     /// A trusted host dir by its path (`fs::open_dir`).
     fn open_dir(&self, path: &Path) -> Result<Self::Fd>;
     /// A dir below `dir`, no symlinks (`fs::open_dir_beneath`).
@@ -107,7 +111,11 @@ impl Kernel for Real {
     fn make_all_private(&self) -> Result<()> {
         mount::make_all_private()
     }
-    fn open_image(&self, image_dir: &Path, image: &str) -> std::result::Result<OwnedFd, String> {
+    fn open_image(
+        &self,
+        image_dir: &Path,
+        image: &str,
+    ) -> std::result::Result<OwnedFd, crate::image::ImageError> {
         crate::image::open_image(image_dir, image)
     }
     fn open_dir(&self, path: &Path) -> Result<OwnedFd> {

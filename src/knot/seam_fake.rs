@@ -322,13 +322,22 @@ impl Kernel for Fake {
     fn make_all_private(&self) -> Result<()> {
         self.run(Call::MakeAllPrivate, "mount --make-rprivate", "/")
     }
-    fn open_image(&self, image_dir: &Path, image: &str) -> std::result::Result<Node, String> {
+    fn open_image(
+        &self,
+        image_dir: &Path,
+        image: &str,
+    ) -> std::result::Result<Node, crate::image::ImageError> {
         let call = Call::OpenImage(image_dir.into(), image.into());
         match self.record(call) {
-            Some(errno) => {
-                let e = std::io::Error::from_raw_os_error(errno);
-                Err(format!("image {image:?}: openat2 {image}: {e}"))
-            }
+            Some(errno) => Err(crate::image::ImageError::Open {
+                image: image.to_string(),
+                dir: image_dir.to_path_buf(),
+                source: crate::sys::Error::new(
+                    "openat2",
+                    image,
+                    std::io::Error::from_raw_os_error(errno),
+                ),
+            }),
             None => Ok(Node(format!("{}/{image}", image_dir.display()))),
         }
     }

@@ -53,6 +53,16 @@ impl From<crate::sys::Error> for SetupError {
     }
 }
 
+/// An image that could not be opened, its words and errno as they are.
+impl From<crate::image::ImageError> for SetupError {
+    fn from(e: crate::image::ImageError) -> SetupError {
+        SetupError {
+            errno: e.errno(),
+            ..SetupError::from(e.to_string())
+        }
+    }
+}
+
 impl From<&str> for SetupError {
     fn from(message: &str) -> SetupError {
         SetupError::from(message.to_string())

@@ -187,10 +187,10 @@ pub fn read_container(
     entry: &ProcessEntry,
 ) -> Result<(String, Vec<u8>), Problems> {
     let shown = config_display(sandbox, entry);
-    let root =
-        image::open_image(&sandbox.image_dir, &entry.image).map_err(|e| entry.err("image", e))?;
-    let bytes =
-        image::read_config(&root, &entry.config).map_err(|e| ConfigError::new(&shown, e))?;
+    let root = image::open_image(&sandbox.image_dir, &entry.image)
+        .map_err(|e| entry.err("image", e.to_string()))?;
+    let bytes = image::read_config(&root, &entry.config)
+        .map_err(|e| ConfigError::new(&shown, e.to_string()))?;
     Ok((shown, bytes))
 }
 
