@@ -40,7 +40,12 @@ fn ps_json_matches_the_contract() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(top, BTreeSet::from(["tree", "instances", "config_errors"]));
+    assert_eq!(
+        top,
+        BTreeSet::from(["tree", "instances", "config_errors", "rollouts"])
+    );
+    // No config changed: no rollout (tests/tree/rollouts.rs checks them).
+    assert_eq!(ps["rollouts"], serde_json::json!([]));
     let tree = &ps["tree"];
     assert_type(tree, "pid", &["int"]);
     assert_eq!(tree["pid"], fx.tree_pid());
@@ -93,7 +98,7 @@ fn ps_json_matches_the_contract() {
             assert_type(i, k, &["int", "null"]);
         }
         assert_type(i, "cpu_seconds", &["float", "null"]);
-        for k in ["next_start", "error", "cgroup"] {
+        for k in ["next_start", "error", "cgroup", "ready_since", "health"] {
             assert_type(i, k, &["string", "null"]);
         }
         assert_type(i, "last_exit", &["object", "null"]);
@@ -114,6 +119,12 @@ fn ps_json_matches_the_contract() {
     assert_type(web, "cpu_seconds", &["float"]);
     assert_eq!(web["cgroup"], "box:web.0");
     assert!(web["last_exit"].is_null() && web["next_start"].is_null());
+    // Running: ready since it runs (it has no `ready` probe); no health
+    // check, so no health.
+    assert_type(web, "ready_since", &["string"]);
+    epoch(web["ready_since"].as_str().expect("string"));
+    assert!(web["health"].is_null());
+    assert!(inst(&ps, "box/crash.0").expect("listed")["ready_since"].is_null());
     let crash = inst(&ps, "box/crash.0").expect("listed");
     assert_type(crash, "next_start", &["string"]);
     epoch(crash["next_start"].as_str().expect("string"));
