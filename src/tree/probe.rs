@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 pub const RETRY: Duration = Duration::from_millis(250);
 /// One connect probe attempt, at most.
 pub const ATTEMPT: Duration = Duration::from_secs(1);
+/// The most an `!Fd` pipe is read before its newline: more, and the tree
+/// stops reading it (the instance is not ready).
+pub const FD_PROBE_MAX: usize = 4096;
 /// The most of an HTTP answer read to find its status line.
 const STATUS_LINE_MAX: usize = 512;
 
@@ -44,6 +47,8 @@ pub struct Probe {
     pub pipe: Option<OwnedFd>,
     /// `!Fd`: the newline came (maybe before the knot reported the exec).
     pub seen: bool,
+    /// `!Fd`: bytes read so far.
+    pub read: usize,
     /// A connect probe's attempt in flight.
     pub attempt: Option<Attempt>,
     /// When the next connect attempt is due.

@@ -12,7 +12,8 @@ use crate::sys::{namespace, pidfd, socket};
 
 use super::lifecycle::{Event, State};
 use super::probe::{
-    ATTEMPT, Attempt, KIND_FD_PROBE, KIND_SOCKET, Probe, RETRY, http_request, http_status_ok,
+    ATTEMPT, Attempt, FD_PROBE_MAX, KIND_FD_PROBE, KIND_SOCKET, Probe, RETRY, http_request,
+    http_status_ok,
 };
 use super::supervisor::Tree;
 
@@ -68,7 +69,8 @@ impl Tree {
         self.probing.insert(name.to_string());
     }
 
-    /// Drop an instance's probe (it is ready, or no longer starting).
+    /// Drop an instance's probe (ready, or no longer in the state its
+    /// probe is for).
     pub(super) fn stop_probe(&mut self, name: &str) {
         self.probing.remove(name);
         let Some(i) = self.instances.get_mut(name) else {
@@ -92,22 +94,30 @@ impl Tree {
         let Some(p) = i.probe.as_mut() else { return };
         if let Some(fd) = &p.pipe {
             let mut buf = [0u8; 256];
-            loop {
+            let give_up = loop {
                 match crate::sys::fd::read_some(fd.as_fd(), &mut buf) {
-                    Ok(0) => {
-                        // Closed by the workload without a newline (or it
-                        // ended): nothing more will come.
-                        let _ = self.poller.delete(fd.as_fd());
-                        p.pipe = None;
-                        break;
-                    }
+                    // Closed by the workload without a newline (or it
+                    // ended): nothing more will come.
+                    Ok(0) => break true,
                     Ok(n) => {
+                        p.read += n;
                         if buf[..n].contains(&b'\n') {
                             p.seen = true;
+                            break true;
+                        }
+                        // A workload that writes and writes but no newline
+                        // gets no more of the tree's time: it is not ready
+                        // (ready-timeout ends it).
+                        if p.read > FD_PROBE_MAX {
+                            break true;
                         }
                     }
-                    Err(_) => break,
+                    Err(_) => break false,
                 }
+            };
+            if give_up {
+                let _ = self.poller.delete(fd.as_fd());
+                p.pipe = None;
             }
         }
         if p.seen && i.life.execd && i.life.state == State::Starting {
