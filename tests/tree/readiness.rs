@@ -216,3 +216,30 @@ fn a_failing_health_check_restarts_the_instance() {
     assert!(!alive(first), "the old knot lives on");
     fx.expect_metrics(&[("cairn_failures_total", "sick", 1)]);
 }
+
+/// A workload that floods its `!Fd` with bytes but no newline is not
+/// ready: the tree stops reading after 4 KiB (a later newline does not
+/// count), and the ready deadline ends it.
+#[test]
+fn a_flood_without_newline_on_the_ready_fd_is_not_ready() {
+    let mut fx = fixture!();
+    fx.container(
+        "flood",
+        &sh(
+            "trap '' PIPE; head -c 100000 /dev/zero >&3; echo >&3; exec sleep 1000",
+            "ready: !Fd 3\nready-timeout: 2\nrestart-timeout: 30\n",
+        ),
+    );
+    fx.processes(&[("flood", 1)]);
+    fx.start();
+    let ps = fx.wait_ps("flood.0 given up", |ps| {
+        inst(ps, "box/flood.0").is_some_and(|i| i["state"] == "backoff")
+    });
+    let i = inst(&ps, "box/flood.0").expect("listed");
+    assert!(
+        i["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not ready within ready-timeout")),
+        "{i}"
+    );
+}
