@@ -43,6 +43,30 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
             return 1;
         }
     };
+    // A tree killed (kill -9, a crash with no restart) leaves its last
+    // state.json behind: say so, and since when, and exit 1.
+    let dead = match super::signal::running_tree(&master) {
+        Ok(_) => None,
+        Err(e) if e.contains("another pid namespace") => None,
+        Err(e) => Some(e),
+    };
+    if let Some(why) = &dead {
+        let written = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map(|t| {
+                let ago = std::time::SystemTime::now()
+                    .duration_since(t)
+                    .map_or(0, |d| d.as_secs());
+                format!("{} ({ago} s ago)", text::rfc3339(t))
+            })
+            .unwrap_or_else(|_| "at an unknown time".to_string());
+        eprintln!(
+            "cairn ps: {}; the tree (pid {}) is not running. This is its last state, written {written}: \
+             what it lists may have died since.",
+            escape(why),
+            snap.tree.pid
+        );
+    }
     for i in &mut snap.instances {
         if let Some(pid) = i.pid {
             i.workload_pid = workload_pid(pid);
@@ -54,16 +78,21 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
             i.memory_bytes = cg.memory_bytes(leaf);
         }
     }
+    let code = u8::from(dead.is_some());
     if json {
+        let mut tree = serde_json::to_value(&snap.tree).unwrap_or_default();
+        if let Some(t) = tree.as_object_mut() {
+            t.insert("running".into(), (dead.is_none()).into());
+        }
         let out = serde_json::json!({
-            "tree": snap.tree,
+            "tree": tree,
             "instances": snap.instances,
             "config_errors": snap.config_errors,
             "rollouts": snap.rollouts,
         });
         // serde escaped the C0 controls; `text::json` shows the rest.
         println!("{}", text::json(&out.to_string()));
-        return 0;
+        return code;
     }
     // Everything below may quote an image's config or a knot's error:
     // every string is shown escaped, one line per record.
@@ -126,7 +155,7 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
             escape(&last)
         );
     }
-    0
+    code
 }
 
 /// The knot's first child (the workload), as a host pid.

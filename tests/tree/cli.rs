@@ -61,3 +61,34 @@ fn usage_errors_exit_2_and_missing_tree_exits_1() {
         assert!(stderr(&out).contains(&missing), "{cmd}: {}", stderr(&out));
     }
 }
+
+/// After the tree was killed (`kill -9`), `ps` still shows its last state
+/// but says the tree is not running, and since when, and exits 1; the JSON
+/// says `"running": false`. While it runs: `"running": true`, exit 0.
+#[test]
+fn ps_says_when_the_tree_is_dead() {
+    let mut fx = fixture!();
+    fx.container("web", &sleeper(""));
+    fx.processes(&[("web", 1)]);
+    fx.start();
+    let ps = fx.wait_ps("web.0 running", |ps| all_running(ps, &["box/web.0"]));
+    assert_eq!(ps["tree"]["running"], true);
+    let (status, _) = fx.stop_tree(libc::SIGKILL);
+    assert!(!status.success());
+    let out = cairn(&["ps", "-c", &fx.master_path(), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ps --json");
+    assert_eq!(v["tree"]["running"], false, "{v}");
+    assert!(
+        inst(&v, "box/web.0").is_some(),
+        "the last state is still shown"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("is not running. This is its last state, written 20") && err.contains("s ago"),
+        "{err}"
+    );
+    let out = cairn(&["ps", "-c", &fx.master_path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("box/web.0"), "{}", stdout(&out));
+}
