@@ -81,7 +81,16 @@ pub fn run(opts: Options) -> u8 {
     match Tree::new(&opts.config, master, opts.launch) {
         Ok(mut tree) => tree.run_guarded(),
         Err(e) => {
-            log::error!("{e}");
+            // A second tree refused by the first one's lock writes nothing
+            // into that tree's log: the refusal is this command's, on its
+            // stderr.
+            let refused = matches!(
+                e,
+                TreeError::HostDirs(super::hostdirs::HostDirsError::Running { .. })
+            );
+            if !refused {
+                log::error!("{e}");
+            }
             eprintln!("cairn tree: {}", crate::text::escape(&e.to_string()));
             1
         }

@@ -78,3 +78,34 @@ fn notifies_systemd_when_ready_and_around_reloads() {
         "the workload sees NOTIFY_SOCKET"
     );
 }
+
+/// A second `cairn tree` refused by the running one's lock writes its
+/// refusal to its own stderr, and nothing into the running tree's log.
+#[test]
+fn a_refused_second_tree_writes_nothing_into_the_running_trees_log() {
+    let mut fx = fixture!();
+    fx.master("config-log-dir: null\nlog-level: info\n");
+    fx.container("web", &sleeper(""));
+    fx.processes(&[("web", 1)]);
+    let mut cmd = Command::new(cairn_bin());
+    cmd.args(["tree", "-c", &fx.master_path()]);
+    fx.spawn_tree(cmd);
+    fx.tree_pid = Some(fx.tree.as_ref().expect("spawned").id() as i32);
+    fx.wait_ps("web.0 running", |ps| all_running(ps, &["box/web.0"]));
+    let tree_log = fx.set.p("log/master.log");
+    let before = fs::read_to_string(&tree_log).expect("tree log");
+    let mut second = Command::new(cairn_bin());
+    second.args(["tree", "-c", &fx.master_path()]);
+    let out = output_within(&mut second, None, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("another cairn tree"),
+        "{}",
+        stderr(&out)
+    );
+    let after = fs::read_to_string(&tree_log).expect("tree log");
+    assert_eq!(
+        after, before,
+        "the second tree wrote into the first one's log"
+    );
+}
