@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::text::rfc3339;
+use crate::text::rfc3339_ms;
 
 enum Sink {
     Stderr,
@@ -51,7 +51,11 @@ impl log::Log for Logger {
         // from an image and must stay inside this one line.
         let message = r.args().to_string();
         let message = crate::text::escape(&message);
-        let line = format!("{} {} {message}\n", rfc3339(SystemTime::now()), r.level());
+        let line = format!(
+            "{} {} {message}\n",
+            rfc3339_ms(SystemTime::now()),
+            r.level()
+        );
         if let Ok(mut sink) = self.sink.lock() {
             let _ = match &mut *sink {
                 Sink::Stderr => std::io::stderr().write_all(line.as_bytes()),

@@ -128,6 +128,17 @@ fn push_escaped(out: &mut String, s: &str) {
 }
 
 /// RFC 3339 (UTC, seconds) for a system time.
+/// RFC 3339 in UTC with milliseconds: `2026-12-03T07:53:54.123Z` (log
+/// lines).
+pub fn rfc3339_ms(t: SystemTime) -> String {
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_millis())
+        .unwrap_or(0);
+    let s = rfc3339(t);
+    format!("{}.{ms:03}Z", s.trim_end_matches('Z'))
+}
+
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)

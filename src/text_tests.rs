@@ -217,3 +217,11 @@ fn dates() {
         "2026-11-22T03:04:05Z"
     );
 }
+
+#[test]
+fn rfc3339_with_milliseconds() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let t = UNIX_EPOCH + Duration::from_millis(1_764_748_434_007);
+    assert_eq!(rfc3339_ms(t), "2025-12-03T07:53:54.007Z");
+    assert_eq!(rfc3339_ms(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+}

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use super::state::rfc3339;
 use super::supervisor::Tree;
+use crate::text::rfc3339_ms;
 
 /// Why a line could not be added to a config log.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +62,7 @@ impl Tree {
             // Escaped as the tree's log is: `msg` may quote an image's text.
             let line = format!(
                 "{} {}\n",
-                rfc3339(SystemTime::now()),
+                rfc3339_ms(SystemTime::now()),
                 crate::text::escape(msg)
             );
             if f.write_all(line.as_bytes()).is_err() {

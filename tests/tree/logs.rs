@@ -25,9 +25,12 @@ fn tree_logs_to_its_log_file_and_sandbox_log() {
     });
     let sandbox_log = fs::read_to_string(fx.set.p("log/box.log")).expect("sandbox log");
     assert!(sandbox_log.contains(&started), "{sandbox_log}");
-    // Every line starts with an RFC 3339 time.
+    // Every line starts with an RFC 3339 time, in milliseconds.
     for line in sandbox_log.lines() {
-        epoch(&line[..20]);
+        let b = line.as_bytes();
+        assert!(b[19] == b'.' && b[23] == b'Z', "{line}");
+        assert!(line[20..23].bytes().all(|c| c.is_ascii_digit()), "{line}");
+        epoch(&format!("{}Z", &line[..19]));
     }
     assert!(fx.log().is_empty(), "stderr: {}", fx.log());
 }
