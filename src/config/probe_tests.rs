@@ -95,6 +95,7 @@ fn http_paths() {
     assert!(http_path_ok("/a\tb").is_err());
     assert!(http_path_ok("/é").is_err());
     assert!(http_path_ok(&format!("/{}", "a".repeat(1024))).is_err());
+    assert!(http_path_ok(&format!("/{}", "a".repeat(1023))).is_ok());
 }
 
 #[test]

@@ -93,3 +93,16 @@ fn a_replacement_is_one_until_its_workload_runs() {
     assert!(!l.replacement && l.state == State::Running);
     assert!(!Life::new().replacement);
 }
+
+#[test]
+fn what_a_stop_asked_for_reads_back() {
+    let t0 = Instant::now();
+    let l = Life::new();
+    assert!(!l.stop_requested() && !l.replacing());
+    let mut removed = life(State::Running, t0);
+    step(&mut removed, Event::Stop(Then::Remove), t0, &policy());
+    assert!(removed.stop_requested() && !removed.replacing());
+    let mut replaced = life(State::Running, t0);
+    step(&mut replaced, Event::Stop(Then::Replace), t0, &policy());
+    assert!(replaced.stop_requested() && replaced.replacing());
+}
