@@ -226,14 +226,19 @@ impl Fx {
         }
     }
 
-    /// Value of one metrics.prom series for process `process` ("" = total).
+    /// Value of one metrics.prom series for process `process` of sandbox
+    /// `box` ("" = the sum over every process: metrics.prom has no total
+    /// rows).
     fn metric(&self, name: &str, process: &str) -> Option<u64> {
         let text = fs::read_to_string(self.set.p("run/metrics.prom")).ok()?;
-        let sandbox = if process.is_empty() { "" } else { "box" };
-        let key = format!("{name}{{sandbox=\"{sandbox}\",process=\"{process}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&key))
-            .and_then(|v| v.trim().parse().ok())
+        let rows = text.lines().filter_map(|l| {
+            let (labels, v) = l.strip_prefix(name)?.strip_prefix('{')?.split_once("} ")?;
+            let ours =
+                process.is_empty() || labels == format!("sandbox=\"box\",process=\"{process}\"");
+            ours.then(|| v.trim().parse::<u64>().ok()).flatten()
+        });
+        let all: Vec<u64> = rows.collect();
+        (!all.is_empty()).then(|| all.iter().sum())
     }
 
     /// Wait until metrics.prom shows `want` for each (series, process).
@@ -530,6 +535,8 @@ mod hostile_configs;
 mod injection;
 #[path = "tree/logs.rs"]
 mod logs;
+#[path = "tree/metrics.rs"]
+mod metrics;
 #[path = "tree/pid1.rs"]
 mod pid1;
 #[path = "tree/ps_json.rs"]

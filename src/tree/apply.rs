@@ -23,6 +23,7 @@ impl Tree {
     /// instances it described running as they are.
     pub fn reload(&mut self) {
         self.reloads += 1;
+        self.last_reload = Some(SystemTime::now());
         self.dirty = true;
         if self.reloads > 1 {
             self.notify_reloading();
@@ -431,6 +432,7 @@ impl Tree {
         };
         let n = i.spec.service.health.as_ref().map_or(0, |h| h.failures);
         let why = format!("health check failed {n} times in a row; killed");
+        self.counters.entry(i.key.clone()).or_default().health_kills += 1;
         i.error = Some(why.clone());
         self.dirty = true;
         let msg = format!("{name}: {why}");

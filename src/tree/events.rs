@@ -203,6 +203,9 @@ impl Tree {
         if refused {
             c.refused += 1;
         }
+        if oom {
+            c.oom_kills += 1;
+        }
         i.last_exit = Some(LastExit {
             status,
             signal,

@@ -131,10 +131,15 @@ impl Tree {
                 i.probe = probe;
                 i.pid = Some(pid);
                 i.start_ticks = crate::sys::proc::start_time(pid);
+                let again = i.spawns > 0;
                 i.spawns += 1;
                 i.ready = Some(r);
                 self.by_pid.insert(pid, name.to_string());
-                self.counters.entry(i.key.clone()).or_default().started += 1;
+                let c = self.counters.entry(i.key.clone()).or_default();
+                c.started += 1;
+                if again {
+                    c.restarts += 1;
+                }
                 let msg = format!("{name}: started (knot pid {pid}, config {})", i.hash);
                 log::info!("{msg}");
                 self.sandbox_log(name, &msg);

@@ -49,7 +49,9 @@ use std::time::{Duration, Instant};
 
 /// Where an instance is in its life (as `as_str` names it, in `ps` and
 /// in the upgrade hand-off too).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// A knot was started; its workload has not exec'd yet.

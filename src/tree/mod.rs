@@ -10,6 +10,7 @@ pub mod leaves;
 pub mod lifecycle;
 pub mod limits;
 pub mod logs;
+pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod probe;

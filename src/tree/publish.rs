@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use super::lifecycle::State;
 use super::plan::ProcKey;
-use super::state::{FLUSH_RETRY, METRICS_FILE, STATE_FILE, Snapshot, TreeInfo, metrics, rfc3339};
+use super::state::{FLUSH_RETRY, METRICS_FILE, STATE_FILE, Snapshot, TreeInfo, rfc3339};
 use super::supervisor::Tree;
 use crate::sys::process;
 
@@ -23,6 +23,11 @@ impl Tree {
         self.dirty = false;
         let now = Instant::now();
         self.dirty_since = None;
+        let have = self
+            .instances
+            .iter()
+            .map(|(n, i)| (n.clone(), i.have()))
+            .collect();
         self.last_flush = Some(now);
         let wall = SystemTime::now();
         let snap = Snapshot {
@@ -38,14 +43,7 @@ impl Tree {
             instances: self.instances.values().map(|i| i.info(now, wall)).collect(),
             config_errors: self.config_errors.clone(),
             cgroups: self.cgroups.clone(),
-            rollouts: {
-                let have = self
-                    .instances
-                    .iter()
-                    .map(|(n, i)| (n.clone(), i.have()))
-                    .collect();
-                super::rollout::infos(&self.want, &have, &self.halted)
-            },
+            rollouts: super::rollout::infos(&self.want, &have, &self.halted),
         };
         let mut failed = Vec::new();
         let write = self.runtime.write_atomic(STATE_FILE, false, |w| {
@@ -54,15 +52,8 @@ impl Tree {
         if let Err(e) = write {
             failed.push(e.to_string());
         }
-        let mut running: BTreeMap<ProcKey, u64> = BTreeMap::new();
-        for i in self.instances.values() {
-            let r = running.entry(i.key.clone()).or_default();
-            if i.life.state == State::Running {
-                *r += 1;
-            }
-        }
         self.notify_ready();
-        let text = metrics(&self.counters, &running, self.unknown_children);
+        let text = self.metrics_text(&have);
         let write = self.runtime.write_atomic(METRICS_FILE, false, |w| {
             std::io::Write::write_all(w, text.as_bytes())
         });
@@ -84,5 +75,39 @@ impl Tree {
         }
         self.flush_failing = true;
         self.dirty = true;
+    }
+}
+
+impl Tree {
+    /// metrics.prom's text.
+    fn metrics_text(&self, have: &BTreeMap<String, super::plan::Have>) -> String {
+        let mut desired: BTreeMap<ProcKey, u64> = BTreeMap::new();
+        for w in self.want.values() {
+            *desired.entry(w.process.clone()).or_default() += 1;
+        }
+        let mut by_state: BTreeMap<(ProcKey, State), u64> = BTreeMap::new();
+        for i in self.instances.values() {
+            *by_state.entry((i.key.clone(), i.life.state)).or_default() += 1;
+        }
+        let mut config_errors: BTreeMap<String, u64> = BTreeMap::new();
+        for e in &self.config_errors {
+            *config_errors
+                .entry(super::metrics::problem_file(e).to_string())
+                .or_default() += 1;
+        }
+        let version = crate::version();
+        super::metrics::render(&super::metrics::Input {
+            counters: &self.counters,
+            desired,
+            by_state,
+            rolling: super::rollout::in_progress(&self.want, have),
+            halted: self.halted.keys().cloned().collect(),
+            config_errors,
+            last_reload: self.last_reload.map(|t| (t, self.config_errors.is_empty())),
+            unknown_children: self.unknown_children,
+            version,
+            started: self.started,
+            upgrades: self.upgrades,
+        })
     }
 }

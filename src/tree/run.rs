@@ -184,6 +184,7 @@ impl Tree {
             started: SystemTime::now(),
             upgrades: 0,
             reloads: 0,
+            last_reload: None,
             shutting_down: false,
             dirty: true,
             dirty_since: None,

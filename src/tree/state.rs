@@ -3,8 +3,6 @@
 //! Both are replaced atomically when something changed, batched and rate
 //! limited (`flush_due`).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -111,101 +109,18 @@ pub struct Counters {
     /// Rollouts of this process that stopped on a failed replacement.
     #[serde(default)]
     pub rollouts_stopped: u64,
+    /// Starts of an instance that had run before with the same config.
+    #[serde(default)]
+    pub restarts: u64,
+    /// Deaths by the OOM killer.
+    #[serde(default)]
+    pub oom_kills: u64,
+    /// Kills for a failing health check.
+    #[serde(default)]
+    pub health_kills: u64,
 }
 
 pub use crate::text::rfc3339;
-
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// The Prometheus textfile.
-pub fn metrics(
-    per_process: &BTreeMap<(String, String), Counters>,
-    running: &BTreeMap<(String, String), u64>,
-    unknown_children: u64,
-) -> String {
-    let mut out = String::new();
-    type Series = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&Counters) -> u64,
-    );
-    let series: [Series; 5] = [
-        (
-            "cairn_started_total",
-            "counter",
-            "Instances started (knots spawned).",
-            |c| c.started,
-        ),
-        (
-            "cairn_deaths_total",
-            "counter",
-            "Instance deaths (knot exits).",
-            |c| c.deaths,
-        ),
-        (
-            "cairn_failures_total",
-            "counter",
-            "Deaths counted as failures.",
-            |c| c.failures,
-        ),
-        (
-            "cairn_refused_starts_total",
-            "counter",
-            "Starts that failed in a way a retry cannot change (executable or workdir missing from the image, not executable).",
-            |c| c.refused,
-        ),
-        (
-            "cairn_rollouts_stopped_total",
-            "counter",
-            "Rollouts stopped because their new instance failed (crashed, was not ready in time, or failed within min-ready).",
-            |c| c.rollouts_stopped,
-        ),
-    ];
-    for (name, kind, help, get) in series {
-        write_series(
-            &mut out,
-            (name, kind, help),
-            per_process.iter().map(|(k, c)| (k, get(c))),
-        );
-    }
-    write_series(
-        &mut out,
-        ("cairn_running", "gauge", "Instances whose workload runs."),
-        running.iter().map(|(k, v)| (k, *v)),
-    );
-    let _ = writeln!(
-        out,
-        "# HELP cairn_unknown_children_total Reaped processes that were no instance.\n\
-         # TYPE cairn_unknown_children_total counter\ncairn_unknown_children_total {unknown_children}"
-    );
-    out
-}
-
-/// One metric (name, type, help) per sandbox and process, then its total
-/// under empty labels.
-fn write_series<'a>(
-    out: &mut String,
-    (name, kind, help): (&str, &str, &str),
-    values: impl Iterator<Item = (&'a (String, String), u64)>,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    let mut total = 0;
-    for ((s, p), v) in values {
-        total += v;
-        let _ = writeln!(
-            out,
-            "{name}{{sandbox=\"{}\",process=\"{}\"}} {v}",
-            label(s),
-            label(p)
-        );
-    }
-    let _ = writeln!(out, "{name}{{sandbox=\"\",process=\"\"}} {total}");
-}
 
 /// How long changes wait before state.json is written: a restart (workload
 /// gone, new container started, workload running) becomes one write after
@@ -237,31 +152,6 @@ pub fn flush_due(dirty_since: Instant, last_flush: Option<Instant>, failing: boo
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn metrics_text() {
-        let mut c = BTreeMap::new();
-        c.insert(
-            ("sb".to_string(), "web".to_string()),
-            Counters {
-                started: 3,
-                deaths: 2,
-                failures: 1,
-                refused: 1,
-                rollouts_stopped: 2,
-            },
-        );
-        let mut r = BTreeMap::new();
-        r.insert(("sb".to_string(), "web".to_string()), 1);
-        let m = metrics(&c, &r, 4);
-        assert!(m.contains("cairn_started_total{sandbox=\"sb\",process=\"web\"} 3\n"));
-        assert!(m.contains("cairn_refused_starts_total{sandbox=\"sb\",process=\"web\"} 1\n"));
-        assert!(m.contains("cairn_rollouts_stopped_total{sandbox=\"sb\",process=\"web\"} 2\n"));
-        assert!(m.contains("cairn_failures_total{sandbox=\"\",process=\"\"} 1\n"));
-        assert!(m.contains("cairn_running{sandbox=\"sb\",process=\"web\"} 1\n"));
-        assert!(m.contains("cairn_unknown_children_total 4\n"));
-        assert!(m.contains("# TYPE cairn_deaths_total counter\n"));
-    }
 
     #[test]
     fn flush_is_batched_and_rate_limited() {

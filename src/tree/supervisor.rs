@@ -52,6 +52,8 @@ pub struct Tree {
     pub started: SystemTime,
     pub upgrades: u32,
     pub reloads: u32,
+    /// When the last (re)load ran.
+    pub last_reload: Option<SystemTime>,
     pub shutting_down: bool,
     pub dirty: bool,
     /// When the tree first went idle with unwritten changes, and when it

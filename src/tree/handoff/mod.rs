@@ -65,6 +65,7 @@ impl Tree {
             started,
             upgrades,
             reloads,
+            last_reload: _, // the new image loads the configs at once
             shutting_down,
             dirty: _, // the new image writes state.json at once
             dirty_since: _,
