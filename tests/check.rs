@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use common::{ConfigSet, cairn, copy_tree, fixtures, output_within, stderr, stdout};
 
 /// Build a temp copy of a lithos example set: its `configs/` as the config
-/// dir, its `code/` configs as `/config/*.yaml` of the image it names, and
-/// image-dir pointed at the temp image dir. Nothing else changes.
+/// dir, its `code/` configs as `/config/*.yaml` of the image it names (with
+/// the files a real image of it has: /usr/bin/python3, /tmp, /etc), and
+/// image-dir pointed at the temp image dir. The configs are unchanged.
 fn lithos_example(name: &str) -> ConfigSet {
     let set = ConfigSet::new();
     let src = fixtures().join("lithos-examples").join(name);
@@ -36,7 +37,16 @@ fn lithos_example(name: &str) -> ConfigSet {
         let text = fs::read_to_string(pr.unwrap().path()).unwrap();
         for line in text.lines() {
             if let Some(img) = line.trim().strip_prefix("image:") {
-                copy_tree(&src.join("code"), &images.join(img.trim()).join("config"));
+                let img = images.join(img.trim());
+                copy_tree(&src.join("code"), &img.join("config"));
+                // What the configs use of a real image (its python, its
+                // /tmp mount point, /etc files): `check` looks for them.
+                for d in ["usr/bin", "tmp", "etc"] {
+                    fs::create_dir_all(img.join(d)).unwrap();
+                }
+                for f in ["usr/bin/python3", "etc/hosts", "etc/resolv.conf"] {
+                    fs::write(img.join(f), "").unwrap();
+                }
             }
         }
     }
@@ -101,7 +111,54 @@ fn base_set() -> ConfigSet {
          arguments: ['--port=@{port}']\ntcp-ports:\n  '@{port}': {fd: 3}\n\
          volumes:\n  /data: !Persistent /data\n  /tmp: !Tmpfs {size: 10Mi}\n",
     );
+    // What the config needs of its image: the program, the mount points.
+    set.write("images/app/bin/app", "");
+    for d in ["data", "tmp", "state", "etc"] {
+        fs::create_dir_all(set.p("images/app").join(d)).unwrap();
+    }
+    set.write("images/app/etc/hosts", "");
+    set.write("images/app/etc/resolv.conf", "");
     set
+}
+
+/// `check` finds what would fail every start: the executable, a volume's
+/// mount point or the workdir missing from the image (errors, naming the
+/// container config and the key), and an image without /etc/hosts (a
+/// warning: the hosts entries cairn writes would be dropped).
+#[test]
+fn check_looks_for_the_configs_paths_in_the_image() {
+    let set = base_set();
+    fs::remove_file(set.p("images/app/bin/app")).unwrap();
+    fs::remove_dir(set.p("images/app/tmp")).unwrap();
+    fs::remove_file(set.p("images/app/etc/hosts")).unwrap();
+    let out = cairn(&["check", "-c", &set.master()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let cfg = set.s("images/app/config/app.yaml");
+    assert!(
+        err.contains(&format!(
+            "{cfg}: executable: /bin/app does not exist in the image"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("volumes./tmp: mount point /tmp does not exist in the image"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning:") && err.contains("no regular /etc/hosts"),
+        "{err}"
+    );
+    // Repaired: ok again (the warning stays until /etc/hosts is there).
+    set.write("images/app/bin/app", "");
+    fs::create_dir_all(set.p("images/app/tmp")).unwrap();
+    let out = cairn(&["check", "-c", &set.master()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no regular /etc/hosts"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

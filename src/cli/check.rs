@@ -12,7 +12,7 @@ use crate::config::sandbox::Sandbox;
 use crate::config::validate;
 use crate::image;
 use crate::load::desired::{self, Selection};
-use crate::load::{confined, parse};
+use crate::load::{confined, imagecheck, parse};
 use crate::tree::hostdirs;
 
 /// Check every sandbox (or one, with another process config).
@@ -68,7 +68,22 @@ pub fn all(master_path: &Path, sandbox: Option<&str>, alternate: Option<&Path>) 
     for r in desired::resolve_entries(&configs, &mut loader, true) {
         entries += 1;
         match r.result {
-            Ok(specs) => instances += specs.len(),
+            Ok(specs) => {
+                instances += specs.len();
+                // The paths are the same in every instance of an entry.
+                if let (Some(spec), Some(sc)) = (specs.first(), configs.sandboxes.get(&r.sandbox))
+                    && let Some(entry) = sc.processes.entries.get(&r.process)
+                {
+                    let file = desired::config_display(&sc.sandbox, entry);
+                    let found = imagecheck::check(spec, &file);
+                    for w in found.warnings {
+                        eprintln!("warning: {}", crate::text::escape(&w));
+                    }
+                    for e in found.errors {
+                        problems.push(e);
+                    }
+                }
+            }
             Err(p) => problems.extend(p),
         }
     }

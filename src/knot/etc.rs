@@ -26,7 +26,7 @@ pub fn render(f: &EtcFile, copied: Option<&[u8]>, host: Option<(&str, &str)>) ->
 
 /// Whether there is anything to write at all.
 pub fn wanted(f: &EtcFile) -> bool {
-    f.copy_from.is_some() || !f.extra_lines.is_empty() || f.public_hostname
+    f.wanted()
 }
 
 #[cfg(test)]

@@ -5,5 +5,6 @@
 
 pub mod confined;
 pub mod desired;
+pub mod imagecheck;
 pub mod parse;
 pub mod parsed;

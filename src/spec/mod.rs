@@ -78,6 +78,13 @@ pub struct EtcFile {
     pub mount: Option<bool>,
 }
 
+impl EtcFile {
+    /// Whether cairn writes this file at all: something to copy or add.
+    pub fn wanted(&self) -> bool {
+        self.copy_from.is_some() || !self.extra_lines.is_empty() || self.public_hostname
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortSpec {
     pub port: u16,
