@@ -40,7 +40,12 @@ fn ps_json_matches_the_contract() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(top, BTreeSet::from(["tree", "instances", "config_errors"]));
+    assert_eq!(
+        top,
+        BTreeSet::from(["tree", "instances", "config_errors", "rollouts"])
+    );
+    // Nothing changed since the start: no rollout.
+    assert_eq!(ps["rollouts"], serde_json::json!([]));
     let tree = &ps["tree"];
     assert_type(tree, "pid", &["int"]);
     assert_eq!(tree["pid"], fx.tree_pid());
