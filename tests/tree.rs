@@ -537,6 +537,8 @@ mod injection;
 mod logs;
 #[path = "tree/metrics.rs"]
 mod metrics;
+#[path = "tree/nginx.rs"]
+mod nginx;
 #[path = "tree/pid1.rs"]
 mod pid1;
 #[path = "tree/ps_json.rs"]
