@@ -458,3 +458,20 @@ fn stop_signal_by_name_with_or_without_sig() {
         "{e}"
     );
 }
+
+#[test]
+fn every_unknown_key_is_reported_with_a_hint() {
+    let e = parse_err("executable: /x\nrestart-timout: 1\nkill_timout: 2\ncolour: red\n");
+    assert!(
+        e.contains(":2: restart-timout: unknown key; did you mean \"restart-timeout\"?"),
+        "{e}"
+    );
+    assert!(
+        e.contains(":3: kill_timout: unknown key; did you mean \"kill-timeout\"?"),
+        "{e}"
+    );
+    assert!(
+        e.contains(":4: colour: unknown key\n") || e.ends_with(":4: colour: unknown key"),
+        "{e}"
+    );
+}

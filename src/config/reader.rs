@@ -187,6 +187,7 @@ impl<'a> Value<'a> {
                 .filter(|(k, _)| !k.starts_with('_'))
                 .map(|(k, v)| (k.replace('_', "-"), k, v, false))
                 .collect(),
+            asked: Vec::new(),
         })
     }
 }
@@ -196,6 +197,9 @@ pub struct Fields<'a> {
     owner: Value<'a>,
     /// (normalized key, key as written, value, taken)
     entries: Vec<(String, &'a str, Value<'a>, bool)>,
+    /// Every key asked for: the keys this mapping knows (for "did you
+    /// mean" on an unknown one).
+    asked: Vec<String>,
 }
 
 impl<'a> Fields<'a> {
@@ -203,6 +207,9 @@ impl<'a> Fields<'a> {
     /// including an explicit null. A key given in both spellings is an
     /// error reported by `finish`.
     pub fn get(&mut self, key: &str) -> Option<Value<'a>> {
+        if !self.asked.iter().any(|k| k == key) {
+            self.asked.push(key.to_string());
+        }
         let mut found = None;
         for entry in self.entries.iter_mut() {
             if entry.0 == key {
@@ -244,12 +251,44 @@ impl<'a> Fields<'a> {
         for (i, (norm, orig, value, taken)) in self.entries.iter().enumerate() {
             if !taken {
                 let _ = orig;
-                problems.push(value.err("unknown key"));
+                let hint = closest(norm, self.asked.iter().map(String::as_str))
+                    .map(|k| format!("; did you mean {k:?}?"))
+                    .unwrap_or_default();
+                problems.push(value.err(format!("unknown key{hint}")));
             } else if self.entries[..i].iter().any(|e| &e.0 == norm) {
                 problems.push(value.err(format!("key {norm:?} is given twice (once as {orig:?})")));
             }
         }
     }
+}
+
+/// Edit distance (Levenshtein) of two short strings.
+pub fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
+/// The known key closest to `key`, if one is close enough to be a typo
+/// (at most a third of its length, and 3, edits away).
+pub fn closest<'k>(key: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+    let most = (key.chars().count() / 3).clamp(1, 3);
+    known
+        .map(|k| (distance(key, k), k))
+        .filter(|(d, _)| *d <= most)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
 }
 
 /// Run `f` and record its error, if any, in `problems`.
@@ -286,6 +325,37 @@ mod tests {
 
     fn ast(text: &str) -> Ast {
         yaml::parse("/t.yaml", text.as_bytes(), &yaml::TRUSTED).unwrap()
+    }
+
+    #[test]
+    fn typos_get_the_closest_known_key() {
+        assert_eq!(distance("restart-timout", "restart-timeout"), 1);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("kitten", "sitting"), 3);
+        let known = ["restart-timeout", "kill-timeout", "executable", "user-id"];
+        assert_eq!(
+            closest("restart-timout", known.iter().copied()),
+            Some("restart-timeout")
+        );
+        assert_eq!(
+            closest("executabel", known.iter().copied()),
+            Some("executable")
+        );
+        assert_eq!(closest("uid", known.iter().copied()), None);
+        assert_eq!(closest("colour", known.iter().copied()), None);
+        let a = ast("{kill-timout: 1, user-id: 2}");
+        let v = Value::root("/t.yaml", &a);
+        let mut f = v.fields().unwrap();
+        for k in known {
+            let _ = f.opt(k);
+        }
+        let mut p = Problems::new();
+        f.finish(&mut p);
+        let e = p.iter().next().expect("a problem").to_string();
+        assert!(
+            e.contains("unknown key; did you mean \"kill-timeout\"?"),
+            "{e}"
+        );
     }
 
     #[test]

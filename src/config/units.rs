@@ -63,9 +63,7 @@ pub fn parse_u64(src: &str) -> Result<u64, String> {
         if c == '_' {
             continue;
         }
-        let d = c
-            .to_digit(radix)
-            .ok_or_else(|| format!("{src:?} is not a number"))?;
+        let d = c.to_digit(radix).ok_or_else(|| not_a_number(src))?;
         value = value
             .checked_mul(u64::from(radix))
             .and_then(|v| v.checked_add(u64::from(d)))
@@ -74,6 +72,22 @@ pub fn parse_u64(src: &str) -> Result<u64, String> {
     value
         .checked_mul(mult)
         .ok_or_else(|| format!("{src:?} is too large"))
+}
+
+/// Why `src` is not a number; for a number with a unit we do not know
+/// (`64MB`), the units we do.
+fn not_a_number(src: &str) -> String {
+    let s = src.trim();
+    let lead = s.chars().take_while(|c| c.is_ascii_digit()).count();
+    if lead > 0 && s[lead..].chars().all(|c| c.is_ascii_alphabetic()) {
+        let n = &s[..lead];
+        return format!(
+            "{src:?} is not a number: write {n}Mi (binary, {n} × 1024²) or {n}M (decimal, \
+             {n} × 1000²); the units are k, M, G, T, P, E (powers of 1000) and Ki, Mi, Gi, \
+             Ti, Pi, Ei (powers of 1024)"
+        );
+    }
+    format!("{src:?} is not a number")
 }
 
 /// An unsigned integer no larger than `max`.
@@ -109,6 +123,16 @@ pub fn parse_seconds(src: &str) -> Result<f64, String> {
 
 /// A file mode: at most `0o7777`.
 pub fn parse_mode(src: &str) -> Result<u32, String> {
+    // `0755` is decimal 755 (0o1363: sticky, others may write) to a YAML
+    // reader, never what was meant.
+    let t = src.trim();
+    if t.len() > 1 && t.starts_with('0') && t.bytes().all(|b| b.is_ascii_digit()) {
+        let v = parse_u64(t).unwrap_or(0);
+        return Err(format!(
+            "mode {t} is read as the decimal number {v} ({v:#o}), not as octal; write 0o{}",
+            t.trim_start_matches('0')
+        ));
+    }
     let v = parse_u64(src)?;
     if v > 0o7777 {
         return Err(format!("mode {src} is larger than 0o7777"));
@@ -119,6 +143,25 @@ pub fn parse_mode(src: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_units_and_decimal_modes_say_what_to_write() {
+        let e = parse_u64("64MB").unwrap_err();
+        assert!(
+            e.contains("write 64Mi (binary, 64 × 1024²) or 64M (decimal"),
+            "{e}"
+        );
+        assert!(e.contains("Ki, Mi, Gi"), "{e}");
+        assert_eq!(parse_u64("x1").unwrap_err(), "\"x1\" is not a number");
+        let e = parse_mode("0755").unwrap_err();
+        assert_eq!(
+            e,
+            "mode 0755 is read as the decimal number 755 (0o1363), not as octal; write 0o755"
+        );
+        assert_eq!(parse_mode("0o755"), Ok(0o755));
+        assert_eq!(parse_mode("0"), Ok(0));
+        assert_eq!(parse_mode("493"), Ok(0o755));
+    }
 
     #[test]
     fn plain_and_units() {
