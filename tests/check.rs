@@ -898,3 +898,32 @@ fn ps_and_signals_refuse_a_fifo_in_the_runtime_dir_without_waiting() {
         assert!(err.contains("tree.pid: not a regular file"), "{cmd}: {err}");
     }
 }
+
+/// Files that look like config but are not read, and a sandbox that runs
+/// nothing for want of a process config, are warnings (the check passes).
+#[test]
+fn ignored_yml_files_and_sandboxes_without_processes_are_warned_of() {
+    let set = base_set();
+    set.write("sandboxes/typo.yml", "image-dir: /x\n");
+    set.write(
+        "sandboxes/idle.yaml",
+        format!(
+            "image-dir: {}\nallow-users: [1]\nallow-groups: [1]\n",
+            set.s("images")
+        ),
+    );
+    set.write("processes/idle.yml", "{}\n");
+    let out = cairn(&["check", "-c", &set.master()]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("typo.yml: ignored: only *.yaml files in the sandboxes dir are read"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sandbox \"idle\" has no process config")
+            && err.contains("it runs nothing")
+            && err.contains("idle.yml is there, but only .yaml is read"),
+        "{err}"
+    );
+}

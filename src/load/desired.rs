@@ -63,6 +63,13 @@ pub fn load_configs(master: Master, sel: &Selection) -> Configs {
         }
     };
     let mut warnings = Vec::new();
+    // A `.yml` (or other) file is not read: say so, it looks like config.
+    for path in stray_files(&master.sandboxes_dir) {
+        warnings.push(ConfigError::new(
+            path.display().to_string(),
+            "ignored: only *.yaml files in the sandboxes dir are read",
+        ));
+    }
     let mut found_only = false;
     for path in files {
         let name = path
@@ -88,7 +95,21 @@ pub fn load_configs(master: Master, sel: &Selection) -> Configs {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| sandbox.config_file.clone());
         let processes = if sel.alternate.is_none() && !proc_path.exists() {
-            // No process config: the sandbox runs nothing (as in lithos).
+            // No process config: the sandbox runs nothing (as in lithos),
+            // which deserves a word.
+            let yml = proc_path.with_extension("yml");
+            let hint = if yml.exists() {
+                format!(" ({} is there, but only .yaml is read)", yml.display())
+            } else {
+                String::new()
+            };
+            warnings.push(ConfigError::new(
+                sandbox.path.display().to_string(),
+                format!(
+                    "sandbox {name:?} has no process config {}: it runs nothing{hint}",
+                    proc_path.display()
+                ),
+            ));
             Ok(Processes {
                 file: proc_path.display().to_string(),
                 entries: BTreeMap::new(),
@@ -130,6 +151,20 @@ pub fn load_configs(master: Master, sel: &Selection) -> Configs {
         problems,
         warnings,
     }
+}
+
+/// Files of a directory that look like configs but are not read (`*.yml`).
+fn stray_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    out.sort();
+    out
 }
 
 /// `*.yaml` files of a directory, sorted.
