@@ -31,7 +31,16 @@ use crate::sys::process::{self, Exit};
 use crate::sys::signal;
 use crate::tree::hostdirs;
 
+/// Exit status when the container could not be set up (as a knot's).
+const SETUP_FAILED: u8 = protocol::SETUP_FAILED as u8;
+
 pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8 {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "cairn cmd: must run as root (a container takes new namespaces, mounts and cgroups)"
+        );
+        return SETUP_FAILED;
+    }
     match prepare(master_path, sandbox, name, args) {
         // `_state` holds the fd the context names until the knot is started.
         Ok((spec, mut ctx, _state)) => {
@@ -42,7 +51,7 @@ pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8
                 Ok(list) => ctx.sockets = list,
                 Err(e) => {
                     eprintln!("cairn cmd: {}", crate::text::escape(&e.to_string()));
-                    return 1;
+                    return SETUP_FAILED;
                 }
             }
             execute(&spec, &ctx)
@@ -178,14 +187,14 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
         Ok(m) => m,
         Err(e) => {
             eprintln!("cairn cmd: {e}");
-            return 1;
+            return SETUP_FAILED;
         }
     };
     let sigfd = match signal::signalfd_all() {
         Ok(f) => f,
         Err(e) => {
             eprintln!("cairn cmd: {e}");
-            return 1;
+            return SETUP_FAILED;
         }
     };
     // The knot dies with us (see Context::parent_pipe).
@@ -193,7 +202,7 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
         Ok(p) => p,
         Err(e) => {
             eprintln!("cairn cmd: {e}");
-            return 1;
+            return SETUP_FAILED;
         }
     };
     // cairn-init, which the workload's start goes through (the host binary
@@ -204,7 +213,7 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
             eprintln!(
                 "cairn cmd: {e} (cairn-init runs from a memfd; a host with vm.memfd_noexec = 2 forbids that)"
             );
-            return 1;
+            return SETUP_FAILED;
         }
     };
     let mut ctx = ctx.clone();
@@ -213,7 +222,7 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
         Ok(f) => f,
         Err(e) => {
             eprintln!("cairn cmd: {}: {}", spec.name, crate::text::escape(&e));
-            return 1;
+            return SETUP_FAILED;
         }
     };
     ctx.parent_pipe = Some(std::os::fd::AsRawFd::as_raw_fd(&alive_r));
@@ -223,7 +232,7 @@ fn execute(spec: &InstanceSpec, ctx: &Context) -> u8 {
         Ok(p) => p,
         Err(e) => {
             eprintln!("cairn cmd: {}", crate::text::escape(&e.to_string()));
-            return 1;
+            return SETUP_FAILED;
         }
     };
     let exit = wait_knot(pid, &sigfd);

@@ -57,6 +57,12 @@ pub enum TreeError {
 const SIGNAL_TOKEN: u64 = 0;
 
 pub fn run(opts: Options) -> u8 {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "cairn tree: must run as root (it makes namespaces, mounts and cgroups for its containers)"
+        );
+        return 1;
+    }
     let master = match Master::load(&opts.config) {
         Ok(m) => m,
         Err(p) => {

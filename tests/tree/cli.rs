@@ -92,3 +92,32 @@ fn ps_says_when_the_tree_is_dead() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("box/web.0"), "{}", stdout(&out));
 }
+
+/// Run as an ordinary user, `tree` and `cmd` say they must run as root
+/// (not "Permission denied" on some dir); `cmd` exits 125, its status for a
+/// container that could not be set up.
+#[test]
+fn tree_and_cmd_say_they_must_run_as_root() {
+    require!(have("setpriv"), "util-linux setpriv needed");
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(cairn_bin())
+            .args(args);
+        output_within(&mut cmd, None, Duration::from_secs(10))
+    };
+    let out = as_nobody(&["tree", "-c", "/nonexistent/master.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cairn tree: must run as root"),
+        "{}",
+        stderr(&out)
+    );
+    let out = as_nobody(&["cmd", "-c", "/nonexistent/master.yaml", "box", "shell"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cairn cmd: must run as root"),
+        "{}",
+        stderr(&out)
+    );
+}
