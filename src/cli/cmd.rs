@@ -54,7 +54,9 @@ pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8
                     return SETUP_FAILED;
                 }
             }
-            execute(&spec, &ctx)
+            let code = execute(&spec, &ctx);
+            remove_idle_root(master_path, &ctx);
+            code
         }
         Err(lines) => {
             // Problems quote the container config: an image's text.
@@ -275,6 +277,24 @@ fn wait_knot(pid: i32, sigfd: &std::os::fd::OwnedFd) -> Exit {
 }
 
 /// Remove the command's cgroup and state dir.
+/// With no tree running, the cgroup root (`cgroup-name`) this command made
+/// in each hierarchy is removed once empty: a command leaves no cgroup
+/// behind. (rmdir(2) of a cgroup with children or processes fails, so a
+/// root anything else uses stays; a tree that starts later makes it again.)
+fn remove_idle_root(master_path: &Path, ctx: &Context) {
+    let Some(cg) = &ctx.cgroups else { return };
+    let Ok(master) = Master::load(master_path) else {
+        return;
+    };
+    match super::signal::running_tree(&master) {
+        Err(e) if !e.contains("another pid namespace") => {}
+        _ => return,
+    }
+    for h in &cg.hierarchies {
+        let _ = std::fs::remove_dir(h.dir(&cg.root, None));
+    }
+}
+
 fn cleanup(spec: &InstanceSpec, ctx: &Context) {
     if let (Some(cg), Some(leaf)) = (&ctx.cgroups, &spec.host.cgroup)
         && let Err(e) = cg.destroy(leaf)

@@ -121,3 +121,25 @@ fn tree_and_cmd_say_they_must_run_as_root() {
         stderr(&out)
     );
 }
+
+/// `cairn cmd` with no tree running leaves no cgroup behind: not its
+/// leaf, not the cgroup-name root it made in each hierarchy.
+#[test]
+fn cmd_leaves_no_cgroup_behind() {
+    let fx = fixture!();
+    fx.container(
+        "once",
+        "kind: Command\nuser-id: 1000\ngroup-id: 1000\nexecutable: /bin/true\n",
+    );
+    fx.set.write(
+        "processes/box.yaml",
+        "once:\n  kind: Command\n  image: bb\n  config: /config/once.yaml\n",
+    );
+    let out = cairn(&["cmd", "-c", &fx.master_path(), "box", "once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left: Vec<_> = cgroup_root_dirs(&fx.cgroup.name)
+        .into_iter()
+        .filter(|d| d.exists())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
