@@ -115,6 +115,10 @@ pub struct ContainerConfig {
     /// `ready-timeout`, seconds (`None`: the default).
     #[serde(default)]
     pub ready_timeout: Option<f64>,
+    /// `watchdog-timeout`, seconds (`None`: no watchdog); only with
+    /// `ready: !Notify` (`validate`).
+    #[serde(default)]
+    pub watchdog_timeout: Option<f64>,
     pub executable: String,
     pub arguments: Vec<String>,
     pub environ: BTreeMap<String, String>,
@@ -282,6 +286,18 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
             other => other,
         }
     });
+    let watchdog_timeout = f.opt("watchdog-timeout").and_then(|v| {
+        at("watchdog-timeout", &v);
+        match check(p, v.seconds()) {
+            Some(t) if t <= 0.0 => {
+                p.push(v.err(
+                    "0 would restart the instance at once; give at least a fraction of a second",
+                ));
+                None
+            }
+            other => other,
+        }
+    });
     let executable = check(
         p,
         f.req("executable")
@@ -405,6 +421,7 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         stop_signal,
         ready,
         ready_timeout,
+        watchdog_timeout,
         executable: executable?,
         arguments,
         environ,

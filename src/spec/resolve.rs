@@ -61,6 +61,7 @@ impl InstanceSpec {
         let ready = match &c.ready {
             None => None,
             Some(Probe::Fd(fd)) => Some(Ready::Fd(*fd)),
+            Some(Probe::Notify) => Some(Ready::Notify),
             Some(probe) => {
                 let text = probe.port().unwrap_or_default();
                 let port = variables::substitute(text, &lookup)
@@ -75,6 +76,23 @@ impl InstanceSpec {
                 })
             }
         };
+        let watchdog_ms = match (&ready, c.watchdog_timeout) {
+            (Some(Ready::Notify), Some(t)) => ((t * 1000.0).round() as u64).max(1),
+            _ => 0,
+        };
+        if ready == Some(Ready::Notify) {
+            // As systemd sets them for Type=notify and WatchdogSec=.
+            environ.insert("NOTIFY_SOCKET".into(), NOTIFY_SOCKET_PATH.into());
+            if watchdog_ms > 0 {
+                environ.insert(
+                    "WATCHDOG_USEC".into(),
+                    watchdog_ms.saturating_mul(1000).to_string(),
+                );
+                environ.remove("WATCHDOG_PID");
+                pid_vars.retain(|v| v != "WATCHDOG_PID");
+                pid_vars.push("WATCHDOG_PID".into());
+            }
+        }
         let tcp_ports = ports
             .into_iter()
             .map(|(port, settings)| PortSpec { port, settings })
@@ -254,6 +272,7 @@ impl InstanceSpec {
                 ready_timeout_ms: c
                     .ready_timeout
                     .map_or_else(default_ready_timeout_ms, |t| (t * 1000.0).round() as u64),
+                watchdog_ms,
             },
         })
     }

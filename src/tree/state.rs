@@ -85,6 +85,9 @@ pub struct InstanceInfo {
     /// In `failed`: why.
     #[serde(default)]
     pub error: Option<String>,
+    /// `ready: !Notify`: the service's last `STATUS=` (escaped, capped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     /// The cgroup leaf, when cgroups are on.
     #[serde(default)]
     pub cgroup: Option<String>,
@@ -107,6 +110,10 @@ pub struct Counters {
     /// Rollouts of this process that stopped on a failed replacement.
     #[serde(default)]
     pub rollouts_stopped: u64,
+    /// Datagrams on `!Notify` sockets refused: their senders were not
+    /// processes of the instance.
+    #[serde(default)]
+    pub notify_refused: u64,
 }
 
 pub use crate::text::rfc3339;
@@ -130,7 +137,7 @@ pub fn metrics(
         &'static str,
         fn(&Counters) -> u64,
     );
-    let series: [Series; 5] = [
+    let series: [Series; 6] = [
         (
             "cairn_started_total",
             "counter",
@@ -160,6 +167,12 @@ pub fn metrics(
             "counter",
             "Rollouts stopped because their new instance failed (crashed, was not ready in time, or failed within min-ready).",
             |c| c.rollouts_stopped,
+        ),
+        (
+            "cairn_notify_refused_total",
+            "counter",
+            "Datagrams on notify sockets (ready: !Notify) refused because their sender was not a process of the instance.",
+            |c| c.notify_refused,
         ),
     ];
     for (name, kind, help, get) in series {
@@ -245,6 +258,7 @@ mod tests {
                 failures: 1,
                 refused: 1,
                 rollouts_stopped: 2,
+                notify_refused: 4,
             },
         );
         let mut r = BTreeMap::new();
@@ -253,6 +267,7 @@ mod tests {
         assert!(m.contains("cairn_started_total{sandbox=\"sb\",process=\"web\"} 3\n"));
         assert!(m.contains("cairn_refused_starts_total{sandbox=\"sb\",process=\"web\"} 1\n"));
         assert!(m.contains("cairn_rollouts_stopped_total{sandbox=\"sb\",process=\"web\"} 2\n"));
+        assert!(m.contains("cairn_notify_refused_total{sandbox=\"sb\",process=\"web\"} 4\n"));
         assert!(m.contains("cairn_failures_total{sandbox=\"\",process=\"\"} 1\n"));
         assert!(m.contains("cairn_running{sandbox=\"sb\",process=\"web\"} 1\n"));
         assert!(m.contains("cairn_unknown_children_total 4\n"));
