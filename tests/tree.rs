@@ -530,6 +530,8 @@ mod hostile_configs;
 mod injection;
 #[path = "tree/logs.rs"]
 mod logs;
+#[path = "tree/notify.rs"]
+mod notify;
 #[path = "tree/pid1.rs"]
 mod pid1;
 #[path = "tree/ps_json.rs"]

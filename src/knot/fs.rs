@@ -28,11 +28,38 @@ pub fn build(
     notify: Option<std::os::fd::RawFd>,
 ) -> Result<()> {
     let _ = inst;
-    let notify = notify
-        .map(crate::sys::fs::adopt_fd)
-        .transpose()
-        .map_err(|e| SetupError::from(e).at(crate::spec::NOTIFY_SOCKET_PATH))?;
+    let notify = notify.map(notify_here).transpose()?;
     build_with(&Real, spec, state, notify.as_ref())
+}
+
+/// The tree's notify socket file, opened again in our own mount
+/// namespace: `open_tree` clones only mounts of the caller's namespace,
+/// and the fd we were given is of the tree's. Opened by the path the fd
+/// shows (root's dirs alone lead there), and believed only when it is the
+/// same file.
+fn notify_here(fd: std::os::fd::RawFd) -> Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = crate::spec::NOTIFY_SOCKET_PATH;
+    let err = |m: String, errno: Option<i32>| SetupError {
+        message: format!("notify socket: {m}"),
+        errno,
+        path: Some(shown.to_string()),
+    };
+    let io = |e: std::io::Error| err(e.to_string(), e.raw_os_error());
+    let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(io)?;
+    let here = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| err(format!("{}: {e}", path.display()), e.raw_os_error()))?;
+    if !sfs::same_inode(here.as_fd(), fd) {
+        return Err(err(
+            format!("{} is not the socket the tree made", path.display()),
+            None,
+        ));
+    }
+    crate::sys::fd::close_fd(fd);
+    Ok(OwnedFd::from(here))
 }
 
 /// `build` through the kernel `k`.
