@@ -107,6 +107,11 @@ pub struct Context {
     /// given to the workload as fd N.
     #[serde(default)]
     pub ready_pipe: Option<(u32, RawFd)>,
+    /// `ready: !Notify`: an `O_PATH` fd of the tree's notify socket file,
+    /// which the knot binds read-only onto `spec::NOTIFY_SOCKET_PATH` in
+    /// the container (never given to the workload as an fd).
+    #[serde(default)]
+    pub notify_socket: Option<RawFd>,
     /// Write end of a pipe: the knot writes `r` once the workload has
     /// exec'd, so the supervisor knows it runs (no polling), and `x` once
     /// it has ended and its records are written.

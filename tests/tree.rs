@@ -539,6 +539,8 @@ mod logs;
 mod metrics;
 #[path = "tree/nginx.rs"]
 mod nginx;
+#[path = "tree/notify.rs"]
+mod notify;
 #[path = "tree/pid1.rs"]
 mod pid1;
 #[path = "tree/ps_json.rs"]

@@ -158,6 +158,7 @@ fn prepare(
     };
     let ctx = Context {
         ready_pipe: None,
+        notify_socket: None,
         cgroups,
         sockets: Vec::new(),
         term: std::env::var("TERM").unwrap_or_else(|_| "dumb".into()),

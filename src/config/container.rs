@@ -126,6 +126,10 @@ pub struct ContainerConfig {
     pub health_timeout: Option<f64>,
     #[serde(default)]
     pub health_failures: Option<u32>,
+    /// `watchdog-timeout`, seconds (`None`: no watchdog); only with
+    /// `ready: !Notify` (`validate`).
+    #[serde(default)]
+    pub watchdog_timeout: Option<f64>,
     pub executable: String,
     pub arguments: Vec<String>,
     pub environ: BTreeMap<String, String>,
@@ -321,6 +325,18 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
             other => other.map(|n| n as u32),
         }
     });
+    let watchdog_timeout = f.opt("watchdog-timeout").and_then(|v| {
+        at("watchdog-timeout", &v);
+        match check(p, v.seconds()) {
+            Some(t) if t <= 0.0 => {
+                p.push(v.err(
+                    "0 would restart the instance at once; give at least a fraction of a second",
+                ));
+                None
+            }
+            other => other,
+        }
+    });
     let executable = check(
         p,
         f.req("executable")
@@ -448,6 +464,7 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         health_interval,
         health_timeout,
         health_failures,
+        watchdog_timeout,
         executable: executable?,
         arguments,
         environ,

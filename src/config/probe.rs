@@ -1,7 +1,7 @@
 //! `ready` of a container config: how the service tells it is ready to
-//! serve (`!Fd`, `!Tcp`, `!Http`), with `ready-timeout`; and
-//! `health-check` (`!Tcp`, `!Http`) with its interval, timeout and
-//! failures.
+//! serve (`!Fd`, `!Tcp`, `!Http`, `!Notify`), with `ready-timeout` and,
+//! for `!Notify`, `watchdog-timeout`; and `health-check` (`!Tcp`, `!Http`)
+//! with its interval, timeout and failures.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,13 +29,16 @@ pub enum Probe {
     Tcp(String),
     /// `GET path` on this port answers with a 2xx or 3xx status.
     Http { port: String, path: String },
+    /// The sd_notify protocol: `READY=1` on the instance's own socket
+    /// (`NOTIFY_SOCKET`).
+    Notify,
 }
 
 impl Probe {
     /// The port text (may hold `@{var}`), for probes that have one.
     pub fn port(&self) -> Option<&str> {
         match self {
-            Probe::Fd(_) => None,
+            Probe::Fd(_) | Probe::Notify => None,
             Probe::Tcp(p) | Probe::Http { port: p, .. } => Some(p),
         }
     }
@@ -88,7 +91,7 @@ pub fn read_health_check(v: &Value) -> Result<Probe, ConfigError> {
 /// Read `ready`.
 pub fn read_probe(v: &Value) -> Result<Probe, ConfigError> {
     let tag = v.tag().ok_or_else(|| {
-        v.err("a readiness probe is expected: !Fd N, !Tcp PORT or !Http {port: PORT, path: /PATH}")
+        v.err("a readiness probe is expected: !Fd N, !Tcp PORT, !Http {port: PORT, path: /PATH} or !Notify")
     })?;
     match tag {
         "Fd" => {
@@ -119,8 +122,10 @@ pub fn read_probe(v: &Value) -> Result<Probe, ConfigError> {
             finish_one(f)?;
             Ok(Probe::Http { port, path })
         }
+        "Notify" if v.is_null() => Ok(Probe::Notify),
+        "Notify" => Err(v.err("!Notify takes no value (write `ready: !Notify`)")),
         other => Err(v.err(format!(
-            "unknown readiness probe !{other}; one of !Fd, !Tcp, !Http"
+            "unknown readiness probe !{other}; one of !Fd, !Tcp, !Http, !Notify"
         ))),
     }
 }

@@ -23,6 +23,8 @@ fn ready(v: &str) -> String {
 fn every_probe_kind_reads() {
     assert_eq!(parse_ok("executable: /x\n").ready, None);
     assert_eq!(parse_ok(&ready("!Fd 3")).ready, Some(Probe::Fd(3)));
+    assert_eq!(parse_ok(&ready("!Notify")).ready, Some(Probe::Notify));
+    assert_eq!(parse_ok(&ready("!Notify ~")).ready, Some(Probe::Notify));
     assert_eq!(parse_ok(&ready("!Fd 1023")).ready, Some(Probe::Fd(1023)));
     assert_eq!(
         parse_ok(&ready("!Tcp 8080")).ready,
@@ -52,7 +54,8 @@ fn every_probe_kind_reads() {
 fn bad_probes_name_line_and_key() {
     for (v, want) in [
         ("3", "a readiness probe is expected"),
-        ("!Notify", "unknown readiness probe !Notify"),
+        ("!Notify 3", "!Notify takes no value"),
+        ("!Notify {a: 1}", "!Notify takes no value"),
         ("!Socket 3", "unknown readiness probe !Socket"),
         ("!Fd 2", "fd 2 is out of range 3-1023"),
         ("!Fd 1024", "out of range"),
@@ -197,4 +200,33 @@ fn health_checks_read_and_are_checked() {
     let e = standalone("executable: /x\nhealth-check: !Tcp 99999\n");
     assert!(e.iter().any(|m| m.contains("health-check.port")), "{e:?}");
     assert!(standalone("executable: /x\nhealth-check: !Tcp 80\n").is_empty());
+}
+
+#[test]
+fn watchdog_timeout_is_seconds_above_zero_and_needs_notify() {
+    let c = parse_ok("executable: /x\nready: !Notify\nwatchdog-timeout: 1.5\n");
+    assert_eq!(c.watchdog_timeout, Some(1.5));
+    assert_eq!(parse_ok("executable: /x\n").watchdog_timeout, None);
+    let e = parse_err("executable: /x\nready: !Notify\nwatchdog-timeout: 0\n");
+    assert!(e.contains("config.yaml:3"), "{e}");
+    let standalone = |text: &str| -> Vec<String> {
+        let c = parse_ok(text);
+        crate::config::validate::standalone("/img/config.yaml", &c)
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    };
+    assert!(standalone("executable: /x\nready: !Notify\nwatchdog-timeout: 2\n").is_empty());
+    for text in [
+        "executable: /x\nwatchdog-timeout: 2\n",
+        "executable: /x\nready: !Fd 3\nwatchdog-timeout: 2\n",
+    ] {
+        let e = standalone(text);
+        assert!(
+            e.iter().any(|m| m.contains("config.yaml:")
+                && m.contains("watchdog-timeout")
+                && m.contains("only with `ready: !Notify`")),
+            "{text}: {e:?}"
+        );
+    }
 }

@@ -347,6 +347,19 @@ fn ready_check(c: &ContainerConfig, p: &mut Problems, err: &dyn Fn(&str, String)
         }
         None => {}
     }
+    // The watchdog is pinged on the notify socket: without one, nothing
+    // could ever ping it.
+    if c.watchdog_timeout.is_some() && c.ready != Some(Probe::Notify) {
+        let line = c.lines.get("watchdog-timeout").copied().unwrap_or(0);
+        p.push(
+            err(
+                "watchdog-timeout",
+                "only with `ready: !Notify` (the workload pings with WATCHDOG=1 on its notify socket)"
+                    .to_string(),
+            )
+            .at(line),
+        );
+    }
     health_check(c, p, err);
 }
 

@@ -19,14 +19,56 @@ pub use super::steps::{Result, SetupError};
 use super::steps::{bound, ctx, image_dir};
 
 /// Build everything and pivot_root into it. `inst` is the instance dir
-/// (host), `state` its `state/` subdir (what `!Statedir` binds).
-pub fn build(spec: &InstanceSpec, inst: &OwnedFd, state: &OwnedFd) -> Result<()> {
+/// (host), `state` its `state/` subdir (what `!Statedir` binds),
+/// `notify` the tree's notify socket file (`protocol::Context`).
+pub fn build(
+    spec: &InstanceSpec,
+    inst: &OwnedFd,
+    state: &OwnedFd,
+    notify: Option<std::os::fd::RawFd>,
+) -> Result<()> {
     let _ = inst;
-    build_with(&Real, spec, state)
+    let notify = notify.map(notify_here).transpose()?;
+    build_with(&Real, spec, state, notify.as_ref())
+}
+
+/// The tree's notify socket file, opened again in our own mount
+/// namespace: `open_tree` clones only mounts of the caller's namespace,
+/// and the fd we were given is of the tree's. Opened by the path the fd
+/// shows (root's dirs alone lead there), and believed only when it is the
+/// same file.
+fn notify_here(fd: std::os::fd::RawFd) -> Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = crate::spec::NOTIFY_SOCKET_PATH;
+    let err = |m: String, errno: Option<i32>| SetupError {
+        message: format!("notify socket: {m}"),
+        errno,
+        path: Some(shown.to_string()),
+    };
+    let io = |e: std::io::Error| err(e.to_string(), e.raw_os_error());
+    let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(io)?;
+    let here = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| err(format!("{}: {e}", path.display()), e.raw_os_error()))?;
+    if !sfs::same_inode(here.as_fd(), fd) {
+        return Err(err(
+            format!("{} is not the socket the tree made", path.display()),
+            None,
+        ));
+    }
+    crate::sys::fd::close_fd(fd);
+    Ok(OwnedFd::from(here))
 }
 
 /// `build` through the kernel `k`.
-pub(super) fn build_with<K: Kernel>(k: &K, spec: &InstanceSpec, state: &K::Fd) -> Result<()> {
+pub(super) fn build_with<K: Kernel>(
+    k: &K,
+    spec: &InstanceSpec,
+    state: &K::Fd,
+    notify: Option<&K::Fd>,
+) -> Result<()> {
     k.make_all_private()?;
 
     // The image, read-only, nosuid, nodev (recursively), on the mount dir.
@@ -45,7 +87,10 @@ pub(super) fn build_with<K: Kernel>(k: &K, spec: &InstanceSpec, state: &K::Fd) -
     // Re-open: the path now leads to the image mount.
     let root = ctx(k.open_dir(&spec.host.mount_dir), || "new root".into())?;
 
-    dev(k, spec, &root)?;
+    dev(k, spec, &root, notify.is_some())?;
+    if let Some(sock) = notify {
+        notify_socket(k, &root, sock)?;
+    }
     super::kernfs::proc(k, &root)?;
     if spec.isolation.sysfs {
         super::kernfs::sys(k, &root)?;
@@ -112,7 +157,9 @@ const DEVPTS_MAX: &str = "64";
 
 /// A minimal `/dev` on a fresh tmpfs (or the master's devfs-dir, bound
 /// read-only), made read-only once populated; devpts and shm below it.
-fn dev<K: Kernel>(k: &K, spec: &InstanceSpec, root: &K::Fd) -> Result<()> {
+/// With `notify`, an empty file `cairn-notify` in it (before it is made
+/// read-only), onto which `notify_socket` binds the tree's socket.
+fn dev<K: Kernel>(k: &K, spec: &InstanceSpec, root: &K::Fd, notify: bool) -> Result<()> {
     let target = image_dir(k, root, "dev", "cairn mounts /dev there")?;
     if let Some(devfs) = &spec.host.devfs_dir {
         let src = ctx(k.open_dir(devfs), || {
@@ -155,6 +202,9 @@ fn dev<K: Kernel>(k: &K, spec: &InstanceSpec, root: &K::Fd) -> Result<()> {
     e(k.symlink_at("/proc/self/fd/0", d, "stdin"))?;
     e(k.symlink_at("/proc/self/fd/1", d, "stdout"))?;
     e(k.symlink_at("/proc/self/fd/2", d, "stderr"))?;
+    if notify {
+        e(k.replace_file(d, NOTIFY_FILE, b"", 0o444))?;
+    }
     ctx(k.attach(d, &target, "/dev"), || "mount /dev".into())?;
     let devroot = image_dir(k, root, "dev", "just mounted")?;
     let pts = ctx(k.open_dir_beneath(&devroot, "pts"), || "/dev/pts".into())?;
@@ -198,6 +248,59 @@ fn dev<K: Kernel>(k: &K, spec: &InstanceSpec, root: &K::Fd) -> Result<()> {
         ),
         || "/dev read-only".into(),
     )
+}
+
+/// The name of the notify socket's file in the container's `/dev`
+/// (`spec::NOTIFY_SOCKET_PATH`).
+const NOTIFY_FILE: &str = "cairn-notify";
+
+/// `ready: !Notify`: the tree's socket file `sock` (an `O_PATH` fd),
+/// bound read-only onto `/dev/cairn-notify`. A socket on a read-only mount
+/// still takes datagrams (connect and sendto check the file's mode, not
+/// the mount's); the workload can neither remove nor replace it. With a
+/// `devfs-dir`, that dir must hold a regular file of that name.
+fn notify_socket<K: Kernel>(k: &K, root: &K::Fd, sock: &K::Fd) -> Result<()> {
+    let path = format!("dev/{NOTIFY_FILE}");
+    let shown = crate::spec::NOTIFY_SOCKET_PATH;
+    let target = k.openat2(
+        root,
+        &path,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        Resolve::BeneathNoSymlinks,
+    );
+    let regular = target
+        .as_ref()
+        .ok()
+        .and_then(|t| k.is_regular(t).ok())
+        .unwrap_or(false);
+    let target = match (target, regular) {
+        (Ok(t), true) => t,
+        (Err(e), _) => {
+            return Err(SetupError {
+                message: format!(
+                    "{shown}: {e} (ready: !Notify binds its socket there; with devfs-dir, that dir must hold an empty file {NOTIFY_FILE})"
+                ),
+                errno: e.errno(),
+                path: Some(shown.to_string()),
+            });
+        }
+        (Ok(_), false) => {
+            return Err(SetupError::from(format!(
+                "{shown} is not a regular file, so the notify socket cannot be bound there"
+            ))
+            .at(shown));
+        }
+    };
+    let b = bound(
+        k,
+        sock,
+        "notify socket",
+        Attrs::RDONLY.or(Attrs::SAFE),
+        Recursive::No,
+        || format!("notify socket as {shown}"),
+    )?;
+    ctx(k.attach(&b, &target, shown), || format!("mount {shown}"))
 }
 
 /// One volume.

@@ -26,7 +26,7 @@ fn fake() -> Fake {
 }
 
 fn build_on(k: &Fake, spec: &InstanceSpec) -> Result<()> {
-    build_with(k, spec, &node("state"))
+    build_with(k, spec, &node("state"), None)
 }
 
 /// What the kernel says for `errno`, as the messages end.
@@ -94,7 +94,7 @@ fn sysfs_comes_after_proc_and_before_the_volumes() {
 #[test]
 fn dev_is_a_small_tmpfs_with_its_nodes_links_devpts_and_shm_then_read_only() {
     let k = Fake::new();
-    dev(&k, &spec(), &node("/mnt")).unwrap();
+    dev(&k, &spec(), &node("/mnt"), false).unwrap();
     assert_eq!(
         k.lines(),
         [
@@ -126,7 +126,7 @@ fn a_devfs_dir_is_bound_read_only_nosuid_noexec_as_dev() {
     let mut s = spec();
     s.host.devfs_dir = Some("/var/lib/devfs".into());
     let k = Fake::new();
-    dev(&k, &s, &node("/mnt")).unwrap();
+    dev(&k, &s, &node("/mnt"), false).unwrap();
     assert_eq!(
         k.lines(),
         [
@@ -293,3 +293,49 @@ mod etc_files;
 
 #[path = "fs_fail_tests.rs"]
 mod failures;
+
+/// `ready: !Notify`: an empty file in the fresh `/dev` (before it is made
+/// read-only), and the tree's socket file bound onto it read-only,
+/// nosuid, nodev, noexec, not recursive, before the pivot.
+#[test]
+fn a_notify_socket_is_bound_read_only_onto_dev_cairn_notify() {
+    let mut s = spec();
+    s.service.ready = Some(crate::spec::Ready::Notify);
+    let k = fake();
+    build_with(&k, &s, &node("state"), Some(&node("/run/n/box:web.0"))).unwrap();
+    let lines = k.lines();
+    let made = position(&lines, "replace_file tmpfs#1 cairn-notify 444 \"\"");
+    assert!(made < position(&lines, "attach tmpfs#1 -> /mnt/dev"));
+    let ro = position(
+        &lines,
+        "set_attrs /mnt/dev set=rdonly,nosuid,noexec clear=- one",
+    );
+    let bound = position(
+        &lines,
+        "set_attrs clone(/run/n/box:web.0) set=rdonly,nosuid,nodev,noexec clear=- one",
+    );
+    let attached = position(
+        &lines,
+        "attach clone(/run/n/box:web.0) -> /mnt/dev/cairn-notify",
+    );
+    assert!(ro < bound && bound < attached, "{lines:#?}");
+    assert!(attached < position(&lines, "pivot_into /mnt"));
+}
+
+/// Without the file (a devfs-dir that lacks it), the start fails and
+/// names the path.
+#[test]
+fn a_notify_socket_without_its_file_fails_the_start() {
+    let mut s = spec();
+    s.service.ready = Some(crate::spec::Ready::Notify);
+    s.host.devfs_dir = Some("/var/lib/devfs".into());
+    let k = fake();
+    k.fail_when(
+        |l| l.starts_with("openat2 /mnt dev/cairn-notify"),
+        libc::ENOENT,
+    );
+    let e = build_with(&k, &s, &node("state"), Some(&node("/run/n/x"))).unwrap_err();
+    assert_eq!(e.path.as_deref(), Some("/dev/cairn-notify"), "{e}");
+    assert_eq!(e.errno, Some(libc::ENOENT), "{e}");
+    assert!(e.message.contains("devfs-dir"), "{e}");
+}

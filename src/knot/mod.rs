@@ -107,6 +107,7 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     let mut keep: Vec<RawFd> = ctx.sockets.iter().map(|(_, fd)| *fd).collect();
     keep.extend(ctx.ready);
     keep.extend(ctx.ready_pipe.map(|(_, fd)| fd));
+    keep.extend(ctx.notify_socket);
     keep.extend(ctx.init_fd);
     keep.extend(ctx.state_dir_fd);
     keep.extend(ctx.stdio_dir_fd);
@@ -270,7 +271,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
             Err(e) => return Ok(spawn_failed(spec, ctx, inst, &e)),
         }
     }
-    fs::build(spec, &inst.0, &inst.1)?;
+    fs::build(spec, &inst.0, &inst.1, ctx.notify_socket)?;
     let pending = match pending.map_or_else(prepare, Ok) {
         Ok(p) => p,
         Err(e) => return Ok(spawn_failed(spec, ctx, inst, &e)),

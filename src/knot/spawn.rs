@@ -121,6 +121,7 @@ pub fn spawn_exec(spec: &InstanceSpec, ctx: &Context, exe: &str) -> Result<i32, 
         let mut pass: Vec<RawFd> = ctx.sockets.iter().map(|(_, f)| *f).collect();
         pass.extend(ctx.ready);
         pass.extend(ctx.ready_pipe.map(|(_, fd)| fd));
+        pass.extend(ctx.notify_socket);
         pass.extend(ctx.parent_pipe);
         pass.extend(ctx.init_fd);
         pass.extend(ctx.state_dir_fd);

@@ -212,6 +212,10 @@ pub struct Service {
     /// `health-check` and its numbers, probed while the instance runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// `watchdog-timeout` (with `Ready::Notify`): a running workload
+    /// that sends no `WATCHDOG=1` for this long is restarted; 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub watchdog_ms: u64,
 }
 
 /// A health check, resolved.
@@ -225,6 +229,16 @@ pub struct Health {
     pub failures: u32,
 }
 
+/// Where a `ready: !Notify` workload finds its notify socket
+/// (`NOTIFY_SOCKET`): a read-only bind of the tree's socket onto a file of
+/// the container's `/dev`, which cairn makes itself (so every image has
+/// it; with master.yaml's `devfs-dir`, that dir must hold the file).
+pub const NOTIFY_SOCKET_PATH: &str = "/dev/cairn-notify";
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
 /// A readiness probe, resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ready {
@@ -234,6 +248,8 @@ pub enum Ready {
     Tcp(u16),
     /// `GET path` on this port answers 2xx or 3xx.
     Http { port: u16, path: String },
+    /// `READY=1` on the instance's notify socket (sd_notify).
+    Notify,
 }
 
 fn default_ready_timeout_ms() -> u64 {
@@ -259,6 +275,7 @@ impl Default for Service {
             ready: None,
             ready_timeout_ms: default_ready_timeout_ms(),
             health: None,
+            watchdog_ms: 0,
         }
     }
 }

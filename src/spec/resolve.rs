@@ -61,6 +61,7 @@ impl InstanceSpec {
         let probe = |probe: &Probe, key: &str| -> Result<Ready, Problems> {
             let port = match probe {
                 Probe::Fd(fd) => return Ok(Ready::Fd(*fd)),
+                Probe::Notify => return Ok(Ready::Notify),
                 Probe::Tcp(p) | Probe::Http { port: p, .. } => p,
             };
             let port = variables::substitute(port, &lookup)
@@ -89,6 +90,23 @@ impl InstanceSpec {
                 failures: c.health_failures.unwrap_or(DEFAULT_HEALTH_FAILURES),
             }),
         };
+        let watchdog_ms = match (&ready, c.watchdog_timeout) {
+            (Some(Ready::Notify), Some(t)) => ((t * 1000.0).round() as u64).max(1),
+            _ => 0,
+        };
+        if ready == Some(Ready::Notify) {
+            // As systemd sets them for Type=notify and WatchdogSec=.
+            environ.insert("NOTIFY_SOCKET".into(), NOTIFY_SOCKET_PATH.into());
+            if watchdog_ms > 0 {
+                environ.insert(
+                    "WATCHDOG_USEC".into(),
+                    watchdog_ms.saturating_mul(1000).to_string(),
+                );
+                environ.remove("WATCHDOG_PID");
+                pid_vars.retain(|v| v != "WATCHDOG_PID");
+                pid_vars.push("WATCHDOG_PID".into());
+            }
+        }
         let tcp_ports = ports
             .into_iter()
             .map(|(port, settings)| PortSpec { port, settings })
@@ -267,6 +285,7 @@ impl InstanceSpec {
                 ready,
                 ready_timeout_ms: c.ready_timeout.map_or_else(default_ready_timeout_ms, ms),
                 health,
+                watchdog_ms,
             },
         })
     }

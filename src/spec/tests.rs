@@ -436,3 +436,30 @@ fn which_ports_the_knot_opens() {
         )]
     );
 }
+
+/// `ready: !Notify` gives the workload `NOTIFY_SOCKET` (and, with a
+/// watchdog, `WATCHDOG_USEC` and `WATCHDOG_PID`, as systemd does); the
+/// watchdog is in the hash only when set.
+#[test]
+fn notify_sets_the_environment_and_the_watchdog() {
+    let s = sample("ready: !Notify\nwatchdog-timeout: 1.5\n");
+    assert_eq!(s.service.ready, Some(Ready::Notify));
+    assert_eq!(s.service.watchdog_ms, 1500);
+    assert_eq!(
+        s.environ.get("NOTIFY_SOCKET").map(String::as_str),
+        Some(NOTIFY_SOCKET_PATH)
+    );
+    assert_eq!(
+        s.environ.get("WATCHDOG_USEC").map(String::as_str),
+        Some("1500000")
+    );
+    assert!(s.pid_vars.contains(&"WATCHDOG_PID".to_string()));
+    let plain = sample("ready: !Notify\n");
+    assert_eq!(plain.service.watchdog_ms, 0);
+    assert!(!plain.environ.contains_key("WATCHDOG_USEC"));
+    assert!(!plain.pid_vars.contains(&"WATCHDOG_PID".to_string()));
+    assert_ne!(s.hash(), plain.hash());
+    let json = serde_json::to_string(&plain.service).expect("json");
+    assert!(!json.contains("watchdog"), "{json}");
+    assert!(!sample("").environ.contains_key("NOTIFY_SOCKET"));
+}

@@ -6,6 +6,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod confine;
 pub mod crash;
+pub mod dgram;
 pub mod embedded;
 pub mod event;
 pub mod fd;

@@ -162,6 +162,14 @@ pub fn start_time(pid: i32) -> Option<u64> {
     parse_stat_start_time(&read_text(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// The pid namespace of process `pid` (`pid:[INODE]`, the link
+/// /proc/PID/ns/pid reads), if it exists and we may look.
+pub fn pid_ns(pid: i32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
 /// Our oom_score_adj, if it can be read.
 pub fn oom_score_adj() -> Option<i32> {
     read_text("/proc/self/oom_score_adj")

@@ -393,6 +393,7 @@ impl Tree {
                 Action::Probe => self.start_probe(name),
                 Action::KillUnready => self.kill_unready(name),
                 Action::KillUnhealthy => self.kill_unhealthy(name),
+                Action::KillStarved => self.kill_starved(name),
                 Action::Forget(then) => self.forget(name, then),
             }
         }
@@ -563,6 +564,10 @@ impl Tree {
         if let Some(p) = &i.pidfd {
             let _ = self.poller.delete(p.as_fd());
         }
+        if let Some(n) = &i.notify {
+            let _ = self.poller.delete(n.socket.as_fd());
+        }
+        self.unlink_notify(&i.spec);
         if let Some(leaf) = &i.spec.host.cgroup {
             self.leaves.remove(self.cgroups.as_ref(), name, leaf);
         }

@@ -174,6 +174,9 @@ impl Tree {
         if let Some(r) = i.ready.take() {
             let _ = self.poller.delete(r.as_fd());
         }
+        if let Some(n) = i.notify.take() {
+            let _ = self.poller.delete(n.socket.as_fd());
+        }
         let (record, error) = match (ended, read) {
             (Ended::Recorded(r, e), _) => (r, e),
             (Ended::Exit(exit), Some((r, e))) => (r.unwrap_or_else(|| from_wait(exit)), e),

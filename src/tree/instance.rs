@@ -44,6 +44,9 @@ pub struct Instance {
     pub leaf_ready: bool,
     /// The readiness probe, while one runs (`tree::probe`).
     pub probe: Option<super::probe::Probe>,
+    /// `ready: !Notify`: the notify socket of the current start, while
+    /// its knot lives (`tree::sdnotify`).
+    pub notify: Option<super::sdnotify::NotifySock>,
 }
 
 pub fn policy_of(spec: &InstanceSpec) -> Policy {
@@ -82,6 +85,7 @@ impl Instance {
             error: None,
             leaf_ready: false,
             probe: None,
+            notify: None,
         }
     }
 
@@ -141,6 +145,7 @@ impl Instance {
             last_exit: self.last_exit.clone(),
             next_start,
             error: self.error.clone(),
+            status: self.notify.as_ref().and_then(|n| n.status.clone()),
             cgroup: self.spec.host.cgroup.clone(),
             cpu_seconds: None,
             memory_bytes: None,

@@ -95,6 +95,20 @@ impl Tree {
                 return;
             }
         };
+        // `ready: !Notify`: a new socket for this start; the knot binds
+        // its file into the container (`tree::sdnotify`).
+        let notify = match self.bind_notify(name) {
+            Ok(n) => n,
+            Err(e) => {
+                let why = format!("cannot start: {e}");
+                log::error!("{name}: {why}");
+                if let Some(i) = self.instances.get_mut(name) {
+                    i.error = Some(why);
+                }
+                self.event(name, Event::Exited { failure: true });
+                return;
+            }
+        };
         let stdio_dir_fd = self.stdio_dir_for(name);
         let Some(i) = self.instances.get_mut(name) else {
             return;
@@ -108,6 +122,7 @@ impl Tree {
             extra_args: Vec::new(),
             ready: Some(w.as_raw_fd()),
             ready_pipe: ready_pipe.as_ref().map(|(n, pw)| (*n, pw.as_raw_fd())),
+            notify_socket: notify.as_ref().map(|(_, file)| file.as_raw_fd()),
             hash: i.hash.clone(),
             supervised: true,
             tree_pid: Some(self.proc_pid),
@@ -129,6 +144,7 @@ impl Tree {
                 drop(w);
                 drop(ready_pipe);
                 i.probe = probe;
+                i.notify = notify.map(|(n, _)| n);
                 i.pid = Some(pid);
                 i.start_ticks = crate::sys::proc::start_time(pid);
                 let again = i.spawns > 0;
@@ -147,6 +163,9 @@ impl Tree {
             }
             Err(e) => {
                 let _ = self.poller.delete(r.as_fd());
+                if let Some((n, _)) = &notify {
+                    let _ = self.poller.delete(n.socket.as_fd());
+                }
                 log::error!("{name}: cannot start: {e}");
                 i.error = Some(format!("cannot start: {e}"));
                 self.event(name, Event::Exited { failure: true });

@@ -38,6 +38,14 @@
 //! (*) Gone when a stop was asked for while it ran; `Gone` means the
 //! instance leaves the table (and is started again from the desired set
 //! when it is still wanted, e.g. after a config change).
+//! `Extend(d)` (`EXTEND_TIMEOUT_USEC=` on a `!Notify` socket) moves the
+//! ready deadline of a Starting instance whose program runs to `d` from
+//! now, when that is later; in any other cell it does nothing.
+//! `Starved` (the watchdog of a Running instance bit: no `WATCHDOG=1`
+//! within `watchdog-timeout`) kills the knot once
+//! (`Action::KillStarved`); its exit is a failure and backs off. The
+//! watchdog's own deadline is kept by the loop (`tree::sdnotify_loop`),
+//! so an instance without one has no timer.
 //! (**) The setup deadline (`Policy::setup_timeout` after the spawn): the
 //! knot is killed once and the instance waits in Starting for its exit,
 //! which is then an ordinary failed start (back-off). It never has two
@@ -97,6 +105,10 @@ pub enum Event {
     Retry,
     /// The instance's deadline passed.
     Deadline,
+    /// The service asks for more time to be ready (`EXTEND_TIMEOUT_USEC`).
+    Extend(Duration),
+    /// The watchdog bit: no `WATCHDOG=1` within `watchdog-timeout`.
+    Starved,
     /// The tree wants it stopped (removed, changed, shutdown), and what
     /// follows.
     Stop(Then),
@@ -122,6 +134,9 @@ pub enum Action {
     /// Send SIGKILL to the knot: its health check failed too often. The
     /// event loop records why; the exit is a failure (back-off).
     KillUnhealthy,
+    /// Send SIGKILL to the knot: the running workload's watchdog bit.
+    /// The event loop records why.
+    KillStarved,
     /// The instance is gone: remove it (its cgroup leaf, and its state
     /// dir for `Then::Remove`), then start its replacement for
     /// `Then::Replace`.
@@ -296,6 +311,8 @@ pub fn step(life: &mut Life, event: Event, now: Instant, p: &Policy) -> Vec<Acti
         (Starting, Deadline) => setup_expired(life),
         (Running, Deadline) if life.replacement => proven(life),
         (Running, Unhealthy) => unhealthy(life),
+        (Starting, Extend(d)) if life.execd => extend(life, now, d),
+        (Running, Starved) => starved(life),
         (Starting | Running, Exited { failure }) => died(life, failure, now, p),
         (Starting | Running, Refused) => refused(life),
         (Stopping, Refused) => stopped(life),
@@ -354,6 +371,24 @@ fn unhealthy(life: &mut Life) -> Vec<Action> {
     }
     life.killed = true;
     vec![Action::KillUnhealthy]
+}
+
+/// More time to be ready: the deadline moves to `d` from now, never
+/// earlier than it was.
+fn extend(life: &mut Life, now: Instant, d: Duration) -> Vec<Action> {
+    if !life.killed {
+        life.deadline = life.deadline.max(Some(now + d));
+    }
+    Vec::new()
+}
+
+/// The watchdog bit: kill the knot once; its exit is a failure.
+fn starved(life: &mut Life) -> Vec<Action> {
+    if life.killed {
+        return Vec::new();
+    }
+    life.killed = true;
+    vec![Action::KillStarved]
 }
 
 /// A replacement that stayed up for `min_ready`: the rollout may go on.
@@ -449,3 +484,7 @@ mod stop_tests;
 #[cfg(test)]
 #[path = "lifecycle_ready_tests.rs"]
 mod ready_tests;
+
+#[cfg(test)]
+#[path = "lifecycle_notify_tests.rs"]
+mod notify_tests;

@@ -24,11 +24,13 @@ const ALL_STATES: [State; 5] = [
     State::Failed,
 ];
 
-fn all_events() -> [Event; 10] {
+fn all_events() -> [Event; 12] {
     [
         Event::Execd,
         Event::Ready,
         Event::Unhealthy,
+        Event::Starved,
+        Event::Extend(Duration::from_secs(1)),
         Event::Exited { failure: true },
         Event::Exited { failure: false },
         Event::Refused,
@@ -354,6 +356,7 @@ fn every_cell_is_total() {
                     | (State::Stopping, Event::Exited { .. } | Event::Refused)
                     | (State::Failed, Event::Retry)
                     | (State::Running, Event::Unhealthy)
+                    | (State::Running, Event::Starved)
                     | (State::Stopping, Event::Deadline)
                     | (State::Backoff, Event::Deadline)
                     | (State::Backoff | State::Failed, Event::Stop(_))

@@ -83,7 +83,7 @@ pub fn render(m: &Input<'_>) -> String {
     procs.extend(m.by_state.keys().map(|(k, _)| k));
     let mut out = String::new();
     type Counter = (&'static str, &'static str, fn(&Counters) -> u64);
-    let counters: [Counter; 8] = [
+    let counters: [Counter; 9] = [
         (
             "cairn_started_total",
             "Instances started (knots spawned).",
@@ -119,6 +119,11 @@ pub fn render(m: &Input<'_>) -> String {
             "cairn_health_kills_total",
             "Instances killed because their health check failed too often.",
             |c| c.health_kills,
+        ),
+        (
+            "cairn_notify_refused_total",
+            "Datagrams on notify sockets (ready: !Notify) refused because their sender was not a process of the instance.",
+            |c| c.notify_refused,
         ),
     ];
     let zero = Counters::default();

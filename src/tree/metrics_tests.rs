@@ -38,6 +38,7 @@ fn every_process_has_every_series_and_no_row_sums_the_others() {
             restarts: 2,
             oom_kills: 1,
             health_kills: 1,
+            notify_refused: 4,
         },
     )]
     .into();
@@ -47,6 +48,7 @@ fn every_process_has_every_series_and_no_row_sums_the_others() {
         "cairn_restarts_total{sandbox=\"sb\",process=\"web\"} 2",
         "cairn_oom_kills_total{sandbox=\"sb\",process=\"web\"} 1",
         "cairn_health_kills_total{sandbox=\"sb\",process=\"web\"} 1",
+        "cairn_notify_refused_total{sandbox=\"sb\",process=\"web\"} 4",
         "cairn_refused_starts_total{sandbox=\"sb\",process=\"web\"} 1",
         "cairn_rollouts_stopped_total{sandbox=\"sb\",process=\"web\"} 2",
         // A process with no count yet has all its series, at 0.

@@ -19,6 +19,8 @@ pub mod readiness;
 pub mod recover;
 pub mod rollout;
 pub mod run;
+pub mod sdnotify;
+pub mod sdnotify_loop;
 pub mod sockets;
 pub mod state;
 pub mod supervisor;

@@ -33,6 +33,9 @@ const STATUS_LINE_MAX: usize = 512;
 pub const KIND_READY: u64 = 0;
 pub const KIND_PIDFD: u64 = 1;
 pub const KIND_FD_PROBE: u64 = 2;
+/// A `!Notify` socket shares the `!Fd` pipe's kind: an instance has one
+/// readiness fd at most, and the two low bits are all taken.
+pub const KIND_NOTIFY: u64 = KIND_FD_PROBE;
 pub const KIND_SOCKET: u64 = 3;
 
 /// An instance's readiness probe (while it is starting) or health check

@@ -29,6 +29,14 @@ impl Tree {
             return;
         };
         match token & 3 {
+            KIND_FD_PROBE
+                if self
+                    .instances
+                    .get(&name)
+                    .is_some_and(|i| i.notify.is_some()) =>
+            {
+                self.notify_event(&name)
+            }
             KIND_FD_PROBE => self.read_fd_probe(&name),
             KIND_SOCKET => self.probe_socket_event(&name),
             _ => {}
@@ -42,6 +50,8 @@ impl Tree {
         };
         match &i.spec.service.ready {
             Some(Ready::Fd(_)) => self.read_fd_probe(name),
+            // READY=1 may have come before the exec was reported.
+            Some(Ready::Notify) => self.said_ready(name),
             Some(Ready::Tcp(_) | Ready::Http { .. }) => {
                 let p = i.probe.get_or_insert_with(Probe::default);
                 p.next = Some(Instant::now());
@@ -125,7 +135,7 @@ impl Tree {
         }
     }
 
-    fn became_ready(&mut self, name: &str) {
+    pub(super) fn became_ready(&mut self, name: &str) {
         self.stop_probe(name);
         self.event(name, Event::Ready);
     }

@@ -259,6 +259,13 @@ impl Tree {
         {
             log::error!("{}: {e}", inst.spec.name);
         }
+        if let Some(n) = &inst.notify
+            && let Err(e) = self
+                .poller
+                .add(n.socket.as_fd(), Self::token_of(inst.token, KIND_FD_PROBE))
+        {
+            log::error!("{}: {e}", inst.spec.name);
+        }
         if let Some(p) = inst.probe.as_ref().and_then(|p| p.pipe.as_ref())
             && let Err(e) = self
                 .poller
@@ -326,6 +333,7 @@ impl Tree {
                     .chain(flush_at)
                     .chain(self.leaves.next_try())
                     .chain(self.next_probe_at())
+                    .chain(self.next_watchdog_at())
                     .min()
                     .map(|d| {
                         let left = d.saturating_duration_since(now);
@@ -402,6 +410,7 @@ impl Tree {
         if !self.probing.is_empty() {
             self.probe_timers(now);
         }
+        self.watchdogs(now);
         if !self.leaves.is_empty() {
             let in_use = leaves::in_use(&self.instances);
             self.leaves.retry(self.cgroups.as_ref(), &in_use, now);

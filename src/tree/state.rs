@@ -87,6 +87,9 @@ pub struct InstanceInfo {
     /// In `failed`: why.
     #[serde(default)]
     pub error: Option<String>,
+    /// `ready: !Notify`: the service's last `STATUS=` (escaped, capped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     /// The cgroup leaf, when cgroups are on.
     #[serde(default)]
     pub cgroup: Option<String>,
@@ -118,6 +121,10 @@ pub struct Counters {
     /// Kills for a failing health check.
     #[serde(default)]
     pub health_kills: u64,
+    /// Datagrams on `!Notify` sockets refused: their senders were not
+    /// processes of the instance.
+    #[serde(default)]
+    pub notify_refused: u64,
 }
 
 pub use crate::text::rfc3339;

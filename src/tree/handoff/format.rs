@@ -62,6 +62,9 @@ pub(super) struct HInstance {
     /// `ready: !Fd`: the newline came before the exec was reported.
     #[serde(default)]
     pub(super) probe_seen: bool,
+    /// `ready: !Notify`: the socket of the running start and its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) notify: Option<super::super::sdnotify::HNotify>,
 }
 
 /// The hand-off: this header on the first line, then one line per

@@ -27,6 +27,7 @@ fn hinstance(name: &str) -> HInstance {
         execd: false,
         probe_pipe_fd: None,
         probe_seen: false,
+        notify: None,
     }
 }
 

@@ -125,8 +125,11 @@ impl Tree {
                 pending,
                 error,
                 leaf_ready,
-                probe, // an `!Fd` pipe is handed over; connect probes start again
+                probe,  // an `!Fd` pipe is handed over; connect probes start again
+                notify, // a `!Notify` socket is handed over with its state
             } = i;
+            let notify = notify.as_ref().map(|n| n.handoff(now));
+            keep.extend(notify.as_ref().map(|n| n.fd));
             let pidfd = pidfd.as_ref().map(|f| f.as_raw_fd());
             let ready_fd = ready.as_ref().map(|f| f.as_raw_fd());
             let probe_pipe_fd = probe
@@ -163,6 +166,7 @@ impl Tree {
                 execd: *execd,
                 probe_pipe_fd,
                 probe_seen: probe.as_ref().is_some_and(|p| p.seen),
+                notify,
             });
         }
         keep.extend(sockets.fds());
@@ -268,6 +272,10 @@ impl Tree {
             let pipe = hi
                 .probe_pipe_fd
                 .and_then(|fd| crate::sys::fs::adopt_fd(fd).ok());
+            inst.notify = hi.notify.and_then(|n| {
+                let fd = crate::sys::fs::adopt_fd(n.fd).ok()?;
+                Some(super::sdnotify::NotifySock::restore(n, fd, now))
+            });
             if pipe.is_some() || hi.probe_seen {
                 inst.probe = Some(Probe {
                     pipe,
