@@ -544,3 +544,5 @@ mod restarts;
 mod rollouts;
 #[path = "tree/stopping.rs"]
 mod stopping;
+#[path = "tree/wait.rs"]
+mod wait;
