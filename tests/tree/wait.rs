@@ -267,3 +267,43 @@ fn restart_rolls_each_instance_once_one_at_a_time_keeping_its_config() {
         assert_eq!(pids(&last, n), pids(&after, n), "{n} was restarted");
     }
 }
+
+/// A restart under way survives an upgrade: the new image goes on with
+/// it, `upgrade --wait` returns once it is done, and the waiting restart
+/// gets its answer from the new image.
+#[test]
+fn a_restart_survives_an_upgrade_and_upgrade_wait_waits_for_it() {
+    let mut fx = fixture!();
+    fx.container("web", &slow_ready("1", "1"));
+    fx.processes(&[("web", 3)]);
+    fx.start();
+    let all = names("web", 3);
+    let ps0 = fx.wait_ps("3 running", |ps| all_running(ps, &refs(&all)));
+    let mut restart = Command::new(cairn_bin())
+        .args(["restart", "--wait", "-c", &fx.master_path(), "box/web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cairn restart");
+    fx.wait_ps("the restart under way", |ps| {
+        ps["rollouts"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["state"] == "in-progress"))
+    });
+    let (out, _) = run(&fx, &["upgrade", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ps = fx.ps();
+    assert_eq!(ps["tree"]["upgrades"], 1, "{ps}");
+    assert_eq!(ps["tree"]["pid"], fx.tree_pid());
+    assert!(all_running(&ps, &refs(&all)), "{ps}");
+    assert_eq!(ps["rollouts"], serde_json::json!([]), "{ps}");
+    for n in &all {
+        assert_ne!(pids(&ps, n).0, pids(&ps0, n).0, "{n} was not restarted");
+    }
+    let status = wait_child(&mut restart, WAIT).expect("restart returned");
+    let mut err = String::new();
+    if let Some(mut e) = restart.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut err).expect("stderr");
+    }
+    assert!(status.success(), "{err}");
+}
