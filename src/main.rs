@@ -9,7 +9,7 @@ use cairn::cli;
 use cairn::cli::request::timeout_of;
 use cairn::config::LogLevel;
 use cairn::config::master::DEFAULT_PATH;
-use cairn::tree::requests::Kind;
+use cairn::tree::request::Kind;
 
 fn parse_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {

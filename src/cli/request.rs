@@ -12,7 +12,7 @@ use crate::sys::hostfs::HostDir;
 use crate::sys::process;
 use crate::text::escape;
 use crate::tree::hostdirs;
-use crate::tree::requests::{self, Kind, Reply, Request};
+use crate::tree::request::{self, Kind, Reply, Request};
 
 use super::wait::{Scope, Verdict, verdict};
 
@@ -110,7 +110,7 @@ pub fn ask(
     let timed_out = || timeout.is_some_and(|t| started.elapsed() >= t);
     let limit = timeout.map_or(0.0, |t| t.as_secs_f64());
     // The answer: the request was handled, and state.json shows it.
-    let reply_name = format!("{name}{}", requests::REPLY);
+    let reply_name = format!("{name}{}", request::REPLY);
     let reply: Reply = loop {
         match dir.read_trusted(&reply_name, 64 << 10) {
             Ok(Some(b)) => {
@@ -182,12 +182,12 @@ pub fn ask(
 /// The tree's requests dir, checked as the tree checks its dirs (root's
 /// alone, from `/` down, no symlink of another user on the way).
 fn requests_dir(master: &Master) -> Result<HostDir, String> {
-    let shown = master.runtime_dir.join(requests::DIR);
+    let shown = master.runtime_dir.join(request::DIR);
     let runtime = HostDir::open(&master.runtime_dir, false)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no cairn tree runs (no {})", master.runtime_dir.display()))?;
     runtime
-        .sub(Path::new(requests::DIR), None)
+        .sub(Path::new(request::DIR), None)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| {
             format!(

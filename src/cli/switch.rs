@@ -12,7 +12,7 @@ use crate::config::yaml;
 use crate::sys::fs as sfs;
 use crate::sys::process;
 use crate::text::path;
-use crate::tree::requests::Kind;
+use crate::tree::request::Kind;
 
 use super::wait::Scope;
 

@@ -19,7 +19,7 @@ use crate::sys::{process, signal};
 use super::leaves::{self, Leaves};
 use super::lifecycle::{Event, Then};
 use super::probe::{KIND_FD_PROBE, KIND_PIDFD, KIND_READY};
-use super::requests::Kind;
+use super::request::Kind;
 use super::supervisor::Tree;
 
 /// Command-line options of `cairn tree`.

@@ -114,5 +114,5 @@ pub struct Tree {
     pub generations: BTreeMap<String, u64>,
     /// Answers to requests (`tree::requests`), written once state.json
     /// shows what they asked for.
-    pub replies: Vec<(String, super::requests::Reply)>,
+    pub replies: Vec<(String, super::request::Reply)>,
 }

@@ -110,7 +110,7 @@ pub struct Handoff {
     /// Answers to requests not yet written (`tree::requests`): the upgrade
     /// requests themselves, answered by the new image.
     #[serde(default)]
-    pub(super) replies: Vec<(String, super::super::requests::Reply)>,
+    pub(super) replies: Vec<(String, super::super::request::Reply)>,
 }
 
 fn version_one() -> u32 {

@@ -187,7 +187,7 @@ fn restart_generations_and_answers_come_through() {
     h.generations = vec![("s/a.0".into(), 3)];
     h.replies = vec![(
         "upgrade.1-2".into(),
-        crate::tree::requests::Reply { error: None },
+        crate::tree::request::Reply { error: None },
     )];
     let mut i = hinstance("a");
     i.generation = 2;
