@@ -6,8 +6,30 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cairn::cli;
+use cairn::cli::request::timeout_of;
 use cairn::config::LogLevel;
 use cairn::config::master::DEFAULT_PATH;
+use cairn::tree::request::Kind;
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds")),
+    }
+}
+
+/// `--wait [--timeout S]`.
+#[derive(clap::Args)]
+struct Wait {
+    /// Block until the tree has done it: every instance runs its wanted
+    /// config and is ready (exit 0), a rollout stopped or a config was
+    /// refused (exit 1), or the timeout passed (exit 124).
+    #[arg(long)]
+    wait: bool,
+    /// Give up after S seconds (default 300; 0: no limit).
+    #[arg(long, value_name = "S", requires = "wait", value_parser = parse_secs)]
+    timeout: Option<f64>,
+}
 
 fn parse_level(s: &str) -> Result<LogLevel, String> {
     LogLevel::parse(s).ok_or_else(|| format!("{s:?} is not one of error, warn, info, debug, trace"))
@@ -61,6 +83,8 @@ enum Command {
     Switch {
         #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
         config: PathBuf,
+        #[command(flatten)]
+        wait: Wait,
         sandbox: String,
         file: PathBuf,
     },
@@ -68,11 +92,28 @@ enum Command {
     Reload {
         #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
         config: PathBuf,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Ask the running tree to replace itself with the installed binary (SIGQUIT).
     Upgrade {
         #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
         config: PathBuf,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Restart SANDBOX, SANDBOX/PROCESS or SANDBOX/PROCESS.N, one instance
+    /// at a time, each next one once the last is ready (no config change).
+    Restart {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// Block until every instance restarted and is ready.
+        #[arg(long)]
+        wait: bool,
+        /// Give up after S seconds, exit 124 (default 300; 0: no limit).
+        #[arg(long, value_name = "S", value_parser = parse_secs)]
+        timeout: Option<f64>,
+        target: String,
     },
     /// A knot started by exec (internal): only with CAIRN_KNOT_EXEC=1 set
     /// for the tree or cmd, which otherwise fork their knots.
@@ -126,11 +167,36 @@ fn main() -> ExitCode {
         Command::Ps { config, json } => cli::ps::run(&config, json),
         Command::Switch {
             config,
+            wait,
             sandbox,
             file,
-        } => cli::switch::run(&config, &sandbox, &file),
-        Command::Reload { config } => cli::signal::send(&config, libc::SIGHUP, "reload"),
-        Command::Upgrade { config } => cli::signal::send(&config, libc::SIGQUIT, "upgrade"),
+        } => cli::switch::run(
+            &config,
+            &sandbox,
+            &file,
+            wait.wait,
+            timeout_of(wait.timeout),
+        ),
+        Command::Reload { config, wait } if wait.wait => {
+            cli::request::run(&config, Kind::Reload, None, true, timeout_of(wait.timeout))
+        }
+        Command::Reload { config, .. } => cli::signal::send(&config, libc::SIGHUP, "reload"),
+        Command::Upgrade { config, wait } if wait.wait => {
+            cli::request::run(&config, Kind::Upgrade, None, true, timeout_of(wait.timeout))
+        }
+        Command::Upgrade { config, .. } => cli::signal::send(&config, libc::SIGQUIT, "upgrade"),
+        Command::Restart {
+            config,
+            wait,
+            timeout,
+            target,
+        } => cli::request::run(
+            &config,
+            Kind::Restart,
+            Some(&target),
+            wait,
+            timeout_of(timeout),
+        ),
     };
     ExitCode::from(code)
 }

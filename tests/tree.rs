@@ -555,3 +555,5 @@ mod restarts;
 mod rollouts;
 #[path = "tree/stopping.rs"]
 mod stopping;
+#[path = "tree/wait.rs"]
+mod wait;

@@ -8,8 +8,10 @@
 pub mod check;
 pub mod cmd;
 pub mod ps;
+pub mod request;
 pub mod signal;
 pub mod switch;
+pub mod wait;
 
 /// Print each problem on stderr, one escaped line each.
 pub fn eprint_problems(p: &crate::config::error::Problems) {

@@ -20,26 +20,10 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
             return 1;
         }
     };
-    let path = master.state_file();
-    // Opened non-blocking and read only if it is a regular file: a FIFO
-    // or a device there must not hang `ps`.
-    let mut snap: Snapshot = match crate::config::read_file_capped(&path, STATE_CAP) {
-        Ok(b) => match serde_json::from_slice(&b) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("{}: {}", text::path(&path), escape(&e.to_string()));
-                return 1;
-            }
-        },
-        Err(_) if std::fs::symlink_metadata(&path).is_err() => {
-            eprintln!(
-                "cairn ps: no cairn tree runs with runtime dir {} (no state.json)",
-                text::path(&master.runtime_dir)
-            );
-            return 1;
-        }
+    let mut snap = match read_state(&master) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("cairn ps: {}: {}", text::path(&path), escape(&e));
+            eprintln!("{e}");
             return 1;
         }
     };
@@ -51,7 +35,7 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
         Err(e) => Some(e),
     };
     if let Some(why) = &dead {
-        let written = std::fs::metadata(&path)
+        let written = std::fs::metadata(master.state_file())
             .and_then(|m| m.modified())
             .map(|t| {
                 let ago = std::time::SystemTime::now()
@@ -89,6 +73,7 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
             "instances": snap.instances,
             "config_errors": snap.config_errors,
             "rollouts": snap.rollouts,
+            "config_problems": snap.config_problems,
         });
         // serde escaped the C0 controls; `text::json` shows the rest.
         println!("{}", text::json(&out.to_string()));
@@ -156,6 +141,22 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
         );
     }
     code
+}
+
+/// The tree's `state.json`, or why not (one escaped line). Opened
+/// non-blocking and read only if it is a regular file: a FIFO or a device
+/// there must not hang the command.
+pub fn read_state(master: &Master) -> Result<Snapshot, String> {
+    let path = master.state_file();
+    match crate::config::read_file_capped(&path, STATE_CAP) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| format!("{}: {}", text::path(&path), escape(&e.to_string()))),
+        Err(_) if std::fs::symlink_metadata(&path).is_err() => Err(format!(
+            "cairn ps: no cairn tree runs with runtime dir {} (no state.json)",
+            text::path(&master.runtime_dir)
+        )),
+        Err(e) => Err(format!("cairn ps: {}: {}", text::path(&path), escape(&e))),
+    }
 }
 
 /// The knot's first child (the workload), as a host pid.

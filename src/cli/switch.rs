@@ -12,8 +12,19 @@ use crate::config::yaml;
 use crate::sys::fs as sfs;
 use crate::sys::process;
 use crate::text::path;
+use crate::tree::request::Kind;
 
-pub fn run(master_path: &Path, sandbox: &str, file: &Path) -> u8 {
+use super::wait::Scope;
+
+/// `wait`: after the install, wait until the tree has reloaded and the
+/// sandbox's rollout is done (see `cli::wait`), at most `timeout`.
+pub fn run(
+    master_path: &Path,
+    sandbox: &str,
+    file: &Path,
+    wait: bool,
+    timeout: Option<std::time::Duration>,
+) -> u8 {
     // The whole check, as `cairn check` does it.
     let code = super::check::all(master_path, Some(sandbox), Some(file));
     if code != 0 {
@@ -61,6 +72,29 @@ pub fn run(master_path: &Path, sandbox: &str, file: &Path) -> u8 {
     if let Err(e) = sfs::write_atomic(&target, &bytes, true) {
         eprintln!("{}: {e}", path(&target));
         return 1;
+    }
+    if wait {
+        return match super::signal::running_tree(&master) {
+            Ok(_) => {
+                println!("installed {}", path(&target));
+                super::request::ask(
+                    &master,
+                    Kind::Reload,
+                    None,
+                    Some(Scope::sandbox(sandbox)),
+                    timeout,
+                    &format!("switch of {}", crate::text::escape(sandbox)),
+                )
+            }
+            Err(why) => {
+                eprintln!(
+                    "installed {}, but there is nothing to wait for: {}",
+                    path(&target),
+                    crate::text::escape(&why)
+                );
+                1
+            }
+        };
     }
     match super::signal::running_tree(&master) {
         Ok(pid) => match process::kill(pid, libc::SIGHUP) {

@@ -35,6 +35,7 @@ impl Tree {
                     log::error!("master config: {e}");
                 }
                 self.config_errors = p.iter().map(|e| e.to_string()).collect();
+                self.config_problems = p.iter().map(|e| (String::new(), e.to_string())).collect();
                 return;
             }
         };
@@ -48,10 +49,11 @@ impl Tree {
         let configs = desired::load_configs(master, &Selection::default());
         // Takes effect at each instance's next start.
         self.master.setup_timeout = configs.master.setup_timeout;
-        let mut errors: Vec<String> = Vec::new();
+        // (sandbox, or "" for master.yaml and the tree, problem)
+        let mut errors: Vec<(String, String)> = Vec::new();
         let mut frozen: BTreeSet<ProcKey> = BTreeSet::new();
         for (sandbox, p) in &configs.problems {
-            errors.extend(p.iter().map(|e| e.to_string()));
+            errors.extend(p.iter().map(|e| (sandbox.clone(), e.to_string())));
             // A sandbox whose files fail: its running instances stay.
             for i in self.instances.values() {
                 if &i.key.0 == sandbox || sandbox.is_empty() {
@@ -116,29 +118,31 @@ impl Tree {
                                 process: key.clone(),
                                 hash,
                                 min_ready: Duration::from_secs_f64(e.min_ready),
+                                generation: self.generations.get(&spec.name).copied().unwrap_or(0),
                             },
                         );
                         specs.insert(spec.name.clone(), spec);
                     }
                 }
                 Err(p) => {
-                    errors.extend(p.iter().map(|e| e.to_string()));
+                    errors.extend(p.iter().map(|e| (key.0.clone(), e.to_string())));
                     let first = p.iter().next().map(|e| e.to_string()).unwrap_or_default();
                     failed.push((key.clone(), e.instances, first));
                     frozen.insert(key);
                 }
             }
         }
-        for e in &errors {
+        for (_, e) in &errors {
             log::error!("config: {e}");
         }
         self.want = want;
         self.specs = specs;
         if let Some(short) = self.fd_shortfall() {
             log::error!("{short}");
-            errors.push(short);
+            errors.push((String::new(), short));
         }
-        self.config_errors = errors;
+        self.config_errors = errors.iter().map(|(_, e)| e.clone()).collect();
+        self.config_problems = errors;
         self.frozen = frozen;
         // Adopted instances whose config did not change take the real spec
         // in place of their placeholder (the others kept theirs above).
@@ -225,7 +229,7 @@ impl Tree {
             self.halted.remove(&k);
             self.dirty = true;
             log::info!(
-                "{}/{}: the config changed; a new rollout may begin",
+                "{}/{}: the config changed or a restart was asked for; a new rollout may begin",
                 k.0,
                 k.1
             );
@@ -265,6 +269,7 @@ impl Tree {
     ) {
         let token = self.new_token();
         let mut inst = Instance::new(spec, hash, token);
+        inst.generation = self.want.get(name).map_or(0, |w| w.generation);
         if replacement {
             inst.life = Life::replacement();
         }
@@ -306,11 +311,15 @@ impl Tree {
         let Some(i) = self.instances.get_mut(name) else {
             return;
         };
-        log::info!(
-            "{name}: config changed ({} -> {}), restarting",
-            i.hash,
-            w.hash
-        );
+        if i.hash == w.hash {
+            log::info!("{name}: restart requested, restarting");
+        } else {
+            log::info!(
+                "{name}: config changed ({} -> {}), restarting",
+                i.hash,
+                w.hash
+            );
+        }
         // Stopped at once when idle, after its knot exits otherwise; then
         // `forget` starts this config in its place.
         i.pending = Some((spec, w.hash));
@@ -469,11 +478,12 @@ impl Tree {
         if self
             .halted
             .get(&key)
-            .is_some_and(|h| h.instance == name && h.hash == i.hash)
+            .is_some_and(|h| h.instance == name && h.hash == i.hash && h.generation == i.generation)
         {
             return;
         }
-        let halt = super::rollout::Halt::new(name, &i.hash, reason.clone(), SystemTime::now());
+        let at = SystemTime::now();
+        let halt = super::rollout::Halt::new(name, (&i.hash, i.generation), reason.clone(), at);
         self.counters
             .entry(key.clone())
             .or_default()

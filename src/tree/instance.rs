@@ -13,6 +13,8 @@ use super::state::{InstanceInfo, LastExit, rfc3339};
 pub struct Instance {
     pub spec: Arc<InstanceSpec>,
     pub hash: String,
+    /// The restart generation it was started as (`plan::Want::generation`).
+    pub generation: u64,
     pub key: ProcKey,
     pub life: Life,
     /// From the spec; `setup_timeout` is master.yaml's, put in at each
@@ -70,6 +72,7 @@ impl Instance {
         Instance {
             spec,
             hash,
+            generation: 0,
             key,
             life: Life::new(),
             policy,
@@ -93,6 +96,7 @@ impl Instance {
         Have {
             process: self.key.clone(),
             hash: self.hash.clone(),
+            generation: self.generation,
             state: self.life.state,
             stopping: self.life.stop_requested(),
             replacing: self.life.replacing(),

@@ -17,6 +17,8 @@ pub mod probe;
 pub mod publish;
 pub mod readiness;
 pub mod recover;
+pub mod request;
+pub mod requests;
 pub mod rollout;
 pub mod run;
 pub mod sdnotify;

@@ -5,7 +5,9 @@
 //! (until then it is a `fresh_replacement`); a rollout whose replacement
 //! fails is stopped (`halted`) and replaces nothing more that runs until
 //! the next config change (a broken new config never takes down every
-//! instance).
+//! instance). A restart without a config change (`cairn restart`) is a
+//! higher `generation` wanted than the instance has: it is rolled out by
+//! the same rule, the instance keeping its config.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +24,9 @@ pub struct Want {
     /// The entry's `min-ready` (not part of the hash: changing it
     /// restarts nothing).
     pub min_ready: std::time::Duration,
+    /// Restarts asked for (`cairn restart`): an instance of a lower
+    /// generation is replaced, with the same config.
+    pub generation: u64,
 }
 
 /// An instance the tree has.
@@ -29,6 +34,8 @@ pub struct Want {
 pub struct Have {
     pub process: ProcKey,
     pub hash: String,
+    /// The generation it was started as (see `Want::generation`).
+    pub generation: u64,
     pub state: State,
     /// A stop was already asked for.
     pub stopping: bool,
@@ -45,8 +52,16 @@ pub enum Change {
     Start(String),
     /// Stop an instance nobody wants any more.
     Stop(String),
-    /// Stop an instance and start it again with its new config.
+    /// Stop an instance and start it again with its new config (or its
+    /// same config, for a restart).
     Replace(String),
+}
+
+/// The instance runs what is wanted of it: the wanted config, and a
+/// generation at least the one wanted (an instance is never restarted for
+/// being ahead, e.g. after a recovery that lost the wanted generations).
+pub fn current(w: &Want, h: &Have) -> bool {
+    h.hash == w.hash && h.generation >= w.generation
 }
 
 /// Plan the changes. `frozen` are processes whose config could not be read
@@ -79,7 +94,7 @@ pub fn plan(
     let mut rolled: BTreeSet<&ProcKey> = BTreeSet::new();
     for (name, w) in want {
         let Some(h) = have.get(name) else { continue };
-        if h.hash == w.hash || h.stopping || h.replacing {
+        if current(w, h) || h.stopping || h.replacing {
             continue;
         }
         match h.state {

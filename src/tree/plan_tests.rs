@@ -13,6 +13,7 @@ fn want(list: &[(&str, &str, &str)]) -> BTreeMap<String, Want> {
                     min_ready: std::time::Duration::ZERO,
                     process: key(p),
                     hash: h.to_string(),
+                    generation: 0,
                 },
             )
         })
@@ -25,6 +26,7 @@ fn have(name: &str, p: &str, hash: &str, state: State) -> (String, Have) {
         Have {
             process: key(p),
             hash: hash.to_string(),
+            generation: 0,
             state,
             stopping: false,
             replacing: false,
@@ -246,4 +248,80 @@ fn an_instance_being_replaced_is_not_replaced_twice() {
         v.replacing = true;
     }
     assert!(plan(&w, &h, &none(), &none()).is_empty());
+}
+
+/// A restart (`cairn restart`) is a higher wanted generation: with the
+/// same config, the instances of a lower one are replaced one at a time,
+/// by the same gate as a config change; one ahead is left alone.
+#[test]
+fn a_higher_wanted_generation_rolls_like_a_config_change() {
+    let mut w = want(&[
+        ("sb/a.0", "a", "h"),
+        ("sb/a.1", "a", "h"),
+        ("sb/b.0", "b", "h"),
+    ]);
+    let mut h: BTreeMap<_, _> = [
+        have("sb/a.0", "a", "h", State::Running),
+        have("sb/a.1", "a", "h", State::Running),
+        have("sb/b.0", "b", "h", State::Running),
+    ]
+    .into();
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
+    for n in ["sb/a.0", "sb/a.1"] {
+        w.get_mut(n).unwrap().generation = 1;
+    }
+    // One of `a` at a time; `b` untouched.
+    assert_eq!(
+        plan(&w, &h, &none(), &none()),
+        [Change::Replace("sb/a.0".into())]
+    );
+    // a.0 came back as generation 1 but has not proven itself: wait.
+    let a0 = h.get_mut("sb/a.0").unwrap();
+    a0.generation = 1;
+    a0.fresh_replacement = true;
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
+    h.get_mut("sb/a.0").unwrap().fresh_replacement = false;
+    assert_eq!(
+        plan(&w, &h, &none(), &none()),
+        [Change::Replace("sb/a.1".into())]
+    );
+    // Halted: nothing more that runs.
+    assert!(plan(&w, &h, &none(), &[key("a")].into()).is_empty());
+    // Done: nothing.
+    h.get_mut("sb/a.1").unwrap().generation = 1;
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
+    // An instance ahead of the wanted generation is current.
+    h.get_mut("sb/b.0").unwrap().generation = 5;
+    assert!(plan(&w, &h, &none(), &none()).is_empty());
+    // A restart of an instance that runs nothing: at once.
+    w.get_mut("sb/b.0").unwrap().generation = 6;
+    h.get_mut("sb/b.0").unwrap().state = State::Backoff;
+    w.get_mut("sb/a.0").unwrap().generation = 2;
+    w.get_mut("sb/a.1").unwrap().generation = 2;
+    assert_eq!(
+        plan(&w, &h, &none(), &none()),
+        [
+            Change::Replace("sb/a.0".into()),
+            Change::Replace("sb/b.0".into())
+        ]
+    );
+}
+
+#[test]
+fn current_means_the_wanted_config_and_at_least_the_wanted_generation() {
+    let w = |hash: &str, generation| Want {
+        process: key("a"),
+        hash: hash.into(),
+        min_ready: std::time::Duration::ZERO,
+        generation,
+    };
+    let h = |hash: &str, generation| Have {
+        generation,
+        ..have("sb/a.0", "a", hash, State::Running).1
+    };
+    assert!(current(&w("x", 0), &h("x", 0)));
+    assert!(current(&w("x", 1), &h("x", 2)));
+    assert!(!current(&w("x", 2), &h("x", 1)));
+    assert!(!current(&w("y", 0), &h("x", 0)));
+    assert!(!current(&w("y", 1), &h("x", 1)));
 }

@@ -42,6 +42,14 @@ impl Tree {
             },
             instances: self.instances.values().map(|i| i.info(now, wall)).collect(),
             config_errors: self.config_errors.clone(),
+            config_problems: self
+                .config_problems
+                .iter()
+                .map(|(sandbox, error)| super::state::ConfigProblem {
+                    sandbox: sandbox.clone(),
+                    error: error.clone(),
+                })
+                .collect(),
             cgroups: self.cgroups.clone(),
             rollouts: super::rollout::infos(&self.want, &have, &self.halted),
         };
@@ -49,8 +57,10 @@ impl Tree {
         let write = self.runtime.write_atomic(STATE_FILE, false, |w| {
             serde_json::to_writer(w, &snap).map_err(std::io::Error::other)
         });
-        if let Err(e) = write {
-            failed.push(e.to_string());
+        match write {
+            // Answers follow the state that shows what they asked for.
+            Ok(()) => self.write_replies(),
+            Err(e) => failed.push(e.to_string()),
         }
         self.notify_ready();
         let text = self.metrics_text(&have);

@@ -17,16 +17,25 @@ use super::plan::{Have, ProcKey, Want};
 pub struct Halt {
     pub instance: String,
     pub hash: String,
+    /// The restart generation the rollout was bringing (0 for none).
+    #[serde(default)]
+    pub generation: u64,
     pub reason: String,
     /// Unix milliseconds.
     pub at_unix_ms: u64,
 }
 
 impl Halt {
-    pub fn new(instance: &str, hash: &str, reason: String, at: SystemTime) -> Halt {
+    pub fn new(
+        instance: &str,
+        (hash, generation): (&str, u64),
+        reason: String,
+        at: SystemTime,
+    ) -> Halt {
         Halt {
             instance: instance.to_string(),
             hash: hash.to_string(),
+            generation,
             reason,
             at_unix_ms: at
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -34,11 +43,12 @@ impl Halt {
         }
     }
 
-    /// Still stopped: the config changed since (the next rollout begins)
-    /// or the instance is gone from the config, else it stays.
+    /// Still stopped, unless the config changed since or a new restart
+    /// was asked for (the next rollout begins), or the instance is gone
+    /// from the config.
     pub fn holds(&self, want: &BTreeMap<String, Want>) -> bool {
         want.get(&self.instance)
-            .is_some_and(|w| w.hash == self.hash)
+            .is_some_and(|w| w.hash == self.hash && w.generation == self.generation)
     }
 }
 
@@ -66,14 +76,15 @@ pub struct RolloutInfo {
 }
 
 /// Which processes are being rolled out: some instance runs another
-/// config than the wanted one, or a replacement has not proven itself.
+/// config (or an older generation) than the wanted one, or a replacement
+/// has not proven itself.
 pub fn in_progress(
     want: &BTreeMap<String, Want>,
     have: &BTreeMap<String, Have>,
 ) -> BTreeSet<ProcKey> {
     let mut out = BTreeSet::new();
     for (name, h) in have {
-        let changed = want.get(name).is_some_and(|w| w.hash != h.hash);
+        let changed = want.get(name).is_some_and(|w| !super::plan::current(w, h));
         if changed || h.fresh_replacement || h.replacing {
             out.insert(h.process.clone());
         }
@@ -100,7 +111,7 @@ pub fn infos(
                 .iter()
                 .filter(|n| {
                     have.get(n.as_str()).is_some_and(|h| {
-                        h.hash == want[n.as_str()].hash
+                        super::plan::current(&want[n.as_str()], h)
                             && h.state == super::lifecycle::State::Running
                             && !h.fresh_replacement
                     })

@@ -11,6 +11,7 @@ fn want(list: &[(&str, &str, &str)]) -> BTreeMap<String, Want> {
                     process: ("sb".into(), p.to_string()),
                     hash: h.to_string(),
                     min_ready: Duration::ZERO,
+                    generation: 0,
                 },
             )
         })
@@ -23,6 +24,7 @@ fn have(n: &str, p: &str, h: &str, state: State) -> (String, Have) {
         Have {
             process: ("sb".into(), p.to_string()),
             hash: h.to_string(),
+            generation: 0,
             state,
             stopping: false,
             replacing: false,
@@ -76,7 +78,7 @@ fn a_stopped_rollout_is_listed_with_its_instance_and_reason_until_the_config_cha
     .into();
     let halt = Halt::new(
         "sb/a.0",
-        "new",
+        ("new", 0),
         "exited with status 1".into(),
         SystemTime::UNIX_EPOCH + Duration::from_secs(1),
     );
@@ -92,4 +94,34 @@ fn a_stopped_rollout_is_listed_with_its_instance_and_reason_until_the_config_cha
     // A new config for the instance, or the instance removed: no longer.
     assert!(!halt.holds(&want(&[("sb/a.0", "a", "newer")])));
     assert!(!halt.holds(&want(&[("sb/a.1", "a", "new")])));
+}
+
+/// A restart is a rollout too: listed while an instance runs an older
+/// generation, and a stopped restart holds until the next restart (a
+/// higher generation) or config change.
+#[test]
+fn a_restart_is_in_progress_until_every_instance_runs_the_wanted_generation() {
+    let mut w = want(&[("sb/a.0", "a", "h"), ("sb/a.1", "a", "h")]);
+    let mut h: BTreeMap<String, Have> = [
+        have("sb/a.0", "a", "h", State::Running),
+        have("sb/a.1", "a", "h", State::Running),
+    ]
+    .into();
+    assert!(in_progress(&w, &h).is_empty());
+    for v in w.values_mut() {
+        v.generation = 1;
+    }
+    let i = infos(&w, &h, &BTreeMap::new());
+    assert_eq!(
+        (i[0].state.as_str(), i[0].done, i[0].total),
+        ("in-progress", 0, 2)
+    );
+    h.get_mut("sb/a.0").unwrap().generation = 1;
+    assert_eq!(infos(&w, &h, &BTreeMap::new())[0].done, 1);
+    h.get_mut("sb/a.1").unwrap().generation = 1;
+    assert!(infos(&w, &h, &BTreeMap::new()).is_empty());
+    let halt = Halt::new("sb/a.0", ("h", 1), "x".into(), SystemTime::UNIX_EPOCH);
+    assert!(halt.holds(&w));
+    w.get_mut("sb/a.0").unwrap().generation = 2;
+    assert!(!halt.holds(&w));
 }

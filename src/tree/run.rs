@@ -19,6 +19,7 @@ use crate::sys::{process, signal};
 use super::leaves::{self, Leaves};
 use super::lifecycle::{Event, Then};
 use super::probe::{KIND_FD_PROBE, KIND_PIDFD, KIND_READY};
+use super::request::Kind;
 use super::supervisor::Tree;
 
 /// Command-line options of `cairn tree`.
@@ -181,6 +182,7 @@ impl Tree {
             specs: BTreeMap::new(),
             frozen: BTreeSet::new(),
             config_errors: Vec::new(),
+            config_problems: Vec::new(),
             counters: BTreeMap::new(),
             unknown_children: 0,
             logged_hash: HashMap::new(),
@@ -220,6 +222,8 @@ impl Tree {
             probing: BTreeSet::new(),
             home_netns: None,
             halted: BTreeMap::new(),
+            generations: BTreeMap::new(),
+            replies: Vec::new(),
         };
         match handoff {
             Some(Ok(h)) => tree.restore(h),
@@ -280,6 +284,7 @@ impl Tree {
     fn run_guarded(&mut self) -> u8 {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.reload();
+            self.requests_at_start(self.last_upgrade_ms.is_none());
             self.main_loop()
         }));
         match r {
@@ -375,14 +380,31 @@ impl Tree {
                         *f = None;
                     }
                     log::info!("SIGHUP: reloading configs");
+                    // Taken before the load: each asked for one that
+                    // begins after its config was written.
+                    let asked = self.take_requests(Kind::Reload);
                     self.reload();
+                    for (name, _) in asked {
+                        self.answer(name, None);
+                    }
                 }
+                libc::SIGUSR1 => self.restart_requests(),
                 libc::SIGQUIT => {
                     log::info!("SIGQUIT: upgrading in place");
                     let began = process::monotonic_ns();
                     self.flush();
+                    // Answered by the new image, once it supervises.
+                    let asked = self.take_requests(Kind::Upgrade);
+                    for (name, _) in &asked {
+                        self.answer(name.clone(), None);
+                    }
                     let why = self.upgrade(began);
                     log::error!("{why}");
+                    for (name, reply) in self.replies.iter_mut() {
+                        if asked.iter().any(|(n, _)| n == name) {
+                            reply.error = Some(why.clone());
+                        }
+                    }
                 }
                 libc::SIGTERM | libc::SIGINT => self.shutdown(),
                 _ => {}

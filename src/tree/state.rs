@@ -23,6 +23,16 @@ pub struct Snapshot {
     /// Rollouts in progress, and stopped ones.
     #[serde(default)]
     pub rollouts: Vec<super::rollout::RolloutInfo>,
+    /// `config_errors`, each with the sandbox it belongs to ("" for
+    /// master.yaml and the tree's own), for `--wait` to tell whose.
+    #[serde(default)]
+    pub config_problems: Vec<ConfigProblem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigProblem {
+    pub sandbox: String,
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

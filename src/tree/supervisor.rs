@@ -38,6 +38,9 @@ pub struct Tree {
     pub specs: BTreeMap<String, Arc<InstanceSpec>>,
     pub frozen: BTreeSet<ProcKey>,
     pub config_errors: Vec<String>,
+    /// The same problems, each with its sandbox ("" for master.yaml and
+    /// the tree's own): state.json's `config_problems`.
+    pub config_problems: Vec<(String, String)>,
     pub counters: BTreeMap<ProcKey, Counters>,
     pub unknown_children: u64,
     pub logged_hash: HashMap<String, String>,
@@ -108,4 +111,10 @@ pub struct Tree {
     pub home_netns: Option<OwnedFd>,
     /// Stopped rollouts, by process (see `tree::rollout`).
     pub halted: BTreeMap<ProcKey, Halt>,
+    /// The restart generation wanted of each instance (`cairn restart`;
+    /// `plan::Want::generation`); absent: 0.
+    pub generations: BTreeMap<String, u64>,
+    /// Answers to requests (`tree::requests`), written once state.json
+    /// shows what they asked for.
+    pub replies: Vec<(String, super::request::Reply)>,
 }

@@ -42,7 +42,13 @@ fn ps_json_matches_the_contract() {
         .collect();
     assert_eq!(
         top,
-        BTreeSet::from(["tree", "instances", "config_errors", "rollouts"])
+        BTreeSet::from([
+            "tree",
+            "instances",
+            "config_errors",
+            "rollouts",
+            "config_problems"
+        ])
     );
     // No config changed: no rollout (tests/tree/rollouts.rs checks them).
     assert_eq!(ps["rollouts"], serde_json::json!([]));
@@ -77,6 +83,21 @@ fn ps_json_matches_the_contract() {
             .as_array()
             .is_some_and(|a| a.iter().all(Value::is_string))
     );
+    // The same problems, each with its sandbox (`broken` is box's).
+    let problems = ps["config_problems"].as_array().expect("config_problems");
+    assert_eq!(
+        problems.len(),
+        ps["config_errors"].as_array().map_or(0, Vec::len),
+        "{ps}"
+    );
+    for (p, e) in problems
+        .iter()
+        .zip(ps["config_errors"].as_array().expect("array"))
+    {
+        assert_eq!(p["sandbox"], "box", "{p}");
+        assert_eq!(&p["error"], e, "{p}");
+    }
+    assert!(ps["rollouts"].is_array());
     assert_eq!(insts(&ps).len(), 3);
     let states = ["starting", "running", "stopping", "backoff", "failed"];
     for i in insts(&ps) {

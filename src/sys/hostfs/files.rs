@@ -119,6 +119,47 @@ impl HostDir {
         Ok(Some(buf))
     }
 
+    /// The names of the entries here (through this dir's fd, so the path
+    /// it was reached by is not looked up again).
+    pub fn names(&self) -> Result<Vec<String>> {
+        let shown = self.path.clone();
+        let fd = sfs::reopen(self.fd(), libc::O_RDONLY | libc::O_DIRECTORY)
+            .map_err(|e| Error::sys(&shown, "open", e.source))?;
+        // Reading the reopened dir by its /proc/self/fd name keeps to the
+        // inode we checked: std has no readdir on an fd.
+        let rd = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_err(|e| Error::sys(&shown, "readdir", e))?;
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| Error::sys(&shown, "readdir", e))?;
+            if let Some(n) = e.file_name().to_str() {
+                out.push(n.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove the file `name` here (unlinkat(2): a symlink there is
+    /// removed, never followed). A file that is not there is no error.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let shown = self.path.join(name);
+        let c = std::ffi::CString::new(name).map_err(|_| {
+            Error::sys(
+                &shown,
+                "unlink",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in the name"),
+            )
+        })?;
+        // SAFETY: valid fd and C string.
+        if unsafe { libc::unlinkat(self.fd().as_raw_fd(), c.as_ptr(), 0) } == -1 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(Error::sys(&shown, "unlink", e));
+            }
+        }
+        Ok(())
+    }
+
     /// Replace `name` here atomically (see `sfs::write_atomic_at`), mode
     /// `FILE_MODE`.
     pub fn write_atomic(

@@ -33,6 +33,9 @@ pub const VERSION: u32 = 2;
 pub(super) struct HInstance {
     pub(super) spec: InstanceSpec,
     pub(super) hash: String,
+    /// The restart generation it was started as.
+    #[serde(default)]
+    pub(super) generation: u64,
     pub(super) state: State,
     pub(super) pid: Option<i32>,
     pub(super) start_ticks: Option<u64>,
@@ -104,6 +107,13 @@ pub struct Handoff {
     /// Stopped rollouts (`tree::rollout`).
     #[serde(default)]
     pub(super) halted: Vec<((String, String), Halt)>,
+    /// Restart generations wanted (`cairn restart`), by instance.
+    #[serde(default)]
+    pub(super) generations: Vec<(String, u64)>,
+    /// Answers to requests not yet written (`tree::requests`): the upgrade
+    /// requests themselves, answered by the new image.
+    #[serde(default)]
+    pub(super) replies: Vec<(String, super::super::request::Reply)>,
 }
 
 fn version_one() -> u32 {

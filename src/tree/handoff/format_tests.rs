@@ -5,6 +5,7 @@ fn hinstance(name: &str) -> HInstance {
     HInstance {
         spec,
         hash: format!("h-{name}"),
+        generation: 0,
         state: State::Running,
         pid: None,
         start_ticks: None,
@@ -49,6 +50,8 @@ fn head(instances: Vec<HInstance>, follow: u32) -> Handoff {
         logged_hash: Vec::new(),
         died_away: Vec::new(),
         halted: Vec::new(),
+        generations: Vec::new(),
+        replies: Vec::new(),
     }
 }
 
@@ -175,4 +178,28 @@ fn an_instance_in_a_state_it_does_not_know_is_not_read_as_backoff() {
     }
     // Torn: the tree then adopts what it did not get (`recover`).
     assert_eq!(names(parse(text).unwrap()), (vec!["h-b".into()], true));
+}
+
+/// A restart in progress survives an upgrade: the wanted generations,
+/// each instance's, and the answers not yet written come through.
+#[test]
+fn restart_generations_and_answers_come_through() {
+    let mut h = head(Vec::new(), 1);
+    h.generations = vec![("s/a.0".into(), 3)];
+    h.replies = vec![(
+        "upgrade.1-2".into(),
+        crate::tree::request::Reply { error: None },
+    )];
+    let mut i = hinstance("a");
+    i.generation = 2;
+    let Taken {
+        mut head,
+        text,
+        rest,
+    } = parse(text_of(&h, &[i])).unwrap();
+    assert_eq!(head.generations, h.generations);
+    assert_eq!(head.replies, h.replies);
+    let torn = std::cell::Cell::new(false);
+    let got: Vec<HInstance> = instances(&mut head, &text, rest, &torn).collect();
+    assert_eq!(got[0].generation, 2);
 }

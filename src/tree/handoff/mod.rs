@@ -48,18 +48,21 @@ impl Tree {
             poller: _,      // made again; instances are watched again
             sigfd: _,       // made again (signals stay blocked over exec)
             instances,
-            by_pid: _,        // rebuilt from the instances
-            by_token: _,      // rebuilt: new tokens
-            next_token: _,    // rebuilt
-            want: _,          // planned again from the config
-            specs: _,         // planned again from the config
-            frozen: _,        // planned again from the config
-            config_errors: _, // found again from the config
+            by_pid: _,          // rebuilt from the instances
+            by_token: _,        // rebuilt: new tokens
+            next_token: _,      // rebuilt
+            want: _,            // planned again from the config
+            specs: _,           // planned again from the config
+            frozen: _,          // planned again from the config
+            config_errors: _,   // found again from the config
+            config_problems: _, // found again from the config
             counters,
             unknown_children,
             logged_hash,
             died_away,
             halted,
+            generations,
+            replies,
             retiring,
             sandbox_logs: _, // opened again on first use
             started,
@@ -101,6 +104,7 @@ impl Tree {
             let Instance {
                 spec,
                 hash,
+                generation,
                 key: _,    // from the spec
                 policy: _, // from the spec
                 life:
@@ -142,6 +146,7 @@ impl Tree {
             instances_out.push(HInstance {
                 spec: (**spec).clone(),
                 hash: hash.clone(),
+                generation: *generation,
                 state: *state,
                 pid: *pid,
                 start_ticks: *start_ticks,
@@ -196,6 +201,8 @@ impl Tree {
                 .map(|(k, (rec, err))| (k.clone(), rec.clone(), err.clone()))
                 .collect(),
             halted: halted.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            generations: generations.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            replies: replies.clone(),
         };
         let memfd = match write_memfd(&h, &instances_out) {
             Ok(f) => f,
@@ -245,6 +252,8 @@ impl Tree {
             .map(|(k, rec, err)| (k, (rec, err)))
             .collect();
         self.halted = std::mem::take(&mut h.halted).into_iter().collect();
+        self.generations = std::mem::take(&mut h.generations).into_iter().collect();
+        self.replies = std::mem::take(&mut h.replies);
         let mut lost = Vec::new();
         let torn = std::cell::Cell::new(false);
         for hi in instances(h, &text, rest, &torn) {
@@ -261,6 +270,7 @@ impl Tree {
                 execd: hi.execd,
                 replacement: hi.fresh_replacement,
             };
+            inst.generation = hi.generation;
             inst.spawns = hi.spawns;
             inst.last_exit = hi.last_exit;
             inst.pending = hi.pending.map(|(s, hash)| (std::sync::Arc::new(s), hash));
