@@ -66,10 +66,12 @@ impl Tree {
         }
         for (name, sc) in &configs.sandboxes {
             let path = &sc.sandbox.log_file;
-            match self.sandbox_logs.get(name) {
+            match self.io.sandbox_logs.get(name) {
                 Some((p, _)) if p == path => {}
                 _ => {
-                    self.sandbox_logs.insert(name.clone(), (path.clone(), None));
+                    self.io
+                        .sandbox_logs
+                        .insert(name.clone(), (path.clone(), None));
                 }
             }
         }
@@ -528,7 +530,7 @@ impl Tree {
                 used.extend(super::sockets::keys(p).into_iter().map(|(k, _, _)| k));
             }
         }
-        self.sockets.retain(&used);
+        self.io.sockets.retain(&used);
     }
 
     /// The instance is done: stopped for good, or its knot gone to make
@@ -569,17 +571,17 @@ impl Tree {
             self.by_pid.remove(&pid);
         }
         if let Some(r) = &i.ready {
-            let _ = self.poller.delete(r.as_fd());
+            let _ = self.io.poller.delete(r.as_fd());
         }
         if let Some(p) = &i.pidfd {
-            let _ = self.poller.delete(p.as_fd());
+            let _ = self.io.poller.delete(p.as_fd());
         }
         if let Some(n) = &i.notify {
-            let _ = self.poller.delete(n.socket.as_fd());
+            let _ = self.io.poller.delete(n.socket.as_fd());
         }
         self.unlink_notify(&i.spec);
         if let Some(leaf) = &i.spec.host.cgroup {
-            self.leaves.remove(self.cgroups.as_ref(), name, leaf);
+            self.io.leaves.remove(self.io.cgroups.as_ref(), name, leaf);
         }
         if drop_state && !i.spec.host.state_dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&i.spec.host.state_dir);

@@ -57,7 +57,7 @@ impl Tree {
         if got == 0 {
             // EOF: the knot is gone; SIGCHLD tells the rest.
             if let Some(r) = i.ready.take() {
-                let _ = self.poller.delete(r.as_fd());
+                let _ = self.io.poller.delete(r.as_fd());
             }
             return;
         }
@@ -78,7 +78,7 @@ impl Tree {
                         return;
                     };
                     if let Some(r) = i.ready.take() {
-                        let _ = self.poller.delete(r.as_fd());
+                        let _ = self.io.poller.delete(r.as_fd());
                     }
                     // Unless the record could not be written (a full
                     // disk): then the knot's own exit, which is the
@@ -107,7 +107,7 @@ impl Tree {
             return;
         };
         if let Some(p) = i.pidfd.take() {
-            let _ = self.poller.delete(p.as_fd());
+            let _ = self.io.poller.delete(p.as_fd());
         }
         if let Some(pid) = i.pid {
             self.by_pid.remove(&pid);
@@ -129,7 +129,7 @@ impl Tree {
             return (None, None);
         }
         // SANDBOX/LEAF below the checked state dir, as recovery opens it.
-        let below = dir.strip_prefix(self.state.path()).ok().and_then(|rel| {
+        let below = dir.strip_prefix(self.io.state.path()).ok().and_then(|rel| {
             let mut parts = rel.iter().map(|p| p.to_str());
             match (parts.next(), parts.next(), parts.next()) {
                 (Some(Some(sandbox)), Some(Some(leaf)), None) => Some((sandbox, leaf)),
@@ -137,7 +137,7 @@ impl Tree {
             }
         });
         let found = match below {
-            Some((sandbox, leaf)) => super::hostdirs::instance_in(&self.state, sandbox, leaf),
+            Some((sandbox, leaf)) => super::hostdirs::instance_in(&self.io.state, sandbox, leaf),
             None => super::hostdirs::instance_at(dir),
         };
         match found {
@@ -169,13 +169,13 @@ impl Tree {
         i.pid = None;
         i.start_ticks = None;
         if let Some(p) = i.pidfd.take() {
-            let _ = self.poller.delete(p.as_fd());
+            let _ = self.io.poller.delete(p.as_fd());
         }
         if let Some(r) = i.ready.take() {
-            let _ = self.poller.delete(r.as_fd());
+            let _ = self.io.poller.delete(r.as_fd());
         }
         if let Some(n) = i.notify.take() {
-            let _ = self.poller.delete(n.socket.as_fd());
+            let _ = self.io.poller.delete(n.socket.as_fd());
         }
         let (record, error) = match (ended, read) {
             (Ended::Recorded(r, e), _) => (r, e),

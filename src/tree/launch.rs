@@ -52,10 +52,12 @@ impl Tree {
             }
         };
         let watched = self
+            .io
             .poller
             .add(r.as_fd(), Self::token_of(i.token, KIND_READY))
             .and_then(|()| match &fd_probe {
                 Some((_, pr, _)) => self
+                    .io
                     .poller
                     .add(pr.as_fd(), Self::token_of(i.token, KIND_FD_PROBE)),
                 None => Ok(()),
@@ -77,7 +79,7 @@ impl Tree {
             ),
             None => (None, None),
         };
-        let sockets = match self.sockets.for_spec(&i.spec) {
+        let sockets = match self.io.sockets.for_spec(&i.spec) {
             Ok(s) => s,
             Err(e) => {
                 log::error!("{name}: {e}");
@@ -86,7 +88,7 @@ impl Tree {
                 return;
             }
         };
-        let seccomp = match protocol::filter(&i.spec, &mut self.filters) {
+        let seccomp = match protocol::filter(&i.spec, &mut self.io.filters) {
             Ok(f) => f,
             Err(e) => {
                 log::error!("{name}: {e}");
@@ -116,7 +118,7 @@ impl Tree {
         let ctx = protocol::Context {
             stdio_dir_fd,
             seccomp,
-            cgroups: self.cgroups.clone(),
+            cgroups: self.io.cgroups.clone(),
             sockets,
             term: "dumb".into(),
             extra_args: Vec::new(),
@@ -125,21 +127,21 @@ impl Tree {
             notify_socket: notify.as_ref().map(|(_, file)| file.as_raw_fd()),
             hash: i.hash.clone(),
             supervised: true,
-            tree_pid: Some(self.proc_pid),
+            tree_pid: Some(self.io.proc_pid),
             parent_pipe: None,
             host_netns: None,
             leaf_ready: i.leaf_ready,
-            init_fd: self.init.as_ref().map(|f| f.as_raw_fd()),
-            oom_score_adj: self.oom_score_adj,
+            init_fd: self.io.init.as_ref().map(|f| f.as_raw_fd()),
+            oom_score_adj: self.io.oom_score_adj,
             // (Unless state-dir changed since the tree started.)
             state_dir_fd: i
                 .spec
                 .host
                 .state_dir
-                .starts_with(self.state.path())
-                .then(|| self.state.fd().as_raw_fd()),
+                .starts_with(self.io.state.path())
+                .then(|| self.io.state.fd().as_raw_fd()),
         };
-        match (self.launch)(&i.spec, &ctx) {
+        match (self.io.launch)(&i.spec, &ctx) {
             Ok(pid) => {
                 drop(w);
                 drop(ready_pipe);
@@ -162,9 +164,9 @@ impl Tree {
                 self.log_config(name);
             }
             Err(e) => {
-                let _ = self.poller.delete(r.as_fd());
+                let _ = self.io.poller.delete(r.as_fd());
                 if let Some((n, _)) = &notify {
-                    let _ = self.poller.delete(n.socket.as_fd());
+                    let _ = self.io.poller.delete(n.socket.as_fd());
                 }
                 log::error!("{name}: cannot start: {e}");
                 i.error = Some(format!("cannot start: {e}"));

@@ -37,13 +37,13 @@ impl Tree {
     /// than the tree may have.
     pub fn fd_shortfall(&self) -> Option<String> {
         let need = fds_needed(self.specs.values().map(|s| &**s));
-        (need > self.fd_limit).then(|| {
+        (need > self.io.fd_limit).then(|| {
             format!(
                 "the {} configured instances need about {need} open files in the tree, \
                  which may have {} (its hard RLIMIT_NOFILE): some will fail to start; \
                  raise LimitNOFILE= in the unit, or `ulimit -Hn` before starting the tree",
                 self.specs.len(),
-                self.fd_limit
+                self.io.fd_limit
             )
         })
     }

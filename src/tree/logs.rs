@@ -34,10 +34,10 @@ impl Tree {
             return None;
         };
         let dir = log.parent()?;
-        if self.stdio_dir.as_ref().is_none_or(|d| d.path() != dir) {
-            self.stdio_dir = crate::sys::hostfs::HostDir::open(dir, true).ok().flatten();
+        if self.io.stdio_dir.as_ref().is_none_or(|d| d.path() != dir) {
+            self.io.stdio_dir = crate::sys::hostfs::HostDir::open(dir, true).ok().flatten();
         }
-        self.stdio_dir.as_ref().map(|d| d.fd().as_raw_fd())
+        self.io.stdio_dir.as_ref().map(|d| d.fd().as_raw_fd())
     }
 
     /// Append an instance event to its sandbox's log (`log-file` of the
@@ -45,7 +45,7 @@ impl Tree {
     pub fn sandbox_log(&mut self, name: &str, msg: &str) {
         use std::io::Write;
         let sandbox = name.split('/').next().unwrap_or("");
-        let Some((path, file)) = self.sandbox_logs.get_mut(sandbox) else {
+        let Some((path, file)) = self.io.sandbox_logs.get_mut(sandbox) else {
             return;
         };
         if file.is_none() {

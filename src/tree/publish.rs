@@ -50,11 +50,11 @@ impl Tree {
                     error: error.clone(),
                 })
                 .collect(),
-            cgroups: self.cgroups.clone(),
+            cgroups: self.io.cgroups.clone(),
             rollouts: super::rollout::infos(&self.want, &have, &self.halted),
         };
         let mut failed = Vec::new();
-        let write = self.runtime.write_atomic(STATE_FILE, false, |w| {
+        let write = self.io.runtime.write_atomic(STATE_FILE, false, |w| {
             serde_json::to_writer(w, &snap).map_err(std::io::Error::other)
         });
         match write {
@@ -64,7 +64,7 @@ impl Tree {
         }
         self.notify_ready();
         let text = self.metrics_text(&have);
-        let write = self.runtime.write_atomic(METRICS_FILE, false, |w| {
+        let write = self.io.runtime.write_atomic(METRICS_FILE, false, |w| {
             std::io::Write::write_all(w, text.as_bytes())
         });
         if let Err(e) = write {

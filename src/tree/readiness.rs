@@ -88,10 +88,10 @@ impl Tree {
         };
         if let Some(p) = i.probe.take() {
             if let Some(fd) = &p.pipe {
-                let _ = self.poller.delete(fd.as_fd());
+                let _ = self.io.poller.delete(fd.as_fd());
             }
             if let Some(a) = &p.attempt {
-                let _ = self.poller.delete(a.fd.as_fd());
+                let _ = self.io.poller.delete(a.fd.as_fd());
             }
         }
     }
@@ -126,7 +126,7 @@ impl Tree {
                 }
             };
             if give_up {
-                let _ = self.poller.delete(fd.as_fd());
+                let _ = self.io.poller.delete(fd.as_fd());
                 p.pipe = None;
             }
         }
@@ -192,9 +192,9 @@ impl Tree {
         match made {
             Ok((fd, connected)) => {
                 let watch = if connected {
-                    self.poller.add(fd.as_fd(), token)
+                    self.io.poller.add(fd.as_fd(), token)
                 } else {
-                    self.poller.add_out(fd.as_fd(), token)
+                    self.io.poller.add_out(fd.as_fd(), token)
                 };
                 if watch.is_err() {
                     p.next = Some(now + RETRY);
@@ -216,11 +216,11 @@ impl Tree {
 
     /// A socket in the network namespace of the instance's knot.
     fn connect_in(&mut self, pid: i32, addr: SocketAddr) -> Result<(OwnedFd, bool), String> {
-        if self.home_netns.is_none() {
+        if self.io.home_netns.is_none() {
             let own = std::fs::File::open("/proc/self/ns/net").map_err(|e| e.to_string())?;
-            self.home_netns = Some(own.into());
+            self.io.home_netns = Some(own.into());
         }
-        let Some(home) = &self.home_netns else {
+        let Some(home) = &self.io.home_netns else {
             return Err("own network namespace".into());
         };
         let target = pidfd::open(pid).map_err(|e| e.to_string())?;
@@ -241,7 +241,7 @@ impl Tree {
             .map(|h| (h.interval_ms, h.failures));
         let Some(p) = i.probe.as_mut() else { return };
         if let Some(a) = p.attempt.take() {
-            let _ = self.poller.delete(a.fd.as_fd());
+            let _ = self.io.poller.delete(a.fd.as_fd());
         }
         match (p.health, health) {
             (true, Some((interval, most))) => {
@@ -269,7 +269,7 @@ impl Tree {
             return self.became_ready(name);
         }
         if let Some(a) = p.attempt.take() {
-            let _ = self.poller.delete(a.fd.as_fd());
+            let _ = self.io.poller.delete(a.fd.as_fd());
         }
         if p.failures > 0 {
             p.failures = 0;
@@ -340,7 +340,7 @@ impl Tree {
         };
         let req = http_request(&path, port);
         let sent = crate::sys::fd::send_some(a.fd.as_fd(), &req).ok();
-        if sent != Some(req.len()) || self.poller.watch_in(a.fd.as_fd(), token).is_err() {
+        if sent != Some(req.len()) || self.io.poller.watch_in(a.fd.as_fd(), token).is_err() {
             self.attempt_failed(name, now);
         }
     }

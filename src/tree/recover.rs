@@ -118,7 +118,7 @@ impl Tree {
                 }
             }
         }
-        if let Some(cg) = self.cgroups.clone() {
+        if let Some(cg) = self.io.cgroups.clone() {
             for leaf in cg.leaves() {
                 let Some((sandbox, rest)) = leaf.split_once(':') else {
                     continue;
@@ -176,7 +176,11 @@ impl Tree {
         };
         let mut spec: InstanceSpec = InstanceSpec::placeholder(sandbox, &process, index);
         spec.host.state_dir = self.master.state_dir.join(sandbox).join(leaf);
-        spec.host.cgroup = self.cgroups.as_ref().map(|_| format!("{sandbox}:{leaf}"));
+        spec.host.cgroup = self
+            .io
+            .cgroups
+            .as_ref()
+            .map(|_| format!("{sandbox}:{leaf}"));
         // Until a config names it again (and for good when none does), it
         // is stopped and restarted as its config said when it started.
         if let Some(p) = f.policy.take() {
@@ -246,13 +250,13 @@ impl Tree {
                 port: *port,
                 owner: owner.clone(),
             };
-            if self.sockets.contains(&key) {
+            if self.io.sockets.contains(&key) {
                 continue;
             }
             match pidfd::get_fd(std::os::fd::AsFd::as_fd(pfd), *fd) {
                 Ok(sock) => {
                     log::info!("{name}: took back the socket of {host}:{port}");
-                    self.sockets.insert(key, sock);
+                    self.io.sockets.insert(key, sock);
                 }
                 Err(e) => log::error!("{name}: cannot take back the socket of {host}:{port}: {e}"),
             }

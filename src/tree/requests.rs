@@ -25,7 +25,7 @@ const REQUEST_CAP: usize = 16 << 10;
 impl Tree {
     /// The requests dir, made (root, 0700) if missing.
     fn requests_dir(&self) -> Option<HostDir> {
-        match self.runtime.sub(Path::new(DIR), Some(DIR_MODE)) {
+        match self.io.runtime.sub(Path::new(DIR), Some(DIR_MODE)) {
             Ok(d) => d,
             Err(e) => {
                 log::error!("{e}; requests are not read");

@@ -20,7 +20,7 @@ use super::leaves::{self, Leaves};
 use super::lifecycle::{Event, Then};
 use super::probe::{KIND_FD_PROBE, KIND_PIDFD, KIND_READY};
 use super::request::Kind;
-use super::supervisor::Tree;
+use super::supervisor::{Io, Tree};
 
 /// Command-line options of `cairn tree`.
 pub struct Options {
@@ -171,9 +171,6 @@ impl Tree {
         let mut tree = Tree {
             master_path: master_path.to_path_buf(),
             master,
-            cgroups,
-            poller,
-            sigfd,
             instances: BTreeMap::new(),
             by_pid: HashMap::new(),
             by_token: HashMap::new(),
@@ -186,7 +183,6 @@ impl Tree {
             counters: BTreeMap::new(),
             unknown_children: 0,
             logged_hash: HashMap::new(),
-            sandbox_logs: HashMap::new(),
             retiring: Default::default(),
             died_away: HashMap::new(),
             started: SystemTime::now(),
@@ -199,31 +195,37 @@ impl Tree {
             last_flush: None,
             flush_failing: false,
             replan: false,
-            sockets: Default::default(),
-            exe,
-            args,
             last_upgrade_ms: None,
-            notify: super::notify::Notify::from_env(),
             ready_sent: false,
-            // Every workload's execve goes through cairn-init (so no
-            // workload can reach this binary through /proc/self/exe):
-            // without it nothing starts.
-            init: crate::sys::embedded::init_memfd().map_err(TreeError::Init)?,
-            fd_limit,
-            launch,
-            filters: Default::default(),
-            _lock: lock,
-            runtime,
-            state,
-            oom_score_adj,
-            proc_pid: crate::sys::proc::own_pid_in_proc(),
-            stdio_dir: None,
-            leaves: Leaves::default(),
             probing: BTreeSet::new(),
-            home_netns: None,
             halted: BTreeMap::new(),
             generations: BTreeMap::new(),
             replies: Vec::new(),
+            io: Io {
+                cgroups,
+                poller,
+                sigfd,
+                sandbox_logs: HashMap::new(),
+                sockets: Default::default(),
+                exe,
+                args,
+                notify: super::notify::Notify::from_env(),
+                // Every workload's execve goes through cairn-init (so no
+                // workload can reach this binary through /proc/self/exe):
+                // without it nothing starts.
+                init: crate::sys::embedded::init_memfd().map_err(TreeError::Init)?,
+                fd_limit,
+                launch,
+                filters: Default::default(),
+                _lock: lock,
+                runtime,
+                state,
+                oom_score_adj,
+                proc_pid: crate::sys::proc::own_pid_in_proc(),
+                stdio_dir: None,
+                leaves: Leaves::default(),
+                home_netns: None,
+            },
         };
         match handoff {
             Some(Ok(h)) => tree.restore(h),
@@ -251,6 +253,7 @@ impl Tree {
     pub fn watch(&self, inst: &mut super::instance::Instance) {
         if let Some(r) = &inst.ready
             && let Err(e) = self
+                .io
                 .poller
                 .add(r.as_fd(), Self::token_of(inst.token, KIND_READY))
         {
@@ -258,6 +261,7 @@ impl Tree {
         }
         if let Some(p) = &inst.pidfd
             && let Err(e) = self
+                .io
                 .poller
                 .add(p.as_fd(), Self::token_of(inst.token, KIND_PIDFD))
         {
@@ -265,6 +269,7 @@ impl Tree {
         }
         if let Some(n) = &inst.notify
             && let Err(e) = self
+                .io
                 .poller
                 .add(n.socket.as_fd(), Self::token_of(inst.token, KIND_FD_PROBE))
         {
@@ -272,6 +277,7 @@ impl Tree {
         }
         if let Some(p) = inst.probe.as_ref().and_then(|p| p.pipe.as_ref())
             && let Err(e) = self
+                .io
                 .poller
                 .add(p.as_fd(), Self::token_of(inst.token, KIND_FD_PROBE))
         {
@@ -310,7 +316,7 @@ impl Tree {
             // Work already waiting is done first; state.json is written once
             // a burst (1000 instances starting) has been handled, right
             // before the tree would sleep.
-            if let Err(e) = self.poller.wait(Some(0), &mut ready) {
+            if let Err(e) = self.io.poller.wait(Some(0), &mut ready) {
                 log::error!("{e}");
             }
             if ready.is_empty() {
@@ -336,7 +342,7 @@ impl Tree {
                     .values()
                     .filter_map(|i| i.life.deadline)
                     .chain(flush_at)
-                    .chain(self.leaves.next_try())
+                    .chain(self.io.leaves.next_try())
                     .chain(self.next_probe_at())
                     .chain(self.next_watchdog_at())
                     .min()
@@ -345,7 +351,7 @@ impl Tree {
                         // Round up, so we never wake up a hair early and spin.
                         left.as_millis() as u64 + u64::from(left.subsec_nanos() % 1_000_000 != 0)
                     });
-                if let Err(e) = self.poller.wait(timeout, &mut ready) {
+                if let Err(e) = self.io.poller.wait(timeout, &mut ready) {
                     log::error!("{e}");
                 }
             }
@@ -370,13 +376,13 @@ impl Tree {
     }
 
     fn signals(&mut self) {
-        while let Ok(Some(si)) = signal::read_signal(self.sigfd.as_fd()) {
+        while let Ok(Some(si)) = signal::read_signal(self.io.sigfd.as_fd()) {
             match si.signo {
                 libc::SIGCHLD => self.reap(),
                 libc::SIGHUP => {
                     // Logs are reopened too, for logrotate.
                     crate::logger::reopen();
-                    for (_, f) in self.sandbox_logs.values_mut() {
+                    for (_, f) in self.io.sandbox_logs.values_mut() {
                         *f = None;
                     }
                     log::info!("SIGHUP: reloading configs");
@@ -433,9 +439,9 @@ impl Tree {
             self.probe_timers(now);
         }
         self.watchdogs(now);
-        if !self.leaves.is_empty() {
+        if !self.io.leaves.is_empty() {
             let in_use = leaves::in_use(&self.instances);
-            self.leaves.retry(self.cgroups.as_ref(), &in_use, now);
+            self.io.leaves.retry(self.io.cgroups.as_ref(), &in_use, now);
         }
         let due: Vec<String> = self
             .instances
@@ -469,9 +475,10 @@ impl Tree {
 
     /// Everything stopped: remove what we made and leave.
     fn finish(&mut self) -> u8 {
-        self.leaves
-            .drain(self.cgroups.as_ref(), &leaves::in_use(&self.instances));
-        if let Some(cg) = &self.cgroups {
+        self.io
+            .leaves
+            .drain(self.io.cgroups.as_ref(), &leaves::in_use(&self.instances));
+        if let Some(cg) = &self.io.cgroups {
             for h in &cg.hierarchies {
                 let _ = std::fs::remove_dir(h.dir(&cg.root, None));
             }
@@ -500,7 +507,7 @@ impl Tree {
             return;
         }
         self.ready_sent = true;
-        if let Some(n) = &self.notify {
+        if let Some(n) = &self.io.notify {
             n.send(&format!(
                 "READY=1\nMAINPID={}\nSTATUS=supervising {} instances",
                 crate::sys::process::getpid(),
@@ -511,7 +518,7 @@ impl Tree {
 
     /// Around a reload: RELOADING=1 now, READY=1 when it is done.
     pub fn notify_reloading(&mut self) {
-        if let Some(n) = &self.notify {
+        if let Some(n) = &self.io.notify {
             let usec = crate::sys::process::monotonic_ns() / 1000;
             n.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
         }

@@ -35,14 +35,16 @@ impl Tree {
         }
         let token = Self::token_of(i.token, KIND_NOTIFY);
         let dir = self
+            .io
             .runtime
             .sub(Path::new(sdnotify::DIR), Some(0o700))
             .map_err(|e| format!("notify socket dir: {e}"))?
             .ok_or_else(|| "notify socket dir: not created".to_string())?;
         let file = sdnotify::file_name(name);
-        let b = dgram::bind_notify(dir.fd(), &file, self.proc_pid)
+        let b = dgram::bind_notify(dir.fd(), &file, self.io.proc_pid)
             .map_err(|e| format!("notify socket {}/{file}: {e}", dir.path().display()))?;
-        self.poller
+        self.io
+            .poller
             .add(b.socket.as_fd(), token)
             .map_err(|e| format!("notify socket: {e}"))?;
         Ok(Some((NotifySock::new(b.socket), b.file)))
@@ -54,7 +56,7 @@ impl Tree {
             return;
         }
         let file = sdnotify::file_name(&spec.name);
-        if let Ok(Some(dir)) = self.runtime.sub(Path::new(sdnotify::DIR), None)
+        if let Ok(Some(dir)) = self.io.runtime.sub(Path::new(sdnotify::DIR), None)
             && let Err(e) = dgram::unlink_notify(dir.fd(), &file)
         {
             log::warn!("{}: {e}", spec.name);
@@ -84,7 +86,7 @@ impl Tree {
             }
             let pid = got.sender.map(|s| s.pid);
             let sender_ns = pid.filter(|p| *p > 0).and_then(proc::pid_ns);
-            let proc_is_ours = self.proc_pid == process::getpid();
+            let proc_is_ours = self.io.proc_pid == process::getpid();
             let verdict =
                 sdnotify::decide(pid, sender_ns.as_deref(), n.pid_ns.as_deref(), proc_is_ours);
             match verdict {

@@ -1,6 +1,7 @@
-//! The supervisor's state: what the tree knows and holds (its config, its
-//! instances, their fds and counters). The event loop that drives it is
-//! `run`; the other modules of `tree` add the steps it takes.
+//! The supervisor's state: what the tree knows (`Tree`: its config, its
+//! instances and their lifecycles, its counters) and the kernel handles it
+//! works through (`Io`). The event loop that drives it is `run`; the other
+//! modules of `tree` add the steps it takes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::os::fd::OwnedFd;
@@ -23,12 +24,12 @@ use super::rollout::Halt;
 use super::sockets::Sockets;
 use super::state::Counters;
 
+/// What the tree knows: its config, its instances and their lifecycles,
+/// what it counts and what it has to write. Plain data; the kernel
+/// handles it works through are in `io`.
 pub struct Tree {
     pub master_path: PathBuf,
     pub master: Master,
-    pub cgroups: Option<Cgroups>,
-    pub poller: Poller,
-    pub sigfd: OwnedFd,
     pub instances: BTreeMap<String, Instance>,
     pub by_pid: HashMap<i32, String>,
     pub by_token: HashMap<u64, String>,
@@ -50,8 +51,6 @@ pub struct Tree {
     /// Knots that reported their end and are still tearing down; their
     /// exit is reaped but is no news.
     pub retiring: HashSet<i32>,
-    /// Each sandbox's log file, opened on first use.
-    pub sandbox_logs: HashMap<String, (PathBuf, Option<std::fs::File>)>,
     pub started: SystemTime,
     pub upgrades: u32,
     pub reloads: u32,
@@ -66,15 +65,40 @@ pub struct Tree {
     /// The last write of state.json or metrics.prom failed (retried).
     pub flush_failing: bool,
     pub replan: bool,
+    /// How long the last upgrade took until we supervised again.
+    pub last_upgrade_ms: Option<f64>,
+    pub ready_sent: bool,
+    /// Instances with a connect probe (`!Tcp`, `!Http`) under way: the
+    /// only ones whose timers the loop looks at.
+    pub probing: BTreeSet<String>,
+    /// Stopped rollouts, by process (see `tree::rollout`).
+    pub halted: BTreeMap<ProcKey, Halt>,
+    /// The restart generation wanted of each instance (`cairn restart`;
+    /// `plan::Want::generation`); absent: 0.
+    pub generations: BTreeMap<String, u64>,
+    /// Answers to requests (`tree::requests`), written once state.json
+    /// shows what they asked for.
+    pub replies: Vec<(String, super::request::Reply)>,
+    /// The kernel handles.
+    pub io: Io,
+}
+
+/// The kernel handles the tree drives its work through: its poller and
+/// signalfd, cgroups, listening sockets, checked host dirs, log files,
+/// cairn-init and the filters knots inherit, and facts about its own
+/// process. Every system call the tree makes goes through one of these.
+pub struct Io {
+    pub cgroups: Option<Cgroups>,
+    pub poller: Poller,
+    pub sigfd: OwnedFd,
+    /// Each sandbox's log file, opened on first use.
+    pub sandbox_logs: HashMap<String, (PathBuf, Option<std::fs::File>)>,
     pub sockets: Sockets,
     /// The binary to exec for upgrades (its installed path) and our argv.
     pub exe: PathBuf,
     pub args: Vec<String>,
-    /// How long the last upgrade took until we supervised again.
-    pub last_upgrade_ms: Option<f64>,
     /// systemd's notify socket, if we run under systemd.
     pub notify: Option<Notify>,
-    pub ready_sent: bool,
     /// cairn-init in a sealed memfd, for the knots to exec.
     pub init: Option<OwnedFd>,
     /// The most open files we may have (the hard RLIMIT_NOFILE, which our
@@ -103,18 +127,7 @@ pub struct Tree {
     /// knots open their sandbox's stdio log below it (see
     /// `protocol::Context::stdio_dir_fd`).
     pub stdio_dir: Option<HostDir>,
-    /// Instances with a connect probe (`!Tcp`, `!Http`) under way: the
-    /// only ones whose timers the loop looks at.
-    pub probing: BTreeSet<String>,
     /// Our own network namespace, opened when a probe first has to enter
     /// a bridged container's, to come back to.
     pub home_netns: Option<OwnedFd>,
-    /// Stopped rollouts, by process (see `tree::rollout`).
-    pub halted: BTreeMap<ProcKey, Halt>,
-    /// The restart generation wanted of each instance (`cairn restart`;
-    /// `plan::Want::generation`); absent: 0.
-    pub generations: BTreeMap<String, u64>,
-    /// Answers to requests (`tree::requests`), written once state.json
-    /// shows what they asked for.
-    pub replies: Vec<(String, super::request::Reply)>,
 }

@@ -14,7 +14,7 @@ use super::instance::Instance;
 use super::leaves;
 use super::lifecycle::{Life, State, Then};
 use super::probe::Probe;
-use super::supervisor::Tree;
+use super::supervisor::{Io, Tree};
 
 mod format;
 
@@ -37,16 +37,14 @@ impl Tree {
     /// old image then keeps running unchanged).
     pub fn upgrade(&mut self, began_ns: u64) -> String {
         // Leaves still to be removed are not handed over: finish them.
-        self.leaves
-            .drain(self.cgroups.as_ref(), &leaves::in_use(&self.instances));
+        self.io
+            .leaves
+            .drain(self.io.cgroups.as_ref(), &leaves::in_use(&self.instances));
         // Every field of the tree, named: one added to `Tree` must be
         // handed over here or said not to be.
         let Tree {
             master_path: _, // the new image is given the same arguments
             master: _,      // read again from the config by the new image
-            cgroups: _,     // detected again
-            poller: _,      // made again; instances are watched again
-            sigfd: _,       // made again (signals stay blocked over exec)
             instances,
             by_pid: _,          // rebuilt from the instances
             by_token: _,        // rebuilt: new tokens
@@ -64,7 +62,6 @@ impl Tree {
             generations,
             replies,
             retiring,
-            sandbox_logs: _, // opened again on first use
             started,
             upgrades,
             reloads,
@@ -74,26 +71,33 @@ impl Tree {
             dirty_since: _,
             last_flush: _,
             flush_failing: _,
-            replan: _, // the new image plans at once
-            sockets,
-            exe: _,             // the new image finds its own
-            args: _,            // passed to the exec
+            replan: _,          // the new image plans at once
             last_upgrade_ms: _, // measured again by the new image
-            notify: _,          // from the environment again
             ready_sent: _,      // the new image tells systemd again
-            init: _,            // the new image's own cairn-init
-            fd_limit: _,        // raised again
-            launch: _,          // given again by the entry point
-            filters: _,         // compiled again on first use
-            _lock,
-            runtime: _,       // checked again
-            state: _,         // checked again
-            oom_score_adj: _, // read again
-            proc_pid: _,      // read again
-            leaves: _,        // drained above
-            stdio_dir: _,     // checked again on first use
-            probing: _,       // from the instances' probes
-            home_netns: _,    // opened again when needed
+            probing: _,         // from the instances' probes
+            io:
+                Io {
+                    cgroups: _,      // detected again
+                    poller: _,       // made again; instances are watched again
+                    sigfd: _,        // made again (signals stay blocked over exec)
+                    sandbox_logs: _, // opened again on first use
+                    sockets,
+                    exe: _,      // the new image finds its own
+                    args: _,     // passed to the exec
+                    notify: _,   // from the environment again
+                    init: _,     // the new image's own cairn-init
+                    fd_limit: _, // raised again
+                    launch: _,   // given again by the entry point
+                    filters: _,  // compiled again on first use
+                    _lock,
+                    runtime: _,       // checked again
+                    state: _,         // checked again
+                    oom_score_adj: _, // read again
+                    proc_pid: _,      // read again
+                    leaves: _,        // drained above
+                    stdio_dir: _,     // checked again on first use
+                    home_netns: _,    // opened again when needed
+                },
         } = &*self;
         let now = Instant::now();
         let mut keep: Vec<RawFd> = vec![_lock.as_raw_fd()];
@@ -220,9 +224,9 @@ impl Tree {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         env.push(format!("{ENV}={}", memfd.as_raw_fd()));
-        let path = self.exe.display().to_string();
+        let path = self.io.exe.display().to_string();
         log::info!("upgrade: executing {path}");
-        let e = process::exec(&path, &self.args, &env);
+        let e = process::exec(&path, &self.io.args, &env);
         restore_cloexec(&keep);
         format!(
             "upgrade: exec {path} failed: {}; the running tree goes on",
@@ -244,7 +248,7 @@ impl Tree {
         self.started = UNIX_EPOCH + Duration::from_millis(h.started_unix_ms);
         self.unknown_children = h.unknown_children;
         self.counters = std::mem::take(&mut h.counters).into_iter().collect();
-        self.sockets.restore(std::mem::take(&mut h.sockets));
+        self.io.sockets.restore(std::mem::take(&mut h.sockets));
         self.retiring = std::mem::take(&mut h.retiring).into_iter().collect();
         self.logged_hash = std::mem::take(&mut h.logged_hash).into_iter().collect();
         self.died_away = std::mem::take(&mut h.died_away)
