@@ -160,9 +160,12 @@ fn ps_text_shows_state_escaped_and_json_unchanged() {
     });
     set.write("run/state.json", state.to_string());
 
+    // No tree runs: ps shows this state, says the tree is not running, and
+    // exits 1 (`ps_says_when_the_tree_is_dead`).
     let out = cairn(&["ps", "-c", &set.master()]);
     let text = stdout(&out);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
     assert_eq!(raw_controls(&text), Vec::<char>::new(), "raw in:\n{text}");
     // The tree line, one config error, the header, three instances.
     assert_eq!(text.lines().count(), 6, "{text}");
@@ -177,7 +180,7 @@ fn ps_text_shows_state_escaped_and_json_unchanged() {
     assert!(text.contains("\\u{202e}\\u{9b}2J: refused \\\\n"), "{text}");
 
     let out = cairn(&["ps", "--json", "-c", &set.master()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let ps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ps --json");
     assert_eq!(
         ps["instances"][0]["last_exit"]["error"],
