@@ -43,7 +43,7 @@ pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8
     }
     match prepare(master_path, sandbox, name, args) {
         // `_state` holds the fd the context names until the knot is started.
-        Ok((spec, mut ctx, _state)) => {
+        Ok((spec, mut ctx, _state, master)) => {
             // A command with tcp-ports gets its sockets like a daemon does
             // (bound here, kept until it ends).
             let mut sockets = crate::tree::sockets::Sockets::default();
@@ -55,7 +55,7 @@ pub fn run(master_path: &Path, sandbox: &str, name: &str, args: &[String]) -> u8
                 }
             }
             let code = execute(&spec, &ctx);
-            remove_idle_root(master_path, &ctx);
+            remove_idle_root(&master, &ctx);
             code
         }
         Err(lines) => {
@@ -73,7 +73,7 @@ fn prepare(
     sandbox: &str,
     name: &str,
     args: &[String],
-) -> Result<(InstanceSpec, Context, HostDir), Vec<String>> {
+) -> Result<(InstanceSpec, Context, HostDir, Master), Vec<String>> {
     let master = Master::load(master_path).map_err(lines)?;
     // The knot creates the instance's state dir as root: refuse dirs
     // anyone else could redirect, before anything starts, and make the
@@ -176,7 +176,7 @@ fn prepare(
         oom_score_adj: crate::sys::proc::oom_score_adj().unwrap_or(-1),
         seccomp: None,
     };
-    Ok((spec, ctx, state))
+    Ok((spec, ctx, state, master))
 }
 
 /// Each problem on a line of its own (raw; escaped where printed).
@@ -282,12 +282,9 @@ fn wait_knot(pid: i32, sigfd: &std::os::fd::OwnedFd) -> Exit {
 /// in each hierarchy is removed once empty: a command leaves no cgroup
 /// behind. (rmdir(2) of a cgroup with children or processes fails, so a
 /// root anything else uses stays; a tree that starts later makes it again.)
-fn remove_idle_root(master_path: &Path, ctx: &Context) {
+fn remove_idle_root(master: &Master, ctx: &Context) {
     let Some(cg) = &ctx.cgroups else { return };
-    let Ok(master) = Master::load(master_path) else {
-        return;
-    };
-    match super::signal::running_tree(&master) {
+    match super::signal::running_tree(master) {
         Err(e) if !e.contains("another pid namespace") => {}
         _ => return,
     }
