@@ -45,10 +45,10 @@ pub struct Instance {
     /// changed config is a new instance, after the old leaf is removed.)
     pub leaf_ready: bool,
     /// The readiness probe, while one runs (`tree::probe`).
-    pub probe: Option<super::probe::Probe>,
+    pub probe: Option<Box<super::probe::Probe>>,
     /// `ready: !Notify`: the notify socket of the current start, while
     /// its knot lives (`tree::sdnotify`).
-    pub notify: Option<super::sdnotify::NotifySock>,
+    pub notify: Option<Box<super::sdnotify::NotifySock>>,
 }
 
 pub fn policy_of(spec: &InstanceSpec) -> Policy {

@@ -72,10 +72,10 @@ impl Tree {
         let (ready_pipe, probe) = match fd_probe {
             Some((n, pr, pw)) => (
                 Some((n, pw)),
-                Some(Probe {
+                Some(Box::new(Probe {
                     pipe: Some(pr),
                     ..Probe::default()
-                }),
+                })),
             ),
             None => (None, None),
         };
@@ -146,7 +146,7 @@ impl Tree {
                 drop(w);
                 drop(ready_pipe);
                 i.probe = probe;
-                i.notify = notify.map(|(n, _)| n);
+                i.notify = notify.map(|(n, _)| Box::new(n));
                 i.pid = Some(pid);
                 i.start_ticks = crate::sys::proc::start_time(pid);
                 let again = i.spawns > 0;

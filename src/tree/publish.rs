@@ -23,11 +23,7 @@ impl Tree {
         self.dirty = false;
         let now = Instant::now();
         self.dirty_since = None;
-        let have = self
-            .instances
-            .iter()
-            .map(|(n, i)| (n.clone(), i.have()))
-            .collect();
+        let have = self.rolling_have();
         self.last_flush = Some(now);
         let wall = SystemTime::now();
         let snap = Snapshot {
@@ -89,6 +85,31 @@ impl Tree {
 }
 
 impl Tree {
+    /// What the planner sees of the instances of processes that may be
+    /// in a rollout (one of theirs runs another config or generation, is
+    /// a replacement, or their rollout stopped); nothing when none is: a
+    /// flush of a quiet tree copies no instance.
+    fn rolling_have(&self) -> BTreeMap<String, super::plan::Have> {
+        let mut keys: std::collections::BTreeSet<&ProcKey> = self.halted.keys().collect();
+        for (n, i) in &self.instances {
+            let changed = self
+                .want
+                .get(n)
+                .is_some_and(|w| w.hash != i.hash || w.generation != i.generation);
+            if changed || i.life.replacement || i.life.replacing() {
+                keys.insert(&i.key);
+            }
+        }
+        if keys.is_empty() {
+            return BTreeMap::new();
+        }
+        self.instances
+            .iter()
+            .filter(|(_, i)| keys.contains(&i.key))
+            .map(|(n, i)| (n.clone(), i.have()))
+            .collect()
+    }
+
     /// metrics.prom's text.
     fn metrics_text(&self, have: &BTreeMap<String, super::plan::Have>) -> String {
         let mut desired: BTreeMap<ProcKey, u64> = BTreeMap::new();

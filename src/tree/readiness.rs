@@ -53,7 +53,7 @@ impl Tree {
             // READY=1 may have come before the exec was reported.
             Some(Ready::Notify) => self.said_ready(name),
             Some(Ready::Tcp(_) | Ready::Http { .. }) => {
-                let p = i.probe.get_or_insert_with(Probe::default);
+                let p = i.probe.get_or_insert_with(Box::default);
                 p.next = Some(Instant::now());
                 self.probing.insert(name.to_string());
             }
@@ -71,11 +71,11 @@ impl Tree {
             return;
         };
         let next = Instant::now() + Duration::from_millis(h.interval_ms);
-        i.probe = Some(Probe {
+        i.probe = Some(Box::new(Probe {
             health: true,
             next: Some(next),
             ..Probe::default()
-        });
+        }));
         self.probing.insert(name.to_string());
     }
 

@@ -288,14 +288,14 @@ impl Tree {
                 .and_then(|fd| crate::sys::fs::adopt_fd(fd).ok());
             inst.notify = hi.notify.and_then(|n| {
                 let fd = crate::sys::fs::adopt_fd(n.fd).ok()?;
-                Some(super::sdnotify::NotifySock::restore(n, fd, now))
+                Some(Box::new(super::sdnotify::NotifySock::restore(n, fd, now)))
             });
             if pipe.is_some() || hi.probe_seen {
-                inst.probe = Some(Probe {
+                inst.probe = Some(Box::new(Probe {
                     pipe,
                     seen: hi.probe_seen,
                     ..Probe::default()
-                });
+                }));
             }
             if let Some(pid) = hi.pid {
                 // Verify: same process (start time), and ours to watch.
