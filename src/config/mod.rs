@@ -11,6 +11,7 @@ pub mod ids;
 pub mod isolation;
 pub mod master;
 pub mod probe;
+pub mod probe_check;
 pub mod process;
 pub mod range;
 pub mod reader;

@@ -5,6 +5,7 @@ pub mod events;
 pub mod handoff;
 pub mod hostdirs;
 pub mod instance;
+pub mod kills;
 pub mod launch;
 pub mod leaves;
 pub mod lifecycle;
