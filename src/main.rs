@@ -136,7 +136,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse_from(cli::cmd::workload_args_last(std::env::args_os().collect()));
     let code = match args.command {
         Command::Check {
             config,

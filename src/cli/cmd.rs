@@ -31,6 +31,48 @@ use crate::sys::process::{self, Exit};
 use crate::sys::signal;
 use crate::tree::hostdirs;
 
+/// `cairn [GLOBAL] cmd [OPTIONS] SANDBOX NAME ARG...`: everything after
+/// NAME is the workload's, even when it looks like one of our options
+/// (`cairn cmd app shell -c id`): a `--` is put after NAME unless there is
+/// one already. Any other command line is returned as it is.
+pub fn workload_args_last(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let Some(at) = argv.iter().position(|a| a == "cmd") else {
+        return argv;
+    };
+    // Options before `cmd` are the top level's (none take a value).
+    if argv[1..at]
+        .iter()
+        .any(|a| !a.to_string_lossy().starts_with('-'))
+    {
+        return argv;
+    }
+    let mut positional = 0;
+    let mut i = at + 1;
+    while i < argv.len() {
+        let a = argv[i].to_string_lossy();
+        if a == "--" {
+            return argv;
+        }
+        if a == "-c" || a == "--config" {
+            i += 2;
+            continue;
+        }
+        if a.starts_with('-') {
+            i += 1;
+            continue;
+        }
+        positional += 1;
+        i += 1;
+        if positional == 2 {
+            if i < argv.len() && argv[i] != "--" {
+                argv.insert(i, "--".into());
+            }
+            return argv;
+        }
+    }
+    argv
+}
+
 /// Exit status when the container could not be set up (as a knot's).
 const SETUP_FAILED: u8 = protocol::SETUP_FAILED as u8;
 
@@ -300,4 +342,49 @@ fn cleanup(spec: &InstanceSpec, ctx: &Context) {
         eprintln!("cairn cmd: cleaning up cgroup {leaf}: {e}");
     }
     let _ = std::fs::remove_dir_all(&spec.host.state_dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::workload_args_last;
+
+    fn run(args: &[&str]) -> Vec<String> {
+        workload_args_last(args.iter().map(|a| a.into()).collect())
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn everything_after_name_is_the_workloads() {
+        assert_eq!(
+            run(&["cairn", "cmd", "app", "shell", "-c", "id"]),
+            ["cairn", "cmd", "app", "shell", "--", "-c", "id"]
+        );
+        assert_eq!(
+            run(&["cairn", "cmd", "-c", "/m.yaml", "app", "shell", "-c", "id"]),
+            [
+                "cairn", "cmd", "-c", "/m.yaml", "app", "shell", "--", "-c", "id"
+            ]
+        );
+        assert_eq!(
+            run(&["cairn", "cmd", "--config", "/m", "app", "shell", "x"]),
+            ["cairn", "cmd", "--config", "/m", "app", "shell", "--", "x"]
+        );
+        // Already there, or nothing after NAME: unchanged.
+        assert_eq!(
+            run(&["cairn", "cmd", "app", "shell", "--", "-c"]),
+            ["cairn", "cmd", "app", "shell", "--", "-c"]
+        );
+        assert_eq!(
+            run(&["cairn", "cmd", "app", "shell"]),
+            ["cairn", "cmd", "app", "shell"]
+        );
+        // Other commands are not touched.
+        assert_eq!(run(&["cairn", "ps", "-c", "x"]), ["cairn", "ps", "-c", "x"]);
+        assert_eq!(
+            run(&["cairn", "check", "--sandbox", "cmd"]),
+            ["cairn", "check", "--sandbox", "cmd"]
+        );
+    }
 }

@@ -131,8 +131,10 @@ fn a_replacement_is_proven_after_min_ready() {
     // A Deadline of a running instance that is not a replacement does
     // nothing.
     let mut r = life(State::Running, t0);
-    assert!(step(&mut r, Event::Deadline, t0, &p).is_empty());
-    assert_eq!(r, life(State::Running, t0));
+    r.deadline = Some(at(t0, 5));
+    let before = r.clone();
+    assert!(step(&mut r, Event::Deadline, at(t0, 5), &p).is_empty());
+    assert_eq!(r, before, "a Deadline is no news to a running instance");
 }
 
 #[test]

@@ -143,3 +143,31 @@ fn cmd_leaves_no_cgroup_behind() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// `cairn cmd SANDBOX NAME ARG...`: every ARG is the workload's, also one
+/// that looks like an option of `cmd` (`-c`).
+#[test]
+fn cmd_passes_every_argument_after_name_to_the_workload() {
+    let fx = fixture!();
+    fx.container(
+        "say",
+        "kind: Command\nuser-id: 1000\ngroup-id: 1000\nexecutable: /bin/echo\n",
+    );
+    fx.set.write(
+        "processes/box.yaml",
+        "say:\n  kind: Command\n  image: bb\n  config: /config/say.yaml\n",
+    );
+    let out = cairn(&[
+        "cmd",
+        "-c",
+        &fx.master_path(),
+        "box",
+        "say",
+        "-c",
+        "id",
+        "--",
+        "x",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "-c id -- x\n");
+}
