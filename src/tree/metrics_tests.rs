@@ -110,4 +110,6 @@ fn the_file_of_a_config_problem() {
     assert_eq!(problem_file("/etc/c/p.yaml: not found"), "/etc/c/p.yaml");
     assert_eq!(problem_file("/img/c.yaml:12: x"), "/img/c.yaml");
     assert_eq!(problem_file("odd"), "odd");
+    // A colon in the file's name is not a line number.
+    assert_eq!(problem_file("/img/a:b.yaml: not found"), "/img/a:b.yaml");
 }
