@@ -8,6 +8,7 @@
 pub mod check;
 pub mod cmd;
 pub mod ps;
+pub mod ps_text;
 pub mod request;
 pub mod signal;
 pub mod switch;

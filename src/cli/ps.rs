@@ -106,40 +106,10 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
             escape(&what)
         );
     }
-    println!(
-        "{:<32} {:<9} {:>8} {:>8} {:>4} {:>8} {:>9} {:<20} LAST EXIT",
-        "INSTANCE", "STATE", "PID", "WORKLOAD", "RST", "CPU(s)", "MEM(MiB)", "SINCE"
+    print!(
+        "{}",
+        super::ps_text::render(&snap, std::time::SystemTime::now())
     );
-    for i in &snap.instances {
-        let dash = || "-".to_string();
-        let last = match &i.last_exit {
-            Some(l) => match &l.error {
-                Some(e) => format!("error: {}", e.trim()),
-                None => format!("{}{}", l.status, if l.oom_killed { " (oom)" } else { "" }),
-            },
-            None => i
-                .error
-                .clone()
-                .map(|e| format!("error: {e}"))
-                .unwrap_or_default(),
-        };
-        println!(
-            "{:<32} {:<9} {:>8} {:>8} {:>4} {:>8} {:>9} {:<20} {}",
-            escape(&i.name),
-            escape(&i.state),
-            i.pid.map(|p| p.to_string()).unwrap_or_else(dash),
-            i.workload_pid.map(|p| p.to_string()).unwrap_or_else(dash),
-            i.restarts,
-            i.cpu_seconds
-                .map(|c| format!("{c:.2}"))
-                .unwrap_or_else(dash),
-            i.memory_bytes
-                .map(|m| format!("{:.1}", m as f64 / 1048576.0))
-                .unwrap_or_else(dash),
-            escape(&i.since),
-            escape(&last)
-        );
-    }
     code
 }
 
