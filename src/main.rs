@@ -78,6 +78,13 @@ enum Command {
         /// One JSON object (the format is documented in docs/operations.md).
         #[arg(long)]
         json: bool,
+        /// Only the instances of this sandbox.
+        #[arg(long, value_name = "NAME")]
+        sandbox: Option<String>,
+        /// Only the instances in this state (starting, running, stopping,
+        /// backoff, failed).
+        #[arg(long, value_name = "STATE", value_parser = ["starting", "running", "stopping", "backoff", "failed"])]
+        state: Option<String>,
     },
     /// Check FILE as SANDBOX's process config, install it, reload.
     Switch {
@@ -164,7 +171,19 @@ fn main() -> ExitCode {
             log_level,
         }),
         Command::Knot { spec_fd } => cairn::knot::exec_main(spec_fd).clamp(0, 255) as u8,
-        Command::Ps { config, json } => cli::ps::run(&config, json),
+        Command::Ps {
+            config,
+            json,
+            sandbox,
+            state,
+        } => cli::ps::run(
+            &config,
+            json,
+            &cli::ps::Filter {
+                sandbox: sandbox.as_deref(),
+                state: state.as_deref(),
+            },
+        ),
         Command::Switch {
             config,
             wait,

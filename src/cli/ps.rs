@@ -12,7 +12,20 @@ use crate::tree::state::Snapshot;
 /// instances would still fit).
 const STATE_CAP: usize = 1 << 30;
 
-pub fn run(master_path: &Path, json: bool) -> u8 {
+/// `--sandbox` and `--state`: which instances to show (all by default).
+#[derive(Default)]
+pub struct Filter<'a> {
+    pub sandbox: Option<&'a str>,
+    pub state: Option<&'a str>,
+}
+
+impl Filter<'_> {
+    pub fn keeps(&self, i: &crate::tree::state::InstanceInfo) -> bool {
+        self.sandbox.is_none_or(|s| i.sandbox == s) && self.state.is_none_or(|s| i.state == s)
+    }
+}
+
+pub fn run(master_path: &Path, json: bool, filter: &Filter<'_>) -> u8 {
     let master = match Master::load(master_path) {
         Ok(m) => m,
         Err(p) => {
@@ -51,6 +64,7 @@ pub fn run(master_path: &Path, json: bool) -> u8 {
             snap.tree.pid
         );
     }
+    snap.instances.retain(|i| filter.keeps(i));
     for i in &mut snap.instances {
         if let Some(pid) = i.pid {
             i.workload_pid = workload_pid(pid);

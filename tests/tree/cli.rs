@@ -171,3 +171,47 @@ fn cmd_passes_every_argument_after_name_to_the_workload() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "-c id -- x\n");
 }
+
+/// `ps --sandbox NAME` and `--state STATE` show only those instances, in
+/// the JSON and the text form; an unknown state is a usage error.
+#[test]
+fn ps_filters_by_sandbox_and_state() {
+    let mut fx = fixture!();
+    fx.container("web", &sleeper(""));
+    fx.container("crash", &sh("exit 3", "restart-timeout: 30\n"));
+    fx.processes(&[("web", 2), ("crash", 1)]);
+    fx.start();
+    fx.wait_ps("web running, crash backing off", |ps| {
+        all_running(ps, &["box/web.0", "box/web.1"]) && state(ps, "box/crash.0") == Some("backoff")
+    });
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["ps", "-c"];
+        let master = fx.master_path();
+        all.push(&master);
+        all.push("--json");
+        all.extend(args);
+        let out = cairn(&all);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        insts(&v)
+            .iter()
+            .map(|i| i["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(names(&["--state", "backoff"]), ["box/crash.0"]);
+    assert_eq!(names(&["--state", "running"]), ["box/web.0", "box/web.1"]);
+    assert_eq!(names(&["--sandbox", "box"]).len(), 3);
+    assert!(names(&["--sandbox", "other"]).is_empty());
+    let out = cairn(&["ps", "-c", &fx.master_path(), "--state", "backoff"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("box/crash.0") && !text.contains("box/web.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("total: 0 running, 1 backoff, 0 failed"),
+        "{text}"
+    );
+    let out = cairn(&["ps", "-c", &fx.master_path(), "--state", "sleeping"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
