@@ -254,6 +254,20 @@ fn dev<K: Kernel>(k: &K, spec: &InstanceSpec, root: &K::Fd, notify: bool) -> Res
 /// (`spec::NOTIFY_SOCKET_PATH`).
 const NOTIFY_FILE: &str = "cairn-notify";
 
+/// The regular file at `path` under `root`, looked up without following
+/// any symlink (`O_PATH`): `None` when something else is there (or its
+/// kind cannot be told), the lookup's error when nothing could be found.
+fn regular_file<K: Kernel>(k: &K, root: &K::Fd, path: &str) -> crate::sys::Result<Option<K::Fd>> {
+    let t = k.openat2(
+        root,
+        path,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        Resolve::BeneathNoSymlinks,
+    )?;
+    Ok(k.is_regular(&t).unwrap_or(false).then_some(t))
+}
+
 /// `ready: !Notify`: the tree's socket file `sock` (an `O_PATH` fd),
 /// bound read-only onto `/dev/cairn-notify`. A socket on a read-only mount
 /// still takes datagrams (connect and sendto check the file's mode, not
@@ -262,21 +276,9 @@ const NOTIFY_FILE: &str = "cairn-notify";
 fn notify_socket<K: Kernel>(k: &K, root: &K::Fd, sock: &K::Fd) -> Result<()> {
     let path = format!("dev/{NOTIFY_FILE}");
     let shown = crate::spec::NOTIFY_SOCKET_PATH;
-    let target = k.openat2(
-        root,
-        &path,
-        libc::O_PATH | libc::O_NOFOLLOW,
-        0,
-        Resolve::BeneathNoSymlinks,
-    );
-    let regular = target
-        .as_ref()
-        .ok()
-        .and_then(|t| k.is_regular(t).ok())
-        .unwrap_or(false);
-    let target = match (target, regular) {
-        (Ok(t), true) => t,
-        (Err(e), _) => {
+    let target = match regular_file(k, root, &path) {
+        Ok(Some(t)) => t,
+        Err(e) => {
             return Err(SetupError {
                 message: format!(
                     "{shown}: {e} (ready: !Notify binds its socket there; with devfs-dir, that dir must hold an empty file {NOTIFY_FILE})"
@@ -285,7 +287,7 @@ fn notify_socket<K: Kernel>(k: &K, root: &K::Fd, sock: &K::Fd) -> Result<()> {
                 path: Some(shown.to_string()),
             });
         }
-        (Ok(_), false) => {
+        Ok(None) => {
             return Err(SetupError::from(format!(
                 "{shown} is not a regular file, so the notify socket cannot be bound there"
             ))
@@ -397,20 +399,8 @@ fn etc_file<K: Kernel>(k: &K, root: &K::Fd, state: &K::Fd, name: &str, f: &EtcFi
         return Ok(());
     }
     let path = format!("etc/{name}");
-    let target = k.openat2(
-        root,
-        &path,
-        libc::O_PATH | libc::O_NOFOLLOW,
-        0,
-        Resolve::BeneathNoSymlinks,
-    );
-    let regular = target
-        .as_ref()
-        .ok()
-        .and_then(|t| k.is_regular(t).ok())
-        .unwrap_or(false);
-    let target = match (target, regular) {
-        (Ok(t), true) => t,
+    let target = match regular_file(k, root, &path) {
+        Ok(Some(t)) => t,
         _ if f.mount == Some(true) => {
             return Err(format!(
                 "/etc/{name} in the image is not a regular file (missing, a symlink or special), so it cannot be replaced"
