@@ -488,3 +488,7 @@ mod ready_tests;
 #[cfg(test)]
 #[path = "lifecycle_notify_tests.rs"]
 mod notify_tests;
+
+#[cfg(test)]
+#[path = "lifecycle_backoff_tests.rs"]
+mod backoff_tests;
