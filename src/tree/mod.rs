@@ -24,6 +24,7 @@ pub mod rollout;
 pub mod run;
 pub mod sdnotify;
 pub mod sdnotify_loop;
+pub mod shutdown;
 pub mod sockets;
 pub mod state;
 pub mod supervisor;

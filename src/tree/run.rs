@@ -17,7 +17,7 @@ use crate::sys::hostfs::HostDir;
 use crate::sys::{process, signal};
 
 use super::leaves::{self, Leaves};
-use super::lifecycle::{Event, Then};
+use super::lifecycle::Event;
 use super::probe::{KIND_FD_PROBE, KIND_PIDFD, KIND_READY};
 use super::request::Kind;
 use super::supervisor::{Io, Tree};
@@ -452,46 +452,6 @@ impl Tree {
         for name in due {
             self.event(&name, Event::Deadline);
         }
-    }
-
-    fn shutdown(&mut self) {
-        if self.shutting_down {
-            log::warn!("second stop signal: killing every instance now");
-            for i in self.instances.values() {
-                if let Some(pid) = i.pid {
-                    let _ = process::kill(pid, libc::SIGKILL);
-                }
-            }
-            return;
-        }
-        log::info!("stopping every instance");
-        self.shutting_down = true;
-        let names: Vec<String> = self.instances.keys().cloned().collect();
-        for name in names {
-            self.event(&name, Event::Stop(Then::Remove));
-        }
-        self.dirty = true;
-    }
-
-    /// Everything stopped: remove what we made and leave.
-    fn finish(&mut self) -> u8 {
-        self.io
-            .leaves
-            .drain(self.io.cgroups.as_ref(), &leaves::in_use(&self.instances));
-        if let Some(cg) = &self.io.cgroups {
-            for h in &cg.hierarchies {
-                let _ = std::fs::remove_dir(h.dir(&cg.root, None));
-            }
-        }
-        for f in [
-            self.master.state_file(),
-            self.master.metrics_file(),
-            self.master.pid_file(),
-        ] {
-            let _ = std::fs::remove_file(f);
-        }
-        log::info!("all instances stopped; exiting");
-        0
     }
 }
 
