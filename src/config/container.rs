@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigError, Problems};
-use super::probe::{MAX_HEALTH_FAILURES, Probe, read_health_check, read_probe};
+use super::probe::{Probe, ServiceKeys, read_service_keys};
 use super::process::Kind;
 use super::range::{IdMap, read_id_maps};
 use super::reader::{Fields, Value, check, finish_one, opt_bool};
@@ -283,60 +283,15 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         .opt("stop-signal")
         .and_then(|v| check(p, read_stop_signal(&v)))
         .unwrap_or(libc::SIGTERM);
-    let ready = f.opt_tagged("ready").and_then(|v| {
-        at("ready", &v);
-        check(p, read_probe(&v))
-    });
-    let ready_timeout = f.opt("ready-timeout").and_then(|v| {
-        at("ready-timeout", &v);
-        match check(p, v.seconds()) {
-            Some(t) if t <= 0.0 => {
-                p.push(v.err("0 would fail every start; give at least a fraction of a second"));
-                None
-            }
-            other => other,
-        }
-    });
-    let health_check = f.opt("health-check").and_then(|v| {
-        at("health-check", &v);
-        check(p, read_health_check(&v))
-    });
-    let mut positive_seconds = |key: &str| {
-        f.opt(key).and_then(|v| {
-            at(key, &v);
-            match check(p, v.seconds()) {
-                Some(t) if t <= 0.0 => {
-                    p.push(v.err("must be above 0"));
-                    None
-                }
-                other => other,
-            }
-        })
-    };
-    let health_interval = positive_seconds("health-interval");
-    let health_timeout = positive_seconds("health-timeout");
-    let health_failures = f.opt("health-failures").and_then(|v| {
-        at("health-failures", &v);
-        match check(p, v.bounded(MAX_HEALTH_FAILURES)) {
-            Some(0) => {
-                p.push(v.err("0 would restart at once; give at least 1"));
-                None
-            }
-            other => other.map(|n| n as u32),
-        }
-    });
-    let watchdog_timeout = f.opt("watchdog-timeout").and_then(|v| {
-        at("watchdog-timeout", &v);
-        match check(p, v.seconds()) {
-            Some(t) if t <= 0.0 => {
-                p.push(v.err(
-                    "0 would restart the instance at once; give at least a fraction of a second",
-                ));
-                None
-            }
-            other => other,
-        }
-    });
+    let ServiceKeys {
+        ready,
+        ready_timeout,
+        health_check,
+        health_interval,
+        health_timeout,
+        health_failures,
+        watchdog_timeout,
+    } = read_service_keys(f, p, &mut lines);
     let executable = check(
         p,
         f.req("executable")

@@ -5,8 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::ConfigError;
-use super::reader::{Value, finish_one};
+use std::collections::BTreeMap;
+
+use super::error::{ConfigError, Problems};
+use super::reader::{Fields, Value, check, finish_one};
 
 /// The default `ready-timeout`, in seconds.
 pub const DEFAULT_READY_TIMEOUT: f64 = 60.0;
@@ -79,6 +81,93 @@ pub const DEFAULT_HEALTH_TIMEOUT: f64 = 2.0;
 pub const DEFAULT_HEALTH_FAILURES: u32 = 3;
 /// The most `health-failures`.
 pub const MAX_HEALTH_FAILURES: u64 = 100;
+
+/// The readiness, health and watchdog keys of a container config, as
+/// given (`None`: not given).
+#[derive(Debug, Default)]
+pub struct ServiceKeys {
+    pub ready: Option<Probe>,
+    pub ready_timeout: Option<f64>,
+    pub health_check: Option<Probe>,
+    pub health_interval: Option<f64>,
+    pub health_timeout: Option<f64>,
+    pub health_failures: Option<u32>,
+    pub watchdog_timeout: Option<f64>,
+}
+
+/// Read `ready`, `ready-timeout`, `health-check`, `health-interval`,
+/// `health-timeout`, `health-failures` and `watchdog-timeout`, recording
+/// each key's line in `lines` and each problem in `p`.
+pub fn read_service_keys(
+    f: &mut Fields,
+    p: &mut Problems,
+    lines: &mut BTreeMap<String, usize>,
+) -> ServiceKeys {
+    let ready = f.opt_tagged("ready").and_then(|v| {
+        lines.insert("ready".to_string(), v.line());
+        check(p, read_probe(&v))
+    });
+    let ready_timeout = positive(
+        f,
+        p,
+        lines,
+        "ready-timeout",
+        "0 would fail every start; give at least a fraction of a second",
+    );
+    let health_check = f.opt("health-check").and_then(|v| {
+        lines.insert("health-check".to_string(), v.line());
+        check(p, read_health_check(&v))
+    });
+    let health_interval = positive(f, p, lines, "health-interval", "must be above 0");
+    let health_timeout = positive(f, p, lines, "health-timeout", "must be above 0");
+    let health_failures = f.opt("health-failures").and_then(|v| {
+        lines.insert("health-failures".to_string(), v.line());
+        match check(p, v.bounded(MAX_HEALTH_FAILURES)) {
+            Some(0) => {
+                p.push(v.err("0 would restart at once; give at least 1"));
+                None
+            }
+            other => other.map(|n| n as u32),
+        }
+    });
+    let watchdog_timeout = positive(
+        f,
+        p,
+        lines,
+        "watchdog-timeout",
+        "0 would restart the instance at once; give at least a fraction of a second",
+    );
+    ServiceKeys {
+        ready,
+        ready_timeout,
+        health_check,
+        health_interval,
+        health_timeout,
+        health_failures,
+        watchdog_timeout,
+    }
+}
+
+/// Seconds above 0 at `key` (`seconds` already refuses a negative number,
+/// so what is left to refuse is 0, said in `zero`'s words).
+fn positive(
+    f: &mut Fields,
+    p: &mut Problems,
+    lines: &mut BTreeMap<String, usize>,
+    key: &str,
+    zero: &str,
+) -> Option<f64> {
+    f.opt(key).and_then(|v| {
+        lines.insert(key.to_string(), v.line());
+        match check(p, v.seconds()) {
+            Some(t) if t <= 0.0 => {
+                p.push(v.err(zero));
+                None
+            }
+            other => other,
+        }
+    })
+}
 
 /// Read `health-check`: a `!Tcp` or `!Http` probe.
 pub fn read_health_check(v: &Value) -> Result<Probe, ConfigError> {
