@@ -519,6 +519,81 @@ fn epoch(s: &str) -> i64 {
     days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
 }
 
+/// A TCP port free on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("addr").port()
+}
+
+/// A client thread that runs `request` again and again until told to
+/// stop, counting what it answered Ok and everything else; `setup` runs
+/// first in that thread (say, joining a network namespace).
+struct Hammer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Hammer {
+    fn start(
+        setup: impl FnOnce() + Send + 'static,
+        request: impl Fn() -> Result<(), String> + Send + 'static,
+    ) -> Hammer {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let ok = std::sync::Arc::new(AtomicU64::new(0));
+        let failed = std::sync::Arc::new(AtomicU64::new(0));
+        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
+        let thread = std::thread::spawn(move || {
+            setup();
+            let mut errors = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                match request() {
+                    Ok(()) => {
+                        o.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        if errors.len() < 5 {
+                            errors.push(e);
+                        }
+                    }
+                }
+            }
+            errors
+        });
+        Hammer {
+            stop,
+            ok,
+            failed,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop; (answers, failures, the first errors).
+    fn finish(mut self) -> (u64, u64, Vec<String>) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        let errors = self
+            .thread
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            errors,
+        )
+    }
+}
+
+impl Drop for Hammer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[path = "tree/bridged.rs"]
 mod bridged;
 #[path = "tree/cgroups.rs"]

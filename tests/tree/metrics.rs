@@ -9,11 +9,6 @@ use std::net::TcpStream;
 
 use super::*;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("addr").port()
-}
-
 /// GET /metrics from 127.0.0.1:PORT (HTTP/1.0, the whole answer).
 fn scrape(port: u16) -> Option<String> {
     let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;

@@ -9,8 +9,6 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::*;
 use common::debian::{debian_image, link_image};
@@ -110,69 +108,6 @@ fn get() -> Result<(), String> {
     }
 }
 
-/// A client in the tree's network namespace sending `GET /` again and
-/// again until told to stop, counting good answers and everything else.
-struct Hammer {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Hammer {
-    fn start(netns_of: i32) -> Hammer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
-        let thread = std::thread::spawn(move || {
-            enter_netns(netns_of);
-            let mut errors = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                match get() {
-                    Ok(()) => {
-                        o.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        f.fetch_add(1, Ordering::Relaxed);
-                        if errors.len() < 5 {
-                            errors.push(e);
-                        }
-                    }
-                }
-            }
-            errors
-        });
-        Hammer {
-            stop,
-            ok,
-            failed,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stop; (answers, failures, the first errors).
-    fn finish(mut self) -> (u64, u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let errors = self
-            .thread
-            .take()
-            .map(|t| t.join().unwrap_or_default())
-            .unwrap_or_default();
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-            errors,
-        )
-    }
-}
-
-impl Drop for Hammer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// From the tree's network namespace, one `GET /` at a time, each
 /// answered, a pause after each, until `done` says yes (Some) after one;
 /// gives up after `tries`. Returns (requests sent, what `done` said).
@@ -231,7 +166,8 @@ fn nginx_rolls_out_behind_a_shared_port_and_stops_gracefully() {
         .iter()
         .map(|n| (pids(&ps0, n).0, hash(&ps0, n)))
         .collect();
-    let hammer = Hammer::start(fx.tree_pid());
+    let tree = fx.tree_pid();
+    let hammer = Hammer::start(move || enter_netns(tree), get);
     std::thread::sleep(Duration::from_millis(300));
     let v2 = edit(
         &recipe("/config/nginx.yaml"),

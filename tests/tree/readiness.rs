@@ -5,11 +5,6 @@
 
 use super::*;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("addr").port()
-}
-
 /// Poll until `name` is `running`; the states seen on the way, and the
 /// time it took from `from`.
 fn watch_until_running(fx: &Fx, name: &str, from: Instant) -> (Vec<String>, Duration, Value) {

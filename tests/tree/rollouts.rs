@@ -6,15 +6,8 @@
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::*;
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("addr").port()
-}
 
 /// `processes/box.yaml` with one entry `web` of `n` instances and extra
 /// keys.
@@ -32,71 +25,17 @@ fn hash(ps: &Value, name: &str) -> String {
         .to_string()
 }
 
-/// A client that connects to 127.0.0.1:PORT again and again until told
-/// to stop, counting answers of "ok\n" and everything else.
-struct Hammer {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Hammer {
-    fn start(port: u16) -> Hammer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
-        let thread = std::thread::spawn(move || {
-            let mut errors = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                let got = TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
-                    c.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    let mut buf = String::new();
-                    c.read_to_string(&mut buf)?;
-                    Ok(buf)
-                });
-                match got {
-                    Ok(b) if b == "ok\n" => {
-                        o.fetch_add(1, Ordering::Relaxed);
-                    }
-                    other => {
-                        f.fetch_add(1, Ordering::Relaxed);
-                        if errors.len() < 5 {
-                            errors.push(format!("{other:?}"));
-                        }
-                    }
-                }
-            }
-            errors
-        });
-        Hammer {
-            stop,
-            ok,
-            failed,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stop; (answers, failures, the first errors).
-    fn finish(mut self) -> (u64, u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let errors = self
-            .thread
-            .take()
-            .map(|t| t.join().unwrap_or_default())
-            .unwrap_or_default();
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-            errors,
-        )
-    }
-}
-
-impl Drop for Hammer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+/// One connection to 127.0.0.1:PORT, answered "ok\n".
+fn ask(port: u16) -> Result<(), String> {
+    let got = TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+        c.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut buf = String::new();
+        c.read_to_string(&mut buf)?;
+        Ok(buf)
+    });
+    match got {
+        Ok(b) if b == "ok\n" => Ok(()),
+        other => Err(format!("{other:?}")),
     }
 }
 
@@ -141,7 +80,7 @@ fn a_gated_rollout_behind_a_shared_port_fails_no_request_and_keeps_two_ready() {
         .iter()
         .map(|n| (pids(&ps0, n).0, hash(&ps0, n)))
         .collect();
-    let hammer = Hammer::start(port);
+    let hammer = Hammer::start(|| {}, move || ask(port));
     std::thread::sleep(Duration::from_millis(300));
     fx.container("web", &web("2"));
     let t0 = Instant::now();
