@@ -628,6 +628,8 @@ mod refused;
 mod restarts;
 #[path = "tree/rollouts.rs"]
 mod rollouts;
+#[path = "tree/stdio_log.rs"]
+mod stdio_log;
 #[path = "tree/stopping.rs"]
 mod stopping;
 #[path = "tree/wait.rs"]

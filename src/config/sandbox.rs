@@ -13,6 +13,7 @@ use super::isolation::Isolation;
 use super::master::Master;
 use super::range::{IdMap, Ranges, read_id_maps, read_ranges};
 use super::reader::{Value, check};
+use super::stdio_log::StdioLog;
 use super::values::{read_capabilities, read_ip};
 use super::{LogLevel, host_path, is_safe_name, read_file_capped, yaml};
 
@@ -53,6 +54,9 @@ pub struct Sandbox {
     /// `seccomp`, `allow-user-namespaces`, `sysfs`.
     #[serde(default)]
     pub isolation: Isolation,
+    /// How the sandbox's stdio log is capped and prefixed.
+    #[serde(default)]
+    pub stdio_log: StdioLog,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,6 +283,7 @@ impl Sandbox {
             .unwrap_or_default();
         let ceilings = Ceilings::read(&mut f, &mut p);
         let isolation = Isolation::read(&mut f, &mut p);
+        let stdio_log = StdioLog::read(&mut f, &mut p);
         f.finish(&mut p);
         p.into_result(Sandbox {
             name,
@@ -308,6 +313,7 @@ impl Sandbox {
             allow_capabilities,
             ceilings,
             isolation,
+            stdio_log,
         })
     }
 

@@ -110,23 +110,73 @@ pub(super) fn build_with<K: Kernel>(
 /// the dir the tree checked when the dir at its path is still that one
 /// (only root could have changed what the tree checked), else checked
 /// from `/` down.
-pub fn stdio_log(spec: &InstanceSpec, kctx: &super::Context) -> Result<Option<OwnedFd>> {
+pub fn stdio_log(spec: &InstanceSpec, kctx: &super::Context) -> Result<Option<StdioLog>> {
     let crate::spec::Stdio::HostFile(p) = &spec.stdio else {
         return Ok(None);
     };
-    if let (Some(checked), Some(dir), Some(name)) = (
-        kctx.stdio_dir_fd,
-        p.parent(),
-        p.file_name().and_then(|n| n.to_str()),
-    ) && let Ok(here) = sfs::open_dir_nofollow(dir)
-        && sfs::same_inode(here.as_fd(), checked)
-    {
-        return hostfs::HostDir::inherited(here, dir.to_path_buf())
-            .open_file(name, hostfs::LOG_MODE, true)
-            .map(|f| Some(OwnedFd::from(f)))
-            .map_err(|e| log_error(p, e));
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else {
+        return Ok(Some(StdioLog::Plain(open_log(p)?)));
+    };
+    let dir = match kctx.stdio_dir_fd {
+        Some(checked)
+            if let Ok(here) = sfs::open_dir_nofollow(parent)
+                && sfs::same_inode(here.as_fd(), checked) =>
+        {
+            hostfs::HostDir::inherited(here, parent.to_path_buf())
+        }
+        _ => hostfs::HostDir::open(parent, true)
+            .map_err(|e| log_error(p, e))?
+            .ok_or_else(|| SetupError {
+                message: format!("stdio log: {}: no such dir", parent.display()),
+                errno: Some(libc::ENOENT),
+                path: Some(p.display().to_string()),
+            })?,
+    };
+    let file = dir
+        .open_file(name, hostfs::LOG_MODE, true)
+        .map(OwnedFd::from)
+        .map_err(|e| log_error(p, e))?;
+    if !spec.stdio_log.pumped() {
+        return Ok(Some(StdioLog::Plain(file)));
     }
-    Ok(Some(open_log(p)?))
+    // For rotations: the dir, readable (flock), and a pipe the workload
+    // writes into (its init reads it).
+    let readable = crate::sys::log_file::readable_dir(dir.fd()).map_err(|e| SetupError {
+        message: format!("stdio log: {e}"),
+        errno: e.errno(),
+        path: Some(parent.display().to_string()),
+    })?;
+    let (read, write) = ctx(crate::sys::fd::pipe_nonblocking_read(), || {
+        "stdio log pipe".into()
+    })?;
+    Ok(Some(StdioLog::Pumped {
+        write,
+        read,
+        log: crate::sys::log_file::HostLog::new(file, readable, name),
+    }))
+}
+
+/// Where the workload's stdout and stderr go on the host.
+pub enum StdioLog {
+    /// The log file itself (`stdio-log-max-size: null`, no prefixes).
+    Plain(OwnedFd),
+    /// A pipe (`write`) that pid 1 of the container pumps (`read`) into
+    /// the log (`log_pump`).
+    Pumped {
+        write: OwnedFd,
+        read: OwnedFd,
+        log: crate::sys::log_file::HostLog,
+    },
+}
+
+impl StdioLog {
+    /// The fd the workload gets as its stdout and stderr.
+    pub fn workload_fd(&self) -> &OwnedFd {
+        match self {
+            StdioLog::Plain(f) => f,
+            StdioLog::Pumped { write, .. } => write,
+        }
+    }
 }
 
 /// A stdio log that could not be opened: its path and errno kept.

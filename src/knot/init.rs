@@ -15,6 +15,85 @@ use crate::sys::init_policy::{self, Action};
 use crate::sys::process::{self, Exit};
 use crate::sys::signal;
 
+/// The workload's output, pumped into the sandbox's stdio log while the
+/// knot is pid 1 (`sys::log_pump`; cairn-init does the same after a hand
+/// over).
+pub struct LogPump {
+    pub read: OwnedFd,
+    pub log: crate::sys::log_file::HostLog,
+    pump: Box<crate::sys::log_pump::Pump>,
+    /// The instance's name in its sandbox (`web.0`), or empty.
+    pub name: String,
+    pub max_size: u64,
+    pub files: u32,
+    pub timestamps: bool,
+}
+
+impl LogPump {
+    pub fn new(spec: &InstanceSpec, read: OwnedFd, log: crate::sys::log_file::HostLog) -> LogPump {
+        let s = &spec.stdio_log;
+        let name = if s.names {
+            spec.name
+                .split_once('/')
+                .map_or(spec.name.as_str(), |(_, n)| n)
+                .to_string()
+        } else {
+            String::new()
+        };
+        LogPump {
+            read,
+            log,
+            pump: Box::new(crate::sys::log_pump::Pump::new()),
+            name,
+            max_size: s.max_size.unwrap_or(0),
+            files: s.files,
+            timestamps: s.timestamps,
+        }
+    }
+
+    /// Read what the pipe has (at most `rounds` reads); false once it
+    /// reached its end (every writer is gone).
+    fn pump(&mut self, rounds: usize) -> bool {
+        let cfg = crate::sys::log_pump::Config {
+            max_size: self.max_size,
+            files: self.files,
+            timestamps: self.timestamps,
+            name: self.name.as_bytes(),
+        };
+        for _ in 0..rounds {
+            let space = self.pump.space();
+            match nix::unistd::read(&self.read, space) {
+                Ok(0) => {
+                    self.pump
+                        .finish(crate::sys::log_file::now_ms(), &cfg, &mut self.log);
+                    return false;
+                }
+                Ok(n) => self
+                    .pump
+                    .filled(n, crate::sys::log_file::now_ms(), &cfg, &mut self.log),
+                Err(nix::Error::EINTR) => {}
+                Err(_) => return true,
+            }
+        }
+        true
+    }
+
+    /// The workload ended: write what its output left in the pipe (up to
+    /// a bound: what is still running there may write on), and the start
+    /// of a line.
+    pub fn drain(&mut self) {
+        self.pump(64);
+        let cfg = crate::sys::log_pump::Config {
+            max_size: self.max_size,
+            files: self.files,
+            timestamps: self.timestamps,
+            name: self.name.as_bytes(),
+        };
+        self.pump
+            .finish(crate::sys::log_file::now_ms(), &cfg, &mut self.log);
+    }
+}
+
 /// What ended the loop.
 pub struct Ended {
     pub exit: Exit,
@@ -31,7 +110,9 @@ pub fn run(
     mut pid: i32,
     mut respawn: impl FnMut() -> Result<i32, super::exec::SpawnError>,
     mut on_start: impl FnMut(i32),
+    mut log: Option<&mut LogPump>,
 ) -> Result<Ended, super::exec::SpawnError> {
+    let mut log_open = log.is_some();
     let mut alive = true;
     let mut started = Instant::now();
     let mut stopping = false;
@@ -60,10 +141,23 @@ pub fn run(
             }
             None => PollTimeout::NONE,
         };
-        let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::Error::EINTR) => {}
-            Err(_) => {}
+        let readable = match log.as_deref() {
+            Some(l) if log_open => {
+                let mut fds = [
+                    PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(l.read.as_fd(), PollFlags::POLLIN),
+                ];
+                let _ = poll(&mut fds, timeout);
+                fds[1].revents().is_some_and(|r| !r.is_empty())
+            }
+            _ => {
+                let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, timeout);
+                false
+            }
+        };
+        if readable && let Some(l) = log.as_deref_mut() {
+            log_open = l.pump(4);
         }
         while let Ok(Some(si)) = signal::read_signal(sigfd.as_fd()) {
             // An interactive workload shares the terminal's process group.
@@ -73,6 +167,10 @@ pub fn run(
                     if alive && p == pid {
                         alive = false;
                         last = exit;
+                        // Its last words, before the next run's first.
+                        if let Some(l) = log.as_deref_mut() {
+                            l.drain();
+                        }
                         if spec.restart_process_only && !stopping {
                             restart_at = Some(started + restart_timeout);
                         } else {

@@ -253,8 +253,16 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
             .and_then(|(m, rel)| Some((sfs::open_dir(&m).ok()?, rel))),
         _ => None,
     };
-    // The sandbox stdio log, opened on the host before the pivot.
-    let stdio = fs::stdio_log(spec, ctx)?;
+    // The sandbox stdio log, opened on the host before the pivot: the
+    // workload writes it, or a pipe that we (and cairn-init after us)
+    // pump into it.
+    let (stdio, mut log_pump) = match fs::stdio_log(spec, ctx)? {
+        None => (None, None),
+        Some(fs::StdioLog::Plain(file)) => (Some(file), None),
+        Some(fs::StdioLog::Pumped { write, read, log }) => {
+            (Some(write), Some(init::LogPump::new(spec, read, log)))
+        }
+    };
     // For `cairn cmd`, the workload's process is forked before the root is
     // built: what it does before it may exec (see `exec::Pending`) runs on
     // the other CPU, which is otherwise idle, and a start is quicker. A knot
@@ -315,10 +323,10 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
             init_fd,
             first,
             spec,
-            oom_before,
             ctx,
             &inst.0,
-            oom_dir.as_ref(),
+            (oom_before, oom_dir.as_ref()),
+            log_pump.as_ref(),
         );
         let e = e.to_string();
         let e = crate::text::escape(&e);
@@ -336,6 +344,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
         first,
         || exec::spawn(spec, spawn_ctx, stdio.as_ref()),
         record_pid,
+        log_pump.as_mut(),
     );
     let ended = match ended {
         Ok(e) => e,
@@ -385,10 +394,10 @@ fn hand_over(
     init_fd: RawFd,
     workload: i32,
     spec: &InstanceSpec,
-    oom_before: u64,
     ctx: &Context,
     inst: &OwnedFd,
-    oom_dir: Option<&OwnedFd>,
+    (oom_before, oom_dir): (u64, Option<&OwnedFd>),
+    log: Option<&init::LogPump>,
 ) -> crate::sys::Error {
     let ready = ctx.ready;
     let steps = || -> crate::sys::Result<crate::sys::Error> {
@@ -403,6 +412,18 @@ fn hand_over(
             .iter()
             .map(|(_, fd)| high(*fd))
             .collect::<Result<_, _>>()?;
+        // The stdio log pump: its pipe, the log and the log dir.
+        let log_fds = match log {
+            Some(l) => {
+                let (file, dir, _) = l.log.parts();
+                Some([
+                    high(l.read.as_raw_fd())?,
+                    high(file.as_raw_fd())?,
+                    high(dir.as_raw_fd())?,
+                ])
+            }
+            None => None,
+        };
         crate::sys::fd::cloexec_from(3)?;
         for (src, dst) in [(status.as_ref(), 3), (Some(&dir), 4), (oom.as_ref(), 5)] {
             if let Some(src) = src {
@@ -414,13 +435,33 @@ fn hand_over(
         for (i, sock) in sockets.iter().enumerate() {
             crate::sys::fd::dup2(sock.as_raw_fd(), 6 + i as RawFd)?;
         }
-        let argv = vec![
+        let mut argv = vec![
             "cairn".to_string(),
             workload.to_string(),
             u8::from(spec.interactive).to_string(),
             oom_before.to_string(),
             spec.service.stop_signal.to_string(),
         ];
+        // Then the pump's: `PIPE,LOG,DIR,MAX_SIZE,FILES,TIMESTAMPS,NAMES`,
+        // the name for the prefix and the log's file name.
+        if let (Some(fds), Some(l)) = (&log_fds, log) {
+            let first = 6 + sockets.len() as RawFd;
+            for (i, fd) in fds.iter().enumerate() {
+                crate::sys::fd::dup2(fd.as_raw_fd(), first + i as RawFd)?;
+            }
+            argv.push(format!(
+                "{},{},{},{},{},{},{}",
+                first,
+                first + 1,
+                first + 2,
+                l.max_size,
+                l.files,
+                u8::from(l.timestamps),
+                u8::from(!l.name.is_empty())
+            ));
+            argv.push(l.name.clone());
+            argv.push(l.log.parts().2.to_string());
+        }
         Ok(crate::sys::embedded::exec_init(init.as_fd(), &argv))
     };
     match steps() {

@@ -25,6 +25,7 @@ use crate::config::probe::{
 use crate::config::process::{Kind, ProcessEntry};
 use crate::config::range::{IdMap, map_to_host};
 use crate::config::sandbox::Sandbox;
+use crate::config::stdio_log::StdioLog;
 use crate::config::{ids, validate, variables};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +191,11 @@ pub struct InstanceSpec {
     /// defaults).
     #[serde(default, skip_serializing_if = "Service::is_default")]
     pub service: Service,
+    /// How the sandbox's stdio log is capped and prefixed, with
+    /// `Stdio::HostFile` (nothing in the hash at its defaults, and always
+    /// the defaults with any other `stdio`).
+    #[serde(default, skip_serializing_if = "StdioLog::is_default")]
+    pub stdio_log: StdioLog,
 }
 
 /// How the instance's service tells it is ready, and how it is stopped.
@@ -368,6 +374,7 @@ impl InstanceSpec {
                 cgroup: None,
             },
             isolation: Isolation::default(),
+            stdio_log: StdioLog::default(),
             service: Service::default(),
         }
     }

@@ -191,6 +191,11 @@ impl InstanceSpec {
         } else {
             Stdio::HostFile(master.stdio_log_dir.join(format!("{}.log", s.name)))
         };
+        let stdio_log = if matches!(stdio, Stdio::HostFile(_)) {
+            s.stdio_log
+        } else {
+            Default::default()
+        };
         let mut host_lines = Vec::new();
         if c.hosts_file.localhost {
             host_lines.push("127.0.0.1 localhost.localdomain localhost".to_string());
@@ -280,6 +285,7 @@ impl InstanceSpec {
                     .map(|_| format!("{}:{leaf}", s.name)),
             },
             isolation: s.isolation,
+            stdio_log,
             service: Service {
                 stop_signal: c.stop_signal,
                 ready,

@@ -15,6 +15,8 @@ pub mod hostfs;
 pub mod idmap;
 pub mod init_policy;
 pub mod keyring;
+pub mod log_file;
+pub mod log_pump;
 pub mod mount;
 pub mod namespace;
 pub mod pidfd;

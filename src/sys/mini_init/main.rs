@@ -39,6 +39,9 @@ use core::arch::global_asm;
 #[path = "../init_policy.rs"]
 mod policy;
 
+#[path = "../log_pump.rs"]
+mod log_pump;
+
 // ---- system calls, per architecture ---------------------------------------
 
 #[cfg(target_arch = "x86_64")]
@@ -57,8 +60,18 @@ mod arch {
     pub const SYS_OPENAT: usize = 257;
     pub const SYS_UNLINKAT: usize = 263;
     pub const SYS_SIGNALFD4: usize = 289;
+    pub const SYS_WRITEV: usize = 20;
+    pub const SYS_NEWFSTATAT: usize = 262;
+    pub const SYS_FLOCK: usize = 73;
+    pub const SYS_RENAMEAT2: usize = 316;
+    pub const SYS_FCHOWN: usize = 93;
+    pub const SYS_FCHMOD: usize = 91;
+    pub const SYS_PPOLL: usize = 271;
+    pub const SYS_CLOCK_GETTIME: usize = 228;
     /// <asm/fcntl.h>: these two differ between architectures.
     pub const O_NOFOLLOW: usize = 0o400000;
+    /// Where `st_mode` is in `struct stat`.
+    pub const ST_MODE_AT: usize = 24;
 
     pub unsafe fn syscall6(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
         let ret: isize;
@@ -89,7 +102,17 @@ mod arch {
     pub const SYS_OPENAT: usize = 56;
     pub const SYS_UNLINKAT: usize = 35;
     pub const SYS_SIGNALFD4: usize = 74;
+    pub const SYS_WRITEV: usize = 66;
+    pub const SYS_NEWFSTATAT: usize = 79;
+    pub const SYS_FLOCK: usize = 32;
+    pub const SYS_RENAMEAT2: usize = 276;
+    pub const SYS_FCHOWN: usize = 55;
+    pub const SYS_FCHMOD: usize = 52;
+    pub const SYS_PPOLL: usize = 73;
+    pub const SYS_CLOCK_GETTIME: usize = 113;
     pub const O_NOFOLLOW: usize = 0o100000;
+    /// Where `st_mode` is in `struct stat`.
+    pub const ST_MODE_AT: usize = 16;
 
     pub unsafe fn syscall6(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
         let ret: isize;
@@ -186,6 +209,17 @@ unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 }
 
 #[unsafe(no_mangle)]
+unsafe extern "C" fn strlen(s: *const u8) -> usize {
+    let mut n = 0;
+    // SAFETY: the caller gives a NUL-terminated string; volatile keeps
+    // this loop from being turned back into a strlen call.
+    while unsafe { core::ptr::read_volatile(s.add(n)) } != 0 {
+        n += 1;
+    }
+    n
+}
+
+#[unsafe(no_mangle)]
 unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     // SAFETY: same contract as memcmp.
     unsafe { memcmp(a, b, n) }
@@ -257,7 +291,59 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
     }
     // A stop signal out of range is a TERM: never signal 0 or a bad number.
     let stop = if (1..=64).contains(&args[3]) { args[3] as u32 } else { policy::SIGTERM };
-    run(args[0] as i32, args[1] != 0, args[2], stop)
+    // The stdio log pump's: `PIPE,LOG,DIR,MAX_SIZE,FILES,TIMESTAMPS,NAMES`,
+    // the name for the prefix, the log's file name.
+    let mut log = None;
+    if argc >= 8 {
+        let mut n = [0u64; 7];
+        // SAFETY: argv[5..8] are valid C strings (argc >= 8).
+        let (spec, name, file) = unsafe { (*argv.add(5), c_bytes(*argv.add(6)), c_bytes(*argv.add(7))) };
+        // SAFETY: a NUL-terminated string.
+        unsafe { parse_list(spec, &mut n) };
+        if name.len() <= 255 && !file.is_empty() && file.len() <= 255 {
+            log = Some(Log {
+                pipe: n[0] as usize,
+                file: InitLog { file: n[1] as usize, dir: n[2] as usize, name: file },
+                max_size: n[3],
+                files: n[4] as u32,
+                timestamps: n[5] != 0,
+                name: if n[6] != 0 { name } else { &[] },
+                open: true,
+            });
+        }
+    }
+    run(args[0] as i32, args[1] != 0, args[2], stop, log)
+}
+
+/// The bytes of a C string, without its NUL (one that lives as long as
+/// the process: an argv string).
+unsafe fn c_bytes(p: *const u8) -> &'static [u8] {
+    let mut n = 0;
+    // SAFETY: p is NUL-terminated.
+    while unsafe { *p.add(n) } != 0 {
+        n += 1;
+    }
+    // SAFETY: n bytes before the NUL, never freed or written.
+    unsafe { core::slice::from_raw_parts(p, n) }
+}
+
+/// Comma-separated decimal numbers from a C string into `out`.
+unsafe fn parse_list(mut p: *const u8, out: &mut [u64]) {
+    let mut i = 0;
+    loop {
+        // SAFETY: p walks a NUL-terminated string.
+        let c = unsafe { *p };
+        if c == 0 {
+            return;
+        }
+        if c == b',' {
+            i += 1;
+        } else if c.is_ascii_digit() && i < out.len() {
+            out[i] = out[i].wrapping_mul(10).wrapping_add((c - b'0') as u64);
+        }
+        // SAFETY: not past the NUL.
+        p = unsafe { p.add(1) };
+    }
 }
 
 /// Whether the C string `p` is exactly `want` (which ends in NUL).
@@ -329,7 +415,7 @@ fn must(r: isize) -> isize {
     r
 }
 
-fn run(workload: i32, interactive: bool, oom_before: u64, stop: u32) -> ! {
+fn run(workload: i32, interactive: bool, oom_before: u64, stop: u32, mut log: Option<Log>) -> ! {
     must(sys(SYS_PRCTL, PR_SET_DUMPABLE, 0, 0, 0));
     let name = *b"cairn\0";
     must(sys(SYS_PRCTL, PR_SET_NAME, name.as_ptr() as usize, 0, 0));
@@ -338,7 +424,21 @@ fn run(workload: i32, interactive: bool, oom_before: u64, stop: u32) -> ! {
     let sfd = must(sys(SYS_SIGNALFD4, usize::MAX /* -1: a new fd */, &all as *const u64 as usize, 8, SFD_CLOEXEC));
     // A workload that ended before its signals were blocked sent its
     // SIGCHLD to nobody: look once before waiting for the next one.
-    let status = reap(workload).unwrap_or_else(|| wait_for(workload, sfd, interactive, stop));
+    let mut pump = log_pump::Pump::new();
+    let status = match reap(workload) {
+        Some(ws) => ws,
+        None => match &mut log {
+            Some(l) => wait_pumping(workload, sfd, interactive, stop, l, &mut pump),
+            None => wait_for(workload, sfd, interactive, stop),
+        },
+    };
+    // What the workload's output left in the pipe, and the start of a
+    // line (what still runs in the container may write on: a bound).
+    if let Some(l) = &mut log {
+        l.pump(&mut pump, 64);
+        let now = now_ms();
+        pump.finish(now, &l.config(), &mut l.file);
+    }
     let (shell, signal) = policy::shell_status(status);
     let oom = signal == policy::SIGKILL as i32 && oom_kills() > oom_before;
     record(shell, signal, oom);
@@ -346,6 +446,55 @@ fn run(workload: i32, interactive: bool, oom_before: u64, stop: u32) -> ! {
     sys(SYS_WRITE, 3, &x as *const u8 as usize, 1, 0);
     sys(SYS_CLOSE, 3, 0, 0, 0);
     exit(shell)
+}
+
+/// One signal read from the signalfd (which has one): what to do.
+fn on_signal(info: &[u8; SIGINFO_SIZE], workload: i32, interactive: bool, stop: u32) -> Option<i32> {
+    let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+    let code = i32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
+    match policy::on_signal(signo, code, interactive) {
+        policy::Action::Reap => return reap(workload),
+        policy::Action::Forward => {
+            let to = policy::passed_on_as(signo, stop);
+            sys(SYS_KILL, workload as usize, to as usize, 0, 0);
+        }
+        policy::Action::Ignore => {}
+    }
+    None
+}
+
+const POLLIN: i16 = 1;
+
+/// `wait_for`, pumping the workload's output into its log meanwhile.
+fn wait_pumping(workload: i32, sfd: isize, interactive: bool, stop: u32, log: &mut Log, pump: &mut log_pump::Pump) -> i32 {
+    let mut info = [0u8; SIGINFO_SIZE];
+    loop {
+        // struct pollfd: fd (i32), events (i16), revents (i16).
+        let mut fds = [(sfd as i32, POLLIN, 0i16), (log.pipe as i32, POLLIN, 0i16)];
+        let nfds = if log.open { 2 } else { 1 };
+        let n = sys(SYS_PPOLL, fds.as_mut_ptr() as usize, nfds, 0, 0);
+        if n == -EINTR {
+            continue;
+        }
+        if n < 0 {
+            exit(125);
+        }
+        if log.open && fds[1].2 != 0 {
+            log.open = log.pump(pump, 4);
+        }
+        if fds[0].2 != 0 {
+            let n = sys(SYS_READ, sfd as usize, info.as_mut_ptr() as usize, info.len(), 0);
+            if n == -EINTR {
+                continue;
+            }
+            if n != SIGINFO_SIZE as isize {
+                exit(125);
+            }
+            if let Some(ws) = on_signal(&info, workload, interactive, stop) {
+                return ws;
+            }
+        }
+    }
 }
 
 /// Pass signals on and reap children until the workload ends; its wait
@@ -362,19 +511,8 @@ fn wait_for(workload: i32, sfd: isize, interactive: bool, stop: u32) -> i32 {
         if n != SIGINFO_SIZE as isize {
             exit(125);
         }
-        let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
-        let code = i32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
-        match policy::on_signal(signo, code, interactive) {
-            policy::Action::Reap => {
-                if let Some(ws) = reap(workload) {
-                    return ws;
-                }
-            }
-            policy::Action::Forward => {
-                let to = policy::passed_on_as(signo, stop);
-                sys(SYS_KILL, workload as usize, to as usize, 0, 0);
-            }
-            policy::Action::Ignore => {}
+        if let Some(ws) = on_signal(&info, workload, interactive, stop) {
+            return ws;
         }
     }
 }
@@ -481,5 +619,210 @@ fn record(status: i32, signal: i32, oom: bool) {
     if fd >= 0 {
         sys(SYS_WRITE, fd as usize, json.as_ptr() as usize, len, 0);
         sys(SYS_CLOSE, fd as usize, 0, 0, 0);
+    }
+}
+
+// ---- the stdio log pump (log_pump.rs) --------------------------------------
+
+/// The pump's side of things: the pipe the workload writes into, and how
+/// the log is written.
+struct Log {
+    pipe: usize,
+    file: InitLog,
+    max_size: u64,
+    files: u32,
+    timestamps: bool,
+    name: &'static [u8],
+    /// Until the pipe's end (every writer gone).
+    open: bool,
+}
+
+impl Log {
+    fn config(&self) -> log_pump::Config<'static> {
+        log_pump::Config { max_size: self.max_size, files: self.files, timestamps: self.timestamps, name: self.name }
+    }
+
+    /// Read what the pipe has, `rounds` reads at most; false at its end.
+    fn pump(&mut self, pump: &mut log_pump::Pump, rounds: usize) -> bool {
+        let cfg = self.config();
+        let mut i = 0;
+        while i < rounds {
+            let space = pump.space();
+            let n = sys(SYS_READ, self.pipe, space.as_mut_ptr() as usize, space.len(), 0);
+            if n == 0 {
+                return false;
+            }
+            if n == -EINTR {
+                continue;
+            }
+            if n < 0 {
+                // EAGAIN: all read for now.
+                return true;
+            }
+            pump.filled(n as usize, now_ms(), &cfg, &mut self.file);
+            i += 1;
+        }
+        true
+    }
+}
+
+const CLOCK_REALTIME: usize = 0;
+const O_APPEND: usize = 0o2000;
+const O_NOCTTY: usize = 0o400;
+const O_NONBLOCK: usize = 0o4000;
+const AT_EMPTY_PATH: usize = 0x1000;
+const AT_SYMLINK_NOFOLLOW: usize = 0x100;
+const LOCK_EX: usize = 2;
+const LOCK_UN: usize = 8;
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+
+fn now_ms() -> u64 {
+    let mut ts = [0i64; 2];
+    if sys(SYS_CLOCK_GETTIME, CLOCK_REALTIME, ts.as_mut_ptr() as usize, 0, 0) < 0 {
+        return 0;
+    }
+    (ts[0] as u64).wrapping_mul(1000).wrapping_add(ts[1] as u64 / 1_000_000)
+}
+
+/// A `struct stat` (128 bytes on aarch64, 144 on x86_64).
+type Stat = [u64; 20];
+
+/// fstatat(2) of `name` (a C string) in `dir`, or of `dir` itself when
+/// `name` is empty; (dev, ino, size, mode).
+fn stat(dir: usize, name: &[u8], flags: usize) -> Option<(u64, u64, u64, u32)> {
+    let mut st: Stat = [0; 20];
+    if sys(SYS_NEWFSTATAT, dir, name.as_ptr() as usize, st.as_mut_ptr() as usize, flags) < 0 {
+        return None;
+    }
+    let m = st[ST_MODE_AT / 8];
+    let mode = if ST_MODE_AT % 8 == 0 { m as u32 } else { (m >> 32) as u32 };
+    // st_dev, st_ino and st_size are at 0, 8 and 48 on both.
+    Some((st[0], st[1], st[6], mode))
+}
+
+/// The log file, in cairn-init: `log_pump::LogFile` with raw system calls,
+/// everything relative to the log dir's fd, never through a symlink.
+struct InitLog {
+    file: usize,
+    dir: usize,
+    name: &'static [u8],
+}
+
+impl InitLog {
+    /// `NAME` (i = 0) or `NAME.i`, NUL-terminated, in `out`.
+    fn indexed<'b>(&self, i: u32, out: &'b mut [u8; 272]) -> &'b [u8] {
+        let mut len = 0;
+        put(out, &mut len, self.name);
+        if i > 0 {
+            put(out, &mut len, b".");
+            put_num(out, &mut len, i as i32);
+        }
+        put(out, &mut len, b"\0");
+        &out[..len]
+    }
+}
+
+/// struct iovec.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Iovec {
+    base: usize,
+    len: usize,
+}
+
+impl log_pump::LogFile for InitLog {
+    fn write_parts(&mut self, parts: &[&[u8]]) -> bool {
+        let mut iov = [Iovec { base: 0, len: 0 }; 2 * log_pump::BATCH + 1];
+        let mut n = 0;
+        for p in parts {
+            if !p.is_empty() && n < iov.len() {
+                iov[n] = Iovec { base: p.as_ptr() as usize, len: p.len() };
+                n += 1;
+            }
+        }
+        let mut at = 0;
+        while at < n {
+            let r = sys(SYS_WRITEV, self.file, iov[at..].as_ptr() as usize, n - at, 0);
+            if r == -EINTR {
+                continue;
+            }
+            if r < 0 {
+                return false;
+            }
+            let mut done = r as usize;
+            while at < n && done >= iov[at].len {
+                done -= iov[at].len;
+                at += 1;
+            }
+            if at < n && done > 0 {
+                iov[at].base += done;
+                iov[at].len -= done;
+            }
+        }
+        true
+    }
+
+    fn size(&mut self) -> Option<u64> {
+        stat(self.file, b"\0", AT_EMPTY_PATH).map(|s| s.2)
+    }
+
+    fn lock(&mut self) -> bool {
+        loop {
+            let r = sys(SYS_FLOCK, self.dir, LOCK_EX, 0, 0);
+            if r != -EINTR {
+                return r == 0;
+            }
+        }
+    }
+
+    fn unlock(&mut self) {
+        sys(SYS_FLOCK, self.dir, LOCK_UN, 0, 0);
+    }
+
+    fn is_current(&mut self) -> bool {
+        let mut buf = [0u8; 272];
+        let name = self.indexed(0, &mut buf);
+        match (stat(self.file, b"\0", AT_EMPTY_PATH), stat(self.dir, name, AT_SYMLINK_NOFOLLOW)) {
+            (Some(a), Some(b)) => a.0 == b.0 && a.1 == b.1,
+            _ => false,
+        }
+    }
+
+    fn rename(&mut self, from: u32, to: u32) {
+        let (mut a, mut b) = ([0u8; 272], [0u8; 272]);
+        let (from, to) = (self.indexed(from, &mut a), self.indexed(to, &mut b));
+        // SAFETY: valid fds and NUL-terminated names in live buffers.
+        unsafe { syscall6(SYS_RENAMEAT2, self.dir, from.as_ptr() as usize, self.dir, to.as_ptr() as usize, 0, 0) };
+    }
+
+    fn reopen(&mut self) -> bool {
+        let mut buf = [0u8; 272];
+        let name = self.indexed(0, &mut buf);
+        let how = O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+        let mut fd = sys(SYS_OPENAT, self.dir, name.as_ptr() as usize, how | O_CREAT | O_EXCL, 0o640);
+        if fd >= 0 {
+            // root:root 0640, whatever the umask.
+            sys(SYS_FCHOWN, fd as usize, 0, 0, 0);
+            sys(SYS_FCHMOD, fd as usize, 0o640, 0, 0);
+        } else {
+            // An existing log (a regular file, checked below; O_NONBLOCK:
+            // nothing planted there can hang us).
+            fd = sys(SYS_OPENAT, self.dir, name.as_ptr() as usize, how, 0);
+        }
+        if fd < 0 {
+            return false;
+        }
+        match stat(fd as usize, b"\0", AT_EMPTY_PATH) {
+            Some(s) if s.3 & S_IFMT == S_IFREG => {
+                sys(SYS_CLOSE, self.file, 0, 0, 0);
+                self.file = fd as usize;
+                true
+            }
+            _ => {
+                sys(SYS_CLOSE, fd as usize, 0, 0, 0);
+                false
+            }
+        }
     }
 }
