@@ -123,10 +123,9 @@ impl Pump {
         self.recheck(now_ms, file);
         let mut prefix = [0u8; PREFIX_MAX];
         let plen = prefix_of(cfg, now_ms, &mut prefix);
-        emit(&self.buf[..end], &prefix[..plen], file);
+        emit(&self.buf[..end], &prefix[..plen], cfg, file);
         self.buf.copy_within(end..self.len, 0);
         self.len -= end;
-        rotate_if_full(cfg, file);
     }
 
     /// At most every `RECHECK_MS`: a file that is no longer the log's is
@@ -149,15 +148,16 @@ impl Pump {
         }
         let mut prefix = [0u8; PREFIX_MAX];
         let plen = prefix_of(cfg, now_ms, &mut prefix);
-        emit(&self.buf[..self.len], &prefix[..plen], file);
+        emit(&self.buf[..self.len], &prefix[..plen], cfg, file);
         self.len = 0;
-        rotate_if_full(cfg, file);
     }
 }
 
 /// Write `text` (whole lines, the last one's newline added if missing),
-/// each line after `prefix`, in batches of `BATCH` lines.
-fn emit<F: LogFile>(text: &[u8], prefix: &[u8], file: &mut F) {
+/// each line after `prefix`, in batches of `BATCH` lines, and rotate the
+/// log after a batch that filled it (so a file grows past its size by at
+/// most one batch of each instance).
+fn emit<F: LogFile>(text: &[u8], prefix: &[u8], cfg: &Config, file: &mut F) {
     let newline: &[u8] = b"\n";
     if prefix.is_empty() {
         if text.ends_with(newline) {
@@ -165,6 +165,7 @@ fn emit<F: LogFile>(text: &[u8], prefix: &[u8], file: &mut F) {
         } else {
             file.write_parts(&[text, newline]);
         }
+        rotate_if_full(cfg, file);
         return;
     }
     let mut parts: [&[u8]; 2 * BATCH + 1] = [&[]; 2 * BATCH + 1];
@@ -180,13 +181,11 @@ fn emit<F: LogFile>(text: &[u8], prefix: &[u8], file: &mut F) {
             parts[n] = newline;
             n += 1;
         }
-        if n >= 2 * BATCH {
+        if n >= 2 * BATCH || rest.is_empty() {
             file.write_parts(&parts[..n]);
+            rotate_if_full(cfg, file);
             n = 0;
         }
-    }
-    if n > 0 {
-        file.write_parts(&parts[..n]);
     }
 }
 

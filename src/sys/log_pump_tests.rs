@@ -213,6 +213,23 @@ fn a_full_log_is_rotated_and_the_oldest_dropped() {
 }
 
 #[test]
+fn a_long_read_is_rotated_between_its_batches() {
+    let (mut p, mut f) = (Box::new(Pump::new()), Fake::new());
+    let mut c = cfg(b"w", false);
+    c.max_size = 100;
+    c.files = 5;
+    // 300 lines in one read: three batches, each past the size.
+    let input: Vec<u8> = (0..300)
+        .flat_map(|i| format!("{i:03}\n").into_bytes())
+        .collect();
+    feed(&mut p, &input, T, &c, &mut f);
+    assert_eq!(f.ops.iter().filter(|o| *o == "reopen").count(), 3);
+    assert_eq!(f.text(0), "");
+    assert!(f.text(1).starts_with("w 256\n"), "{}", f.text(1));
+    assert!(f.text(3).starts_with("w 000\n") && f.text(3).ends_with("w 127\n"));
+}
+
+#[test]
 fn files_are_kept_up_to_their_number() {
     let (mut p, mut f) = (Box::new(Pump::new()), Fake::new());
     let mut c = cfg(b"", false);

@@ -120,12 +120,13 @@ fn killed_workload_is_replaced_within_restart_timeout() {
 }
 
 /// Start times (seconds since boot) printed by each start of a workload
-/// (see `stamp`), read from the sandbox's stdio log.
+/// (see `stamp`), read from the sandbox's stdio log (after its line
+/// prefix: `TIME INSTANCE `).
 fn starts_in_log(fx: &Fx, tag: &str) -> Vec<f64> {
     fs::read_to_string(fx.set.p("log/stdio/box.log"))
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.strip_prefix(tag))
+        .filter_map(|l| l.split_once(tag).map(|(_, v)| v))
         .filter_map(|v| v.trim().parse::<f64>().ok())
         .map(|ms| ms / 1000.0)
         .collect()
