@@ -68,9 +68,15 @@ impl LogPump {
                         .finish(crate::sys::log_file::now_ms(), &cfg, &mut self.log);
                     return false;
                 }
-                Ok(n) => self
-                    .pump
-                    .filled(n, crate::sys::log_file::now_ms(), &cfg, &mut self.log),
+                Ok(n) => {
+                    let short = n < space.len();
+                    self.pump
+                        .filled(n, crate::sys::log_file::now_ms(), &cfg, &mut self.log);
+                    // A short read emptied the pipe.
+                    if short {
+                        return true;
+                    }
+                }
                 Err(nix::Error::EINTR) => {}
                 Err(_) => return true,
             }

@@ -659,7 +659,13 @@ impl Log {
                 // EAGAIN: all read for now.
                 return true;
             }
+            let short = (n as usize) < space.len();
             pump.filled(n as usize, now_ms(), &cfg, &mut self.file);
+            // A short read emptied the pipe: back to waiting, without a
+            // read that would only say so.
+            if short {
+                return true;
+            }
             i += 1;
         }
         true
