@@ -927,3 +927,44 @@ fn ignored_yml_files_and_sandboxes_without_processes_are_warned_of() {
         "{err}"
     );
 }
+
+/// The stdio log keys of a sandbox: a value out of range names the file,
+/// the line and the key; valid ones (and `null` for no limit) pass.
+#[test]
+fn stdio_log_keys_are_checked() {
+    let set = base_set();
+    let sb = set.p("sandboxes/web.yaml");
+    let text = fs::read_to_string(&sb).unwrap();
+    for (extra, want) in [
+        (
+            "stdio-log-files: 0\n",
+            ":7: stdio-log-files: 0 is not between 1 and 100",
+        ),
+        (
+            "stdio-log-max-size: 1000\n",
+            ":7: stdio-log-max-size: 1000 bytes is below",
+        ),
+        (
+            "stdio-log-names: maybe\n",
+            ":7: stdio-log-names: \"maybe\" is not a boolean",
+        ),
+    ] {
+        fs::write(&sb, format!("{text}{extra}")).unwrap();
+        let out = cairn(&["check", "-c", &set.master()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{extra}: {err}");
+        assert!(
+            err.contains(&format!("{}{want}", sb.display())),
+            "{extra}: {err}"
+        );
+    }
+    fs::write(
+        &sb,
+        format!(
+            "{text}stdio-log-max-size: null\nstdio-log-files: 100\nstdio-log-timestamps: false\n"
+        ),
+    )
+    .unwrap();
+    let out = cairn(&["check", "-c", &set.master()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
