@@ -64,7 +64,7 @@ enum Command {
     Tree {
         #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
         config: PathBuf,
-        /// Log to stderr instead of the log file.
+        /// Log to stderr instead of the log file, syslog or the journal.
         #[arg(long)]
         log_stderr: bool,
         /// error, warn, info, debug or trace (overrides master.yaml).

@@ -219,6 +219,27 @@ fn dates() {
 }
 
 #[test]
+fn civil_times_before_and_after_the_epoch() {
+    let c = |year, month, day, hour, minute, second| Civil {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+    };
+    assert_eq!(civil(0), c(1970, 1, 1, 0, 0, 0));
+    // A local time west of UTC, just after the epoch, is before it.
+    assert_eq!(civil(-1), c(1969, 12, 31, 23, 59, 59));
+    assert_eq!(civil(-86_400 * 365), c(1969, 1, 1, 0, 0, 0));
+    assert_eq!(civil(1_795_316_645), c(2026, 11, 22, 3, 4, 5));
+    assert_eq!(civil(951_868_799), c(2000, 2, 29, 23, 59, 59));
+    // No overflow at the ends.
+    assert!(civil(i64::MAX).year > 2026);
+    assert!(civil(i64::MIN).year < 1970);
+}
+
+#[test]
 fn rfc3339_with_milliseconds() {
     use std::time::{Duration, UNIX_EPOCH};
     let t = UNIX_EPOCH + Duration::from_millis(1_764_748_434_007);

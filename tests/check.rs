@@ -405,6 +405,34 @@ fn rejects_unknown_keys_with_line() {
     );
 }
 
+/// A mistyped `syslog-facility` fails `check` (and the tree's start)
+/// naming master.yaml, the line, the key and the closest facility; a good
+/// one passes.
+#[test]
+fn check_names_an_unknown_syslog_facility() {
+    let set = base_set();
+    set.write(
+        "master.yaml",
+        "runtime-dir: run\nlog-level: info\nsyslog-facility: locl3\n",
+    );
+    let out = cairn(&["check", "-c", &set.master()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{}:3: syslog-facility: \"locl3\" is not a syslog facility; did you mean \"local3\"?",
+            set.master()
+        )),
+        "{err}"
+    );
+    set.write(
+        "master.yaml",
+        "runtime-dir: run\nsyslog-facility: local3\nsyslog-name: web-tree\nlog-journal: false\n",
+    );
+    let out = cairn(&["check", "-c", &set.master()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn one_bad_sandbox_does_not_hide_another() {
     let set = base_set();

@@ -632,5 +632,7 @@ mod rollouts;
 mod stdio_log;
 #[path = "tree/stopping.rs"]
 mod stopping;
+#[path = "tree/syslog_journal.rs"]
+mod syslog_journal;
 #[path = "tree/wait.rs"]
 mod wait;

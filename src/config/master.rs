@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigError, Problems};
-use super::reader::{Value, check};
+use super::reader::{Value, check, opt_bool};
+use super::syslog::{Facility, read_name};
 use super::{LogLevel, host_path, read_file_capped, yaml};
 
 /// The default location of the master config.
@@ -33,8 +34,14 @@ pub struct Master {
     /// The tree log (absolute).
     pub log_file: PathBuf,
     pub log_level: LogLevel,
-    pub syslog_facility: Option<String>,
+    /// When set, the tree logs to syslog (`/dev/log`) instead of
+    /// `log_file`.
+    pub syslog_facility: Option<Facility>,
+    /// The program name of the tree's syslog and journal messages.
     pub syslog_name: String,
+    /// Under systemd, with stderr connected to the journal, log to the
+    /// journal natively instead of `log_file` (`log-journal`, default on).
+    pub log_journal: bool,
     /// How long a knot may take to build its container and start the
     /// workload before the tree kills it (a failed start).
     pub setup_timeout: Duration,
@@ -123,16 +130,20 @@ impl Master {
         };
         let syslog_facility = f
             .opt("syslog-facility")
-            .and_then(|v| check(&mut p, v.string()));
+            .and_then(|v| check(&mut p, Facility::read(&v)));
         // lithos's code spells it syslog-app-name; its docs syslog-name.
         let syslog_name = match (f.opt("syslog-name"), f.opt("syslog-app-name")) {
             (Some(v), Some(_)) => {
                 p.push(v.err("syslog-name and syslog-app-name are the same key; give one"));
-                "cairn".to_string()
+                None
             }
-            (Some(v), None) | (None, Some(v)) => check(&mut p, v.string()).unwrap_or_default(),
-            (None, None) => "cairn".to_string(),
-        };
+            (Some(v), None) | (None, Some(v)) => check(&mut p, read_name(&v)),
+            (None, None) => None,
+        }
+        .unwrap_or_else(|| "cairn".to_string());
+        let log_journal = check(&mut p, opt_bool(&mut f, "log-journal"))
+            .flatten()
+            .unwrap_or(true);
         let setup_timeout = match f.opt("setup-timeout") {
             Some(v) => check(&mut p, setup_timeout(&v)),
             None => None,
@@ -156,6 +167,7 @@ impl Master {
             log_level,
             syslog_facility,
             syslog_name,
+            log_journal,
             setup_timeout,
         })
     }
@@ -268,6 +280,7 @@ mod tests {
         assert_eq!(m.log_level, LogLevel::Warn);
         assert_eq!(m.syslog_facility, None);
         assert_eq!(m.syslog_name, "cairn");
+        assert!(m.log_journal);
         assert_eq!(m.setup_timeout, Duration::from_secs(30));
     }
 
@@ -278,7 +291,7 @@ mod tests {
              mount-dir: /m\ndevfs-dir: /dev2\ncgroup-name: test/cairn\n\
              cgroup_controllers: [memory, pids]\ndefault-log-dir: /l\nconfig-log-dir: null\n\
              stdio-log-dir: /s\nlog-file: t.log\nlog_level: debug\nsyslog-facility: daemon\n\
-             syslog-name: cn\nsetup_timeout: 2.5\n",
+             syslog-name: cn\nsetup_timeout: 2.5\nlog_journal: false\n",
         )
         .unwrap();
         assert_eq!(m.sandboxes_dir, Path::new("/etc/x/sb"));
@@ -293,8 +306,9 @@ mod tests {
         assert_eq!(m.stdio_log_dir, Path::new("/s"));
         assert_eq!(m.log_file, Path::new("/l/t.log"));
         assert_eq!(m.log_level, LogLevel::Debug);
-        assert_eq!(m.syslog_facility.as_deref(), Some("daemon"));
+        assert_eq!(m.syslog_facility, Some(Facility::Daemon));
         assert_eq!(m.syslog_name, "cn");
+        assert!(!m.log_journal);
         assert_eq!(m.setup_timeout, Duration::from_millis(2500));
         let m = parse("setup-timeout: 1\n").unwrap();
         assert_eq!(m.setup_timeout, Duration::from_secs(1));
@@ -334,6 +348,59 @@ mod tests {
     }
 
     #[test]
+    fn every_syslog_facility_by_name_with_its_code() {
+        let codes: Vec<(&str, u8)> = super::super::syslog::FACILITIES
+            .iter()
+            .map(|(n, f)| (*n, f.code()))
+            .collect();
+        let mut want = vec![
+            ("kern", 0),
+            ("user", 1),
+            ("mail", 2),
+            ("daemon", 3),
+            ("auth", 4),
+            ("syslog", 5),
+            ("lpr", 6),
+            ("news", 7),
+            ("uucp", 8),
+            ("cron", 9),
+            ("authpriv", 10),
+            ("ftp", 11),
+        ];
+        let locals: Vec<String> = (0..8).map(|i| format!("local{i}")).collect();
+        want.extend(locals.iter().zip(16..).map(|(n, c)| (n.as_str(), c)));
+        assert_eq!(codes, want);
+        for (name, code) in want {
+            let m = parse(&format!("syslog-facility: {name}\n")).unwrap();
+            let f = m.syslog_facility.expect("a facility");
+            assert_eq!((f.name(), f.code()), (name, code));
+        }
+        let m = parse("syslog_facility: LOCAL5\n").unwrap();
+        assert_eq!(m.syslog_facility, Some(Facility::Local5));
+    }
+
+    #[test]
+    fn an_unknown_syslog_facility_names_file_line_key_and_the_closest() {
+        let e = parse("log-level: info\nsyslog-facility: locl3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/etc/x/master.yaml:2: syslog-facility: \"locl3\" is not a syslog facility; did you mean \"local3\"? (known: kern, user, "),
+            "{e}"
+        );
+        assert!(e.contains("local7)"), "{e}");
+        let e = parse("syslog-facility: 3\n").unwrap_err().to_string();
+        assert!(
+            e.contains(":1: syslog-facility: \"3\" is not a syslog facility (known:"),
+            "{e}"
+        );
+        let e = parse("syslog-facility: [daemon]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("syslog-facility: a scalar is expected"), "{e}");
+    }
+
+    #[test]
     fn rejects() {
         for (text, needle) in [
             ("bogus: 1\n", "bogus: unknown key"),
@@ -344,6 +411,11 @@ mod tests {
             ("a: &x 1\nb: *x\nc: [", "YAML"),
             ("runtime-dir: /a\nruntime_dir: /b\n", "given twice"),
             ("syslog-name: a\nsyslog-app-name: b\n", "same key"),
+            ("syslog-name: ''\n", "1 to 48 characters"),
+            ("syslog-name: a b\n", "' ' is not allowed"),
+            ("syslog-app-name: 'a:b'\n", "':' is not allowed"),
+            ("syslog-name: \"a\\nb\"\n", "'\\n' is not allowed"),
+            ("log-journal: maybe\n", "not a boolean"),
             (
                 "setup-timeout: 0\n",
                 "setup-timeout: 0 s is not between 1 and 3600",

@@ -17,6 +17,7 @@ pub mod range;
 pub mod reader;
 pub mod sandbox;
 pub mod stdio_log;
+pub mod syslog;
 pub mod units;
 pub mod validate;
 pub mod values;

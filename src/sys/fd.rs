@@ -195,3 +195,17 @@ pub fn set_cloexec(fd: RawFd) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// fstat(2): the device and inode of what `fd` refers to (for systemd's
+/// `JOURNAL_STREAM=DEV:INODE`, which names the journal's stream socket).
+pub fn dev_ino(fd: BorrowedFd<'_>) -> Result<(u64, u64)> {
+    // SAFETY: a zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd and a pointer to a stat of the right size.
+    check(
+        unsafe { libc::fstat(fd.as_raw_fd(), &mut st) },
+        "fstat",
+        fd.as_raw_fd(),
+    )?;
+    Ok((st.st_dev, st.st_ino))
+}

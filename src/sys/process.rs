@@ -248,3 +248,19 @@ pub fn set_umask(mask: u32) -> u32 {
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
+
+/// How far local time is ahead of UTC at `secs` after the epoch, in
+/// seconds (localtime_r(3): `TZ`, else /etc/localtime); `None` when the C
+/// library cannot tell.
+pub fn utc_offset(secs: i64) -> Option<i64> {
+    let t = libc::time_t::try_from(secs).ok()?;
+    // SAFETY: a zeroed tm is a valid out-buffer.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to a time_t and a tm; localtime_r is the
+    // reentrant form and keeps no pointer to either.
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    // c_long: the same as i64 on the 64-bit hosts cairn runs on.
+    #[allow(clippy::useless_conversion)]
+    let offset = i64::from(tm.tm_gmtoff);
+    (!r.is_null()).then_some(offset)
+}

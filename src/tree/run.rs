@@ -80,9 +80,18 @@ pub fn run(opts: Options) -> u8 {
         return 1;
     }
     let level = opts.log_level.unwrap_or(master.log_level).to_filter();
-    let log_file = (!opts.log_stderr).then_some(master.log_file.as_path());
-    if let Err(e) = crate::logger::init(log_file, level) {
-        eprintln!("cairn tree: log: {}", crate::text::escape(&e));
+    // Also at each start of a new image after an upgrade: the journal
+    // stream (fd 2 and JOURNAL_STREAM) survives exec.
+    let journal = master.log_journal && crate::logger::stderr_is_journal();
+    let target = crate::logger::target(
+        opts.log_stderr,
+        master.syslog_facility.map(|f| f.code()),
+        journal,
+        &master.syslog_name,
+        &master.log_file,
+    );
+    if let Err(e) = crate::logger::init(target, level) {
+        eprintln!("cairn tree: log: {}", crate::text::escape(&e.to_string()));
         return 1;
     }
     match Tree::new(&opts.config, master, opts.launch) {
