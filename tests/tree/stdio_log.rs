@@ -218,9 +218,15 @@ fn without_cap_or_prefixes_the_workload_writes_the_file() {
         &fx,
         "stdio-log-max-size: null\nstdio-log-timestamps: false\nstdio-log-names: false\n",
     );
+    // After the line, the workload looks for its pid 1's fds (the log,
+    // its dir, the pipe's read end): it must get nothing.
     fx.container(
         "plain",
-        &sh("echo plain line; exec sleep 1000", "kill-timeout: 1\n"),
+        &sh(
+            "echo plain line; ls -l /proc/1/fd/ 2>&1 | sed 's/^/fd-probe: /'; \
+             cat /proc/1/fd/7 2>&1 | head -1 | sed 's/^/fd-probe: /'; exec sleep 1000",
+            "kill-timeout: 1\n",
+        ),
     );
     fx.processes(&[("plain", 1)]);
     fx.start();
@@ -229,20 +235,16 @@ fn without_cap_or_prefixes_the_workload_writes_the_file() {
     let fd1 = fs::read_link(format!("/proc/{work}/fd/1")).expect("fd 1");
     assert_eq!(fd1, log_path(&fx, ""));
     wait_for(WAIT, "the raw line", || {
-        (read_log(&fx, "") == "plain line\n").then_some(())
+        read_log(&fx, "").starts_with("plain line\n").then_some(())
     });
 
     // Back to the defaults: a reload restarts it (its config changed),
     // now writing into a pipe.
     sandbox(&fx, "");
-    let ps = reload_and_wait(&fx);
-    let ps = if pids(&ps, "box/plain.0").1 == work {
-        fx.wait_ps("plain restarted", |ps| {
-            all_running(ps, &["box/plain.0"]) && pids(ps, "box/plain.0").1 != work
-        })
-    } else {
-        ps
-    };
+    reload_and_wait(&fx);
+    let ps = fx.wait_ps("plain restarted", |ps| {
+        all_running(ps, &["box/plain.0"]) && pids(ps, "box/plain.0").1 != work
+    });
     let (_, work) = pids(&ps, "box/plain.0");
     let fd1 = fs::read_link(format!("/proc/{work}/fd/1")).expect("fd 1");
     assert!(fd1.to_string_lossy().starts_with("pipe:"), "{fd1:?}");
@@ -252,12 +254,33 @@ fn without_cap_or_prefixes_the_workload_writes_the_file() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(fds, BTreeSet::from(["0".into(), "1".into(), "2".into()]));
-    wait_for(WAIT, "a prefixed line", || {
-        read_log(&fx, "")
-            .lines()
-            .any(|l| split_prefixed(l).ok() == Some(("plain.0", "plain line")))
-            .then_some(())
+    let probes = wait_for(WAIT, "a prefixed line and the probes", || {
+        let log = read_log(&fx, "");
+        let ours: Vec<(&str, &str)> = log.lines().filter_map(|l| split_prefixed(l).ok()).collect();
+        let probes: Vec<String> = ours
+            .iter()
+            .filter(|(_, rest)| rest.starts_with("fd-probe: "))
+            .map(|(_, rest)| rest.to_string())
+            .collect();
+        (ours.contains(&("plain.0", "plain line")) && probes.len() >= 2).then_some(probes)
     });
+    // Both refused (ls prints its "total 0" header all the same); no fd
+    // target shows.
+    assert!(
+        probes
+            .iter()
+            .all(|p| p.contains("Permission denied") || p == "fd-probe: total 0"),
+        "{probes:?}"
+    );
+    assert_eq!(
+        probes
+            .iter()
+            .filter(|p| p.contains("Permission denied"))
+            .count(),
+        2,
+        "{probes:?}"
+    );
+    assert!(!read_log(&fx, "").contains("log/stdio"));
 }
 
 /// Prints what `0` returns when the test fails (the log it looked at).
