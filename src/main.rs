@@ -130,6 +130,11 @@ enum Command {
         #[arg(long)]
         spec_fd: i32,
     },
+    /// Write the man pages (DIR/man1) and the bash, zsh and fish
+    /// completions (DIR/completions) of this CLI (internal: for packaging,
+    /// scripts/build-deb).
+    #[command(hide = true)]
+    Assets { dir: PathBuf },
     /// Run a Command entry in a fresh container; exit with its status.
     Cmd {
         #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
@@ -170,6 +175,7 @@ fn main() -> ExitCode {
             log_stderr,
             log_level,
         }),
+        Command::Assets { dir } => assets(&dir),
         Command::Knot { spec_fd } => cairn::knot::exec_main(spec_fd).clamp(0, 255) as u8,
         Command::Ps {
             config,
@@ -218,6 +224,34 @@ fn main() -> ExitCode {
         ),
     };
     ExitCode::from(code)
+}
+
+/// `cairn assets DIR`: man pages from the CLI definition (one page for
+/// `cairn` and one for each command), and shell completions.
+fn assets(dir: &std::path::Path) -> u8 {
+    use clap::CommandFactory;
+    let write = || -> std::io::Result<()> {
+        let man = dir.join("man1");
+        let completions = dir.join("completions");
+        std::fs::create_dir_all(&man)?;
+        std::fs::create_dir_all(&completions)?;
+        clap_mangen::generate_to(Args::command(), &man)?;
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            clap_complete::generate_to(shell, &mut Args::command(), "cairn", &completions)?;
+        }
+        Ok(())
+    };
+    match write() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("cairn assets: {}: {e}", dir.display());
+            1
+        }
+    }
 }
 
 /// musl's allocator unmaps eagerly; dlmalloc keeps freed memory for reuse
