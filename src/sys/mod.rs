@@ -14,6 +14,7 @@ pub mod fs;
 pub mod hostfs;
 pub mod idmap;
 pub mod init_policy;
+pub mod inotify;
 pub mod keyring;
 pub mod mount;
 pub mod namespace;
