@@ -21,6 +21,7 @@ pub mod namespace;
 pub mod pidfd;
 pub mod proc;
 pub mod process;
+pub mod proctitle;
 pub mod rlimit;
 pub mod seccomp;
 pub mod signal;
