@@ -133,7 +133,8 @@ pub struct Change {
 }
 
 /// Every change from `old` to `new`: the tree's first, then config
-/// problems, instances (by name) and rollouts.
+/// problems, rollouts that start, instances (by name), and the progress,
+/// end or stop of rollouts.
 pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
     let mut out = Vec::new();
     let tree = |what| Change {
@@ -158,6 +159,14 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
         }));
     }
     config_changes(old, new, &mut out);
+    // A rollout that starts reads before the replacements it makes; its
+    // progress, end or stop after them.
+    let mut rollouts = Vec::new();
+    rollout_changes(&old.rollouts, &new.rollouts, &mut rollouts);
+    let (started, rest): (Vec<Change>, Vec<Change>) = rollouts
+        .into_iter()
+        .partition(|c| matches!(c.what, What::RolloutStarted { .. }));
+    out.extend(started);
     let olds: BTreeMap<&str, &InstanceInfo> =
         old.instances.iter().map(|i| (i.name.as_str(), i)).collect();
     let news: BTreeMap<&str, &InstanceInfo> =
@@ -166,7 +175,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
     for name in names {
         instance_changes(olds.get(name).copied(), news.get(name).copied(), &mut out);
     }
-    rollout_changes(&old.rollouts, &new.rollouts, &mut out);
+    out.extend(rest);
     out
 }
 

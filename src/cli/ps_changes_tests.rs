@@ -386,6 +386,21 @@ fn rollouts_start_progress_stop_clear_and_finish() {
 }
 
 #[test]
+fn a_rollout_starts_before_its_replacements_and_ends_after_them() {
+    let a = snap(vec![inst("sb/web.0", "running", Some(7))]);
+    let mut b = snap(vec![inst("sb/web.0", "running", Some(8))]);
+    b.rollouts = vec![rollout("web", "in-progress", 0, 1)];
+    let c = diff(&a, &b);
+    assert!(matches!(c[0].what, What::RolloutStarted { .. }), "{c:?}");
+    assert!(matches!(c[1].what, What::Pid { .. }), "{c:?}");
+    let mut d = snap(vec![inst("sb/web.0", "running", Some(9))]);
+    d.rollouts = Vec::new();
+    let c = diff(&b, &d);
+    assert!(matches!(c[0].what, What::Pid { .. }), "{c:?}");
+    assert_eq!(c[1].what, What::RolloutFinished);
+}
+
+#[test]
 fn filters_keep_their_sandbox_and_instances_entering_or_leaving_a_state() {
     let a = snap(vec![
         inst("sb/web.0", "running", Some(7)),
@@ -414,8 +429,8 @@ fn filters_keep_their_sandbox_and_instances_entering_or_leaving_a_state() {
         kept(&sb),
         [
             "08:00:00 tree      configs read again (reload 2)",
-            "08:00:00 sb/web.0  running → backoff",
             "08:00:00 sb/web    rollout started (0 of 1 done)",
+            "08:00:00 sb/web.0  running → backoff",
         ]
     );
     let backoff = Filter {
