@@ -16,9 +16,14 @@ struct Watch {
 
 impl Watch {
     fn start(fx: &Fx, extra: &[&str]) -> Watch {
-        let mut child = Command::new(cairn_bin())
-            .args(["ps", "-c", &fx.master_path(), "--watch"])
-            .args(extra)
+        let mut cmd = Command::new(cairn_bin());
+        cmd.args(["ps", "-c", &fx.master_path(), "--watch"])
+            .args(extra);
+        Watch::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Watch {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -313,4 +318,54 @@ fn watch_exits_1_when_no_tree_runs_or_the_tree_stops() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A watch in another pid namespace cannot see the tree's pid (the pid
+/// file lock's holder reads as 0 there): it still sees the changes, and
+/// the tree's end, from the lock, looked at again when the tree's fd of
+/// `tree.pid` closes.
+#[test]
+fn watch_from_another_pid_namespace_sees_changes_and_the_trees_end() {
+    require!(have("unshare"), "unshare (util-linux) is not installed");
+    let mut fx = fixture!();
+    fx.container("web", &sleeper(""));
+    fx.processes(&[("web", 1)]);
+    fx.start();
+    let ps = fx.wait_ps("web.0 running", |ps| all_running(ps, &["box/web.0"]));
+    let (_, workload) = pids(&ps, "box/web.0");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc"])
+        .arg(cairn_bin())
+        .args(["ps", "-c", &fx.master_path(), "--watch"]);
+    let mut w = Watch::spawn(cmd);
+    w.until("with the summary", |l| l.starts_with("total: 1 running"));
+    kill(workload, libc::SIGKILL);
+    w.until("with web.0's exit", |l| {
+        l.contains(" box/web.0 ") && l.contains("killed by signal 9")
+    });
+    fx.wait_ps("web.0 running again", |ps| all_running(ps, &["box/web.0"]));
+    // From there, the tree's pid is not visible (what the watch faced).
+    let out = output_within(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child", "--mount-proc"])
+            .arg(cairn_bin())
+            .args(["reload", "-c", &fx.master_path()]),
+        None,
+        WAIT,
+    );
+    assert!(
+        stderr(&out).contains("runs in another pid namespace"),
+        "{}",
+        stderr(&out)
+    );
+    let tree = fx.tree_pid();
+    fx.stop_tree(libc::SIGKILL);
+    let l = w.until("with the tree's end", |l| l.contains("ended (pid"));
+    // The pid the tree wrote in its state (its own namespace's: ours).
+    assert!(
+        l.contains(&format!("ended (pid {tree}): no cairn tree runs")),
+        "{l}"
+    );
+    let (status, err) = w.exit();
+    assert_eq!(status.code(), Some(1), "{err}");
 }
