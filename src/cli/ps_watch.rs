@@ -28,9 +28,6 @@ const STATE: u64 = 0;
 const TREE: u64 = 1;
 const SIGNAL: u64 = 2;
 
-/// The pid file, in the runtime dir.
-const PID_FILE: &str = "tree.pid";
-
 /// Where the output goes, and how its failure ends the watch.
 struct Out {
     json: bool,
@@ -142,10 +139,22 @@ fn watch(
         }
         return Err(1);
     }
-    let tree = match follow(master) {
+    // A tree that ended, or was replaced, between two looks at its lock
+    // is looked at again.
+    let mut tree = follow(master);
+    for _ in 0..2 {
+        if tree.is_ok() || super::ps::tree_gone(master).is_some() {
+            break;
+        }
+        tree = follow(master);
+    }
+    let tree = match tree {
         Ok(t) => t,
         // Not running: the last state, and why, as `ps` says it; 1.
-        Err(_) => return Err(super::ps::once(master, json, filter)),
+        Err(_) if super::ps::tree_gone(master).is_some() => {
+            return Err(super::ps::once(master, json, filter));
+        }
+        Err(e) => return Err(fail(e)),
     };
     let mut snap = read_state(master).map_err(|e| {
         eprintln!("{e}");
@@ -163,6 +172,11 @@ fn watch(
     if let Some(fd) = &tree.pidfd {
         poller.add(fd.as_fd(), TREE).map_err(fail)?;
     }
+    let pid_file = master.pid_file();
+    let pid_file = pid_file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     let mut ready = Vec::new();
     loop {
         poller.wait(None, &mut ready).map_err(fail)?;
@@ -179,7 +193,7 @@ fn watch(
                 look |= ev.is(STATE_FILE);
                 // A writer of tree.pid closed it (the tree's fd closes
                 // when it dies), or the runtime dir itself went away.
-                check_tree |= ev.is(PID_FILE);
+                check_tree |= ev.is(pid_file);
                 if ev.name.is_none()
                     && ev.mask & (inotify::DELETE_SELF | inotify::MOVE_SELF | inotify::IGNORED) != 0
                 {
