@@ -85,6 +85,10 @@ enum Command {
         /// backoff, failed).
         #[arg(long, value_name = "STATE", value_parser = ["starting", "running", "stopping", "backoff", "failed"])]
         state: Option<String>,
+        /// Show the state, then one line per change as it happens, until
+        /// Ctrl-C (exit 0) or the tree's end (exit 1).
+        #[arg(long)]
+        watch: bool,
     },
     /// Check FILE as SANDBOX's process config, install it, reload.
     Switch {
@@ -182,14 +186,18 @@ fn main() -> ExitCode {
             json,
             sandbox,
             state,
-        } => cli::ps::run(
-            &config,
-            json,
-            &cli::ps::Filter {
+            watch,
+        } => {
+            let filter = cli::ps::Filter {
                 sandbox: sandbox.as_deref(),
                 state: state.as_deref(),
-            },
-        ),
+            };
+            if watch {
+                cli::ps_watch::run(&config, json, &filter)
+            } else {
+                cli::ps::run(&config, json, &filter)
+            }
+        }
         Command::Switch {
             config,
             wait,

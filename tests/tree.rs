@@ -620,6 +620,8 @@ mod notify;
 mod pid1;
 #[path = "tree/ps_json.rs"]
 mod ps_json;
+#[path = "tree/ps_watch.rs"]
+mod ps_watch;
 #[path = "tree/readiness.rs"]
 mod readiness;
 #[path = "tree/refused.rs"]

@@ -8,7 +8,9 @@
 pub mod check;
 pub mod cmd;
 pub mod ps;
+pub mod ps_changes;
 pub mod ps_text;
+pub mod ps_watch;
 pub mod request;
 pub mod signal;
 pub mod switch;

@@ -92,13 +92,7 @@ const COLUMNS: usize = 80;
 /// next line, indented (a name longer than 24 makes its row longer).
 pub fn render(snap: &Snapshot, now: SystemTime) -> String {
     let mut out = String::new();
-    let width = snap
-        .instances
-        .iter()
-        .map(|i| escape(&i.name).chars().count())
-        .max()
-        .unwrap_or(8)
-        .clamp(8, 24);
+    let width = name_width(snap);
     let _ = writeln!(
         out,
         "{:<width$} {:<8} {:>7} {:>3} {:>4} {:>6} {:>5} LAST",
@@ -120,19 +114,34 @@ pub fn render(snap: &Snapshot, now: SystemTime) -> String {
                 .map(|m| format!("{:.1}", m as f64 / 1_048_576.0))
                 .unwrap_or_else(dash),
         );
-        let last = escape(&last(i, now)).into_owned();
-        // What does not fit the 80 columns goes on a line of its own,
-        // whole, below the row.
-        let room = COLUMNS.saturating_sub(row.chars().count());
-        if last.chars().count() <= room {
-            let _ = writeln!(out, "{row}{last}");
-        } else {
-            let cut: String = last.chars().take(room.saturating_sub(1)).collect();
-            let _ = writeln!(out, "{row}{cut}…\n  {last}");
-        }
+        let _ = writeln!(out, "{}", fit(&row, &escape(&last(i, now))));
     }
     out.push_str(&summary(snap));
     out
+}
+
+/// `row` then `last` on one line of 80 columns; a `last` that does not
+/// fit is cut with `…`, and shown whole on a line of its own below,
+/// indented. No newline at the end.
+pub fn fit(row: &str, last: &str) -> String {
+    let room = COLUMNS.saturating_sub(row.chars().count());
+    if last.chars().count() <= room {
+        format!("{row}{last}")
+    } else {
+        let cut: String = last.chars().take(room.saturating_sub(1)).collect();
+        format!("{row}{cut}…\n  {last}")
+    }
+}
+
+/// The width of the INSTANCE column: the longest (escaped) name, between
+/// 8 and 24.
+pub fn name_width(snap: &Snapshot) -> usize {
+    snap.instances
+        .iter()
+        .map(|i| escape(&i.name).chars().count())
+        .max()
+        .unwrap_or(8)
+        .clamp(8, 24)
 }
 
 /// `total: 5 running, 1 starting, 1 backoff, 0 failed` and, with more than

@@ -22,6 +22,7 @@ mod report;
 mod seam;
 mod spawn;
 mod steps;
+mod title;
 mod workload;
 
 pub use spawn::{ExecInput, KnotError, exec_main, launch, spawn, spawn_exec};
@@ -71,6 +72,18 @@ pub fn main(spec: &InstanceSpec, ctx: &Context) -> i32 {
     // environ or mem for the workload (and no core dumps of our memory).
     if let Err(e) = process::set_dumpable(false) {
         return fail(spec, None, &e.to_string());
+    }
+    // Forked, we read as the tree in `ps` and `top`: say which instance
+    // we serve (knot::title). Only a name: a failure is told, not fatal.
+    let named = crate::sys::proctitle::set_cmdline(&title::cmdline(title::KNOT, &spec.name))
+        .map(drop)
+        .and_then(|()| crate::sys::proctitle::set_name(&title::comm(&spec.name)));
+    if let Err(e) = named {
+        eprintln!(
+            "cairn: {}: process title: {}",
+            crate::text::escape(&spec.name),
+            crate::text::escape(&e.to_string())
+        );
     }
     // A command's container must not outlive `cairn cmd` (killed with -9
     // it could not clean up): die with it.
@@ -436,7 +449,7 @@ fn hand_over(
             crate::sys::fd::dup2(sock.as_raw_fd(), 6 + i as RawFd)?;
         }
         let mut argv = vec![
-            "cairn".to_string(),
+            title::cmdline(title::INIT, &spec.name),
             workload.to_string(),
             u8::from(spec.interactive).to_string(),
             oom_before.to_string(),

@@ -63,6 +63,33 @@ pub fn signalfd_all() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Block `signals` and read them from a signalfd(2) instead (others keep
+/// their dispositions: a command that only wants to end cleanly on INT
+/// and TERM still stops on Ctrl-Z).
+pub fn signalfd_of(signals: &[i32]) -> Result<OwnedFd> {
+    let mut set: libc::sigset_t = unsafe_zeroed_sigset();
+    // SAFETY: valid sigset pointer.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &s in signals {
+        // SAFETY: valid sigset pointer; a bad number fails with EINVAL.
+        check(unsafe { libc::sigaddset(&mut set, s) }, "sigaddset", s)?;
+    }
+    // SAFETY: valid sigset; the old mask is not wanted.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if ret != 0 {
+        return Err(Error::new(
+            "pthread_sigmask",
+            "block",
+            std::io::Error::from_raw_os_error(ret),
+        ));
+    }
+    // SAFETY: valid sigset; -1 = new fd.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    let fd = check(fd, "signalfd", "")?;
+    // SAFETY: new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 fn unsafe_zeroed_sigset() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset/sigfillset initialize it.
     unsafe { std::mem::zeroed() }

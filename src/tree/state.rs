@@ -48,7 +48,7 @@ pub struct TreeInfo {
     pub config: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastExit {
     /// Shell-style status (128+N for signal N).
     pub status: i32,

@@ -231,8 +231,9 @@ wait $u
 
 /// Once a supervised workload runs, pid 1 of its container is cairn-init,
 /// a few pages run from a sealed memfd (not the forked supervisor): its
-/// resident memory is tiny, it calls itself `cairn`, it is not dumpable,
-/// and the workload can reach neither its exe, root nor environ.
+/// resident memory is tiny, it names its instance (comm `box/probe.0`,
+/// command line `cairn-init box/probe.0 ...`), it is not dumpable, and
+/// the workload can reach neither its exe, root nor environ.
 #[test]
 fn pid1_of_a_supervised_container_is_cairn_init() {
     let mut fx = fixture!();
@@ -264,11 +265,11 @@ fn pid1_of_a_supervised_container_is_cairn_init() {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .expect("VmRSS");
     assert!(rss <= 64, "cairn-init uses {rss} kB");
-    assert_eq!(
-        fs::read_to_string(format!("/proc/{knot}/comm"))
-            .expect("comm")
-            .trim(),
-        "cairn"
+    assert_eq!(comm(knot), "box/probe.0");
+    assert!(
+        cmdline(knot).starts_with("cairn-init box/probe.0 "),
+        "{}",
+        cmdline(knot)
     );
     let text = wait_for(Duration::from_secs(5), "the probe's findings", || {
         let t = fs::read_to_string(fx.set.p("log/stdio/box.log")).ok()?;
@@ -280,5 +281,97 @@ fn pid1_of_a_supervised_container_is_cairn_init() {
             "/proc/1/{f} is reachable:\n{text}"
         );
     }
-    assert!(text.contains("comm cairn"), "{text}");
+    assert!(text.contains("comm box/probe.0"), "{text}");
+}
+
+/// Knots and cairn-init say which instance they serve, in `ps` and `top`:
+/// a knot (kept as pid 1 with `restart-process-only`) reads `cairn-knot
+/// box/keep.0`, cairn-init `cairn-init box/web.0 2 0 0 15` (its arguments
+/// follow the title); each is named (`comm`) after its instance, or its
+/// `PROCESS.N`, or the last 15 bytes of that, the same rule in the knot
+/// and in cairn-init. After a `kill -9` of the tree, a new tree adopts
+/// them all (no restart), and they keep their titles.
+#[test]
+fn knots_and_cairn_init_name_their_instance_and_are_adopted_after_kill_9() {
+    let mut fx = fixture!();
+    // (process, kept by its knot, its name)
+    let cases = [
+        ("web", false, "box/web.0"),
+        ("keep", true, "box/keep.0"),
+        ("long-process", false, "long-process.0"),
+        ("kept-process", true, "kept-process.0"),
+        ("a-very-long-process-name", false, "-process-name.0"),
+        ("another-long-process-name", true, "-process-name.0"),
+    ];
+    for (p, kept, _) in cases {
+        let extra = if kept {
+            "restart-process-only: true\n"
+        } else {
+            ""
+        };
+        fx.container(p, &sleeper(extra));
+    }
+    let entries: Vec<(&str, u32)> = cases.iter().map(|(p, _, _)| (*p, 1)).collect();
+    fx.processes(&entries);
+    fx.start();
+    let names: Vec<String> = cases.iter().map(|(p, _, _)| format!("box/{p}.0")).collect();
+    let ps = fx.wait_ps("all running", |ps| all_running(ps, &refs(&names)));
+    let knots: Vec<i32> = names.iter().map(|n| pids(&ps, n).0).collect();
+    let check = |why: &str| {
+        for ((p, kept, comm_want), knot) in cases.iter().zip(&knots) {
+            let title = if *kept {
+                format!("cairn-knot box/{p}.0")
+            } else {
+                format!("cairn-init box/{p}.0")
+            };
+            let line = wait_for(Duration::from_secs(5), "pid 1's title", || {
+                let c = cmdline(*knot);
+                c.starts_with(&title).then_some(c)
+            });
+            if *kept {
+                // The knot's command line is the title alone, one argument.
+                assert_eq!(
+                    fs::read(format!("/proc/{knot}/cmdline")).expect("cmdline"),
+                    format!("{title}\0").into_bytes(),
+                    "{why}"
+                );
+            } else {
+                // Then the workload's pid in the container, interactive,
+                // OOM kills before, the stop signal.
+                assert_eq!(line, format!("{title} 2 0 0 15 "), "{why}");
+            }
+            assert_eq!(comm(*knot), *comm_want, "{why}: {p}");
+        }
+        // `pgrep` finds them by those titles.
+        let out = output_within(
+            Command::new("pgrep").args(["-f", "^cairn-(knot|init) box/"]),
+            None,
+            WAIT,
+        );
+        let found: BTreeSet<i32> = stdout(&out)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        assert!(
+            knots.iter().all(|p| found.contains(p)),
+            "{why}: pgrep found {found:?}, want {knots:?}"
+        );
+    };
+    check("started");
+    let workload = pids(&ps, "box/web.0").1;
+    fx.stop_tree(libc::SIGKILL);
+    fx.start();
+    let ps = fx.wait_ps("adopted", |ps| {
+        ps["tree"]["running"] == true && all_running(ps, &refs(&names))
+    });
+    for (name, knot) in names.iter().zip(&knots) {
+        assert_eq!(pids(&ps, name).0, *knot, "{name} was not adopted");
+        assert_eq!(
+            inst(&ps, name).expect("listed")["restarts"],
+            0,
+            "{name} restarted"
+        );
+    }
+    assert_eq!(pids(&ps, "box/web.0").1, workload);
+    check("adopted");
 }

@@ -14,8 +14,12 @@
 //! Built by build.rs with rustc alone (panic=abort, static, no start
 //! files) and embedded into cairn, which runs it from a sealed memfd.
 //!
-//! Arguments: `cairn WORKLOAD_PID INTERACTIVE OOM_BEFORE [STOP_SIGNAL]`
-//! (STOP_SIGNAL: what a TERM is passed on as, TERM when not given). Its fd contract
+//! Arguments: `cairn-init INSTANCE` as one argv[0] (its title in `ps`;
+//! the instance name becomes its `comm`, cut to 15 bytes by the kernel),
+//! then `WORKLOAD_PID INTERACTIVE OOM_BEFORE [STOP_SIGNAL [LOG NAME FILE]]`
+//! (STOP_SIGNAL: what a TERM is passed on as, TERM when not given; LOG,
+//! NAME and FILE when it pumps the workload's output into the sandbox's
+//! stdio log, see `log_pump.rs` and `Log` below). Its fd contract
 //! with the knot that execs it (`knot::hand_over`): fd 3 the write end of
 //! the ready pipe to the supervisor (one `x` when the workload has ended),
 //! fd 4 the instance dir (for `exit-status`), fd 5 the memory cgroup dir
@@ -279,9 +283,13 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
     // Anything else is init mode, which only pid 1 of a container may be:
     // run any other way (an image script naming `/proc/self/exe` as its
     // interpreter reaches this memfd) there is nothing to do.
-    if sys(SYS_GETPID, 0, 0, 0, 0) != 1 || argc < 1 || !unsafe { is(arg0, b"cairn\0") } {
+    if sys(SYS_GETPID, 0, 0, 0, 0) != 1 || argc < 1 || !unsafe { is(arg0, INIT_PREFIX) } {
         exit(126);
     }
+    // Named for `top` after the instance that follows the prefix.
+    // SAFETY: `is` saw the prefix, so the instance (maybe empty) follows.
+    let name = unsafe { comm_of(arg0.add(INIT_PREFIX.len())) };
+    must(sys(SYS_PRCTL, PR_SET_NAME, name as usize, 0, 0));
     let mut args = [0u64, 0, 0, policy::SIGTERM as u64];
     let mut i = 1;
     while i < argc && i <= 4 {
@@ -346,7 +354,33 @@ unsafe fn parse_list(mut p: *const u8, out: &mut [u64]) {
     }
 }
 
-/// Whether the C string `p` is exactly `want` (which ends in NUL).
+/// How argv[0] begins in init mode (`cairn-init INSTANCE`).
+const INIT_PREFIX: &[u8] = b"cairn-init ";
+
+/// Where our name (at most 15 bytes) begins in the C string `instance`:
+/// all of it when it fits, else its `PROCESS.N` (after the last `/`),
+/// else the last 15 bytes of that; the knot's rule (`knot::title::comm`).
+unsafe fn comm_of(instance: *const u8) -> *const u8 {
+    let (mut len, mut after_slash) = (0, 0);
+    // SAFETY: a NUL-terminated string, read up to its NUL.
+    while unsafe { *instance.add(len) } != 0 {
+        if unsafe { *instance.add(len) } == b'/' {
+            after_slash = len + 1;
+        }
+        len += 1;
+    }
+    let start = if len <= 15 {
+        0
+    } else if len - after_slash <= 15 {
+        after_slash
+    } else {
+        len - 15
+    };
+    instance.wrapping_add(start)
+}
+
+/// Whether the C string `p` begins with `want`; with a `want` that ends
+/// in NUL, whether it is exactly that.
 unsafe fn is(p: *const u8, want: &[u8]) -> bool {
     if p.is_null() {
         return false;
@@ -354,7 +388,8 @@ unsafe fn is(p: *const u8, want: &[u8]) -> bool {
     let mut i = 0;
     while i < want.len() {
         // SAFETY: p is NUL-terminated; we stop at the first difference,
-        // which comes at the latest at its NUL (want has one NUL, at its end).
+        // which comes at the latest at its NUL (want has no NUL but
+        // maybe at its end).
         if unsafe { *p.add(i) } != want[i] {
             return false;
         }
@@ -417,8 +452,6 @@ fn must(r: isize) -> isize {
 
 fn run(workload: i32, interactive: bool, oom_before: u64, stop: u32, mut log: Option<Log>) -> ! {
     must(sys(SYS_PRCTL, PR_SET_DUMPABLE, 0, 0, 0));
-    let name = *b"cairn\0";
-    must(sys(SYS_PRCTL, PR_SET_NAME, name.as_ptr() as usize, 0, 0));
     let all: u64 = !0;
     must(sys(SYS_RT_SIGPROCMASK, SIG_BLOCK, &all as *const u64 as usize, 0, 8));
     let sfd = must(sys(SYS_SIGNALFD4, usize::MAX /* -1: a new fd */, &all as *const u64 as usize, 8, SFD_CLOEXEC));
