@@ -606,6 +606,8 @@ fn upg_lose_the_tree(w: &mut World, how: &str, n: usize) -> Ps {
 mod hand_off;
 #[path = "upgrade/in_place.rs"]
 mod in_place;
+#[path = "upgrade/package.rs"]
+mod package;
 #[path = "upgrade/probes.rs"]
 mod probes;
 #[path = "upgrade/recovery.rs"]

@@ -252,6 +252,9 @@ pub fn set_umask(mask: u32) -> u32 {
 /// How far local time is ahead of UTC at `secs` after the epoch, in
 /// seconds (localtime_r(3): `TZ`, else /etc/localtime); `None` when the C
 /// library cannot tell.
+// libc marks musl's `time_t` deprecated (for musl's move to a 64-bit
+// time_t on 32-bit targets); on the 64-bit hosts cairn runs on it is i64.
+#[allow(deprecated)]
 pub fn utc_offset(secs: i64) -> Option<i64> {
     let t = libc::time_t::try_from(secs).ok()?;
     // SAFETY: a zeroed tm is a valid out-buffer.
