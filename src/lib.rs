@@ -3,7 +3,8 @@
 //! See docs/architecture.md. Layers, lowest first, each importing only
 //! from below it (`tests/layers.rs` checks this, and that no modules
 //! import each other around a loop): `sys` (kernel wrappers, the only home
-//! of `unsafe`) and `text` (escaping untrusted text, timestamps); `config`
+//! of `unsafe`), `text` (escaping untrusted text, timestamps) and `crypt`
+//! (lithos's encrypted secrets, pure); `config`
 //! (pure) and `logger`; `spec` (one resolved instance) and `image`;
 //! `protocol` (what the tree and a knot exchange) and `load` (loading the
 //! desired set from the config files, in confined children); `knot` and
@@ -11,6 +12,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod crypt;
 pub mod image;
 pub mod knot;
 pub mod load;

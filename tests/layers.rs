@@ -1,7 +1,7 @@
 //! The import graph of `src/`: every arrow points down the layers, and no
 //! two modules import each other, directly or around a loop.
 //!
-//! Layers, lowest first: `sys` and `text`; `config` and `logger`; `spec`
+//! Layers, lowest first: `sys`, `text` and `crypt`; `config` and `logger`; `spec`
 //! and `image`; `protocol` (the tree–knot protocol) and `load` (loading
 //! the desired set from the config files); `knot` and `tree`,
 //! which know each other only through `protocol`; `cli`. A module may
@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u32)] = &[
     ("sys", 0),
     ("text", 0),
+    ("crypt", 0),
     ("config", 1),
     ("logger", 1),
     ("spec", 2),
