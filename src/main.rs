@@ -139,6 +139,12 @@ enum Command {
     /// scripts/build-deb).
     #[command(hide = true)]
     Assets { dir: PathBuf },
+    /// Encrypt a secret for secret-environ as lithos_crypt does (and
+    /// decrypt or check one).
+    Crypt {
+        #[command(subcommand)]
+        action: Crypt,
+    },
     /// Run a Command entry in a fresh container; exit with its status.
     Cmd {
         #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
@@ -148,6 +154,41 @@ enum Command {
         /// Appended to the configured arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Crypt {
+    /// Encrypt DATA (or standard input, less one trailing newline) for
+    /// the public key and the namespace.
+    Encrypt {
+        /// The OpenSSH ed25519 public key (the sandbox key's .pub).
+        #[arg(short = 'k', long = "key-file", value_name = "KEY.pub")]
+        key: PathBuf,
+        /// The secrets namespace (one of the sandbox's secrets-namespaces
+        /// or the entry's extra-secrets-namespaces; default "").
+        #[arg(short = 'n', long, default_value = "")]
+        namespace: String,
+        /// The secret (visible in `ps` while this runs: prefer stdin).
+        #[arg(short = 'd', long)]
+        data: Option<String>,
+    },
+    /// Decrypt a value with the private key (for debugging): the secret
+    /// on stdout, its namespace on stderr.
+    Decrypt {
+        /// The OpenSSH ed25519 private key.
+        #[arg(short = 'i', long = "key-file", value_name = "KEY")]
+        key: PathBuf,
+        /// The value (default: standard input).
+        #[arg(short = 'd', long)]
+        data: Option<String>,
+    },
+    /// Whether a value was encrypted for the public key.
+    CheckKey {
+        #[arg(short = 'k', long = "key-file", value_name = "KEY.pub")]
+        key: PathBuf,
+        #[arg(short = 'd', long)]
+        data: String,
     },
 }
 
@@ -180,6 +221,15 @@ fn main() -> ExitCode {
             log_level,
         }),
         Command::Assets { dir } => assets(&dir),
+        Command::Crypt { action } => match action {
+            Crypt::Encrypt {
+                key,
+                namespace,
+                data,
+            } => cli::crypt::encrypt(&key, &namespace, data),
+            Crypt::Decrypt { key, data } => cli::crypt::decrypt(&key, data),
+            Crypt::CheckKey { key, data } => cli::crypt::check_key(&key, &data),
+        },
         Command::Knot { spec_fd } => cairn::knot::exec_main(spec_fd).clamp(0, 255) as u8,
         Command::Ps {
             config,

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod cmd;
+pub mod crypt;
 pub mod ps;
 pub mod ps_changes;
 pub mod ps_text;

@@ -133,8 +133,19 @@ pub struct ContainerConfig {
     pub executable: String,
     pub arguments: Vec<String>,
     pub environ: BTreeMap<String, String>,
+    /// `secret-environ`: name → encrypted values (see `secrets`).
     pub secret_environ: BTreeMap<String, Vec<String>>,
+    /// `secret-environ-file`: a file in the image with more of them.
     pub secret_environ_file: Option<String>,
+    /// `secret-files` and `secret-files-dir` (cairn additions): file name
+    /// → encrypted values, and where their tmpfs is mounted.
+    #[serde(default)]
+    pub secret_files: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub secret_files_dir: Option<String>,
+    /// What `secret-environ-file` holds, once `load` has read it.
+    #[serde(default)]
+    pub secret_environ_from_file: Option<super::secrets::SecretEnvironFile>,
     pub workdir: String,
     pub resolv_conf: ResolvConf,
     pub hosts_file: HostsFile,
@@ -327,24 +338,7 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
             }
         }
     }
-    let mut secret_environ = BTreeMap::new();
-    if let Some(env) = f.opt("secret-environ") {
-        for (k, v) in check(p, env.map()).unwrap_or_default() {
-            let values = match v.ast {
-                quire::ast::Ast::Seq(..) => check(
-                    p,
-                    v.seq().and_then(|s| s.iter().map(Value::string).collect()),
-                ),
-                _ => check(p, v.string()).map(|s| vec![s]),
-            };
-            if let Some(values) = values {
-                secret_environ.insert(k.to_string(), values);
-            }
-        }
-    }
-    let secret_environ_file = f
-        .opt("secret-environ-file")
-        .and_then(|v| check(p, v.string()));
+    let secrets = super::secrets::read(f, p, &mut lines);
     let workdir = match f.opt("workdir") {
         Some(v) => check(p, read_used_container_path(&v)).unwrap_or_default(),
         None => "/".to_string(),
@@ -423,8 +417,11 @@ fn read(f: &mut Fields, p: &mut Problems) -> Option<ContainerConfig> {
         executable: executable?,
         arguments,
         environ,
-        secret_environ,
-        secret_environ_file,
+        secret_environ: secrets.environ,
+        secret_environ_file: secrets.environ_file,
+        secret_files: secrets.files,
+        secret_files_dir: secrets.files_dir,
+        secret_environ_from_file: None,
         workdir,
         resolv_conf,
         hosts_file,

@@ -210,10 +210,11 @@ fn memory_limit_max_means_none() {
 
 #[test]
 fn secrets_parse() {
-    let c = parse_ok(
-        "executable: /x\nsecret-environ: {A: v2:x, B: [v2:a, v2:b]}\nsecret-environ-file: /s.yaml\n",
-    );
-    assert_eq!(c.secret_environ["A"], ["v2:x"]);
+    const V: &str = "v2:i4+dWTpg:KqWSX0BY:8MtOoWUX:FevSFB+JYlOY2v9t1Ey4Hc7k76OZtv+9vSsq0wEAc2MPl1CQPJ2XN3qeCaJfV3EPTRwNmtEBED4uCCipvfMlyQ==";
+    let c = parse_ok(&format!(
+        "executable: /x\nsecret-environ: {{A: '{V}', B: ['{V}', '{V}']}}\nsecret-environ-file: /s.yaml\n"
+    ));
+    assert_eq!(c.secret_environ["A"], [V]);
     assert_eq!(c.secret_environ["B"].len(), 2);
     assert_eq!(c.secret_environ_file.as_deref(), Some("/s.yaml"));
 }

@@ -16,6 +16,7 @@ pub mod process;
 pub mod range;
 pub mod reader;
 pub mod sandbox;
+pub mod secrets;
 pub mod stdio_log;
 pub mod syslog;
 pub mod units;

@@ -254,19 +254,7 @@ pub fn standalone(file: &str, c: &ContainerConfig) -> Problems {
             p.push(err(&key, msg).at(line));
         }
     }
-    if !c.secret_environ.is_empty() || c.secret_environ_file.is_some() {
-        let key = if c.secret_environ.is_empty() {
-            "secret-environ-file"
-        } else {
-            "secret-environ"
-        };
-        p.push(err(
-            key,
-            "secrets are not supported by this version of cairn; \
-             the instance would start without them, so it is refused"
-                .to_string(),
-        ));
-    }
+    super::secrets::standalone(file, c, &mut p);
     if c.interactive && c.kind == Kind::Daemon {
         p.push(err(
             "interactive",
@@ -308,6 +296,7 @@ pub fn standalone(file: &str, c: &ContainerConfig) -> Problems {
 /// A container config against its sandbox and process entry.
 pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry) -> Problems {
     let mut p = standalone(file, c);
+    super::secrets::validate(file, c, s, e, &mut p);
     let err = |key: &str, msg: String| ConfigError::new(file, msg).key(key.to_string());
 
     if let Some(Probe::Fd(fd)) = &c.ready {

@@ -156,8 +156,8 @@ fn validation_rejections() {
         (
             SANDBOX,
             ENTRY,
-            "secret-environ: {A: v2:x}\n",
-            "secrets are not supported",
+            "secret-environ: {A: 'v2:i4+dWTpg:KqWSX0BY:8MtOoWUX:FevSFB+JYlOY2v9t1Ey4Hc7k76OZtv+9vSsq0wEAc2MPl1CQPJ2XN3qeCaJfV3EPTRwNmtEBED4uCCipvfMlyQ=='}\n",
+            "has no secrets-private-key",
         ),
         (
             SANDBOX,

@@ -187,8 +187,30 @@ pub fn decrypt(
     text: &str,
 ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
     let v = Value::parse(text)?;
-    let key = keys
-        .iter()
+    let wrong_ns = || DecryptError::WrongNamespace {
+        value: v.namespace_hash.clone(),
+        allowed: namespaces.to_vec(),
+    };
+    // The key first (the clearer error), then the namespace by its hash:
+    // nothing is decrypted that would not be used.
+    let key = find_key(keys, &v)?;
+    v.for_namespace(namespaces).ok_or_else(wrong_ns)?;
+    let (ns, secret) = open_with(key, &v)?;
+    if !namespaces.iter().any(|n| *n == ns) {
+        return Err(wrong_ns());
+    }
+    Ok(secret)
+}
+
+/// Decrypt `text` whatever its namespace (for `cairn crypt decrypt`, a
+/// debugging aid of whoever holds the key): its namespace and secret.
+pub fn open(keys: &[PrivateKey], text: &str) -> Result<(String, Zeroizing<Vec<u8>>), DecryptError> {
+    let v = Value::parse(text)?;
+    open_with(find_key(keys, &v)?, &v)
+}
+
+fn find_key<'k>(keys: &'k [PrivateKey], v: &Value) -> Result<&'k PrivateKey, DecryptError> {
+    keys.iter()
         .find(|k| short_hash(k.public().as_bytes()) == v.key_hash)
         .ok_or_else(|| DecryptError::WrongKey {
             value: v.key_hash.clone(),
@@ -196,12 +218,11 @@ pub fn decrypt(
                 .iter()
                 .map(|k| short_hash(k.public().as_bytes()))
                 .collect(),
-        })?;
-    let wrong_ns = || DecryptError::WrongNamespace {
-        value: v.namespace_hash.clone(),
-        allowed: namespaces.to_vec(),
-    };
-    v.for_namespace(namespaces).ok_or_else(wrong_ns)?;
+        })
+}
+
+/// Open the sealed box and check the plaintext against the value's hashes.
+fn open_with(key: &PrivateKey, v: &Value) -> Result<(String, Zeroizing<Vec<u8>>), DecryptError> {
     let plain = Zeroizing::new(
         key.x25519()
             .unseal(&v.sealed)
@@ -215,13 +236,11 @@ pub fn decrypt(
     if short_hash(ns) != v.namespace_hash {
         return Err(DecryptError::Mismatch("namespace"));
     }
-    if !namespaces.iter().any(|n| n.as_bytes() == ns) {
-        return Err(wrong_ns());
-    }
     if short_hash(secret) != v.secret_hash {
         return Err(DecryptError::Mismatch("secret"));
     }
-    Ok(Zeroizing::new(secret.to_vec()))
+    let ns = String::from_utf8_lossy(ns).into_owned();
+    Ok((ns, Zeroizing::new(secret.to_vec())))
 }
 
 /// The first of `values` that decrypts (lithos tries each in turn: values

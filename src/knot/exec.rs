@@ -15,6 +15,7 @@ use crate::protocol::{Context, Stage};
 
 use super::report::REPORT_CAP;
 pub use super::report::{EXEC_FAILED, NOT_FOUND, SpawnError};
+use super::secrets::Plain;
 use super::workload::{ChildFds, child, go_message, max_target};
 
 /// What stops a start on the knot's side of it.
@@ -73,8 +74,9 @@ pub fn spawn(
     spec: &InstanceSpec,
     ctx: &Context,
     stdio: Option<&OwnedFd>,
+    secrets: &Plain,
 ) -> Result<i32, SpawnError> {
-    prepare(spec, ctx, stdio)?.go(spec)
+    prepare(spec, ctx, stdio, secrets)?.go(spec)
 }
 
 /// A workload child forked ahead of `go`: it does what does not depend on
@@ -96,6 +98,7 @@ pub fn prepare(
     spec: &InstanceSpec,
     ctx: &Context,
     stdio: Option<&OwnedFd>,
+    secrets: &Plain,
 ) -> Result<Pending, SpawnError> {
     let filter = checked_filter(spec, ctx)?;
     let setup = |e: crate::sys::Error| SpawnError::from(ExecError::Sys(e));
@@ -122,7 +125,7 @@ pub fn prepare(
                 go_r: go_r.into_raw_fd(),
                 stdio: stdio.map(|f| f.as_raw_fd()),
             };
-            let err = child(spec, ctx, userns, filter, &fds);
+            let err = child(spec, ctx, userns, filter, &fds, secrets);
             // Only reached when something failed before or at exec. The
             // report is best effort: should it not get through whole, the
             // knot takes what it reads for a failure all the same; only a

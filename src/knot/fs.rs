@@ -26,10 +26,11 @@ pub fn build(
     inst: &OwnedFd,
     state: &OwnedFd,
     notify: Option<std::os::fd::RawFd>,
+    secret_files: &[(String, zeroize::Zeroizing<Vec<u8>>)],
 ) -> Result<()> {
     let _ = inst;
     let notify = notify.map(notify_here).transpose()?;
-    build_with(&Real, spec, state, notify.as_ref())
+    build_with_secrets(&Real, spec, state, notify.as_ref(), secret_files)
 }
 
 /// The tree's notify socket file, opened again in our own mount
@@ -62,12 +63,24 @@ fn notify_here(fd: std::os::fd::RawFd) -> Result<OwnedFd> {
     Ok(OwnedFd::from(here))
 }
 
-/// `build` through the kernel `k`.
+/// `build` through the kernel `k`, without secret files.
+#[cfg(test)]
 pub(super) fn build_with<K: Kernel>(
     k: &K,
     spec: &InstanceSpec,
     state: &K::Fd,
     notify: Option<&K::Fd>,
+) -> Result<()> {
+    build_with_secrets(k, spec, state, notify, &[])
+}
+
+/// `build` through the kernel `k`.
+pub(super) fn build_with_secrets<K: Kernel>(
+    k: &K,
+    spec: &InstanceSpec,
+    state: &K::Fd,
+    notify: Option<&K::Fd>,
+    secret_files: &[(String, zeroize::Zeroizing<Vec<u8>>)],
 ) -> Result<()> {
     k.make_all_private()?;
 
@@ -98,6 +111,8 @@ pub(super) fn build_with<K: Kernel>(
     for m in &spec.mounts {
         volume(k, &root, state, m)?;
     }
+    // After the volumes: its dir may be in one.
+    super::secret_files::mount(k, &root, spec, secret_files)?;
     etc_file(k, &root, state, "resolv.conf", &spec.resolv_conf)?;
     etc_file(k, &root, state, "hosts", &spec.hosts_file)?;
 

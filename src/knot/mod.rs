@@ -20,6 +20,8 @@ pub mod net;
 mod privileges;
 mod report;
 mod seam;
+mod secret_files;
+mod secrets;
 mod spawn;
 mod steps;
 mod title;
@@ -284,7 +286,10 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
     // copy-on-write fault of the knot during the build interrupt that CPU
     // (about three more cross-CPU calls per restart, measured).
     let early = !ctx.supervised;
-    let prepare = || exec::prepare(spec, spawn_ctx, stdio.as_ref());
+    // The secrets, decrypted now (the key is a host file), for the
+    // workload's environment and the secret files of the build.
+    let plain = secrets::decrypt(spec)?;
+    let prepare = || exec::prepare(spec, spawn_ctx, stdio.as_ref(), &plain);
     let mut pending = None;
     if early {
         match prepare() {
@@ -292,7 +297,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
             Err(e) => return Ok(spawn_failed(spec, ctx, inst, &e)),
         }
     }
-    fs::build(spec, &inst.0, &inst.1, ctx.notify_socket)?;
+    fs::build(spec, &inst.0, &inst.1, ctx.notify_socket, &plain.files)?;
     let pending = match pending.map_or_else(prepare, Ok) {
         Ok(p) => p,
         Err(e) => return Ok(spawn_failed(spec, ctx, inst, &e)),
@@ -323,6 +328,14 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
         );
     };
     record_pid(first);
+    // The workload runs with its secrets: wipe ours, unless the knot
+    // starts the workload again itself (`restart-process-only`).
+    let plain = if spec.restart_process_only {
+        plain
+    } else {
+        drop(plain);
+        secrets::Plain::default()
+    };
     if let Some(fd) = ctx.ready {
         crate::sys::fd::notify(fd, b'r');
     }
@@ -355,7 +368,7 @@ fn setup(spec: &InstanceSpec, ctx: &Context, inst: &InstanceDir) -> fs::Result<i
         spec,
         &sigfd,
         first,
-        || exec::spawn(spec, spawn_ctx, stdio.as_ref()),
+        || exec::spawn(spec, spawn_ctx, stdio.as_ref(), &plain),
         record_pid,
         log_pump.as_mut(),
     );

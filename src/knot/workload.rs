@@ -14,6 +14,7 @@ use crate::sys::seccomp::{self, Program};
 use crate::sys::{embedded, keyring, process, signal};
 
 use super::report::SpawnError;
+use super::secrets::Plain;
 
 /// What `go` sends: `g`, then the device and inode of our root (zeros if
 /// it cannot be looked at; the child then refuses to go on).
@@ -68,8 +69,9 @@ pub(super) fn child(
     userns: bool,
     filter: Option<&Program>,
     fds: &ChildFds,
+    secrets: &Plain,
 ) -> SpawnError {
-    match child_steps(spec, ctx, userns, filter, fds) {
+    match child_steps(spec, ctx, userns, filter, fds, secrets) {
         Ok(never) => match never {},
         Err(e) => e.report(),
     }
@@ -169,6 +171,7 @@ fn child_steps(
     userns: bool,
     filter: Option<&Program>,
     fds: &ChildFds,
+    secrets: &Plain,
 ) -> Result<Never, ChildError> {
     // Before `go` (for `cairn cmd`, while the knot builds the root: see
     // `Pending`). First of all: close what the workload must not have (the knot's
@@ -352,14 +355,22 @@ fn child_steps(
     signal::reset_signals()?;
 
     let pid = process::getpid().to_string();
-    let mut env: Vec<String> = Vec::with_capacity(spec.environ.len() + 2);
-    if !spec.environ.contains_key("TERM") {
+    let mut env: Vec<String> = Vec::with_capacity(spec.environ.len() + secrets.environ.len() + 2);
+    if !spec.environ.contains_key("TERM") && secrets.env_value("TERM").is_none() {
         env.push(format!("TERM={}", ctx.term));
     }
     const OURS: [&str; 4] = ["CAIRN_NAME", "LITHOS_NAME", "CAIRN_CONFIG", "LITHOS_CONFIG"];
     for (k, v) in &spec.environ {
-        if !OURS.contains(&k.as_str()) {
+        // A secret of the same name wins, as in lithos.
+        if !OURS.contains(&k.as_str()) && secrets.env_value(k).is_none() {
             env.push(format!("{k}={v}"));
+        }
+    }
+    // Decrypted by the knot (`secrets`); this child's memory goes with
+    // its exec.
+    for (k, v) in &secrets.environ {
+        if !OURS.contains(&k.as_str()) {
+            env.push(format!("{k}={}", v.as_str()));
         }
     }
     for k in &OURS[..2] {

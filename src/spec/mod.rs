@@ -196,6 +196,45 @@ pub struct InstanceSpec {
     /// the defaults with any other `stdio`).
     #[serde(default, skip_serializing_if = "StdioLog::is_default")]
     pub stdio_log: StdioLog,
+    /// The encrypted secrets and what decrypts them (nothing in the hash
+    /// without secrets). Only ciphertext: the knot decrypts.
+    #[serde(default, skip_serializing_if = "Secrets::is_empty")]
+    pub secrets: Secrets,
+}
+
+/// An instance's secrets, still encrypted (lithos's v2 values, see
+/// `crypt`), and what the knot needs to decrypt them: the key's host path
+/// and the namespaces the instance may read.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Secrets {
+    /// The sandbox's `secrets-private-key` (a host file, root's alone).
+    pub key: Option<PathBuf>,
+    /// The sandbox's `secrets-namespaces` (or `""`) and the entry's
+    /// `extra-secrets-namespaces`.
+    pub namespaces: Vec<String>,
+    /// Environment variable → its values (the first that decrypts wins):
+    /// `secret-environ` and the file `secret-environ-file` names.
+    pub environ: BTreeMap<String, Vec<String>>,
+    /// `secret-files`: file name → its values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, Vec<String>>,
+    /// `secret-files-dir`: where the files' tmpfs is mounted, and the host
+    /// uid and gid that own them (the workload's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_dir: Option<SecretFilesDir>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretFilesDir {
+    pub path: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Secrets {
+    pub fn is_empty(&self) -> bool {
+        self.environ.is_empty() && self.files.is_empty()
+    }
 }
 
 /// How the instance's service tells it is ready, and how it is stopped.
@@ -376,6 +415,7 @@ impl InstanceSpec {
             isolation: Isolation::default(),
             stdio_log: StdioLog::default(),
             service: Service::default(),
+            secrets: Secrets::default(),
         }
     }
 

@@ -226,6 +226,32 @@ impl InstanceSpec {
                 format!("instance {name} has no ip-address"),
             ));
         }
+        let secrets = if crate::config::secrets::any(c) {
+            let mut environ = c.secret_environ.clone();
+            if let Some(f) = &c.secret_environ_from_file {
+                for (k, v) in &f.environ {
+                    environ.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            let (uid, gid) = to_host(ids.uid, ids.gid);
+            Secrets {
+                key: s.secrets_private_key.clone(),
+                namespaces: crate::config::secrets::namespaces(s, e),
+                environ,
+                files: c.secret_files.clone(),
+                files_dir: c
+                    .secret_files_dir
+                    .as_ref()
+                    .filter(|_| !c.secret_files.is_empty())
+                    .map(|path| SecretFilesDir {
+                        path: path.clone(),
+                        uid,
+                        gid,
+                    }),
+            }
+        } else {
+            Secrets::default()
+        };
         Ok(InstanceSpec {
             name,
             sandbox: s.name.clone(),
@@ -293,6 +319,7 @@ impl InstanceSpec {
                 health,
                 watchdog_ms,
             },
+            secrets,
         })
     }
 }

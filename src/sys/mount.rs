@@ -121,14 +121,21 @@ pub fn new_fs(fstype: &str, options: &[(&str, &str)], attrs: Attrs) -> Result<Ow
     let fsfd = owned(check(fsfd, "fsopen", fstype)?);
     for (k, v) in options {
         let (kc, vc) = (cstr(k)?, cstr(v)?);
-        // SAFETY: valid fd and C strings.
+        // An empty value is a flag (`noswap`), set as one: the kernel
+        // refuses a flag given as a string.
+        let (cmd, value) = if v.is_empty() {
+            (libc::FSCONFIG_SET_FLAG, std::ptr::null())
+        } else {
+            (libc::FSCONFIG_SET_STRING, vc.as_ptr())
+        };
+        // SAFETY: valid fd and C strings (or null for a flag's value).
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_fsconfig,
                 fsfd.as_raw_fd(),
-                libc::FSCONFIG_SET_STRING,
+                cmd,
                 kc.as_ptr(),
-                vc.as_ptr(),
+                value,
                 0,
             )
         };
