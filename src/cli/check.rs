@@ -108,7 +108,8 @@ pub fn container(image_dir: &Path, config_path: &str) -> u8 {
             .map_err(|e| ConfigError::new(&shown, e.to_string()))?;
         let bytes = image::read_config(&root, config_path)
             .map_err(|e| ConfigError::new(&shown, e.to_string()))?;
-        let cfg = confined::parse(&shown, &bytes)?;
+        let mut cfg = confined::parse(&shown, &bytes)?;
+        crate::load::desired::secret_environ_file(&root, image_dir, &mut cfg)?;
         validate::standalone(&shown, &cfg).into_result(())
     })();
     match result {

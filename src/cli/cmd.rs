@@ -170,6 +170,8 @@ fn prepare(
             parser.receive(&file)
         })
         .map_err(lines)?;
+    let mut cfg = cfg;
+    desired::with_secret_environ_file(&sb, entry, &mut cfg).map_err(lines)?;
     let host_cgroups = host_cgroups.unwrap_or_else(detect);
     validate::container(&file, &cfg, &sb, entry)
         .into_result(())

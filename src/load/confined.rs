@@ -31,6 +31,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::{Deserialize, Serialize};
 
 use crate::config::container::{self, ContainerConfig};
+use crate::config::secrets::{self, SecretEnvironFile};
 use crate::config::error::{ConfigError, Problems};
 use crate::image::MAX_CONFIG_BYTES;
 use crate::sys::confine::{self, Confinement};
@@ -53,6 +54,8 @@ const MAX_REPLY: usize = 64 << 20;
 #[derive(Serialize, Deserialize)]
 enum Reply {
     Parsed(Box<Result<ContainerConfig, Problems>>),
+    /// The file `secret-environ-file` names (`parse_secret_environ_file`).
+    Secrets(Box<Result<SecretEnvironFile, Problems>>),
     /// Confining itself failed, so it parsed nothing.
     NotConfined(String),
     Panicked,
@@ -72,6 +75,10 @@ pub struct Parser {
 impl Parser {
     /// Fork the child; it confines itself and waits for the bytes.
     pub fn start() -> Result<Parser, String> {
+        Parser::start_for(What::Container)
+    }
+
+    fn start_for(what: What) -> Result<Parser, String> {
         let start = |e: crate::sys::Error| format!("cannot start the config parser: {e}");
         let parent = process::getpid();
         // Compiled here, once per process, so the child only installs it.
@@ -86,7 +93,7 @@ impl Parser {
             None => {
                 drop(bytes_w);
                 drop(reply_r);
-                child(parent, filter, bytes_r, reply_w)
+                child(parent, filter, bytes_r, reply_w, what)
             }
             Some(pid) => Ok(Parser {
                 pid,
@@ -102,6 +109,25 @@ impl Parser {
     pub fn parse(&mut self, file: &str, bytes: &[u8]) -> Result<ContainerConfig, Problems> {
         self.send(bytes);
         self.receive(file)
+    }
+
+    /// The reply to what was sent, whatever it is.
+    fn reply(&mut self, file: &str) -> Result<Reply, Problems> {
+        let fail = |why: String| -> Problems { ConfigError::new(file, why).into() };
+        let Some((deadline, sent)) = self.sent.take() else {
+            return Err(fail("the config parser was given nothing to parse".into()));
+        };
+        let (reply, stop) = read_reply(&self.reply, deadline);
+        if let Some(why) = stop.or_else(|| sent.err().filter(|_| reply.is_empty())) {
+            return Err(fail(format!("parsing this file failed: {why}")));
+        }
+        serde_json::from_slice::<Reply>(&reply).or_else(|_| {
+            let why = match self.reap() {
+                Ok(exit) => died(exit),
+                Err(e) => e.to_string(),
+            };
+            Err(fail(format!("parsing this file failed: {why}")))
+        })
     }
 
     /// Hand `bytes` to the child, which starts parsing them; `receive`
@@ -140,6 +166,9 @@ impl Parser {
                 "not parsed: the config parser could not drop its privileges: {why}"
             ))),
             Ok(Reply::Panicked) => Err(fail("the config parser panicked on this file".into())),
+            Ok(Reply::Secrets(_)) => Err(fail(
+                "the config parser answered for another kind of file".into(),
+            )),
             Err(_) => {
                 let why = match self.reap() {
                     Ok(exit) => died(exit),
@@ -176,6 +205,41 @@ impl Drop for Parser {
         {
             log::debug!("config parser: {e}");
         }
+    }
+}
+
+/// What a parser child parses.
+#[derive(Clone, Copy)]
+enum What {
+    Container,
+    SecretEnvironFile,
+}
+
+/// Parse the file a container config's `secret-environ-file` names (read
+/// from the image as the config is) in a new confined child: it is as
+/// untrusted as the config. Not validated: `validate::container` checks
+/// its values with the config's.
+pub fn parse_secret_environ_file(file: &str, bytes: &[u8]) -> Result<SecretEnvironFile, Problems> {
+    let fail = |why: String| -> Problems { ConfigError::new(file, why).into() };
+    let mut parser = Parser::start_for(What::SecretEnvironFile).map_err(fail)?;
+    parser.send(bytes);
+    match parser.reply(file)? {
+        Reply::Secrets(result) => (*result)
+            .map(|mut f| {
+                f.shown = file.to_string();
+                f
+            })
+            .map_err(|mut p| {
+                for e in &mut p.0 {
+                    e.file = file.to_string();
+                }
+                p
+            }),
+        Reply::NotConfined(why) => Err(fail(format!(
+            "not parsed: the parser could not drop its privileges: {why}"
+        ))),
+        Reply::Panicked => Err(fail("the parser panicked on this file".into())),
+        Reply::Parsed(_) => Err(fail("the parser answered for another kind of file".into())),
     }
 }
 
@@ -305,6 +369,7 @@ fn child(
     filter: Option<&crate::sys::seccomp::Program>,
     bytes: OwnedFd,
     reply: OwnedFd,
+    what: What,
 ) -> ! {
     // Quiet: the parent reports a panic with the file name instead.
     std::panic::set_hook(Box::new(|_| {}));
@@ -332,9 +397,13 @@ fn child(
             }
             // The file name only appears in messages, and the parent puts
             // its own in each (see `Parser::parse`).
-            std::panic::catch_unwind(|| container::parse("", &text))
-                .map(|r| Reply::Parsed(Box::new(r)))
-                .unwrap_or(Reply::Panicked)
+            std::panic::catch_unwind(|| match what {
+                What::Container => Reply::Parsed(Box::new(container::parse("", &text))),
+                What::SecretEnvironFile => {
+                    Reply::Secrets(Box::new(secrets::parse_environ_file("", &text)))
+                }
+            })
+            .unwrap_or(Reply::Panicked)
         }
     };
     let mut out = std::fs::File::from(reply);

@@ -207,12 +207,47 @@ pub fn load_container(
     cache: &super::parsed::Cache,
 ) -> Result<(String, ContainerConfig), Problems> {
     let (shown, bytes) = read_container(sandbox, entry)?;
-    let cfg = cache.parse(&bytes, || {
+    let mut cfg = cache.parse(&bytes, || {
         let mut parser =
             Parser::start().map_err(|e| Problems::from(ConfigError::new(&shown, e)))?;
         parser.parse(&shown, &bytes)
     })?;
+    with_secret_environ_file(sandbox, entry, &mut cfg)?;
     validate::container(&shown, &cfg, sandbox, entry).into_result((shown, cfg))
+}
+
+/// Read the file the config's `secret-environ-file` names (if any) from
+/// the entry's image and have it parsed, confined, into `cfg`.
+pub fn with_secret_environ_file(
+    sandbox: &Sandbox,
+    entry: &ProcessEntry,
+    cfg: &mut ContainerConfig,
+) -> Result<(), Problems> {
+    if cfg.secret_environ_file.is_none() {
+        return Ok(());
+    }
+    let root = image::open_image(&sandbox.image_dir, &entry.image)
+        .map_err(|e| entry.err("image", e.to_string()))?;
+    secret_environ_file(&root, &sandbox.image_dir.join(&entry.image), cfg)
+}
+
+/// `with_secret_environ_file` for the image `root` (shown as `image`).
+pub fn secret_environ_file(
+    root: &std::os::fd::OwnedFd,
+    image: &std::path::Path,
+    cfg: &mut ContainerConfig,
+) -> Result<(), Problems> {
+    let Some(path) = &cfg.secret_environ_file else {
+        return Ok(());
+    };
+    let mut shown = image.to_path_buf();
+    shown.push(path.trim_start_matches('/'));
+    let shown = shown.display().to_string();
+    let bytes = image::read_config(root, path)
+        .map_err(|e| ConfigError::new(&shown, format!("secret-environ-file: {e}")))?;
+    let file = super::confined::parse_secret_environ_file(&shown, &bytes)?;
+    cfg.secret_environ_from_file = Some(file);
+    Ok(())
 }
 
 /// The bytes of an entry's container config (read, never interpreted),
