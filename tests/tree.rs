@@ -630,6 +630,8 @@ mod refused;
 mod restarts;
 #[path = "tree/rollouts.rs"]
 mod rollouts;
+#[path = "tree/secrets.rs"]
+mod secrets;
 #[path = "tree/stdio_log.rs"]
 mod stdio_log;
 #[path = "tree/stopping.rs"]

@@ -196,7 +196,7 @@ pub fn decrypt(
     let key = find_key(keys, &v)?;
     v.for_namespace(namespaces).ok_or_else(wrong_ns)?;
     let (ns, secret) = open_with(key, &v)?;
-    if !namespaces.iter().any(|n| *n == ns) {
+    if !namespaces.contains(&ns) {
         return Err(wrong_ns());
     }
     Ok(secret)

@@ -31,8 +31,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::{Deserialize, Serialize};
 
 use crate::config::container::{self, ContainerConfig};
-use crate::config::secrets::{self, SecretEnvironFile};
 use crate::config::error::{ConfigError, Problems};
+use crate::config::secrets::{self, SecretEnvironFile};
 use crate::image::MAX_CONFIG_BYTES;
 use crate::sys::confine::{self, Confinement};
 use crate::sys::process::{self, Exit};
@@ -121,12 +121,12 @@ impl Parser {
         if let Some(why) = stop.or_else(|| sent.err().filter(|_| reply.is_empty())) {
             return Err(fail(format!("parsing this file failed: {why}")));
         }
-        serde_json::from_slice::<Reply>(&reply).or_else(|_| {
+        serde_json::from_slice::<Reply>(&reply).map_err(|_| {
             let why = match self.reap() {
                 Ok(exit) => died(exit),
                 Err(e) => e.to_string(),
             };
-            Err(fail(format!("parsing this file failed: {why}")))
+            fail(format!("parsing this file failed: {why}"))
         })
     }
 
