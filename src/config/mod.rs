@@ -17,6 +17,7 @@ pub mod range;
 pub mod reader;
 pub mod sandbox;
 pub mod secrets;
+pub mod secrets_check;
 pub mod stdio_log;
 pub mod syslog;
 pub mod units;

@@ -254,7 +254,7 @@ pub fn standalone(file: &str, c: &ContainerConfig) -> Problems {
             p.push(err(&key, msg).at(line));
         }
     }
-    super::secrets::standalone(file, c, &mut p);
+    super::secrets_check::standalone(file, c, &mut p);
     if c.interactive && c.kind == Kind::Daemon {
         p.push(err(
             "interactive",
@@ -296,7 +296,7 @@ pub fn standalone(file: &str, c: &ContainerConfig) -> Problems {
 /// A container config against its sandbox and process entry.
 pub fn container(file: &str, c: &ContainerConfig, s: &Sandbox, e: &ProcessEntry) -> Problems {
     let mut p = standalone(file, c);
-    super::secrets::validate(file, c, s, e, &mut p);
+    super::secrets_check::validate(file, c, s, e, &mut p);
     let err = |key: &str, msg: String| ConfigError::new(file, msg).key(key.to_string());
 
     if let Some(Probe::Fd(fd)) = &c.ready {

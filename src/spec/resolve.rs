@@ -226,7 +226,7 @@ impl InstanceSpec {
                 format!("instance {name} has no ip-address"),
             ));
         }
-        let secrets = if crate::config::secrets::any(c) {
+        let secrets = if crate::config::secrets_check::any(c) {
             let mut environ = c.secret_environ.clone();
             if let Some(f) = &c.secret_environ_from_file {
                 for (k, v) in &f.environ {
@@ -236,7 +236,7 @@ impl InstanceSpec {
             let (uid, gid) = to_host(ids.uid, ids.gid);
             Secrets {
                 key: s.secrets_private_key.clone(),
-                namespaces: crate::config::secrets::namespaces(s, e),
+                namespaces: crate::config::secrets_check::namespaces(s, e),
                 environ,
                 files: c.secret_files.clone(),
                 files_dir: c
