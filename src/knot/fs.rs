@@ -184,16 +184,6 @@ pub enum StdioLog {
     },
 }
 
-impl StdioLog {
-    /// The fd the workload gets as its stdout and stderr.
-    pub fn workload_fd(&self) -> &OwnedFd {
-        match self {
-            StdioLog::Plain(f) => f,
-            StdioLog::Pumped { write, .. } => write,
-        }
-    }
-}
-
 /// A stdio log that could not be opened: its path and errno kept.
 fn log_error(p: &Path, e: hostfs::Error) -> SetupError {
     SetupError {

@@ -51,52 +51,56 @@ impl LogPump {
         }
     }
 
-    /// Read what the pipe has (at most `rounds` reads); false once it
-    /// reached its end (every writer is gone).
-    fn pump(&mut self, rounds: usize) -> bool {
+    /// Read what the pipe has (at most `rounds` reads, a short one ends
+    /// them: it emptied the pipe); with `end`, then write what is left of
+    /// a line. False once the pipe reached its end (every writer gone).
+    fn pump(&mut self, rounds: usize, end: bool) -> bool {
+        let LogPump {
+            read,
+            log,
+            pump,
+            name,
+            max_size,
+            files,
+            timestamps,
+        } = self;
         let cfg = crate::sys::log_pump::Config {
-            max_size: self.max_size,
-            files: self.files,
-            timestamps: self.timestamps,
-            name: self.name.as_bytes(),
+            max_size: *max_size,
+            files: *files,
+            timestamps: *timestamps,
+            name: name.as_bytes(),
         };
+        let now = crate::sys::log_file::now_ms;
+        let mut open = true;
         for _ in 0..rounds {
-            let space = self.pump.space();
-            match nix::unistd::read(&self.read, space) {
+            let space = pump.space();
+            match nix::unistd::read(&*read, space) {
                 Ok(0) => {
-                    self.pump
-                        .finish(crate::sys::log_file::now_ms(), &cfg, &mut self.log);
-                    return false;
+                    open = false;
+                    break;
                 }
                 Ok(n) => {
                     let short = n < space.len();
-                    self.pump
-                        .filled(n, crate::sys::log_file::now_ms(), &cfg, &mut self.log);
-                    // A short read emptied the pipe.
+                    pump.filled(n, now(), &cfg, log);
                     if short {
-                        return true;
+                        break;
                     }
                 }
                 Err(nix::Error::EINTR) => {}
-                Err(_) => return true,
+                Err(_) => break,
             }
         }
-        true
+        if end || !open {
+            pump.finish(now(), &cfg, log);
+        }
+        open
     }
 
     /// The workload ended: write what its output left in the pipe (up to
     /// a bound: what is still running there may write on), and the start
     /// of a line.
     pub fn drain(&mut self) {
-        self.pump(64);
-        let cfg = crate::sys::log_pump::Config {
-            max_size: self.max_size,
-            files: self.files,
-            timestamps: self.timestamps,
-            name: self.name.as_bytes(),
-        };
-        self.pump
-            .finish(crate::sys::log_file::now_ms(), &cfg, &mut self.log);
+        self.pump(64, true);
     }
 }
 
@@ -163,7 +167,7 @@ pub fn run(
             }
         };
         if readable && let Some(l) = log.as_deref_mut() {
-            log_open = l.pump(4);
+            log_open = l.pump(4, false);
         }
         while let Ok(Some(si)) = signal::read_signal(sigfd.as_fd()) {
             // An interactive workload shares the terminal's process group.
