@@ -142,6 +142,7 @@ impl fmt::Display for Call {
                 let r = match resolve {
                     Resolve::InRoot => "in-root",
                     Resolve::BeneathNoSymlinks => "beneath-no-symlinks",
+                    Resolve::BeneathSameMount => "beneath-same-mount",
                 };
                 write!(f, "openat2 {dir} {path} {} {mode:o} {r}", oflags(*flags))
             }

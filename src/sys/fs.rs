@@ -17,6 +17,9 @@ pub enum Resolve {
     /// No symlink at all, and never above the dir
     /// (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`).
     BeneathNoSymlinks,
+    /// As `BeneathNoSymlinks`, and never onto another mount, bind mounts
+    /// of the same file system included (`RESOLVE_NO_XDEV`): `EXDEV`.
+    BeneathSameMount,
 }
 
 impl Resolve {
@@ -25,6 +28,12 @@ impl Resolve {
             Resolve::InRoot => libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
             Resolve::BeneathNoSymlinks => {
                 libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS
+            }
+            Resolve::BeneathSameMount => {
+                libc::RESOLVE_BENEATH
+                    | libc::RESOLVE_NO_SYMLINKS
+                    | libc::RESOLVE_NO_MAGICLINKS
+                    | libc::RESOLVE_NO_XDEV
             }
         }
     }

@@ -197,6 +197,85 @@ pub fn set_oom_score_adj(value: i32) -> super::Result<()> {
     Ok(())
 }
 
+/// A process and the directory it runs in as its `/`: the device and
+/// inode of its `/proc/PID/root` (a bind mount of a directory has the
+/// directory's own device and inode, so a container's root is found as
+/// the image directory it was made from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcRoot {
+    pub pid: i32,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The roots of what this /proc shows.
+#[derive(Debug, Default)]
+pub struct Roots {
+    /// Of every thread we may look at.
+    pub seen: Vec<ProcRoot>,
+    /// Processes whose root we may not look at (EACCES, EPERM: a
+    /// non-dumpable process of a user namespace above ours, or an LSM's
+    /// refusal), by pid.
+    pub hidden: Vec<i32>,
+}
+
+/// The root of every thread of every process this /proc shows. One that
+/// ends while we look is skipped, one we may not look at is listed in
+/// `hidden`; any other failure is an error that names the file.
+pub fn roots() -> super::Result<Roots> {
+    use std::os::unix::fs::MetadataExt;
+    let gone = |e: &std::io::Error| matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH));
+    let denied = |e: &std::io::Error| matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM));
+    let mut out = Roots::default();
+    let rd = std::fs::read_dir("/proc").map_err(|e| super::Error::new("read", "/proc", e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| super::Error::new("read", "/proc", e))?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+            Ok(t) => t,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(super::Error::new("read", format!("/proc/{pid}/task"), e)),
+        };
+        for task in tasks {
+            let task = match task {
+                Ok(t) => t,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(super::Error::new("read", format!("/proc/{pid}/task"), e)),
+            };
+            let root = task.path().join("root");
+            match std::fs::metadata(&root) {
+                Ok(m) => out.seen.push(ProcRoot {
+                    pid,
+                    dev: m.dev(),
+                    ino: m.ino(),
+                }),
+                // Ended, or a zombie (its root is released).
+                Err(e) if gone(&e) => {}
+                Err(e) if denied(&e) => {
+                    if !out.hidden.contains(&pid) {
+                        out.hidden.push(pid);
+                    }
+                }
+                Err(e) => return Err(super::Error::new("stat", root.display(), e)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The command name of `pid` (`/proc/PID/comm`), if it still runs.
+pub fn comm(pid: i32) -> Option<String> {
+    read_text(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end_matches('\n').to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +285,20 @@ mod tests {
         40 24 0:35 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd\n\
         41 24 0:36 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
         50 22 8:1 /a\\040b /mnt/with\\040space ro,nosuid - ext4 /dev/vda rw\n";
+
+    #[test]
+    fn roots_show_our_own_root() {
+        use std::os::unix::fs::MetadataExt;
+        let me = own_pid_in_proc();
+        let slash = std::fs::metadata("/").expect("stat /");
+        let roots = roots().expect("roots").seen;
+        assert!(
+            roots
+                .iter()
+                .any(|r| r.pid == me && (r.dev, r.ino) == (slash.dev(), slash.ino())),
+            "{roots:?}"
+        );
+    }
 
     #[test]
     fn cgroup_mounts_only() {

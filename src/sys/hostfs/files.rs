@@ -88,10 +88,10 @@ impl HostDir {
         ))
     }
 
-    /// Read the file `name` here, at most `cap` bytes, if it is a regular
-    /// file owned by root that nobody else can write, reached without a
-    /// symlink. `Ok(None)`: there is none.
-    pub fn read_trusted(&self, name: &str, cap: usize) -> Result<Option<Vec<u8>>> {
+    /// Open the file `name` here for reading if it is a regular file owned
+    /// by root that nobody else can write, reached without a symlink.
+    /// `Ok(None)`: there is none.
+    pub fn open_trusted(&self, name: &str) -> Result<Option<File>> {
         let shown = self.path.join(name);
         let fd = match open_at(
             self.fd(),
@@ -111,9 +111,19 @@ impl HostDir {
             Err(e) => return Err(e),
         };
         check_file(&stat_of(fd.as_fd(), &shown)?, &shown)?;
+        Ok(Some(File::from(fd)))
+    }
+
+    /// Read the file `name` here, at most `cap` bytes, if it is a regular
+    /// file owned by root that nobody else can write, reached without a
+    /// symlink. `Ok(None)`: there is none.
+    pub fn read_trusted(&self, name: &str, cap: usize) -> Result<Option<Vec<u8>>> {
+        let shown = self.path.join(name);
+        let Some(f) = self.open_trusted(name)? else {
+            return Ok(None);
+        };
         let mut buf = Vec::new();
-        File::from(fd)
-            .take(cap as u64)
+        f.take(cap as u64)
             .read_to_end(&mut buf)
             .map_err(|e| Error::sys(&shown, "read", e))?;
         Ok(Some(buf))
