@@ -31,6 +31,13 @@ struct Wait {
     timeout: Option<f64>,
 }
 
+fn parse_days(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1e6).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of days")),
+    }
+}
+
 fn parse_level(s: &str) -> Result<LogLevel, String> {
     LogLevel::parse(s).ok_or_else(|| format!("{s:?} is not one of error, warn, info, debug, trace"))
 }
@@ -125,6 +132,23 @@ enum Command {
         #[arg(long, value_name = "S", value_parser = parse_secs)]
         timeout: Option<f64>,
         target: String,
+    },
+    /// Remove images that no config uses, nothing runs in and the config
+    /// log has not shown in use within --keep-days.
+    Clean {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// List every image with what would happen to it and why; remove
+        /// nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep images the config log shows in use within D days (default:
+        /// every image the log names).
+        #[arg(long, value_name = "D", value_parser = parse_days)]
+        keep_days: Option<f64>,
+        /// Keep the N newest (by mtime) unused images of each image-dir.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_recent: usize,
     },
     /// A knot started by exec (internal): only with CAIRN_KNOT_EXEC=1 set
     /// for the tree or cmd, which otherwise fork their knots.
@@ -230,6 +254,19 @@ fn main() -> ExitCode {
             Crypt::Decrypt { key, data } => cli::crypt::decrypt(&key, data),
             Crypt::CheckKey { key, data } => cli::crypt::check_key(&key, &data),
         },
+        Command::Clean {
+            config,
+            dry_run,
+            keep_days,
+            keep_recent,
+        } => cli::clean::run(
+            &config,
+            &cli::clean::Options {
+                dry_run,
+                keep_days,
+                keep_recent,
+            },
+        ),
         Command::Knot { spec_fd } => cairn::knot::exec_main(spec_fd).clamp(0, 255) as u8,
         Command::Ps {
             config,

@@ -6,6 +6,7 @@
 //! `crate::text::escape`; `--json` output through `crate::text::json`.
 
 pub mod check;
+pub mod clean;
 pub mod cmd;
 pub mod crypt;
 pub mod ps;
