@@ -598,6 +598,8 @@ impl Drop for Hammer {
 mod bridged;
 #[path = "tree/cgroups.rs"]
 mod cgroups;
+#[path = "tree/clean.rs"]
+mod clean;
 #[path = "tree/cli.rs"]
 mod cli;
 #[path = "tree/config_changes.rs"]
