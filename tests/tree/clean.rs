@@ -4,8 +4,8 @@
 //! `auto-clean: false`), `--dry-run`, and the attacks a removal must
 //! withstand: a symlink in an image to a host dir, a directory swapped for
 //! such a symlink while the removal runs, a mount inside an image, an
-//! image-dir someone else than root could change. Each attack is first
-//! shown to work against a naive path-based removal.
+//! image-dir someone else than root could change. The symlink, the race
+//! and the mount are first shown to work against a naive removal.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -776,8 +776,9 @@ fn a_rename_race_cannot_redirect_the_removal() {
 }
 
 /// Something mounted inside an unused image is never crossed: the image
-/// stays, and so does what the mount holds. (The mount is made in a mount
-/// namespace of the test's own, over a dir of its temp dir.)
+/// stays, and so does what the mount holds. Without cairn, `rm -r` of such
+/// an image empties the mounted file system. (The mounts are made in a
+/// mount namespace of the test's own, over dirs of its temp dir.)
 #[test]
 fn a_mount_inside_an_unused_image_is_not_crossed() {
     let fx = fixture!();
@@ -785,9 +786,13 @@ fn a_mount_inside_an_unused_image_is_not_crossed() {
     fx.processes(&[("web", 1)]);
     junk_image(&fx.set.p("images/victim"));
     fs::create_dir_all(fx.set.p("images/victim/mnt")).expect("mkdir");
+    fs::create_dir_all(fx.set.p("naive/victim/mnt")).expect("mkdir");
     let mnt = fx.set.s("images/victim/mnt");
+    let naive = fx.set.s("naive/victim");
     let script = format!(
-        "mount -t tmpfs -o size=1m tmpfs {mnt} && echo canary > {mnt}/keep && \
+        "mount -t tmpfs -o size=1m tmpfs {naive}/mnt && echo canary > {naive}/mnt/keep && \
+         rm -rf {naive}; echo naive=$(cat {naive}/mnt/keep 2>&1 || echo gone); \
+         mount -t tmpfs -o size=1m tmpfs {mnt} && echo canary > {mnt}/keep && \
          {bin} clean -c {master}; echo rc=$?; cat {mnt}/keep",
         bin = cairn_bin().display(),
         master = fx.master_path(),
@@ -797,6 +802,10 @@ fn a_mount_inside_an_unused_image_is_not_crossed() {
     let out = output_within(&mut cmd, None, Duration::from_secs(60));
     let text = stdout(&out);
     assert!(text.contains("rc=0"), "{text}{}", stderr(&out));
+    assert!(
+        !text.contains("naive=canary"),
+        "rm -r left the mounted canary: {text}"
+    );
     let kept = lines_of(&text, "keep");
     assert_eq!(
         kept.get(&fx.set.s("images/victim")).map(String::as_str),
