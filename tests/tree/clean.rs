@@ -4,7 +4,7 @@
 //! `auto-clean: false`), `--dry-run`, and the attacks a removal must
 //! withstand: a symlink in an image to a host dir, a directory swapped for
 //! such a symlink while the removal runs, a mount inside an image, an
-//! image-dir someone else than root could change. The symlink, the race
+//! image-dir someone other than root could change. The symlink, the race
 //! and the mount are first shown to work against a naive removal.
 
 use std::collections::BTreeSet;
@@ -440,7 +440,7 @@ fn auto_clean_false_leaves_the_image_dir_alone() {
     assert_eq!(listing(&fx.set.p("images")), before);
 }
 
-/// An image-dir that someone else than root could change is refused, and
+/// An image-dir that someone other than root could change is refused, and
 /// nothing anywhere is removed.
 #[test]
 fn an_image_dir_not_roots_alone_is_refused() {

@@ -35,7 +35,7 @@ pub fn parse_line(s: &str) -> Result<Line, String> {
     let (Some(time), Some(instance), Some(_hash), Some(json)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err("not `TIME INSTANCE HASH SPEC`".into());
+        return Err("not of the form TIME INSTANCE HASH SPEC".into());
     };
     let time = parse_rfc3339(time).ok_or_else(|| format!("{time:?} is not an RFC 3339 time"))?;
     let spec: serde_json::Value =
@@ -210,8 +210,8 @@ mod tests {
     #[test]
     fn broken_lines_say_why() {
         for (s, why) in [
-            ("", "not `TIME"),
-            ("2026-01-02T03:04:05Z box/web.0 h", "not `TIME"),
+            ("", "not of the form"),
+            ("2026-01-02T03:04:05Z box/web.0 h", "not of the form"),
             ("yesterday box/web.0 h {}", "RFC 3339"),
             (
                 "2026-01-02T03:04:05Z box/web.0 h {\"image\":\"x\"",

@@ -122,7 +122,11 @@ impl fmt::Display for Verdict {
                 rfc3339(*t)
             ),
             Verdict::Recent(n, mtime) => {
-                write!(f, "one of the {n} newest unused (--keep-recent {n})")?;
+                if *n == 1 {
+                    write!(f, "the newest unused (--keep-recent 1)")?;
+                } else {
+                    write!(f, "one of the {n} newest unused (--keep-recent {n})")?;
+                }
                 if let Some(t) = mtime {
                     write!(f, ", modified {}", rfc3339(*t))?;
                 }

@@ -188,7 +188,7 @@ fn groups(configs: &Configs, problems: &mut Vec<String>) -> Vec<Group> {
                 }
                 Err(e) => {
                     problems.push(format!(
-                        "sandbox {name}: image-dir {e}; refusing to clean a dir that someone else than root could change"
+                        "sandbox {name}: image-dir {e}; refusing to clean a dir that someone other than root could change"
                     ));
                     continue;
                 }

@@ -5,8 +5,9 @@
 //! `image-dir-levels`; what it finds there are the images. Names starting
 //! with `.` are never images here (upload tools write to such names, and
 //! lithos_clean skipped them), except `.cairn-clean.*`: an image an
-//! interrupted clean had begun to remove. Files and symlinks are left
-//! alone.
+//! interrupted clean had begun to remove (or, if it is no dir, what a
+//! swap left under that name; it is unlinked). Other files and symlinks
+//! are left alone.
 //!
 //! Removing one: rename it to `.cairn-clean.PID.N` in its own dir (a start
 //! that races the removal then finds no image instead of half of one),
@@ -106,8 +107,14 @@ fn walk(
         };
         let sub = match remove::open_subdir(fd.as_fd(), &name, &path) {
             Ok(sub) => sub,
-            // A file or a symlink: not an image, left alone.
-            Err(e) if matches!(e.errno(), Some(libc::ENOTDIR | libc::ELOOP)) => continue,
+            // A file or a symlink: not an image, left alone; unless it
+            // has our trash name (a rename raced by a swap left it).
+            Err(e) if matches!(e.errno(), Some(libc::ENOTDIR | libc::ELOOP)) => {
+                if leftover {
+                    out.push(found);
+                }
+                continue;
+            }
             // Gone since the listing.
             Err(e) if e.errno() == Some(libc::ENOENT) => continue,
             Err(e) if e.errno() == Some(libc::EXDEV) => {
@@ -154,6 +161,12 @@ pub fn mount_inside(dir: &Path, mounts: &[String]) -> Option<String> {
 /// Remove the image `f` (see the module doc). Each error names its path.
 pub fn remove_image(f: Found, trash_no: u64) -> Result<(), Vec<String>> {
     let Some(fd) = f.fd else {
+        // A leftover that is no dir: the entry itself goes (unlinkat never
+        // follows a symlink).
+        if f.leftover {
+            return remove::unlink_at(f.parent.as_fd(), &f.last, false, &f.shown)
+                .map_err(|e| vec![e.to_string()]);
+        }
         return Err(vec![format!("{}: not open", f.shown.display())]);
     };
     let trash = if f.leftover {
