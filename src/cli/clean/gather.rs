@@ -46,10 +46,8 @@ pub enum What {
 pub struct Facts {
     pub configs: Configs,
     pub groups: Vec<Group>,
-    /// Instances state.json lists: (sandbox, image, who).
-    pub instances: Vec<(String, String, String)>,
-    /// Every process's root: id → pids.
-    pub roots: HashMap<Id, Vec<i32>>,
+    /// What runs.
+    pub running: Running,
     /// Config log: (image-dir id, image) → last use.
     pub last_used: HashMap<(Id, String), SystemTime>,
     /// The first line of the config log, per image-dir.
@@ -59,8 +57,6 @@ pub struct Facts {
     pub lists: Vec<(String, PathBuf, Vec<String>)>,
     /// Mount points of our mount namespace.
     pub mounts: Vec<String>,
-    /// Processes whose root we may not look at.
-    pub hidden: Vec<i32>,
 }
 
 pub fn gather(master: &Master) -> Result<Facts, Vec<String>> {
@@ -78,14 +74,16 @@ pub fn gather(master: &Master) -> Result<Facts, Vec<String>> {
     let mut facts = Facts {
         configs,
         groups,
-        instances: Vec::new(),
-        roots: HashMap::new(),
+        running: Running {
+            instances: Vec::new(),
+            roots: HashMap::new(),
+            hidden: Vec::new(),
+        },
         last_used: HashMap::new(),
         history: HashMap::new(),
         history_default: History::Off,
         lists: Vec::new(),
         mounts: Vec::new(),
-        hidden: Vec::new(),
     };
     if !cleaning || !problems.is_empty() {
         return if problems.is_empty() {
@@ -94,21 +92,9 @@ pub fn gather(master: &Master) -> Result<Facts, Vec<String>> {
             Err(problems)
         };
     }
-    match state_instances(master) {
-        Ok(i) => facts.instances = i,
-        Err(e) => problems.push(e),
-    }
-    match crate::sys::proc::roots() {
-        Ok(roots) => {
-            facts.hidden = roots.hidden;
-            for r in roots.seen {
-                let pids = facts.roots.entry((r.dev, r.ino)).or_default();
-                if !pids.contains(&r.pid) {
-                    pids.push(r.pid);
-                }
-            }
-        }
-        Err(e) => problems.push(format!("cannot tell which images processes run in: {e}")),
+    match running(master) {
+        Ok(r) => facts.running = r,
+        Err(p) => problems.extend(p),
     }
     match history(master, &facts.configs) {
         Ok((last_used, history, default)) => {
@@ -257,6 +243,47 @@ fn groups(configs: &Configs, problems: &mut Vec<String>) -> Vec<Group> {
         });
     }
     out
+}
+
+/// What runs: the instances state.json lists and every process's root.
+pub struct Running {
+    /// (sandbox, image, who).
+    pub instances: Vec<(String, String, String)>,
+    /// Every process's root: id → pids.
+    pub roots: HashMap<Id, Vec<i32>>,
+    /// Processes whose root we may not look at.
+    pub hidden: Vec<i32>,
+}
+
+/// Look at what runs now (again, just before removing).
+pub fn running(master: &Master) -> Result<Running, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut out = Running {
+        instances: Vec::new(),
+        roots: HashMap::new(),
+        hidden: Vec::new(),
+    };
+    match state_instances(master) {
+        Ok(i) => out.instances = i,
+        Err(e) => problems.push(e),
+    }
+    match crate::sys::proc::roots() {
+        Ok(roots) => {
+            out.hidden = roots.hidden;
+            for r in roots.seen {
+                let pids = out.roots.entry((r.dev, r.ino)).or_default();
+                if !pids.contains(&r.pid) {
+                    pids.push(r.pid);
+                }
+            }
+        }
+        Err(e) => problems.push(format!("cannot tell which images processes run in: {e}")),
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }
 
 /// (sandbox, image, "SANDBOX/PROCESS.N (STATE)") of every instance the

@@ -56,10 +56,11 @@ pub fn run(master_path: &Path, opts: &Options) -> u8 {
             return 1;
         }
     };
-    if !facts.hidden.is_empty() {
-        // Never cairn's own: root may look at every process that it, or a
-        // tree it runs, starts (see docs/commands.md).
+    if !facts.running.hidden.is_empty() {
+        // Non-dumpable processes of a user namespace above ours (pid 1 of
+        // some CI sandboxes): named, not fatal (see docs/commands.md).
         let some: Vec<String> = facts
+            .running
             .hidden
             .iter()
             .take(MAX_USERS)
@@ -70,7 +71,7 @@ pub fn run(master_path: &Path, opts: &Options) -> u8 {
             .collect();
         eprintln!(
             "cairn clean: warning: may not look at the root of {} process(es) (pid {}); an image one of them runs in is not seen as in use",
-            facts.hidden.len(),
+            facts.running.hidden.len(),
             some.join(", ")
         );
     }
@@ -78,7 +79,7 @@ pub fn run(master_path: &Path, opts: &Options) -> u8 {
     let mut tally = Tally::default();
     let Facts { groups, .. } = &facts;
     for g in groups {
-        clean_group(g, &facts, opts, now, &mut tally);
+        clean_group(&master, g, &facts, opts, now, &mut tally);
     }
     let (verb, kept) = if opts.dry_run {
         ("would remove", "keep")
@@ -97,10 +98,7 @@ pub fn run(master_path: &Path, opts: &Options) -> u8 {
         }
     );
     if tally.failed > 0 {
-        eprintln!(
-            "cairn clean: {} image(s) could not be removed",
-            tally.failed
-        );
+        eprintln!("cairn clean: not everything that was to go was removed (see above)");
         return 1;
     }
     0
@@ -114,6 +112,7 @@ struct Tally {
 }
 
 fn clean_group(
+    master: &Master,
     g: &Group,
     facts: &Facts,
     opts: &Options,
@@ -162,8 +161,8 @@ fn clean_group(
             *v = Verdict::Never(rules.history);
         }
     }
-    let mut chains = Vec::new();
-    let mut trash_no = 0;
+    // Decide and print; with --dry-run that is all.
+    let mut going: Vec<(Found, String, String)> = Vec::new();
     for (f, v) in found.into_iter().zip(verdicts) {
         let path = shown(&f.shown).into_owned();
         let why = if f.leftover {
@@ -174,27 +173,77 @@ fn clean_group(
         if !v.removes() {
             t.kept += 1;
             println!("keep {path}: {why}");
-            continue;
-        }
-        t.gone += 1;
-        if opts.dry_run {
+        } else if opts.dry_run {
+            t.gone += 1;
             println!("would remove {path}: {why}");
+        } else {
+            going.push((f, path, why));
+        }
+    }
+    if going.is_empty() {
+        return;
+    }
+    // Out of the way first: each to its trash name, so no start can open
+    // it by name any more.
+    let mut trashed = Vec::new();
+    for (n, (f, path, why)) in going.into_iter().enumerate() {
+        match scan::to_trash(&f, n as u64 + 1) {
+            Ok(trash) => trashed.push((f, path, why, trash)),
+            Err(errors) => {
+                t.failed += 1;
+                for e in errors {
+                    eprintln!("cairn clean: cannot remove {path}: {}", escape(&e));
+                }
+            }
+        }
+    }
+    // Then look at what runs once more: an instance may have started in
+    // one of them since the facts were gathered (a switch meanwhile).
+    // What runs now goes back; if that cannot be told, all of it does.
+    let now_running = gather::running(master);
+    let mut chains = Vec::new();
+    for (f, path, why, trash) in trashed {
+        let users = match &now_running {
+            Ok(r) => users(&f, g, r),
+            Err(_) => vec!["(what runs could not be read again)".to_string()],
+        };
+        if !users.is_empty() {
+            t.kept += 1;
+            match scan::restore(&f, &trash) {
+                Ok(()) => println!(
+                    "keep {path}: in use by {} (started while cairn clean ran)",
+                    users
+                        .iter()
+                        .map(|u| escape(u).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Err(e) => {
+                    t.failed += 1;
+                    eprintln!("cairn clean: {path} is in use again: {}", escape(&e));
+                }
+            }
             continue;
         }
-        trash_no += 1;
         let chain = f.chain.clone();
-        match scan::remove_image(f, trash_no) {
+        match scan::remove_trashed(f, &trash) {
             Ok(()) => {
+                t.gone += 1;
                 println!("removed {path}: {why}");
                 chains.push(chain);
             }
             Err(errors) => {
                 t.failed += 1;
-                t.gone -= 1;
                 for e in errors {
                     eprintln!("cairn clean: cannot remove {path}: {}", escape(&e));
                 }
             }
+        }
+    }
+    if let Err(problems) = now_running {
+        t.failed += 1;
+        for p in problems {
+            eprintln!("cairn clean: {}", escape(&p));
         }
     }
     for e in scan::prune(chains) {
@@ -202,25 +251,32 @@ fn clean_group(
     }
 }
 
-/// What the facts say of one image found in group `g`.
-fn image_facts(f: &Found, g: &Group, id: gather::Id, facts: &Facts) -> Image {
-    let mut running: Vec<String> = facts
+/// Who runs in `f` (an instance state.json lists, a process whose root
+/// it is).
+fn users(f: &Found, g: &Group, r: &gather::Running) -> Vec<String> {
+    let mut out: Vec<String> = r
         .instances
         .iter()
         .filter(|(sb, image, _)| g.sandboxes.contains(sb) && *image == f.name)
         .map(|(_, _, who)| who.clone())
         .collect();
     if f.fd.is_some()
-        && let Some(pids) = facts.roots.get(&(f.dev, f.ino))
+        && let Some(pids) = r.roots.get(&(f.dev, f.ino))
     {
         for pid in pids.iter().take(MAX_USERS) {
             let comm = crate::sys::proc::comm(*pid).unwrap_or_else(|| "?".into());
-            running.push(format!("pid {pid} ({comm})"));
+            out.push(format!("pid {pid} ({comm})"));
         }
         if pids.len() > MAX_USERS {
-            running.push(format!("{} more processes", pids.len() - MAX_USERS));
+            out.push(format!("{} more processes", pids.len() - MAX_USERS));
         }
     }
+    out
+}
+
+/// What the facts say of one image found in group `g`.
+fn image_facts(f: &Found, g: &Group, id: gather::Id, facts: &Facts) -> Image {
+    let running = users(f, g, &facts.running);
     let configured = g
         .sandboxes
         .iter()

@@ -10,10 +10,11 @@
 //! are left alone.
 //!
 //! Removing one: rename it to `.cairn-clean.PID.N` in its own dir (a start
-//! that races the removal then finds no image instead of half of one),
-//! check that the renamed entry is the directory examined, empty it
-//! through the fd opened during the walk (`sys::remove::empty_tree`), and
-//! remove the empty dir.
+//! that races the removal then finds no image instead of half of one) and
+//! check that the renamed entry is the directory examined (`to_trash`);
+//! once the caller has looked again at what runs (and put back what
+//! started meanwhile: `restore`), empty it through the fd opened during
+//! the walk and remove the empty dir (`remove_trashed`).
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
@@ -158,48 +159,66 @@ pub fn mount_inside(dir: &Path, mounts: &[String]) -> Option<String> {
         .cloned()
 }
 
-/// Remove the image `f` (see the module doc). Each error names its path.
-pub fn remove_image(f: Found, trash_no: u64) -> Result<(), Vec<String>> {
+/// Step 1 of a removal: rename `f` to a trash name in its own dir (a
+/// leftover keeps its name) and check that what got renamed is what was
+/// examined. The trash name, or why not (each naming its path).
+pub fn to_trash(f: &Found, trash_no: u64) -> Result<OsString, Vec<String>> {
+    if f.leftover {
+        return Ok(f.last.clone());
+    }
+    if f.fd.is_none() {
+        return Err(vec![format!("{}: not open", f.shown.display())]);
+    }
+    let t = OsString::from(format!("{TRASH}{}.{trash_no}", std::process::id()));
+    let r = remove::rename_noreplace(f.parent.as_fd(), &f.last, f.parent.as_fd(), &t, &f.shown);
+    r.map_err(|e| vec![e.to_string()])?;
+    // Only root writes an image-dir, but a deeper level may be someone
+    // else's: what got renamed must be the directory examined.
+    let tshown = f.shown.with_file_name(&t);
+    let same = remove::stat_at(f.parent.as_fd(), &t, &tshown)
+        .is_ok_and(|st| (st.st_dev, st.st_ino) == (f.dev, f.ino));
+    if !same {
+        let mut why = vec![format!(
+            "{}: replaced by something else while cairn clean ran; left alone",
+            f.shown.display()
+        )];
+        if let Err(e) = restore(f, &t) {
+            why.push(e);
+        }
+        return Err(why);
+    }
+    Ok(t)
+}
+
+/// Undo `to_trash`: the trash name back to the image's own name (never
+/// over something that took that name meanwhile).
+pub fn restore(f: &Found, trash: &OsStr) -> Result<(), String> {
+    if f.leftover {
+        return Ok(());
+    }
+    let tshown = f.shown.with_file_name(trash);
+    remove::rename_noreplace(f.parent.as_fd(), trash, f.parent.as_fd(), &f.last, &tshown)
+        .map_err(|e| format!("cannot rename it back to {}: {e}", f.shown.display()))
+}
+
+/// Step 2: empty the image through the fd opened during the walk
+/// (`sys::remove::empty_tree`), then remove the empty dir by its trash
+/// name. A leftover that is no dir is unlinked itself (unlinkat never
+/// follows a symlink).
+pub fn remove_trashed(f: Found, trash: &OsStr) -> Result<(), Vec<String>> {
+    let tshown = f.shown.with_file_name(trash);
     let Some(fd) = f.fd else {
-        // A leftover that is no dir: the entry itself goes (unlinkat never
-        // follows a symlink).
         if f.leftover {
-            return remove::unlink_at(f.parent.as_fd(), &f.last, false, &f.shown)
+            return remove::unlink_at(f.parent.as_fd(), trash, false, &tshown)
                 .map_err(|e| vec![e.to_string()]);
         }
         return Err(vec![format!("{}: not open", f.shown.display())]);
     };
-    let trash = if f.leftover {
-        f.last.clone()
-    } else {
-        let t = OsString::from(format!("{TRASH}{}.{trash_no}", std::process::id()));
-        let r = remove::rename_noreplace(f.parent.as_fd(), &f.last, f.parent.as_fd(), &t, &f.shown);
-        r.map_err(|e| vec![e.to_string()])?;
-        // Only root writes an image-dir, but a deeper level may be
-        // someone else's: what got renamed must be what was examined.
-        let tshown = f.shown.with_file_name(&t);
-        let same = remove::stat_at(f.parent.as_fd(), &t, &tshown)
-            .is_ok_and(|st| (st.st_dev, st.st_ino) == (f.dev, f.ino));
-        if !same {
-            let back =
-                remove::rename_noreplace(f.parent.as_fd(), &t, f.parent.as_fd(), &f.last, &tshown);
-            let mut why = vec![format!(
-                "{}: replaced by something else while cairn clean ran; left alone",
-                f.shown.display()
-            )];
-            if let Err(e) = back {
-                why.push(format!("cannot rename it back: {e}"));
-            }
-            return Err(why);
-        }
-        t
-    };
-    let tshown = f.shown.with_file_name(&trash);
     let done = remove::empty_tree(fd, &tshown);
     if !done.errors.is_empty() {
         return Err(done.errors.iter().map(|e| e.to_string()).collect());
     }
-    remove::unlink_at(f.parent.as_fd(), &trash, true, &tshown).map_err(|e| vec![e.to_string()])
+    remove::unlink_at(f.parent.as_fd(), trash, true, &tshown).map_err(|e| vec![e.to_string()])
 }
 
 /// After removals below them, remove the dirs between an image-dir and
