@@ -43,7 +43,8 @@ pub struct Image {
 pub enum History {
     /// `config-log-dir: null`.
     Off,
-    /// The config log, first line at this time (`None`: no line).
+    /// The config log, its first line about this image-dir at this time
+    /// (`None`: no line names it).
     Log(Option<SystemTime>),
 }
 
@@ -146,9 +147,10 @@ impl fmt::Display for Verdict {
                 "never used per the config log (since {})",
                 rfc3339(*since)
             ),
-            Verdict::Never(History::Log(None)) => {
-                write!(f, "never used per the config log (it is empty)")
-            }
+            Verdict::Never(History::Log(None)) => write!(
+                f,
+                "never used per the config log (no line of it names this image-dir)"
+            ),
         }
     }
 }

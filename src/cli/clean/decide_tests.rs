@@ -177,7 +177,7 @@ fn reasons_read_as_sentences() {
     );
     assert_eq!(
         s(Verdict::Never(History::Log(None))),
-        "never used per the config log (it is empty)"
+        "never used per the config log (no line of it names this image-dir)"
     );
     assert_eq!(
         s(Verdict::Running(vec!["pid 5 (a\nb)".into()])),
