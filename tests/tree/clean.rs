@@ -492,6 +492,42 @@ fn a_config_log_that_cannot_be_read_removes_nothing() {
     assert!(fx.set.p("images/junk/etc/hello").is_file());
 }
 
+/// lithos_tree's own config log lines (`TIME {the sandbox's process
+/// config}`), in a config-log-dir shared with lithos, count too: an image
+/// is in use from the line that names it to the line that drops it.
+#[test]
+fn lithos_config_log_lines_count_as_use() {
+    let fx = fixture!();
+    fx.master("");
+    fx.container("web", &sleeper(""));
+    fx.processes(&[("web", 1)]);
+    junk_image(&fx.set.p("images/legacy"));
+    fs::create_dir_all(fx.set.p("log/config")).expect("mkdir");
+    let dropped = ago(2 * DAY);
+    let log = fx.set.write(
+        "log/config/box.log",
+        format!(
+            "{} {}\n{dropped} {{}}\n",
+            ago(10 * DAY),
+            r#"{"web":{"kind":"Daemon","image":"legacy","config":"/config/web.yaml","instances":1}}"#,
+        ),
+    );
+    fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o640)).expect("chmod");
+    let legacy = fx.set.s("images/legacy");
+    let out = clean(&fx, &["--dry-run", "--keep-days", "3"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(
+        lines_of(&text, "keep")[&legacy],
+        format!("used until {dropped} per the config log, within --keep-days 3"),
+        "{text}"
+    );
+    let out = clean(&fx, &["--keep-days", "1"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(lines_of(&text, "removed").contains_key(&legacy), "{text}");
+}
+
 // ---------------------------------------------------------------------------
 // Attacks.
 

@@ -6,6 +6,12 @@
 //! image of its line until the log shows the same instance starting with
 //! another config; the log records starts, never stops, so the image of an
 //! instance's last line counts as used at that start.
+//!
+//! lithos_tree wrote `TIME {process name: its process entry, ...}` (the
+//! whole process config of the sandbox, each time it changed) to a file of
+//! the same name; such lines are read too (a config-log-dir shared with
+//! lithos): each process of the line runs its `image`, relative to the
+//! sandbox's image-dir, until a later line changes or drops it.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -20,24 +26,37 @@ const MAX_LINE: usize = 16 << 20;
 /// Rotated files (`SANDBOX.log.N`) read at most.
 const MAX_ROTATIONS: u32 = 1000;
 
-/// One line of a config log, the parts clean needs.
+/// One line of a config log, the parts clean needs (a lithos line gives
+/// one per process it names, and one per process it no longer names).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     pub time: SystemTime,
     pub instance: String,
     pub image_dir: PathBuf,
-    pub image: String,
+    /// `None`: the instance stopped then (a lithos line without it).
+    pub image: Option<String>,
 }
 
-/// Parse `TIME INSTANCE HASH JSON`; the error says what is wrong.
-pub fn parse_line(s: &str) -> Result<Line, String> {
-    let mut parts = s.splitn(4, ' ');
-    let (Some(time), Some(instance), Some(_hash), Some(json)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("not of the form TIME INSTANCE HASH SPEC".into());
-    };
+/// Parse a line of `sandbox`'s config log (whose image-dir is
+/// `image_dir`, for lithos's lines, which do not name it). `lithos_was`:
+/// the processes the last lithos line of the file named, updated.
+pub fn parse_line(
+    s: &str,
+    sandbox: &str,
+    image_dir: &Path,
+    lithos_was: &mut Vec<String>,
+) -> Result<Vec<Line>, String> {
+    let form = || "not of the form TIME INSTANCE HASH SPEC".to_string();
+    let (time, rest) = s.split_once(' ').ok_or_else(form)?;
     let time = parse_rfc3339(time).ok_or_else(|| format!("{time:?} is not an RFC 3339 time"))?;
+    if rest.starts_with('{') {
+        return parse_lithos(time, rest, sandbox, image_dir, lithos_was);
+    }
+    let mut parts = rest.splitn(3, ' ');
+    let (Some(instance), Some(_hash), Some(json)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(form());
+    };
     let spec: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("the spec is not JSON: {e}"))?;
     let field = |k: &str| {
@@ -45,12 +64,49 @@ pub fn parse_line(s: &str) -> Result<Line, String> {
             .and_then(|v| v.as_str())
             .ok_or_else(|| format!("the spec has no {k:?}"))
     };
-    Ok(Line {
+    Ok(vec![Line {
         time,
         instance: instance.to_string(),
         image_dir: PathBuf::from(field("image_dir")?),
-        image: field("image")?.to_string(),
-    })
+        image: Some(field("image")?.to_string()),
+    }])
+}
+
+/// `TIME {"PROCESS": {"image": ..., ...}, ...}`, lithos_tree's form.
+fn parse_lithos(
+    time: SystemTime,
+    json: &str,
+    sandbox: &str,
+    image_dir: &Path,
+    was: &mut Vec<String>,
+) -> Result<Vec<Line>, String> {
+    let all: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| format!("not a lithos process config: {e}"))?;
+    let mut out = Vec::new();
+    let mut now = Vec::new();
+    for (name, entry) in &all {
+        let image = entry
+            .get("image")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| format!("lithos process {name:?} has no \"image\""))?;
+        now.push(name.clone());
+        out.push(Line {
+            time,
+            instance: format!("{sandbox}/{name}"),
+            image_dir: image_dir.to_path_buf(),
+            image: Some(image.to_string()),
+        });
+    }
+    for gone in was.iter().filter(|n| !all.contains_key(n.as_str())) {
+        out.push(Line {
+            time,
+            instance: format!("{sandbox}/{gone}"),
+            image_dir: image_dir.to_path_buf(),
+            image: None,
+        });
+    }
+    *was = now;
+    Ok(out)
 }
 
 /// When each (image-dir as logged, image) was last in use, from lines in
@@ -69,11 +125,17 @@ pub fn last_uses(mut lines: Vec<Line>) -> HashMap<(PathBuf, String), SystemTime>
     };
     let mut current: HashMap<String, (PathBuf, String)> = HashMap::new();
     for l in lines {
-        let key = (l.image_dir, l.image);
-        if let Some(before) = current.insert(l.instance, key.clone()) {
+        let before = match l.image {
+            Some(image) => {
+                let key = (l.image_dir, image);
+                bump(key.clone(), l.time);
+                current.insert(l.instance, key)
+            }
+            None => current.remove(&l.instance),
+        };
+        if let Some(before) = before {
             bump(before, l.time);
         }
-        bump(key, l.time);
     }
     out
 }
@@ -100,19 +162,27 @@ pub fn files_of(sandbox: &str, names: &[String]) -> Vec<String> {
     out
 }
 
-/// Read the lines of the config log files of `sandboxes` in `dir` (which
-/// must be root's: `HostDir`). A file another user could write, a symlink,
-/// or a line that does not parse is an error naming the file (and line):
-/// a log that cannot be read cannot tell which images were used.
-pub fn read(dir: &HostDir, sandboxes: &[&str]) -> Result<Vec<Line>, Vec<String>> {
+/// Read the lines of the config log files of `sandboxes` (name and
+/// image-dir) in `dir` (which must be root's: `HostDir`). A file another
+/// user could write, a symlink, or a line that does not parse is an error
+/// naming the file (and line): a log that cannot be read cannot tell which
+/// images were used.
+pub fn read(dir: &HostDir, sandboxes: &[(&str, &Path)]) -> Result<Vec<Line>, Vec<String>> {
     let names = list(dir.path()).map_err(|e| vec![e])?;
     let mut lines = Vec::new();
     let mut problems = Vec::new();
-    for sandbox in sandboxes {
+    for (sandbox, image_dir) in sandboxes {
+        let mut lithos_was = Vec::new();
         for name in files_of(sandbox, &names) {
             let path = dir.path().join(&name);
+            let mut file = File {
+                sandbox,
+                image_dir,
+                path: &path,
+                lithos_was: &mut lithos_was,
+            };
             match dir.open_trusted(&name) {
-                Ok(Some(f)) => read_file(f, &path, &mut lines, &mut problems),
+                Ok(Some(f)) => file.read(f, &mut lines, &mut problems),
                 Ok(None) => {}
                 Err(e) => problems.push(format!("config log {e}")),
             }
@@ -138,41 +208,51 @@ fn list(dir: &Path) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn read_file(f: std::fs::File, path: &Path, out: &mut Vec<Line>, problems: &mut Vec<String>) {
-    let shown = crate::text::path(path);
-    let mut r = BufReader::new(f);
-    let mut buf = Vec::new();
-    for n in 1.. {
-        buf.clear();
-        match r
-            .by_ref()
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)
-        {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) => {
-                problems.push(format!("config log {shown}: {e}"));
+/// One config log file being read.
+struct File<'a> {
+    sandbox: &'a str,
+    image_dir: &'a Path,
+    path: &'a Path,
+    lithos_was: &'a mut Vec<String>,
+}
+
+impl File<'_> {
+    fn read(&mut self, f: std::fs::File, out: &mut Vec<Line>, problems: &mut Vec<String>) {
+        let shown = crate::text::path(self.path);
+        let mut r = BufReader::new(f);
+        let mut buf = Vec::new();
+        for n in 1.. {
+            buf.clear();
+            match r
+                .by_ref()
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut buf)
+            {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    problems.push(format!("config log {shown}: {e}"));
+                    return;
+                }
+            }
+            if buf.len() > MAX_LINE {
+                problems.push(format!(
+                    "config log {shown}:{n}: longer than {MAX_LINE} bytes"
+                ));
                 return;
             }
-        }
-        if buf.len() > MAX_LINE {
-            problems.push(format!(
-                "config log {shown}:{n}: longer than {MAX_LINE} bytes"
-            ));
-            return;
-        }
-        let text = String::from_utf8_lossy(&buf);
-        let text = text.trim_end_matches('\n');
-        if text.trim().is_empty() {
-            continue;
-        }
-        match parse_line(text) {
-            Ok(l) => out.push(l),
-            Err(e) => problems.push(format!(
-                "config log {shown}:{n}: {}; cannot tell which images it names",
-                crate::text::escape(&e)
-            )),
+            let text = String::from_utf8_lossy(&buf);
+            let text = text.trim_end_matches('\n');
+            if text.trim().is_empty() {
+                continue;
+            }
+            match parse_line(text, self.sandbox, self.image_dir, self.lithos_was) {
+                Ok(l) => out.extend(l),
+                Err(e) => problems.push(format!(
+                    "config log {shown}:{n}: {}; cannot tell which images it names",
+                    crate::text::escape(&e)
+                )),
+            }
         }
     }
 }
@@ -191,20 +271,67 @@ mod tests {
             time: t(time),
             instance: inst.into(),
             image_dir: "/img".into(),
-            image: image.into(),
+            image: Some(image.into()),
         }
+    }
+
+    fn parse(s: &str) -> Result<Vec<Line>, String> {
+        parse_line(s, "box", Path::new("/img"), &mut Vec::new())
     }
 
     #[test]
     fn a_line_as_the_tree_writes_it() {
-        let l = parse_line(
+        let l = parse(
             "2026-01-02T03:04:05Z box/web.0 0123abcd {\"name\":\"box/web.0\",\"image\":\"web-1\",\"image_dir\":\"/srv/img\",\"x\":[1]}",
         )
         .expect("parses");
-        assert_eq!(l.instance, "box/web.0");
-        assert_eq!(l.image, "web-1");
-        assert_eq!(l.image_dir, PathBuf::from("/srv/img"));
-        assert_eq!(l.time, t(1_767_323_045));
+        assert_eq!(
+            l,
+            [Line {
+                time: t(1_767_323_045),
+                instance: "box/web.0".into(),
+                image_dir: "/srv/img".into(),
+                image: Some("web-1".into()),
+            }]
+        );
+    }
+
+    #[test]
+    fn lines_as_lithos_tree_wrote_them() {
+        let mut was = Vec::new();
+        let mut p = |s: &str| parse_line(s, "box", Path::new("/img"), &mut was).expect(s);
+        let l = p(
+            "2017-03-04T05:06:07Z {\"web\":{\"instances\":2,\"image\":\"web.v1\",\"config\":\"/config/web.yaml\"},\"cron\":{\"image\":\"cron.v1\"}}",
+        );
+        let got: Vec<(&str, Option<&str>)> = l
+            .iter()
+            .map(|l| (l.instance.as_str(), l.image.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [("box/cron", Some("cron.v1")), ("box/web", Some("web.v1"))]
+        );
+        assert!(l.iter().all(|l| l.image_dir == Path::new("/img")));
+        // `cron` dropped from the config: it stopped then.
+        let l = p("2017-03-05T05:06:07Z {\"web\":{\"image\":\"web.v2\"}}");
+        let got: Vec<(&str, Option<&str>)> = l
+            .iter()
+            .map(|l| (l.instance.as_str(), l.image.as_deref()))
+            .collect();
+        assert_eq!(got, [("box/web", Some("web.v2")), ("box/cron", None)]);
+        let m = last_uses(
+            [
+                p("2017-03-06T00:00:00Z {}"),
+                parse("2017-03-06T00:00:01Z box/web.0 h {\"image\":\"x\",\"image_dir\":\"/img\"}")
+                    .expect("mixed"),
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            m.get(&("/img".into(), "x".into())).copied(),
+            Some(t(1_488_758_401))
+        );
+        assert!(parse("2017-03-04T05:06:07Z {\"web\":{\"instances\":2}}").is_err());
     }
 
     #[test]
@@ -225,8 +352,12 @@ mod tests {
                 "2026-01-02T03:04:05Z box/web.0 h {\"image_dir\":\"/x\"}",
                 "\"image\"",
             ),
+            (
+                "2026-01-02T03:04:05Z {\"web\":",
+                "not a lithos process config",
+            ),
         ] {
-            let e = parse_line(s).expect_err(s);
+            let e = parse(s).expect_err(s);
             assert!(e.contains(why), "{s:?}: {e}");
         }
     }
@@ -240,6 +371,11 @@ mod tests {
             line(400, "b/w.1", "v2"),
             line(50, "b/gone.0", "old"),
             line(500, "b/w.0", "v3"),
+            line(60, "b/stopped", "s"),
+            Line {
+                image: None,
+                ..line(90, "b/stopped", "")
+            },
         ]);
         let at = |i: &str| m.get(&(PathBuf::from("/img"), i.to_string())).copied();
         // v1 ran on w.0 until 300 and on w.1 until 400.
@@ -249,6 +385,8 @@ mod tests {
         // The last line of an instance: used at its start (stops are not logged).
         assert_eq!(at("v3"), Some(t(500)));
         assert_eq!(at("old"), Some(t(50)));
+        // A stop (lithos lines say so): used until then.
+        assert_eq!(at("s"), Some(t(90)));
         assert_eq!(at("never"), None);
     }
 

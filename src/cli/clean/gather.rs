@@ -318,8 +318,12 @@ fn history(master: &Master, configs: &Configs) -> Result<History3, Vec<String>> 
     };
     let lines: Vec<Line> = match HostDir::open(dir, false) {
         Ok(Some(d)) => {
-            let names: Vec<&str> = configs.sandboxes.keys().map(String::as_str).collect();
-            configlog::read(&d, &names)?
+            let sandboxes: Vec<(&str, &Path)> = configs
+                .sandboxes
+                .iter()
+                .map(|(n, sc)| (n.as_str(), sc.sandbox.image_dir.as_path()))
+                .collect();
+            configlog::read(&d, &sandboxes)?
         }
         Ok(None) => Vec::new(),
         Err(e) => return Err(vec![format!("config log dir {e}")]),
@@ -330,7 +334,7 @@ fn history(master: &Master, configs: &Configs) -> Result<History3, Vec<String>> 
             .or_insert_with(|| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
     };
     let mut first: HashMap<Id, SystemTime> = HashMap::new();
-    for l in &lines {
+    for l in lines.iter().filter(|l| l.image.is_some()) {
         if let Some(id) = id_of(&l.image_dir) {
             let e = first.entry(id).or_insert(l.time);
             if l.time < *e {
