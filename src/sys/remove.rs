@@ -283,14 +283,22 @@ pub fn empty_tree(top: OwnedFd, shown: &Path) -> Emptied {
         match next {
             Next::Down(l) => stack.push(l),
             Next::MoveUp(name, shown) => {
-                moved += 1;
-                let to = OsString::from(format!(".cairn-deep.{moved}"));
                 // Only below the limit's depth, so never the top itself.
                 let (first, rest) = stack.split_at_mut(1);
                 let (Some(top), Some(cur)) = (first.first_mut(), rest.last_mut()) else {
                     break;
                 };
-                match rename_noreplace(cur.fd.as_fd(), &name, top.fd.as_fd(), &to, &shown) {
+                let mut result = Ok(());
+                // A free name in the top (one may be taken by the image).
+                for _ in 0..1000 {
+                    moved += 1;
+                    let to = OsString::from(format!(".cairn-deep.{moved}"));
+                    result = rename_noreplace(cur.fd.as_fd(), &name, top.fd.as_fd(), &to, &shown);
+                    if !matches!(&result, Err(e) if e.errno() == Some(libc::EEXIST)) {
+                        break;
+                    }
+                }
+                match result {
                     // The top has work again: it may be listed anew.
                     Ok(()) => top.passes = 0,
                     Err(e) if e.errno() == Some(libc::ENOENT) => {}
