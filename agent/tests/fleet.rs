@@ -341,3 +341,113 @@ fn a_fleet_of_three_trees_driven_through_etcd() {
     // A stopped agent changes nothing on its host: h2 still runs its own.
     assert_eq!(hosts[2].running("box"), h2_pids);
 }
+
+/// benches/fleet: time from a put to all instances running on 3 hosts
+/// (median and p99 of 20 changes), the agents' memory (VmRSS, VmHWM) and
+/// their wake-ups while idle (voluntary context switches over 10 s).
+/// Prints the figures; `#[ignore]`d, run by `benches/fleet`.
+#[test]
+#[ignore]
+fn bench_put_to_running_on_three_hosts() {
+    let ready = prereqs();
+    require!(ready.is_ok(), ready.clone().err().unwrap_or_default());
+    let busybox = ready.expect("checked");
+    let etcd = Etcd::start();
+    let mut hosts: Vec<Host> = ["h0", "h1", "h2"]
+        .iter()
+        .map(|n| Host::new(n, &busybox))
+        .collect();
+    for h in hosts.iter_mut() {
+        h.start_tree();
+        h.start_agent(&etcd);
+    }
+    for h in &hosts {
+        wait_for("status", || status(&etcd, &h.name), || h.logs());
+    }
+    let changes = std::env::var("FLEET_BENCH_CHANGES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20usize);
+    let mut times = Vec::new();
+    for i in 0..changes {
+        // Alternate 1 and 2 instances per host: every change starts or
+        // stops instances on all three. The clock starts before the first
+        // put and stops when all three trees run the change.
+        let n = 1 + (i % 2) as u32;
+        let start = std::time::Instant::now();
+        for h in ["h0", "h1", "h2"] {
+            etcd.put(&key(h, "box"), &app(n, ""));
+        }
+        wait_for(
+            "every host to run the change",
+            || {
+                hosts
+                    .iter()
+                    .all(|h| {
+                        h.try_ps().is_some_and(|ps| {
+                            let inst = ps["instances"].as_array().cloned().unwrap_or_default();
+                            inst.len() == n as usize
+                                && inst.iter().all(|x| x["state"] == "running")
+                                && ps["rollouts"].as_array().is_some_and(|r| r.is_empty())
+                        })
+                    })
+                    .then_some(())
+            },
+            || hosts.iter().map(Host::logs).collect::<Vec<_>>().join("\n"),
+        );
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "put -> all running on 3 hosts: {} changes, median {:.0} ms, p99 {:.0} ms, min {:.0} ms, max {:.0} ms",
+        sorted.len(),
+        pct(0.5),
+        pct(0.99),
+        sorted[0],
+        sorted[sorted.len() - 1]
+    );
+    let proc_field = |pid: u32, field: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let pids: Vec<u32> = hosts
+        .iter()
+        .filter_map(|h| h.agent.as_ref().map(|c| c.id()))
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    // Every thread's switches (tokio's and tonic's too), from /proc/PID/task.
+    let wakeups = |p: u32| -> u64 {
+        std::fs::read_dir(format!("/proc/{p}/task"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|t| {
+                        let s =
+                            std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+                        s.lines()
+                            .filter(|l| l.contains("ctxt_switches:"))
+                            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                            .sum::<u64>()
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let before: Vec<u64> = pids.iter().map(|p| wakeups(*p)).collect();
+    let idle = Duration::from_secs(10);
+    std::thread::sleep(idle);
+    for (i, p) in pids.iter().enumerate() {
+        println!(
+            "agent h{i}: VmRSS {} KiB, VmHWM {} KiB, {} context switches in {} idle s (lease TTL 3 s: a keep-alive every 1 s)",
+            proc_field(*p, "VmRSS:"),
+            proc_field(*p, "VmHWM:"),
+            wakeups(*p) - before[i],
+            idle.as_secs()
+        );
+    }
+}
