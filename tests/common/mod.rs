@@ -8,8 +8,17 @@ use std::process::{Command, Output};
 
 pub mod debian;
 
+/// The cairn binary under test. A test of another workspace member
+/// (agent/tests) has no `CARGO_BIN_EXE_cairn`: it takes the cairn built in
+/// the same target dir (`target/<profile>/cairn`, next to `deps/`).
 pub fn cairn_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cairn"))
+    match option_env!("CARGO_BIN_EXE_cairn") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.parent()?.join("cairn")))
+            .unwrap_or_else(|| PathBuf::from("cairn")),
+    }
 }
 
 /// Run `cairn ARGS...` and capture its output.
