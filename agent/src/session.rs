@@ -75,12 +75,22 @@ async fn connect(a: &Agent) -> Result<Client, String> {
         }
         opts = opts.with_tls(tls);
     }
+    // One endpoint a session, the next one each time: a session that
+    // broke (a member stopped) starts again on another member at once,
+    // instead of on the client's balanced channel, which may keep picking
+    // the member that is gone.
+    let n = a.args.etcd.len().max(1);
+    let i = NEXT_ENDPOINT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+    let endpoint = a.args.etcd.get(i).cloned().unwrap_or_default();
     within(
-        &format!("connect to {}", a.args.etcd.join(",")),
-        Client::connect(a.args.etcd.clone(), Some(opts)),
+        &format!("connect to {endpoint}"),
+        Client::connect([endpoint.clone()], Some(opts)),
     )
     .await
 }
+
+/// The endpoint the next session connects to (modulo their number).
+static NEXT_ENDPOINT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Take the host: put our identity under `lease` if the key is free, ours,
 /// or left by a dead agent of this host and runtime dir (we hold its pid
