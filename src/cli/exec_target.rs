@@ -117,7 +117,11 @@ fn resolve(master: &Master, name: &str) -> Result<(InstanceSpec, Sandbox), Targe
     if !problems.is_empty() {
         return Err(lines(problems));
     }
-    let cache = Cache::open(&master.runtime_dir);
+    // The tree's cache of parsed configs, if its runtime dir is there.
+    let cache = match crate::sys::hostfs::HostDir::open(&master.runtime_dir, false) {
+        Ok(Some(dir)) => Cache::in_dir(&dir),
+        _ => Cache::none(),
+    };
     let (file, cfg) = desired::load_container(&sb, entry, &cache).map_err(lines)?;
     let spec = InstanceSpec::resolve(master, &sb, entry, &cfg, &file, Which::Daemon(index))
         .map_err(lines)?;
@@ -140,7 +144,16 @@ pub fn find(master: &Master, name: &str) -> Result<Target, TargetError> {
         Err(e) if e.contains("another pid namespace") => return Err(TargetError::Tree(e)),
         Err(_) => None,
     };
-    let snap = super::ps::read_state(master).map_err(TargetError::Tree)?;
+    let snap = match super::ps::read_state(master) {
+        Ok(s) => s,
+        Err(_) if tree_pid.is_none() => {
+            return Err(not_running(format!(
+                "no cairn tree runs with runtime dir {}",
+                master.runtime_dir.display()
+            )));
+        }
+        Err(e) => return Err(TargetError::Tree(e)),
+    };
     let listed = snap.instances.iter().find(|i| i.name == name);
     if tree_pid.is_some() {
         // The tree's word on its state, when it runs.

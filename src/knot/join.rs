@@ -23,23 +23,18 @@ use crate::sys::{embedded, keyring, namespace, process, pty, signal};
 
 use super::report::{REPORT_CAP, SpawnError};
 
-/// Why a joined command could not even be forked.
+/// Why a joined command could not even be forked (the caller names the
+/// instance).
 #[derive(Debug, thiserror::Error)]
-#[error("{instance}: {source}")]
-pub struct JoinError {
-    instance: String,
-    source: crate::sys::Error,
-}
+#[error("{0}")]
+pub struct JoinError(crate::sys::Error);
 
 /// `Join` for the tree and `cairn exec`: fork the command's process into
 /// the container's pid namespace (it is our child; we stay where we
 /// are), and let it join the rest (`steps`). The caller must be
 /// single-threaded.
 pub fn start(req: &JoinRequest<'_>) -> Result<Joined, JoinError> {
-    let sys = |source| JoinError {
-        instance: req.instance.to_string(),
-        source,
-    };
+    let sys = JoinError;
     let (report, report_w) = crate::sys::fd::pipe().map_err(sys)?;
     let (alive_r, alive) = crate::sys::fd::pipe().map_err(sys)?;
     let home = namespace::own("pid").map_err(sys)?;
@@ -230,7 +225,11 @@ fn steps(req: &JoinRequest<'_>, report: &mut RawFd, alive: RawFd) -> Result<Neve
     if let Some((cg, leaf)) = req.cgroup {
         step("cgroup", cg.join_self(leaf))?;
     }
-    step("oom_score_adj", crate::sys::proc::set_oom_score_adj(0))?;
+    // Raised to 0 from below (the tree runs at -1000), never lowered: a
+    // caller above 0 keeps its score, which needs no privilege.
+    if crate::sys::proc::oom_score_adj().is_none_or(|v| v < 0) {
+        step("oom_score_adj", crate::sys::proc::set_oom_score_adj(0))?;
+    }
     for &(res, soft, hard, what) in &req.rlimits {
         step(
             "rlimit",
