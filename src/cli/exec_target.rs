@@ -236,14 +236,14 @@ pub fn find(master: &Master, name: &str) -> Result<Target, TargetError> {
     })
 }
 
-/// The workload's user namespace, checked: the workload is the child of
-/// pid 1 whose pid in the container is the one the knot recorded, it is
-/// in the container's pid namespace, and its user namespace was made by
-/// root in ours (its parent is our user namespace, its owner uid 0): the
-/// one the knot had the workload make. A namespace the workload made
-/// itself (`allow-user-namespaces`) is nested in that one, so it fails
-/// the check: joining it would put the joined command in a namespace the
-/// workload controls.
+/// The instance's user namespace: the one the knot had the workload make,
+/// found from the workload (the child of pid 1 whose pid in the container
+/// the knot recorded, in the container's pid namespace). That is the
+/// workload's own user namespace, or, when the workload made one of its
+/// own (`allow-user-namespaces`), the one that is nested in: walking up
+/// from the workload's, the last before ours, made by root (owner uid 0).
+/// Joining a namespace the workload made would give it every capability
+/// over the joined command.
 fn workload_userns(dir: &crate::sys::hostfs::HostDir, pid1: i32) -> Result<OwnedFd, String> {
     let recorded = hostdirs::record(dir, WORKLOAD_PID_FILE)
         .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<i32>().ok())
@@ -282,17 +282,25 @@ fn workload_userns(dir: &crate::sys::hostfs::HostDir, pid1: i32) -> Result<Owned
         return Err("its workload ended".into());
     }
     let ours = namespace::own("user").map_err(|e| e.to_string())?;
-    let parent = namespace::userns_parent(ns.as_fd()).map_err(|e| e.to_string())?;
     let same = |a: &OwnedFd, b: &OwnedFd| {
         crate::sys::fd::dev_ino(a.as_fd()).ok() == crate::sys::fd::dev_ino(b.as_fd()).ok()
     };
-    if !same(&parent, &ours) || namespace::userns_owner(ns.as_fd()).ok() != Some(0) {
-        return Err(
-            "its workload's user namespace is not the one cairn made for it (one the workload made itself?)"
-                .into(),
-        );
+    // User namespaces nest 32 deep at most (user_namespaces(7)).
+    let mut ns = ns;
+    for _ in 0..33 {
+        let parent = namespace::userns_parent(ns.as_fd())
+            .map_err(|e| format!("its workload's user namespace: {e}"))?;
+        if same(&parent, &ours) {
+            if namespace::userns_owner(ns.as_fd()).ok() != Some(0) {
+                return Err(
+                    "its user namespace was not made by cairn (its owner is not root)".into(),
+                );
+            }
+            return Ok(ns);
+        }
+        ns = parent;
     }
-    Ok(ns)
+    Err("its workload's user namespace is not below ours".into())
 }
 
 /// The tree's umask (what its workloads get), or 022.

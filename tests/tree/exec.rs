@@ -476,3 +476,50 @@ fn exec_t_gives_a_terminal_of_the_container_sized_as_the_callers() {
     // Our terminal is as it was.
     assert_eq!(termios(&master), before);
 }
+
+#[test]
+fn exec_joins_the_instances_user_namespace_not_one_the_workload_made() {
+    let ready = container_prereqs();
+    require!(ready.is_ok(), ready.clone().err().unwrap_or_default());
+    let mut fx = Fx::new(&ready.expect("checked above"));
+    fx.set.write(
+        "sandboxes/box.yaml",
+        format!(
+            "image-dir: {}\nallow-users: [0-1]\nallow-groups: [0-1]\n\
+             uid-map: [{{inside: 0, outside: 100000, count: 2}}]\n\
+             gid-map: [{{inside: 0, outside: 200000, count: 2}}]\n\
+             allow-user-namespaces: true\nmin-restart-timeout: 0\n",
+            fx.set.s("images"),
+        ),
+    );
+    // The workload moves itself into a user namespace of its own, where
+    // it has every capability.
+    fx.container(
+        "nested",
+        "kind: Daemon\nuser-id: 1\ngroup-id: 1\nexecutable: /bin/unshare\n\
+         arguments: [-U, /bin/sleep, '1000']\nkill-timeout: 1\nenviron:\n  PATH: /bin\n",
+    );
+    fx.processes(&[("nested", 1)]);
+    fx.start();
+    let ps = fx.wait_ps("nested.0 running", |ps| all_running(ps, &["box/nested.0"]));
+    let (_, workload) = pids(&ps, "box/nested.0");
+    let theirs = wait_for(WAIT, "the workload in its own user namespace", || {
+        let status = fs::read_to_string(format!("/proc/{workload}/status")).ok()?;
+        // Unmapped in its own namespace: the overflow uid, seen from ours
+        // as the instance's mapped uid still.
+        let comm = fs::read_to_string(format!("/proc/{workload}/comm")).ok()?;
+        (comm.trim() == "sleep" && status.contains("Uid:\t100001"))
+            .then(|| fs::read_link(format!("/proc/{workload}/ns/user")).ok())
+            .flatten()
+    });
+    let probe = "readlink /proc/self/ns/user; cat /proc/self/uid_map; id -u";
+    let out = exec(&fx, &["box/nested.0", "sh", "-c", probe], b"");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        !text.contains(&theirs.display().to_string()),
+        "joined the workload's own user namespace: {text}"
+    );
+    assert!(text.contains("0     100000          2"), "{text}");
+    assert!(text.ends_with("1\n"), "{text}");
+}
