@@ -272,6 +272,7 @@ fn main() -> ExitCode {
             log_level,
         } => cairn::tree::run::run(cairn::tree::run::Options {
             launch: cairn::knot::launch,
+            join: cairn::knot::join::JOINER,
             config,
             log_stderr,
             log_level,

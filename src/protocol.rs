@@ -351,9 +351,10 @@ pub struct JoinRequest<'a> {
     pub pid1: std::os::fd::BorrowedFd<'a>,
     /// The workload's user namespace (an nsfs fd), when it has one.
     pub userns: Option<std::os::fd::BorrowedFd<'a>>,
-    /// Device and inode of the container's root: the root the command
-    /// finds after joining must be this one.
-    pub root: (u64, u64),
+    /// The instance's image (its image-dir and name): the root the
+    /// command finds after joining must be this directory (the child looks
+    /// at it itself: a hung file system under an image hangs only it).
+    pub image: (&'a std::path::Path, &'a str),
     /// The instance's cgroup leaf in each hierarchy.
     pub cgroup: Option<(&'a Cgroups, &'a str)>,
     pub uid: u32,
@@ -391,9 +392,19 @@ pub struct Joined {
     pub alive: std::os::fd::OwnedFd,
 }
 
-/// Starts a joined command (`knot::join::start`, given to the tree by the
-/// binary's entry point, as `Launch`).
-pub type Join = fn(&JoinRequest<'_>) -> Result<Joined, LaunchError>;
+/// A joined command's report pipe, read to its end (`failure` reads it).
+pub type JoinFailure = fn(&str, &[u8]) -> Option<(i32, String)>;
+
+/// How the tree starts a joined command (`!Exec` probes) and reads the
+/// report of one that failed: the knot's `join`, given to the tree by the
+/// binary's entry point, as `Launch` is.
+#[derive(Clone, Copy)]
+pub struct Joiner {
+    pub start: fn(&JoinRequest<'_>) -> Result<Joined, LaunchError>,
+    /// (the command, its report pipe's bytes) → (status, why), when the
+    /// command failed before or at its execve.
+    pub failure: JoinFailure,
+}
 
 /// The filter profile of a command joined into `spec`'s container: the
 /// sandbox's (`seccomp`, `allow-user-namespaces`) for a process without

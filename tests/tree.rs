@@ -608,6 +608,8 @@ mod config_changes;
 mod exec;
 #[path = "tree/exec_attack.rs"]
 mod exec_attack;
+#[path = "tree/exec_probes.rs"]
+mod exec_probes;
 #[path = "tree/faults.rs"]
 mod faults;
 #[path = "tree/hostile_configs.rs"]

@@ -191,7 +191,7 @@ fn execute(
         instance: &spec.name,
         pid1: t.pid1.as_fd(),
         userns: t.userns.as_ref().map(|f| f.as_fd()),
-        root: t.root,
+        image: (&spec.image_dir, &spec.image),
         cgroup,
         uid,
         gid,

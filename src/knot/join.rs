@@ -55,12 +55,20 @@ pub fn start(req: &JoinRequest<'_>) -> Result<Joined, JoinError> {
             drop(report);
             drop(alive);
             drop(home);
+            // A crash here must not re-exec a supervisor (the tree's
+            // handler), and a panic must not unwind into the caller's code.
+            crate::sys::crash::reset_fatal();
             // From here on the child manages its fds by number (it moves
             // and closes them wholesale) and ends in exec or _exit.
             let mut report = report_w.into_raw_fd();
-            let e = match steps(req, &mut report, alive_r.into_raw_fd()) {
-                Ok(never) => match never {},
-                Err(e) => e.report(),
+            let alive_r = alive_r.into_raw_fd();
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                steps(req, &mut report, alive_r)
+            }));
+            let e = match ran {
+                Ok(Ok(never)) => match never {},
+                Ok(Err(e)) => e.report(),
+                Err(_) => process::exit_now(SETUP_FAILED),
             };
             // Best effort, as the workload's report (see `exec::prepare`).
             // SAFETY: the report pipe's write end at the number `steps`
@@ -95,10 +103,17 @@ pub fn outcome(command: &str, report: OwnedFd) -> Result<(), SpawnError> {
 }
 
 /// The report a failed joined command left (its pipe read to the end by
-/// the caller, without blocking): `None` when there is none.
-pub fn failure(command: &str, bytes: &[u8]) -> Option<SpawnError> {
-    SpawnError::from_report(command, bytes)
+/// the caller, without blocking): its status and why, `None` when there
+/// is none (it exec'd).
+pub fn failure(command: &str, bytes: &[u8]) -> Option<(i32, String)> {
+    SpawnError::from_report(command, bytes).map(|e| (e.code, e.message))
 }
+
+/// `protocol::Joiner` for the tree.
+pub const JOINER: crate::protocol::Joiner = crate::protocol::Joiner {
+    start: |req| Ok(start(req)?),
+    failure,
+};
 
 enum Never {}
 
@@ -121,7 +136,7 @@ enum StepError {
     OutsideWorkdir { path: String, cwd: String },
     #[error("{command}: not found in the container (PATH={path})")]
     NotInPath { command: String, path: String },
-    #[error("cannot execute {path}: {source}")]
+    #[error("cannot execute {path}: {}", .source.source)]
     Lookup {
         path: String,
         source: crate::sys::Error,
@@ -246,6 +261,21 @@ fn steps(req: &JoinRequest<'_>, report: &mut RawFd, alive: RawFd) -> Result<Neve
     )?;
     step("session keyring", keyring::join_new_session_keyring())?;
     step("setsid", process::setsid())?;
+    // The image, looked at from the host: the root we find after joining
+    // must be it.
+    let image = crate::image::open_image(req.image.0, req.image.1).map_err(|e| {
+        let errno = e.errno().unwrap_or(libc::EIO);
+        StepError::Step {
+            step: "image",
+            source: crate::sys::Error::new(
+                "open",
+                req.image.0.join(req.image.1).display(),
+                std::io::Error::from_raw_os_error(errno),
+            ),
+        }
+    })?;
+    let want_root = step("image", crate::sys::fd::dev_ino(image.as_fd()))?;
+    drop(image);
     // The container's namespaces, through pid 1's pidfd. Our root and
     // working directory become the mount namespace's root: it must be
     // the container's (the one the caller checked), never a root the
@@ -257,7 +287,7 @@ fn steps(req: &JoinRequest<'_>, report: &mut RawFd, alive: RawFd) -> Result<Neve
         namespace::join_from_pidfd(pid1.as_fd(), namespace::JOINED),
     )?;
     drop(pid1);
-    if super::workload::root_identity() != Some(req.root) {
+    if super::workload::root_identity() != Some(want_root) {
         return Err(StepError::ForeignRoot);
     }
     if let Some(fd) = kept.userns {

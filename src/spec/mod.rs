@@ -266,7 +266,7 @@ pub struct Service {
 /// A health check, resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
-    /// `Ready::Tcp` or `Ready::Http`.
+    /// `Ready::Tcp`, `Ready::Http` or `Ready::Exec`.
     pub probe: Ready,
     pub interval_ms: u64,
     pub timeout_ms: u64,
@@ -295,6 +295,8 @@ pub enum Ready {
     Http { port: u16, path: String },
     /// `READY=1` on the instance's notify socket (sd_notify).
     Notify,
+    /// This command, run inside the instance (`cairn exec`'s way), exits 0.
+    Exec(Vec<String>),
 }
 
 fn default_ready_timeout_ms() -> u64 {

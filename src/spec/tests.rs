@@ -463,3 +463,28 @@ fn notify_sets_the_environment_and_the_watchdog() {
     assert!(!json.contains("watchdog"), "{json}");
     assert!(!sample("").environ.contains_key("NOTIFY_SOCKET"));
 }
+
+/// `!Exec` words have their variables substituted, as `arguments` do.
+#[test]
+fn exec_probes_substitute_variables() {
+    let s = sample(
+        "ready: !Exec [/bin/check, '--port=@{port}', '@{lithos:name}']\n\
+         health-check: !Exec [sh, -c, 'nc -z 127.0.0.1 @{port}']\n",
+    );
+    assert_eq!(
+        s.service.ready,
+        Some(Ready::Exec(vec![
+            "/bin/check".into(),
+            "--port=8080".into(),
+            "sb/web.2".into()
+        ]))
+    );
+    assert_eq!(
+        s.service.health.as_ref().map(|h| &h.probe),
+        Some(&Ready::Exec(vec![
+            "sh".into(),
+            "-c".into(),
+            "nc -z 127.0.0.1 8080".into()
+        ]))
+    );
+}
