@@ -8,32 +8,19 @@
 //! (`run::reap` hands it here), and an attempt past its timeout is killed
 //! with its process group and counts as failed. Exit 0 passes.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{JoinRequest, JoinStdio};
 use crate::sys::process::Exit;
 use crate::sys::{pidfd, proc, process};
 
-use super::probe::KIND_SOCKET;
+use super::probe::{ExecAttempt, KIND_SOCKET};
 use super::supervisor::Tree;
 
 /// The most of a failed attempt's report read (it is a few hundred
 /// bytes; see `knot::report`).
 const REPORT_MAX: usize = 64 << 10;
-
-/// One `!Exec` attempt under way.
-pub struct ExecAttempt {
-    /// The command's pid (our child).
-    pub pid: i32,
-    pub pidfd: OwnedFd,
-    /// The read end of its report pipe (non-blocking): empty once it
-    /// exec'd, why it failed otherwise.
-    pub report: OwnedFd,
-    /// Held while it runs (see `protocol::Joined::alive`).
-    pub alive: OwnedFd,
-    pub until: Instant,
-}
 
 impl Tree {
     /// Start one `!Exec` attempt of `argv` for `name`, `timeout` at most.

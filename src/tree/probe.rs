@@ -60,7 +60,7 @@ pub struct Probe {
     /// When the next connect attempt is due.
     pub next: Option<Instant>,
     /// An `!Exec` attempt under way (see `tree::exec_probe`).
-    pub exec: Option<super::exec_probe::ExecAttempt>,
+    pub exec: Option<ExecAttempt>,
     /// The last trouble logged (logged again only when it changes).
     pub last_problem: Option<String>,
 }
@@ -71,6 +71,19 @@ pub struct Attempt {
     pub connecting: bool,
     pub until: Instant,
     pub buf: Vec<u8>,
+}
+
+/// One `!Exec` attempt under way.
+pub struct ExecAttempt {
+    /// The command's pid (our child).
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// The read end of its report pipe (non-blocking): empty once it
+    /// exec'd, why it failed otherwise.
+    pub report: OwnedFd,
+    /// Held while it runs (see `protocol::Joined::alive`).
+    pub alive: OwnedFd,
+    pub until: Instant,
 }
 
 /// What an HTTP answer read so far says: `Some(true)` a 2xx/3xx status
