@@ -229,7 +229,6 @@ fn steps(req: &JoinRequest<'_>, report: &mut RawFd, alive: RawFd) -> Result<Neve
     for fd in 0..=2 {
         crate::sys::fd::close_fd(fd);
     }
-    crate::sys::fd::close_fd(kept.alive);
     // No host directory as the working directory while we join.
     step("chdir", process::chdir("/"))?;
     // What the workload's child does while it holds every capability
@@ -302,6 +301,13 @@ fn steps(req: &JoinRequest<'_>, report: &mut RawFd, alive: RawFd) -> Result<Neve
         "ids",
         super::privileges::drop_for_join(&super::seam::Real, req.uid, req.gid, &req.groups),
     )?;
+    // The change of ids cleared the parent-death signal (prctl(2)): set
+    // it again, and end here if the caller died meanwhile.
+    step("PR_SET_PDEATHSIG", process::set_pdeathsig(libc::SIGKILL))?;
+    if crate::sys::fd::pipe_closed(kept.alive) {
+        process::exit_now(SETUP_FAILED);
+    }
+    crate::sys::fd::close_fd(kept.alive);
     // Everything below runs as the command's user, in the container.
     let root = step("/", sfs::open_dir(std::path::Path::new("/")))?;
     let stdio: [RawFd; 3] = match (kept.stdio, kept.pty) {

@@ -223,6 +223,31 @@ fn exec_exit_statuses_come_back_as_for_cmd() {
     kill(child.id() as i32, libc::SIGTERM);
     let status = wait_child(&mut child, WAIT).expect("cairn exec ended");
     assert_eq!(status.code(), Some(42));
+    // Killed with SIGKILL, cairn exec takes the command with it.
+    let mut child = Command::new(cairn_bin())
+        .args([
+            "exec",
+            "-c",
+            &fx.master_path(),
+            "box/app.0",
+            "sleep",
+            "1000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn cairn exec");
+    let joined = wait_for(Duration::from_secs(5), "the joined sleep", || {
+        children(child.id() as i32).into_iter().find(|&p| {
+            fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+    });
+    kill(child.id() as i32, libc::SIGKILL);
+    let _ = child.wait();
+    wait_for(Duration::from_secs(5), "the command gone", || {
+        (!alive(joined)).then_some(())
+    });
 }
 
 #[test]
