@@ -106,21 +106,6 @@ pub fn run(o: &Options<'_>) -> u8 {
     }
 }
 
-/// The command's environment: the container's `environ`, and `TERM`
-/// (ours, unless `environ` sets it).
-fn environment(spec: &crate::spec::InstanceSpec) -> Vec<String> {
-    let mut env: Vec<String> = spec
-        .environ
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    if !spec.environ.contains_key("TERM") {
-        let term = std::env::var("TERM").unwrap_or_else(|_| "dumb".into());
-        env.push(format!("TERM={term}"));
-    }
-    env
-}
-
 /// The limits the workload inherited: pid 1's (the tree's, which every
 /// knot inherits), but `RLIMIT_NOFILE`, which is the instance's own.
 fn inherited_limits(pid1: i32) -> Result<Vec<(rlimit::Resource, u64, u64, &'static str)>, String> {
@@ -196,7 +181,7 @@ fn execute(
         uid,
         gid,
         groups,
-        env: environment(spec),
+        env: spec.joined_environ(&std::env::var("TERM").unwrap_or_else(|_| "dumb".into())),
         workdir: spec.workdir.clone(),
         argv: o.argv.to_vec(),
         search_path,

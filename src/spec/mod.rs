@@ -439,6 +439,24 @@ impl InstanceSpec {
             .collect()
     }
 
+    /// The environment of a command joined into this instance (`cairn
+    /// exec`, an `!Exec` probe): `environ`, and `TERM` (`term`) unless
+    /// `environ` sets it; not a variable that `secret-environ` sets (only
+    /// the knot decrypts: the joined command gets neither the secret nor
+    /// the plain value the secret replaces in the workload's).
+    pub fn joined_environ(&self, term: &str) -> Vec<String> {
+        let mut env: Vec<String> = self
+            .environ
+            .iter()
+            .filter(|(k, _)| !self.secrets.environ.contains_key(*k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !self.environ.contains_key("TERM") && !self.secrets.environ.contains_key("TERM") {
+            env.push(format!("TERM={term}"));
+        }
+        env
+    }
+
     /// The stable content hash (16 hex digits) of this spec.
     pub fn hash(&self) -> String {
         // serde_json of a struct is deterministic: fields in declaration

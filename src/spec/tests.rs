@@ -488,3 +488,22 @@ fn exec_probes_substitute_variables() {
         ]))
     );
 }
+
+/// A joined command's environment: `environ` and `TERM`, without the
+/// names `secret-environ` sets.
+#[test]
+fn a_joined_command_gets_environ_and_term_but_no_secret_name() {
+    let mut s = sample("");
+    s.environ.insert("TOKEN".into(), "overridden".into());
+    s.secrets
+        .environ
+        .insert("TOKEN".into(), vec!["v2:x".into()]);
+    let env = s.joined_environ("xterm");
+    assert!(env.contains(&"TERM=xterm".to_string()), "{env:?}");
+    assert!(env.iter().any(|e| e.starts_with("CFG=")), "{env:?}");
+    assert!(!env.iter().any(|e| e.starts_with("TOKEN=")), "{env:?}");
+    s.environ.insert("TERM".into(), "vt100".into());
+    let env = s.joined_environ("xterm");
+    assert!(env.contains(&"TERM=vt100".to_string()), "{env:?}");
+    assert!(!env.contains(&"TERM=xterm".to_string()), "{env:?}");
+}

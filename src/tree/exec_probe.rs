@@ -99,14 +99,6 @@ impl Tree {
             ),
             None => None,
         };
-        let mut env: Vec<String> = spec
-            .environ
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        if !spec.environ.contains_key("TERM") {
-            env.push("TERM=dumb".into());
-        }
         let search_path = spec.environ.get("PATH").cloned().unwrap_or_else(|| {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()
         });
@@ -123,7 +115,7 @@ impl Tree {
             uid: spec.uid,
             gid: spec.gid,
             groups: spec.groups.clone(),
-            env,
+            env: spec.joined_environ("dumb"),
             workdir: spec.workdir.clone(),
             argv: argv.to_vec(),
             search_path,
