@@ -67,6 +67,37 @@ pub struct Target {
     pub tree_pid: Option<i32>,
 }
 
+/// What `cairn exec` needs of state.json: each instance's name, state
+/// and pid, and the tree's cgroups; every other field is skipped, not
+/// built.
+#[derive(serde::Deserialize)]
+struct State {
+    instances: Vec<Listed>,
+    #[serde(default)]
+    cgroups: Option<Cgroups>,
+}
+
+#[derive(serde::Deserialize)]
+struct Listed {
+    name: String,
+    state: String,
+    pid: Option<i32>,
+}
+
+/// The tree's state.json, as `cairn ps` reads it (a regular file only).
+fn read_state(master: &Master) -> Result<State, String> {
+    let path = master.state_file();
+    let bytes = crate::config::read_file_capped(&path, super::ps::STATE_CAP)
+        .map_err(|e| format!("{}: {}", crate::text::path(&path), crate::text::escape(&e)))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{}: {}",
+            crate::text::path(&path),
+            crate::text::escape(&e.to_string())
+        )
+    })
+}
+
 /// `SANDBOX/PROCESS.N` → (sandbox, process, N).
 pub fn parse_name(name: &str) -> Option<(&str, &str, u32)> {
     let (sandbox, rest) = name.split_once('/')?;
@@ -144,7 +175,7 @@ pub fn find(master: &Master, name: &str) -> Result<Target, TargetError> {
         Err(e) if e.contains("another pid namespace") => return Err(TargetError::Tree(e)),
         Err(_) => None,
     };
-    let snap = match super::ps::read_state(master) {
+    let snap = match read_state(master) {
         Ok(s) => s,
         Err(_) if tree_pid.is_none() => {
             return Err(not_running(format!(
