@@ -169,6 +169,25 @@ enum Command {
         #[command(subcommand)]
         action: Crypt,
     },
+    /// Run a command inside a running instance (its namespaces, cgroup,
+    /// user, system call filter); exit with its status.
+    Exec {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// Run as UID (and GID) instead of the instance's user; the
+        /// sandbox must allow them.
+        #[arg(long, value_name = "UID[:GID]")]
+        user: Option<String>,
+        /// Give the command a new terminal (of the container), sized and
+        /// fed as this one.
+        #[arg(short = 't')]
+        tty: bool,
+        /// SANDBOX/PROCESS.N
+        instance: String,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Run a Command entry in a fresh container; exit with its status.
     Cmd {
         #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
@@ -234,12 +253,26 @@ fn main() -> ExitCode {
             name,
             args,
         } => cli::cmd::run(&config, &sandbox, &name, &args),
+        Command::Exec {
+            config,
+            user,
+            tty,
+            instance,
+            command,
+        } => cli::exec::run(&cli::exec::Options {
+            master: &config,
+            user: user.as_deref(),
+            tty,
+            instance: &instance,
+            argv: &command,
+        }),
         Command::Tree {
             config,
             log_stderr,
             log_level,
         } => cairn::tree::run::run(cairn::tree::run::Options {
             launch: cairn::knot::launch,
+            join: cairn::knot::join::JOINER,
             config,
             log_stderr,
             log_level,

@@ -324,10 +324,105 @@ impl KnotRecord {
     }
 }
 
+/// How a command joined into a running container (`cairn exec`, an
+/// `!Exec` probe) gets its stdin, stdout and stderr. Each fd is one of
+/// the caller's, close-on-exec; the joined process takes its own copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinStdio {
+    /// These three (pipes: nothing of the caller's own files).
+    Fds([RawFd; 3]),
+    /// A new pseudo-terminal in the container's devpts: its master side
+    /// is sent back on this `SOCK_SEQPACKET` socket (`sys::socket::
+    /// send_fd`), and the command goes on once it reads one byte from it.
+    Pty(RawFd),
+    /// The container's /dev/null for all three.
+    Null,
+}
+
+/// One command to run inside a running instance, with everything it
+/// needs already looked up and checked by the caller (the instance is
+/// the one named: its pid 1's identity, its user namespace and its root
+/// were verified).
+pub struct JoinRequest<'a> {
+    /// The instance, for messages.
+    pub instance: &'a str,
+    /// A pidfd of the container's pid 1: its pid, mount, UTS, IPC,
+    /// network and cgroup namespaces are joined through it.
+    pub pid1: std::os::fd::BorrowedFd<'a>,
+    /// The workload's user namespace (an nsfs fd), when it has one.
+    pub userns: Option<std::os::fd::BorrowedFd<'a>>,
+    /// The instance's image (its image-dir and name): the root the
+    /// command finds after joining must be this directory (the child looks
+    /// at it itself: a hung file system under an image hangs only it).
+    pub image: (&'a std::path::Path, &'a str),
+    /// The instance's cgroup leaf in each hierarchy.
+    pub cgroup: Option<(&'a Cgroups, &'a str)>,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// The whole environment, `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Where the command starts (inside the container).
+    pub workdir: String,
+    /// The command and its arguments; a command without `/` is looked
+    /// up in `search_path` (a `PATH`) inside the container.
+    pub argv: Vec<String>,
+    pub search_path: String,
+    /// Resource limits (resource, soft, hard, name) to set, as the
+    /// workload inherited them, then `RLIMIT_NOFILE` = `fileno`.
+    pub rlimits: Vec<(crate::sys::rlimit::Resource, u64, u64, &'static str)>,
+    pub fileno: u64,
+    pub umask: u32,
+    /// The system call filter, installed last; `None`: unconfined.
+    pub filter: Option<&'a Program>,
+    /// cairn-init's memfd: the command is exec'd through it (`None`
+    /// where there is no cairn-init).
+    pub init: Option<std::os::fd::BorrowedFd<'a>>,
+    pub stdio: JoinStdio,
+}
+
+/// A joined command that was forked: its pid (as the caller sees it, a
+/// child of the caller), the read end of its report pipe (end of file
+/// with nothing read: it exec'd; see `knot::join::outcome`), and a pipe
+/// end to hold until then (the child ends itself if it finds it closed
+/// before it runs anything: its caller died).
+pub struct Joined {
+    pub pid: i32,
+    pub report: std::os::fd::OwnedFd,
+    pub alive: std::os::fd::OwnedFd,
+}
+
+/// A joined command's report pipe, read to its end (`failure` reads it).
+pub type JoinFailure = fn(&str, &[u8]) -> Option<(i32, String)>;
+
+/// How the tree starts a joined command (`!Exec` probes) and reads the
+/// report of one that failed: the knot's `join`, given to the tree by the
+/// binary's entry point, as `Launch` is.
+#[derive(Clone, Copy)]
+pub struct Joiner {
+    pub start: fn(&JoinRequest<'_>) -> Result<Joined, LaunchError>,
+    /// (the command, its report pipe's bytes) → (status, why), when the
+    /// command failed before or at its execve.
+    pub failure: JoinFailure,
+}
+
+/// The filter profile of a command joined into `spec`'s container: the
+/// sandbox's (`seccomp`, `allow-user-namespaces`) for a process without
+/// any capability, which is what a joined command has; `None` for
+/// `seccomp: unconfined`.
+pub fn join_filter_profile(spec: &InstanceSpec) -> Result<Option<seccomp::Profile>, String> {
+    profile_with(spec, &[])
+}
+
 /// The system call filter profile of `spec`'s workload: the sandbox's
 /// `seccomp` and `allow-user-namespaces`, and the capabilities it keeps;
 /// `None` for `seccomp: unconfined`.
 pub fn filter_profile(spec: &InstanceSpec) -> Result<Option<seccomp::Profile>, String> {
+    profile_with(spec, &spec.capabilities)
+}
+
+/// The profile of `spec`'s sandbox for a process keeping `caps`.
+fn profile_with(spec: &InstanceSpec, caps: &[String]) -> Result<Option<seccomp::Profile>, String> {
     use crate::config::isolation::Seccomp;
     let mode = match spec.isolation.seccomp {
         Seccomp::Unconfined => return Ok(None),
@@ -335,7 +430,7 @@ pub fn filter_profile(spec: &InstanceSpec) -> Result<Option<seccomp::Profile>, S
         Seccomp::Log => seccomp::Mode::Log,
     };
     let userns = spec.isolation.allow_user_namespaces;
-    seccomp::Profile::workload(mode, userns, &spec.capabilities)
+    seccomp::Profile::workload(mode, userns, caps)
         .map(Some)
         .map_err(|e| format!("system call filter: {e}"))
 }

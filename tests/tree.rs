@@ -604,6 +604,12 @@ mod clean;
 mod cli;
 #[path = "tree/config_changes.rs"]
 mod config_changes;
+#[path = "tree/exec.rs"]
+mod exec;
+#[path = "tree/exec_attack.rs"]
+mod exec_attack;
+#[path = "tree/exec_probes.rs"]
+mod exec_probes;
 #[path = "tree/faults.rs"]
 mod faults;
 #[path = "tree/hostile_configs.rs"]

@@ -31,21 +31,29 @@ use crate::sys::process::{self, Exit};
 use crate::sys::signal;
 use crate::tree::hostdirs;
 
-/// `cairn [GLOBAL] cmd [OPTIONS] SANDBOX NAME ARG...`: everything after
-/// NAME is the workload's, even when it looks like one of our options
-/// (`cairn cmd app shell -c id`): a `--` is put after NAME unless there is
-/// one already. Any other command line is returned as it is.
+/// `cairn [GLOBAL] cmd [OPTIONS] SANDBOX NAME ARG...` and `cairn exec
+/// [OPTIONS] SANDBOX/PROCESS.N CMD ARG...`: everything after NAME (after
+/// the instance) is the workload's (the command's), even when it looks
+/// like one of our options (`cairn cmd app shell -c id`, `cairn exec
+/// box/web.0 ls -l`): a `--` is put there unless there is one already.
+/// Any other command line is returned as it is.
 pub fn workload_args_last(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let Some(at) = argv.iter().position(|a| a == "cmd") else {
+    let Some(at) = argv.iter().position(|a| a == "cmd" || a == "exec") else {
         return argv;
     };
-    // Options before `cmd` are the top level's (none take a value).
+    // Options before the command are the top level's (none take a value).
     if argv[1..at]
         .iter()
         .any(|a| !a.to_string_lossy().starts_with('-'))
     {
         return argv;
     }
+    // Positionals before the workload's words, and options with a value.
+    let (before, with_value): (usize, &[&str]) = if argv[at] == "cmd" {
+        (2, &["-c", "--config"])
+    } else {
+        (1, &["-c", "--config", "--user"])
+    };
     let mut positional = 0;
     let mut i = at + 1;
     while i < argv.len() {
@@ -53,7 +61,7 @@ pub fn workload_args_last(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::Os
         if a == "--" {
             return argv;
         }
-        if a == "-c" || a == "--config" {
+        if with_value.contains(&a.as_ref()) {
             i += 2;
             continue;
         }
@@ -63,7 +71,7 @@ pub fn workload_args_last(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::Os
         }
         positional += 1;
         i += 1;
-        if positional == 2 {
+        if positional == before {
             if i < argv.len() && argv[i] != "--" {
                 argv.insert(i, "--".into());
             }
@@ -381,6 +389,40 @@ mod tests {
         assert_eq!(
             run(&["cairn", "cmd", "app", "shell"]),
             ["cairn", "cmd", "app", "shell"]
+        );
+        // exec: after the instance; --user takes a value.
+        assert_eq!(
+            run(&["cairn", "exec", "box/web.0", "ls", "-l"]),
+            ["cairn", "exec", "box/web.0", "--", "ls", "-l"]
+        );
+        assert_eq!(
+            run(&[
+                "cairn",
+                "exec",
+                "--user",
+                "1001",
+                "-t",
+                "box/web.0",
+                "sh",
+                "-c",
+                "id"
+            ]),
+            [
+                "cairn",
+                "exec",
+                "--user",
+                "1001",
+                "-t",
+                "box/web.0",
+                "--",
+                "sh",
+                "-c",
+                "id"
+            ]
+        );
+        assert_eq!(
+            run(&["cairn", "exec", "-c", "/m", "box/web.0", "--", "ls"]),
+            ["cairn", "exec", "-c", "/m", "box/web.0", "--", "ls"]
         );
         // Other commands are not touched.
         assert_eq!(run(&["cairn", "ps", "-c", "x"]), ["cairn", "ps", "-c", "x"]);

@@ -11,7 +11,7 @@ use crate::tree::state::Snapshot;
 
 /// The most of state.json we read (about 64 KiB per instance at 10,000
 /// instances would still fit).
-const STATE_CAP: usize = 1 << 30;
+pub(super) const STATE_CAP: usize = 1 << 30;
 
 /// `--sandbox` and `--state`: which instances to show (all by default).
 #[derive(Default)]

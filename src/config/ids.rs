@@ -48,6 +48,28 @@ fn check_id(
     Ok(())
 }
 
+/// Whether a command joined into a running instance (`cairn exec
+/// --user`) may run as `uid` and `gid`: the same rule as the container
+/// config's `user-id` and `group-id`, under the maps the instance runs
+/// with (`uid_map`, `gid_map`: the sandbox's, or else the container's).
+/// The error names the sandbox's key or the map.
+pub fn check_joined(
+    uid: u32,
+    gid: u32,
+    s: &Sandbox,
+    uid_map: &[IdMap],
+    gid_map: &[IdMap],
+) -> Result<(), String> {
+    let sandbox_maps = !s.uid_map.is_empty() || !s.gid_map.is_empty();
+    let (su, sg, cu, cg): (&[IdMap], &[IdMap], &[IdMap], &[IdMap]) = if sandbox_maps {
+        (uid_map, gid_map, &[], &[])
+    } else {
+        (&[], &[], uid_map, gid_map)
+    };
+    check_id(uid, &s.allow_users, "allow-users", su, cu, "uid")?;
+    check_id(gid, &s.allow_groups, "allow-groups", sg, cg, "gid")
+}
+
 /// Resolve and check user and group ids, and choose the user-namespace
 /// maps: the sandbox's pair, or the container's pair, never a mix.
 pub fn ids(file: &str, c: &ContainerConfig, s: &Sandbox) -> Result<Ids, Problems> {

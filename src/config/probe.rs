@@ -1,7 +1,8 @@
 //! `ready` of a container config: how the service tells it is ready to
-//! serve (`!Fd`, `!Tcp`, `!Http`, `!Notify`), with `ready-timeout` and,
-//! for `!Notify`, `watchdog-timeout`; and `health-check` (`!Tcp`, `!Http`)
-//! with its interval, timeout and failures.
+//! serve (`!Fd`, `!Tcp`, `!Http`, `!Notify`, `!Exec`), with
+//! `ready-timeout` and, for `!Notify`, `watchdog-timeout`; and
+//! `health-check` (`!Tcp`, `!Http`, `!Exec`) with its interval, timeout
+//! and failures.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,13 +35,20 @@ pub enum Probe {
     /// The sd_notify protocol: `READY=1` on the instance's own socket
     /// (`NOTIFY_SOCKET`).
     Notify,
+    /// This command, run inside the instance as `cairn exec` runs one,
+    /// exits 0. Its words may hold `@{var}`.
+    Exec(Vec<String>),
 }
+
+/// The most words an `!Exec` probe may have, and bytes in one word.
+pub const MAX_EXEC_WORDS: usize = 64;
+pub const MAX_EXEC_WORD: usize = 4096;
 
 impl Probe {
     /// The port text (may hold `@{var}`), for probes that have one.
     pub fn port(&self) -> Option<&str> {
         match self {
-            Probe::Fd(_) | Probe::Notify => None,
+            Probe::Fd(_) | Probe::Notify | Probe::Exec(_) => None,
             Probe::Tcp(p) | Probe::Http { port: p, .. } => Some(p),
         }
     }
@@ -169,18 +177,47 @@ fn positive(
     })
 }
 
-/// Read `health-check`: a `!Tcp` or `!Http` probe.
+/// Read `health-check`: a `!Tcp`, `!Http` or `!Exec` probe.
 pub fn read_health_check(v: &Value) -> Result<Probe, ConfigError> {
     match v.tag() {
-        Some("Tcp" | "Http") => read_probe(v),
-        _ => Err(v.err("a health check is expected: !Tcp PORT or !Http {port: PORT, path: /PATH}")),
+        Some("Tcp" | "Http" | "Exec") => read_probe(v),
+        _ => Err(v.err(
+            "a health check is expected: !Tcp PORT, !Http {port: PORT, path: /PATH} or !Exec [COMMAND, ARG...]",
+        )),
     }
+}
+
+/// `!Exec [COMMAND, ARG...]`: one word at least, each a string without
+/// NUL; at most `MAX_EXEC_WORDS` of at most `MAX_EXEC_WORD` bytes.
+fn read_exec(v: &Value) -> Result<Probe, ConfigError> {
+    let items = v.seq_tagged_ok()?;
+    if items.is_empty() {
+        return Err(v.err("!Exec needs a command: !Exec [COMMAND, ARG...]"));
+    }
+    if items.len() > MAX_EXEC_WORDS {
+        return Err(v.err(format!("more than {MAX_EXEC_WORDS} words")));
+    }
+    let mut words = Vec::with_capacity(items.len());
+    for i in &items {
+        let w = i.string()?;
+        if w.contains('\0') {
+            return Err(i.err("a NUL character is not allowed here"));
+        }
+        if w.len() > MAX_EXEC_WORD {
+            return Err(i.err(format!("longer than {MAX_EXEC_WORD} bytes")));
+        }
+        words.push(w);
+    }
+    if words[0].is_empty() {
+        return Err(items[0].err("the command is empty"));
+    }
+    Ok(Probe::Exec(words))
 }
 
 /// Read `ready`.
 pub fn read_probe(v: &Value) -> Result<Probe, ConfigError> {
     let tag = v.tag().ok_or_else(|| {
-        v.err("a readiness probe is expected: !Fd N, !Tcp PORT, !Http {port: PORT, path: /PATH} or !Notify")
+        v.err("a readiness probe is expected: !Fd N, !Tcp PORT, !Http {port: PORT, path: /PATH}, !Notify or !Exec [COMMAND, ARG...]")
     })?;
     match tag {
         "Fd" => {
@@ -211,10 +248,11 @@ pub fn read_probe(v: &Value) -> Result<Probe, ConfigError> {
             finish_one(f)?;
             Ok(Probe::Http { port, path })
         }
+        "Exec" => read_exec(v),
         "Notify" if v.is_null() => Ok(Probe::Notify),
         "Notify" => Err(v.err("!Notify takes no value (write `ready: !Notify`)")),
         other => Err(v.err(format!(
-            "unknown readiness probe !{other}; one of !Fd, !Tcp, !Http, !Notify"
+            "unknown readiness probe !{other}; one of !Fd, !Tcp, !Http, !Notify, !Exec"
         ))),
     }
 }

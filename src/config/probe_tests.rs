@@ -158,7 +158,7 @@ fn health_checks_read_and_are_checked() {
     for (text, want) in [
         (
             "health-check: !Fd 3",
-            "a health check is expected: !Tcp PORT or !Http",
+            "a health check is expected: !Tcp PORT, !Http",
         ),
         ("health-check: 80", "a health check is expected"),
         (
@@ -228,5 +228,42 @@ fn watchdog_timeout_is_seconds_above_zero_and_needs_notify() {
                 && m.contains("only with `ready: !Notify`")),
             "{text}: {e:?}"
         );
+    }
+}
+
+#[test]
+fn exec_probes_read_as_a_list_of_words() {
+    assert_eq!(
+        parse_ok(&ready("!Exec [sh, -c, 'test -f /tmp/ok']")).ready,
+        Some(Probe::Exec(vec![
+            "sh".into(),
+            "-c".into(),
+            "test -f /tmp/ok".into()
+        ]))
+    );
+    assert_eq!(
+        parse_ok(&ready("!Exec [/bin/check, '@{port}']")).ready,
+        Some(Probe::Exec(vec!["/bin/check".into(), "@{port}".into()]))
+    );
+    assert_eq!(
+        parse_ok("executable: /x\nhealth-check: !Exec [true]\n").health_check,
+        Some(Probe::Exec(vec!["true".into()]))
+    );
+    let many = vec!["x"; MAX_EXEC_WORDS + 1].join(", ");
+    let long = "y".repeat(MAX_EXEC_WORD + 1);
+    for (v, want) in [
+        ("!Exec []", "!Exec needs a command"),
+        ("!Exec ~", "!Exec needs a command"),
+        ("!Exec true", "a sequence is expected"),
+        ("!Exec ['']", "the command is empty"),
+        ("!Exec [sh, {a: 1}]", "a scalar is expected"),
+        ("!Exec [sh, !Tag x]", "unexpected tag !Tag"),
+        ("!Exec [\"a\\0b\"]", "NUL"),
+        (&format!("!Exec [{many}]"), "more than 64 words"),
+        (&format!("!Exec [{long}]"), "longer than 4096 bytes"),
+    ] {
+        let e = parse_err(&ready(v));
+        assert!(e.contains(want), "{v}: {e}");
+        assert!(e.contains("config.yaml:2"), "{v}: no line in {e}");
     }
 }

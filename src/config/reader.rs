@@ -130,6 +130,12 @@ impl<'a> Value<'a> {
     /// A sequence (null is an empty one).
     pub fn seq(&self) -> Result<Vec<Value<'a>>, ConfigError> {
         self.untagged()?;
+        self.seq_tagged_ok()
+    }
+
+    /// Like `seq`, but a tag on the sequence itself is the caller's
+    /// business (`!Exec [...]`).
+    pub fn seq_tagged_ok(&self) -> Result<Vec<Value<'a>>, ConfigError> {
         match self.ast {
             Ast::Seq(_, _, items) => Ok(items
                 .iter()

@@ -15,6 +15,7 @@ pub mod exec;
 pub mod fs;
 pub mod init;
 mod instdir;
+pub mod join;
 mod kernfs;
 pub mod net;
 mod privileges;

@@ -55,3 +55,27 @@ fn a_failing_step_stops_the_rest_and_keeps_its_errno() {
         }
     }
 }
+
+const JOINED: [&str; 7] = [
+    "drop_whole_bounding_set",
+    "set_keepcaps true",
+    "set_ids 1000 1001 [27]",
+    "set_dumpable false",
+    "clear_all_sets",
+    "set_keepcaps false",
+    "set_no_new_privs",
+];
+
+#[test]
+fn a_joined_command_is_non_dumpable_again_before_its_capabilities_go() {
+    let k = Fake::new();
+    drop_for_join(&k, 1000, 1001, &[27]).unwrap();
+    assert_eq!(k.lines(), JOINED);
+    for n in 0..JOINED.len() {
+        let k = Fake::new();
+        k.fail_nth(n, libc::EPERM);
+        let e = drop_for_join(&k, 1000, 1001, &[27]).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EPERM), "{}", JOINED[n]);
+        assert_eq!(k.lines(), JOINED[..=n], "nothing after {}", JOINED[n]);
+    }
+}

@@ -100,6 +100,8 @@ pub(super) trait Privileges {
     fn set_exactly(&self, keep: &[String]) -> Result<()>;
     /// `process::set_no_new_privs`.
     fn set_no_new_privs(&self) -> Result<()>;
+    /// `process::set_dumpable`.
+    fn set_dumpable(&self, on: bool) -> Result<()>;
 }
 
 /// The kernel itself.
@@ -215,6 +217,9 @@ impl Privileges for Real {
     }
     fn set_no_new_privs(&self) -> Result<()> {
         process::set_no_new_privs()
+    }
+    fn set_dumpable(&self, on: bool) -> Result<()> {
+        process::set_dumpable(on)
     }
 }
 

@@ -68,6 +68,7 @@ pub enum Call {
     ClearAllSets,
     SetExactly(Vec<String>),
     SetNoNewPrivs,
+    SetDumpable(bool),
 }
 
 /// `rdonly,nosuid,nodev,noexec` (those set), or `-`.
@@ -199,6 +200,7 @@ impl fmt::Display for Call {
             Call::ClearAllSets => write!(f, "clear_all_sets"),
             Call::SetExactly(k) => write!(f, "set_exactly {k:?}"),
             Call::SetNoNewPrivs => write!(f, "set_no_new_privs"),
+            Call::SetDumpable(on) => write!(f, "set_dumpable {on}"),
         }
     }
 }
@@ -499,5 +501,8 @@ impl Privileges for Fake {
     }
     fn set_no_new_privs(&self) -> Result<()> {
         self.run(Call::SetNoNewPrivs, "prctl", "PR_SET_NO_NEW_PRIVS")
+    }
+    fn set_dumpable(&self, on: bool) -> Result<()> {
+        self.run(Call::SetDumpable(on), "prctl", "PR_SET_DUMPABLE")
     }
 }

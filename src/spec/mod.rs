@@ -266,7 +266,7 @@ pub struct Service {
 /// A health check, resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
-    /// `Ready::Tcp` or `Ready::Http`.
+    /// `Ready::Tcp`, `Ready::Http` or `Ready::Exec`.
     pub probe: Ready,
     pub interval_ms: u64,
     pub timeout_ms: u64,
@@ -295,6 +295,8 @@ pub enum Ready {
     Http { port: u16, path: String },
     /// `READY=1` on the instance's notify socket (sd_notify).
     Notify,
+    /// This command, run inside the instance (`cairn exec`'s way), exits 0.
+    Exec(Vec<String>),
 }
 
 fn default_ready_timeout_ms() -> u64 {
@@ -435,6 +437,24 @@ impl InstanceSpec {
             .filter(|p| self.port_in_container(p))
             .map(|p| (p.settings.fd, p.listen()))
             .collect()
+    }
+
+    /// The environment of a command joined into this instance (`cairn
+    /// exec`, an `!Exec` probe): `environ`, and `TERM` (`term`) unless
+    /// `environ` sets it; not a variable that `secret-environ` sets (only
+    /// the knot decrypts: the joined command gets neither the secret nor
+    /// the plain value the secret replaces in the workload's).
+    pub fn joined_environ(&self, term: &str) -> Vec<String> {
+        let mut env: Vec<String> = self
+            .environ
+            .iter()
+            .filter(|(k, _)| !self.secrets.environ.contains_key(*k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !self.environ.contains_key("TERM") && !self.secrets.environ.contains_key("TERM") {
+            env.push(format!("TERM={term}"));
+        }
+        env
     }
 
     /// The stable content hash (16 hex digits) of this spec.

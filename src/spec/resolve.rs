@@ -62,6 +62,16 @@ impl InstanceSpec {
             let port = match probe {
                 Probe::Fd(fd) => return Ok(Ready::Fd(*fd)),
                 Probe::Notify => return Ok(Ready::Notify),
+                Probe::Exec(words) => {
+                    let mut argv = Vec::with_capacity(words.len());
+                    for (i, w) in words.iter().enumerate() {
+                        argv.push(
+                            variables::substitute(w, &lookup)
+                                .map_err(|m| err(&format!("{key}[{i}]"), m))?,
+                        );
+                    }
+                    return Ok(Ready::Exec(argv));
+                }
                 Probe::Tcp(p) | Probe::Http { port: p, .. } => p,
             };
             let port = variables::substitute(port, &lookup)
@@ -78,13 +88,29 @@ impl InstanceSpec {
         let ready = c
             .ready
             .as_ref()
-            .map(|p| probe(p, "ready.port"))
+            .map(|p| {
+                probe(
+                    p,
+                    if matches!(p, Probe::Exec(_)) {
+                        "ready"
+                    } else {
+                        "ready.port"
+                    },
+                )
+            })
             .transpose()?;
         let ms = |s: f64| (s * 1000.0).round() as u64;
         let health = match &c.health_check {
             None => None,
             Some(p) => Some(Health {
-                probe: probe(p, "health-check.port")?,
+                probe: probe(
+                    p,
+                    if matches!(p, Probe::Exec(_)) {
+                        "health-check"
+                    } else {
+                        "health-check.port"
+                    },
+                )?,
                 interval_ms: ms(c.health_interval.unwrap_or(DEFAULT_HEALTH_INTERVAL)),
                 timeout_ms: ms(c.health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT)),
                 failures: c.health_failures.unwrap_or(DEFAULT_HEALTH_FAILURES),

@@ -463,3 +463,47 @@ fn notify_sets_the_environment_and_the_watchdog() {
     assert!(!json.contains("watchdog"), "{json}");
     assert!(!sample("").environ.contains_key("NOTIFY_SOCKET"));
 }
+
+/// `!Exec` words have their variables substituted, as `arguments` do.
+#[test]
+fn exec_probes_substitute_variables() {
+    let s = sample(
+        "ready: !Exec [/bin/check, '--port=@{port}', '@{lithos:name}']\n\
+         health-check: !Exec [sh, -c, 'nc -z 127.0.0.1 @{port}']\n",
+    );
+    assert_eq!(
+        s.service.ready,
+        Some(Ready::Exec(vec![
+            "/bin/check".into(),
+            "--port=8080".into(),
+            "sb/web.2".into()
+        ]))
+    );
+    assert_eq!(
+        s.service.health.as_ref().map(|h| &h.probe),
+        Some(&Ready::Exec(vec![
+            "sh".into(),
+            "-c".into(),
+            "nc -z 127.0.0.1 8080".into()
+        ]))
+    );
+}
+
+/// A joined command's environment: `environ` and `TERM`, without the
+/// names `secret-environ` sets.
+#[test]
+fn a_joined_command_gets_environ_and_term_but_no_secret_name() {
+    let mut s = sample("");
+    s.environ.insert("TOKEN".into(), "overridden".into());
+    s.secrets
+        .environ
+        .insert("TOKEN".into(), vec!["v2:x".into()]);
+    let env = s.joined_environ("xterm");
+    assert!(env.contains(&"TERM=xterm".to_string()), "{env:?}");
+    assert!(env.iter().any(|e| e.starts_with("CFG=")), "{env:?}");
+    assert!(!env.iter().any(|e| e.starts_with("TOKEN=")), "{env:?}");
+    s.environ.insert("TERM".into(), "vt100".into());
+    let env = s.joined_environ("xterm");
+    assert!(env.contains(&"TERM=vt100".to_string()), "{env:?}");
+    assert!(!env.contains(&"TERM=xterm".to_string()), "{env:?}");
+}

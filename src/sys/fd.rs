@@ -209,3 +209,115 @@ pub fn dev_ino(fd: BorrowedFd<'_>) -> Result<(u64, u64)> {
     )?;
     Ok((st.st_dev, st.st_ino))
 }
+
+/// One write(2) of `buf` to any fd (a pipe, a terminal): the bytes
+/// written, or the error (EAGAIN when a non-blocking fd is full, EPIPE
+/// when nobody reads; SIGPIPE must be blocked or ignored). EINTR is
+/// retried.
+pub fn write_some(fd: BorrowedFd<'_>, buf: &[u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Set O_NONBLOCK on `fd` (its open file description: every copy of it).
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<()> {
+    // SAFETY: fcntl on a live fd.
+    let flags = check(
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) },
+        "fcntl",
+        "F_GETFL",
+    )?;
+    // SAFETY: as above.
+    check(
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) },
+        "fcntl",
+        "F_SETFL O_NONBLOCK",
+    )?;
+    Ok(())
+}
+
+/// Whether fd `fd` is open.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD on an integer; fails with EBADF when not open.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// read(2) from an fd given by number, such as the caller's stdin, which
+/// may not even be open (EBADF then): as `read_some`.
+pub fn read_raw(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` bytes; a closed fd is
+        // only an error.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Write all of `buf` to an fd given by number (the caller's stdout or
+/// stderr), waiting for room when it is non-blocking and full. Stops at
+/// the first other error (EPIPE, EBADF), which it returns.
+pub fn write_all_raw(fd: RawFd, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid for `buf.len()` bytes; a closed fd is
+        // only an error.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n > 0 {
+            buf = &buf[n as usize..];
+            continue;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN) => {
+                poll(&mut [(fd, libc::POLLOUT, 0)], -1)?;
+            }
+            _ if n == 0 => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+            _ => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// poll(2) of (fd, events, revents) triples; fills in each `revents`.
+/// Returns how many have events (0 on timeout); EINTR counts as 0.
+pub fn poll(
+    fds: &mut [(RawFd, libc::c_short, libc::c_short)],
+    timeout_ms: i32,
+) -> std::io::Result<usize> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, events, _)| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: a valid array of pollfds for its length.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    for (f, q) in fds.iter_mut().zip(&p) {
+        f.2 = q.revents;
+    }
+    Ok(n as usize)
+}

@@ -24,6 +24,7 @@ pub mod pidfd;
 pub mod proc;
 pub mod process;
 pub mod proctitle;
+pub mod pty;
 pub mod remove;
 pub mod rlimit;
 pub mod seccomp;

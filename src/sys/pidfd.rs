@@ -43,3 +43,28 @@ pub fn get_fd(pidfd: std::os::fd::BorrowedFd<'_>, target: i32) -> Result<OwnedFd
     // SAFETY: a new fd nobody else owns (the kernel sets O_CLOEXEC).
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
+
+/// pidfd_send_signal(2) of `sig` to the process behind `pidfd`: never to a
+/// process that took its pid over after it died (ESRCH instead).
+pub fn send_signal(pidfd: std::os::fd::BorrowedFd<'_>, sig: i32) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall; a null siginfo and flags 0 make it kill(2).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    check(r, "pidfd_send_signal", sig)?;
+    Ok(())
+}
+
+/// Whether the process behind `pidfd` has not been reaped yet (it may be a
+/// zombie). Until it is, its pid is its own: what /proc/PID said before
+/// this call was said of it.
+pub fn alive(pidfd: std::os::fd::BorrowedFd<'_>) -> bool {
+    send_signal(pidfd, 0).is_ok()
+}

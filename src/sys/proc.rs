@@ -170,6 +170,13 @@ pub fn pid_ns(pid: i32) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// The umask of process `pid` (the `Umask:` field of /proc/PID/status,
+/// Linux 4.7), if it can be read.
+pub fn umask_of(pid: i32) -> Option<u32> {
+    let text = read_text(format!("/proc/{pid}/status")).ok()?;
+    u32::from_str_radix(status_field(&text, "Umask")?, 8).ok()
+}
+
 /// Our oom_score_adj, if it can be read.
 pub fn oom_score_adj() -> Option<i32> {
     read_text("/proc/self/oom_score_adj")

@@ -52,6 +52,12 @@ pub fn set_dumpable(on: bool) -> Result<()> {
     )
 }
 
+/// PR_GET_DUMPABLE: whether we are dumpable (false if it cannot be told).
+pub fn is_dumpable() -> bool {
+    // SAFETY: prctl without pointer arguments.
+    unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 1 }
+}
+
 /// PR_SET_NO_NEW_PRIVS: execve can never grant privileges again.
 pub fn set_no_new_privs() -> Result<()> {
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")

@@ -68,3 +68,53 @@ pub const RLIMIT_CORE: Resource = libc::RLIMIT_CORE;
 pub const RLIMIT_FSIZE: Resource = libc::RLIMIT_FSIZE;
 pub const RLIMIT_NPROC: Resource = libc::RLIMIT_NPROC;
 pub const RLIMIT_MEMLOCK: Resource = libc::RLIMIT_MEMLOCK;
+
+/// prlimit(2) read of `pid`'s limit of `resource`: (soft, hard).
+pub fn limit_of(pid: i32, resource: Resource) -> Result<(u64, u64)> {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a null new limit (read only) and a valid out pointer.
+    check(
+        unsafe { libc::prlimit(pid, resource, std::ptr::null(), &mut old) },
+        "prlimit",
+        pid,
+    )?;
+    Ok((old.rlim_cur, old.rlim_max))
+}
+
+/// Every resource limit a process has (getrlimit(2)'s list), in order.
+pub const ALL: [(Resource, &str); 16] = [
+    (libc::RLIMIT_CPU, "RLIMIT_CPU"),
+    (libc::RLIMIT_FSIZE, "RLIMIT_FSIZE"),
+    (libc::RLIMIT_DATA, "RLIMIT_DATA"),
+    (libc::RLIMIT_STACK, "RLIMIT_STACK"),
+    (libc::RLIMIT_CORE, "RLIMIT_CORE"),
+    (libc::RLIMIT_RSS, "RLIMIT_RSS"),
+    (libc::RLIMIT_NPROC, "RLIMIT_NPROC"),
+    (libc::RLIMIT_NOFILE, "RLIMIT_NOFILE"),
+    (libc::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"),
+    (libc::RLIMIT_AS, "RLIMIT_AS"),
+    (libc::RLIMIT_LOCKS, "RLIMIT_LOCKS"),
+    (libc::RLIMIT_SIGPENDING, "RLIMIT_SIGPENDING"),
+    (libc::RLIMIT_MSGQUEUE, "RLIMIT_MSGQUEUE"),
+    (libc::RLIMIT_NICE, "RLIMIT_NICE"),
+    (libc::RLIMIT_RTPRIO, "RLIMIT_RTPRIO"),
+    (libc::RLIMIT_RTTIME, "RLIMIT_RTTIME"),
+];
+
+/// setrlimit(2) of one resource, soft and hard as given (`what` names it).
+pub fn set_limit(resource: Resource, (soft, hard): (u64, u64), what: &'static str) -> Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: valid rlimit struct.
+    check(
+        unsafe { libc::setrlimit(resource, &lim) },
+        "setrlimit",
+        what,
+    )?;
+    Ok(())
+}

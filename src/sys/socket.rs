@@ -165,3 +165,126 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
     }
 }
+
+/// A close-on-exec `AF_UNIX` `SOCK_SEQPACKET` pair (socketpair(2)): one
+/// message per send, and a peer that is gone reads as end of file.
+pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
+    let mut sv = [-1 as libc::c_int; 2];
+    // SAFETY: socketpair writes two fds into the array.
+    check(
+        unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                sv.as_mut_ptr(),
+            )
+        },
+        "socketpair",
+        "",
+    )?;
+    // SAFETY: two new fds nobody else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) })
+}
+
+/// Room for the control message of one fd.
+const CMSG_ROOM: usize = 64;
+
+/// Send one byte and the fd `pass` (`SCM_RIGHTS`, unix(7)) on `sock`.
+pub fn send_fd(sock: BorrowedFd<'_>, byte: u8, pass: BorrowedFd<'_>) -> Result<()> {
+    let mut data = [byte];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u8; CMSG_ROOM];
+    // SAFETY: a zeroed msghdr is valid; every pointer we set points into
+    // live buffers of this frame, and CMSG_* stay within `control`.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        let space = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(
+            libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
+            pass.as_raw_fd(),
+        );
+        check(
+            libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) as i64,
+            "sendmsg",
+            "SCM_RIGHTS",
+        )?;
+    }
+    Ok(())
+}
+
+/// Receive one message from `sock`: its first byte and the first fd it
+/// carried (close-on-exec), or `None` at end of file (the peer is gone).
+/// Any further fd is closed unread.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> Result<Option<(u8, Option<OwnedFd>)>> {
+    let mut data = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u8; CMSG_ROOM];
+    // SAFETY: as in send_fd; the kernel fills at most msg_controllen bytes
+    // of `control` and we walk them with CMSG_NXTHDR.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = CMSG_ROOM as _;
+        let n = loop {
+            let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if n == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break n;
+        };
+        let n = check(n as i64, "recvmsg", "SCM_RIGHTS")?;
+        let mut first: Option<OwnedFd> = None;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let header = libc::CMSG_LEN(0) as usize;
+                let count = ((*cmsg).cmsg_len as usize).saturating_sub(header)
+                    / std::mem::size_of::<libc::c_int>();
+                let at = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
+                for i in 0..count {
+                    let fd = OwnedFd::from_raw_fd(std::ptr::read_unaligned(at.add(i)));
+                    if first.is_none() {
+                        first = Some(fd);
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        if n == 0 && first.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((data[0], first)))
+    }
+}
+
+/// Send one byte, alone, on `sock` (a `SOCK_SEQPACKET` socket).
+pub fn send_byte(sock: BorrowedFd<'_>, byte: u8) -> Result<()> {
+    // SAFETY: a one-byte buffer that outlives the call.
+    let n = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            (&byte as *const u8).cast(),
+            1,
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    check(n as i64, "send", "")?;
+    Ok(())
+}

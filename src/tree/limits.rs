@@ -10,7 +10,8 @@ use crate::spec::InstanceSpec;
 use super::supervisor::Tree;
 
 /// Open files the tree needs for `specs`: per instance its ready pipe and
-/// a pidfd (adopted knots), its own sockets, plus every shared socket once
+/// a pidfd (adopted knots), its own sockets, three more while an `!Exec`
+/// probe runs (its pidfd and two pipes), plus every shared socket once
 /// and a margin for what a start, a reload and the tree itself hold
 /// briefly (pipes to a knot or a config reader, the state files, the log,
 /// epoll, the signalfd).
@@ -21,6 +22,11 @@ pub fn fds_needed<'a>(specs: impl IntoIterator<Item = &'a InstanceSpec>) -> u64 
     let mut n = MARGIN;
     for spec in specs {
         n += PER_INSTANCE;
+        let exec = |r: Option<&crate::spec::Ready>| matches!(r, Some(crate::spec::Ready::Exec(_)));
+        if exec(spec.service.ready.as_ref()) || exec(spec.service.health.as_ref().map(|h| &h.probe))
+        {
+            n += 3;
+        }
         for (key, _, _) in super::sockets::keys(spec) {
             if key.owner.is_some() {
                 n += 1;
@@ -58,6 +64,9 @@ mod tests {
         let spec = InstanceSpec::placeholder("s", "p", 0);
         let specs = vec![spec.clone(), spec.clone(), spec];
         assert_eq!(fds_needed(&specs), 64 + 3 * 2);
+        let mut probed = InstanceSpec::placeholder("s", "p", 1);
+        probed.service.ready = Some(crate::spec::Ready::Exec(vec!["true".into()]));
+        assert_eq!(fds_needed([&probed]), 64 + 2 + 3);
         assert_eq!(fds_needed(Vec::<InstanceSpec>::new().iter()), 64);
     }
 }

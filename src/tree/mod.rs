@@ -2,9 +2,11 @@
 
 pub mod apply;
 pub mod events;
+pub mod exec_probe;
 pub mod handoff;
 pub mod hostdirs;
 pub mod instance;
+pub mod joining;
 pub mod kills;
 pub mod launch;
 pub mod leaves;

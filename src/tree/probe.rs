@@ -9,9 +9,12 @@
 //!   otherwise) that succeeds is ready.
 //! - `!Http`: that connect, then `GET PATH HTTP/1.0`, and a status line
 //!   with a 2xx or 3xx code is ready.
+//! - `!Exec`: a command run inside the instance (`tree::exec_probe`) that
+//!   exits 0 is ready.
 //!
-//! Connect probes are tried every `RETRY` until the instance is ready or
-//! its ready deadline passes; each attempt has `ATTEMPT` at most. Only an
+//! Connect and `!Exec` probes are tried every `RETRY` until the instance
+//! is ready or its ready deadline passes; each attempt has `ATTEMPT` at
+//! most (a health check's, `health-timeout`). Only an
 //! instance that is Starting with its program running has one running;
 //! an instance without a probe costs nothing (no timer, no fd).
 
@@ -56,6 +59,10 @@ pub struct Probe {
     pub attempt: Option<Attempt>,
     /// When the next connect attempt is due.
     pub next: Option<Instant>,
+    /// An `!Exec` attempt under way (see `tree::exec_probe`).
+    pub exec: Option<ExecAttempt>,
+    /// The last trouble logged (logged again only when it changes).
+    pub last_problem: Option<String>,
 }
 
 pub struct Attempt {
@@ -64,6 +71,19 @@ pub struct Attempt {
     pub connecting: bool,
     pub until: Instant,
     pub buf: Vec<u8>,
+}
+
+/// One `!Exec` attempt under way.
+pub struct ExecAttempt {
+    /// The command's pid (our child).
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// The read end of its report pipe (non-blocking): empty once it
+    /// exec'd, why it failed otherwise.
+    pub report: OwnedFd,
+    /// Held while it runs (see `protocol::Joined::alive`).
+    pub alive: OwnedFd,
+    pub until: Instant,
 }
 
 /// What an HTTP answer read so far says: `Some(true)` a 2xx/3xx status

@@ -1,7 +1,8 @@
 //! The event loop's side of readiness probes and health checks (see
 //! `tree::probe`): start and stop them, run connect attempts in the
-//! container's network namespace, read the `!Fd` pipe and the HTTP
-//! answer, and feed `Ready` or `Unhealthy` to the lifecycle table.
+//! container's network namespace (`!Exec` attempts in `exec_probe`), read
+//! the `!Fd` pipe and the HTTP answer, and feed `Ready` or `Unhealthy` to
+//! the lifecycle table.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
@@ -52,7 +53,7 @@ impl Tree {
             Some(Ready::Fd(_)) => self.read_fd_probe(name),
             // READY=1 may have come before the exec was reported.
             Some(Ready::Notify) => self.said_ready(name),
-            Some(Ready::Tcp(_) | Ready::Http { .. }) => {
+            Some(Ready::Tcp(_) | Ready::Http { .. } | Ready::Exec(_)) => {
                 let p = i.probe.get_or_insert_with(Box::default);
                 p.next = Some(Instant::now());
                 self.probing.insert(name.to_string());
@@ -92,6 +93,10 @@ impl Tree {
             }
             if let Some(a) = &p.attempt {
                 let _ = self.io.poller.delete(a.fd.as_fd());
+            }
+            if let Some(a) = &p.exec {
+                let _ = self.io.poller.delete(a.pidfd.as_fd());
+                super::exec_probe::kill_group(a);
             }
         }
     }
@@ -146,7 +151,13 @@ impl Tree {
             .iter()
             .filter_map(|n| self.instances.get(n))
             .filter_map(|i| i.probe.as_ref())
-            .filter_map(|p| p.attempt.as_ref().map(|a| a.until).or(p.next))
+            .filter_map(|p| {
+                p.attempt
+                    .as_ref()
+                    .map(|a| a.until)
+                    .or(p.exec.as_ref().map(|a| a.until))
+                    .or(p.next)
+            })
             .min()
     }
 
@@ -158,9 +169,11 @@ impl Tree {
                 self.probing.remove(&name);
                 continue;
             };
-            if p.attempt.as_ref().is_some_and(|a| a.until <= now) {
+            let late = p.attempt.as_ref().is_some_and(|a| a.until <= now)
+                || p.exec.as_ref().is_some_and(|a| a.until <= now);
+            if late {
                 self.attempt_failed(&name, now);
-            } else if p.attempt.is_none() && p.next.is_some_and(|t| t <= now) {
+            } else if p.attempt.is_none() && p.exec.is_none() && p.next.is_some_and(|t| t <= now) {
                 self.attempt(&name, now);
             }
         }
@@ -177,6 +190,10 @@ impl Tree {
         };
         let port = match target {
             Ready::Tcp(p) | Ready::Http { port: p, .. } => *p,
+            Ready::Exec(argv) => {
+                let argv = argv.clone();
+                return self.exec_attempt(name, &argv, now, timeout);
+            }
             _ => return,
         };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -229,7 +246,7 @@ impl Tree {
             .map_err(|e| e.to_string())
     }
 
-    fn attempt_failed(&mut self, name: &str, now: Instant) {
+    pub(super) fn attempt_failed(&mut self, name: &str, now: Instant) {
         let Some(i) = self.instances.get_mut(name) else {
             return;
         };
@@ -242,6 +259,11 @@ impl Tree {
         let Some(p) = i.probe.as_mut() else { return };
         if let Some(a) = p.attempt.take() {
             let _ = self.io.poller.delete(a.fd.as_fd());
+        }
+        // Past its timeout: killed (its exit, reaped later, is no news).
+        if let Some(a) = p.exec.take() {
+            let _ = self.io.poller.delete(a.pidfd.as_fd());
+            super::exec_probe::kill_group(&a);
         }
         match (p.health, health) {
             (true, Some((interval, most))) => {
@@ -259,7 +281,7 @@ impl Tree {
     }
 
     /// An attempt passed: ready, or healthy again.
-    fn attempt_passed(&mut self, name: &str) {
+    pub(super) fn attempt_passed(&mut self, name: &str) {
         let Some(i) = self.instances.get_mut(name) else {
             return;
         };
@@ -278,12 +300,16 @@ impl Tree {
         p.next = interval.map(|ms| Instant::now() + Duration::from_millis(ms));
     }
 
-    /// The probe socket is ready for us (connected, or an answer came).
+    /// The probe socket is ready for us (connected, or an answer came),
+    /// or an `!Exec` attempt's command ended (its pidfd).
     pub(super) fn probe_socket_event(&mut self, name: &str) {
         let now = Instant::now();
         let Some(p) = self.instances.get_mut(name).and_then(|i| i.probe.as_mut()) else {
             return;
         };
+        if p.exec.is_some() {
+            return self.reap();
+        }
         let Some(a) = p.attempt.as_mut() else { return };
         if a.connecting {
             match socket::take_error(a.fd.as_fd()) {

@@ -30,6 +30,8 @@ pub struct Options {
     /// Starts a knot (`knot::spawn`; the tree knows the knot only
     /// through `protocol`).
     pub launch: crate::protocol::Launch,
+    /// Starts `!Exec` probes inside instances (`knot::join::JOINER`).
+    pub join: crate::protocol::Joiner,
 }
 
 /// Why the tree could not start; each names the step or path.
@@ -94,7 +96,7 @@ pub fn run(opts: Options) -> u8 {
         eprintln!("cairn tree: log: {}", crate::text::escape(&e.to_string()));
         return 1;
     }
-    match Tree::new(&opts.config, master, opts.launch) {
+    match Tree::new(&opts.config, master, opts.launch, opts.join) {
         Ok(mut tree) => tree.run_guarded(),
         Err(e) => {
             // A second tree refused by the first one's lock writes nothing
@@ -118,6 +120,7 @@ impl Tree {
         master_path: &Path,
         master: Master,
         launch: crate::protocol::Launch,
+        join: crate::protocol::Joiner,
     ) -> Result<Tree, TreeError> {
         // Whatever we inherited (from a shell, a hand-off we may fail to
         // read) must not leak into anything we exec (invariant 4).
@@ -207,6 +210,7 @@ impl Tree {
             last_upgrade_ms: None,
             ready_sent: false,
             probing: BTreeSet::new(),
+            probe_pids: HashMap::new(),
             halted: BTreeMap::new(),
             generations: BTreeMap::new(),
             replies: Vec::new(),
@@ -225,6 +229,7 @@ impl Tree {
                 init: crate::sys::embedded::init_memfd().map_err(TreeError::Init)?,
                 fd_limit,
                 launch,
+                join,
                 filters: Default::default(),
                 _lock: lock,
                 runtime,
@@ -427,9 +432,13 @@ impl Tree {
         }
     }
 
-    fn reap(&mut self) {
+    pub(super) fn reap(&mut self) {
         while let Some((pid, exit)) = process::reap_any() {
             if self.retiring.remove(&pid) {
+                continue;
+            }
+            if let Some(name) = self.probe_pids.remove(&pid) {
+                self.exec_probe_exited(&name, pid, exit);
                 continue;
             }
             match self.by_pid.remove(&pid) {

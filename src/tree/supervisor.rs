@@ -71,6 +71,9 @@ pub struct Tree {
     /// Instances with a connect probe (`!Tcp`, `!Http`) under way: the
     /// only ones whose timers the loop looks at.
     pub probing: BTreeSet<String>,
+    /// The commands of `!Exec` probes (our children) not reaped yet, and
+    /// their instances (see `tree::exec_probe`).
+    pub probe_pids: HashMap<i32, String>,
     /// Stopped rollouts, by process (see `tree::rollout`).
     pub halted: BTreeMap<ProcKey, Halt>,
     /// The restart generation wanted of each instance (`cairn restart`;
@@ -106,6 +109,8 @@ pub struct Io {
     pub fd_limit: u64,
     /// Starts a knot (see `Options::launch`).
     pub launch: Launch,
+    /// Starts `!Exec` probes (see `Options::join`).
+    pub join: crate::protocol::Joiner,
     /// System call filters, one per distinct profile, inherited by knots.
     pub filters: crate::sys::seccomp::Cache,
     /// Held for the tree's life: the pid file lock.

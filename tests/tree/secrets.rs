@@ -425,3 +425,42 @@ fn cairn_crypt_and_lithos_s_algorithm_agree() {
         assert!(ok.status.success(), "{}", stderr(&ok));
     }
 }
+
+/// `cairn exec` does not decrypt: its command gets neither a decrypted
+/// `secret-environ` value nor the plain `environ` value a secret replaces
+/// in the workload's environment; it sees the secret files as the
+/// workload does (0400, its uid).
+#[test]
+fn cairn_exec_gets_no_secret_environ_and_sees_the_secret_files() {
+    let mut fx = fixture!();
+    keyed_sandbox(&fx, KEY, 0o600, "myapp");
+    fs::create_dir_all(fx.set.p("images/bb/secrets")).expect("mkdir");
+    let token = crypt(&fx, "myapp", TOKEN);
+    let file_secret = crypt(&fx, "myapp", FILE_SECRET);
+    fx.container(
+        "web",
+        &sleeper(&format!(
+            "environ: {{PATH: /bin, TOKEN: overridden, PLAIN: yes}}\n\
+             secret-environ:\n  TOKEN: '{token}'\n\
+             secret-files: {{token: '{file_secret}'}}\nsecret-files-dir: /secrets\n"
+        )),
+    );
+    fx.processes(&[("web", 1)]);
+    fx.start();
+    fx.wait_ps("web running", |ps| all_running(ps, &["box/web.0"]));
+    let out = cairn(&[
+        "exec",
+        "-c",
+        &fx.master_path(),
+        "box/web.0",
+        "sh",
+        "-c",
+        "tr '\\0' '\\n' < /proc/$$/environ; cat /secrets/token",
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("PLAIN=yes"), "{text}");
+    assert!(!text.contains("TOKEN="), "{text}");
+    assert!(!text.contains("overridden"), "{text}");
+    assert!(text.contains(FILE_SECRET), "{text}");
+}

@@ -75,6 +75,7 @@ impl Tree {
             last_upgrade_ms: _, // measured again by the new image
             ready_sent: _,      // the new image tells systemd again
             probing: _,         // from the instances' probes
+            probe_pids,
             io:
                 Io {
                     cgroups: _,      // detected again
@@ -88,6 +89,7 @@ impl Tree {
                     init: _,     // the new image's own cairn-init
                     fd_limit: _, // raised again
                     launch: _,   // given again by the entry point
+                    join: _,     // given again by the entry point
                     filters: _,  // compiled again on first use
                     _lock,
                     runtime: _,       // checked again
@@ -133,9 +135,14 @@ impl Tree {
                 pending,
                 error,
                 leaf_ready,
-                probe,  // an `!Fd` pipe is handed over; connect probes start again
+                probe,  // an `!Fd` pipe is handed over; connect and `!Exec` probes start again
                 notify, // a `!Notify` socket is handed over with its state
             } = i;
+            // An `!Exec` attempt under way is not handed over: it ends here
+            // (the new image probes again).
+            if let Some(a) = probe.as_ref().and_then(|p| p.exec.as_ref()) {
+                crate::tree::exec_probe::kill_group(a);
+            }
             let notify = notify.as_ref().map(|n| n.handoff(now));
             keep.extend(notify.as_ref().map(|n| n.fd));
             let pidfd = pidfd.as_ref().map(|f| f.as_raw_fd());
@@ -195,7 +202,9 @@ impl Tree {
                 .collect(),
             unknown_children: *unknown_children,
             shutting_down: *shutting_down,
-            retiring: retiring.iter().copied().collect(),
+            // `!Exec` probe commands under way were killed above: their
+            // exits, reaped by the new image, are no news.
+            retiring: retiring.iter().chain(probe_pids.keys()).copied().collect(),
             logged_hash: logged_hash
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
