@@ -188,9 +188,11 @@ pub fn rename_noreplace(
     shown: &Path,
 ) -> Result<()> {
     let (f, t) = (c_name(from, "rename", shown)?, c_name(to, "rename", shown)?);
-    // SAFETY: valid fds and C strings.
+    // The system call, not libc's wrapper: musl (the static build) has
+    // none. SAFETY: valid fds and C strings.
     let ret = unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             from_dir.as_raw_fd(),
             f.as_ptr(),
             to_dir.as_raw_fd(),
