@@ -5,7 +5,7 @@
 //! workdir, exec) are in `workload`.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 
 use crate::spec::InstanceSpec;
 use crate::sys::seccomp::Program;
@@ -131,12 +131,9 @@ pub fn prepare(
             // knot takes what it reads for a failure all the same; only a
             // child that dies before it writes a byte (killed by a signal)
             // looks like an exec, and is then seen as a workload that died.
-            let mut w = std::fs::File::from(
-                // SAFETY: our own error pipe, still open (it is in every
-                // keep list), used once more and then we exit.
-                unsafe { OwnedFd::from_raw_fd(fds.err) },
-            );
-            let _ = w.write_all(&err.to_wire());
+            // Our own error pipe, still open (it is in every keep list),
+            // used once more and then we exit.
+            let _ = crate::sys::fd::write_all_raw(fds.err, &err.to_wire());
             process::exit_now(err.code);
         }
         Some(pid) => Ok(Pending {

@@ -14,7 +14,7 @@
 //! process that calls execve for the command is the sealed cairn-init
 //! memfd, not a copy of the cairn binary.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use crate::protocol::{JoinRequest, JoinStdio, Joined, SETUP_FAILED, Stage};
@@ -70,11 +70,9 @@ pub fn start(req: &JoinRequest<'_>) -> Result<Joined, JoinError> {
                 Ok(Err(e)) => e.report(),
                 Err(_) => process::exit_now(SETUP_FAILED),
             };
-            // Best effort, as the workload's report (see `exec::prepare`).
-            // SAFETY: the report pipe's write end at the number `steps`
-            // moved it to, open (it is in every keep list); used once more.
-            let mut w = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(report) });
-            let _ = w.write_all(&e.to_wire());
+            // Best effort, as the workload's report (see `exec::prepare`):
+            // the report pipe's write end at the number `steps` moved it to.
+            let _ = crate::sys::fd::write_all_raw(report, &e.to_wire());
             process::exit_now(e.code)
         }
     }
