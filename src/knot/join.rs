@@ -15,7 +15,7 @@
 //! memfd, not a copy of the cairn binary.
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 
 use crate::protocol::{JoinRequest, JoinStdio, Joined, SETUP_FAILED, Stage};
 use crate::sys::fs::{self as sfs, Resolve};
@@ -277,8 +277,8 @@ fn steps(req: &JoinRequest<'_>, report: &mut RawFd, alive: RawFd) -> Result<Neve
     // working directory become the mount namespace's root: it must be
     // the container's (the one the caller checked), never a root the
     // knot has not pivoted away from yet.
-    // SAFETY: our own copy of the caller's pidfd, open (keep list).
-    let pid1 = unsafe { OwnedFd::from_raw_fd(kept.pid1) };
+    // Our own copy of the caller's pidfd, open (keep list).
+    let pid1 = step("pidfd", crate::sys::fs::adopt_fd(kept.pid1))?;
     step(
         "join the namespaces",
         namespace::join_from_pidfd(pid1.as_fd(), namespace::JOINED),
@@ -288,8 +288,8 @@ fn steps(req: &JoinRequest<'_>, report: &mut RawFd, alive: RawFd) -> Result<Neve
         return Err(StepError::ForeignRoot);
     }
     if let Some(fd) = kept.userns {
-        // SAFETY: our own copy of the nsfs fd, open (keep list).
-        let userns = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Our own copy of the nsfs fd, open (keep list).
+        let userns = step("user namespace", crate::sys::fs::adopt_fd(fd))?;
         step(
             "join the user namespace",
             namespace::enter_userns(userns.as_fd()),
@@ -373,8 +373,7 @@ fn steps(req: &JoinRequest<'_>, report: &mut RawFd, alive: RawFd) -> Result<Neve
         step("system call filter", crate::sys::seccomp::install(f))?;
     }
     if let Some(init) = kept.init {
-        // SAFETY: the memfd stays open in this process (keep list).
-        let init = unsafe { BorrowedFd::borrow_raw(init) };
+        // The memfd stays open in this process (keep list).
         let e = embedded::exec_trampoline(init, kept.report, &path, &req.argv, &req.env);
         return Err(StepError::Exec(e));
     }
@@ -395,8 +394,8 @@ fn new_pty(root: BorrowedFd<'_>, sock: RawFd) -> Result<RawFd, StepError> {
     )?;
     let slave = step("pty", pty::open_peer(master.as_fd()))?;
     step("pty", pty::make_controlling(slave.as_fd()))?;
-    // SAFETY: our own copy of the caller's socket, open (keep list).
-    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+    // Our own copy of the caller's socket, open (keep list).
+    let sock = step("pty", crate::sys::fs::adopt_fd(sock))?;
     step(
         "pty",
         crate::sys::socket::send_fd(sock.as_fd(), b'm', master.as_fd()),

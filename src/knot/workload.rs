@@ -5,7 +5,7 @@
 //! the error pipe).
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, RawFd};
 
 use crate::protocol::{Context, Stage};
 use crate::spec::{InstanceSpec, Stdio};
@@ -210,13 +210,9 @@ fn child_steps(
         ),
     )?;
     step("session keyring", keyring::join_new_session_keyring())?;
-    // SAFETY: our own pipe ends, by number; each used here and closed.
-    let (mut up, mut go) = unsafe {
-        (
-            std::fs::File::from(OwnedFd::from_raw_fd(fds.up_w)),
-            std::fs::File::from(OwnedFd::from_raw_fd(fds.go_r)),
-        )
-    };
+    // Our own pipe ends, by number; each used here and closed.
+    let mut up = std::fs::File::from(step("sync pipe", crate::sys::fs::adopt_fd(fds.up_w))?);
+    let mut go = std::fs::File::from(step("sync pipe", crate::sys::fs::adopt_fd(fds.go_r))?);
     if userns {
         // The knot writes our maps when it lets us go.
         step("user namespace", crate::sys::namespace::unshare_user())?;
@@ -401,8 +397,7 @@ fn child_steps(
     }
     let e = match ctx.init_fd {
         Some(init) => {
-            // SAFETY: the memfd stays open in this process (keep list).
-            let init = unsafe { BorrowedFd::borrow_raw(init) };
+            // The memfd stays open in this process (keep list).
             let e = embedded::exec_trampoline(init, fds.err, &spec.executable, &argv, &env);
             return Err(ChildError::Trampoline(e));
         }

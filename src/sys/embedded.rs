@@ -80,9 +80,11 @@ pub fn exec_init(fd: BorrowedFd<'_>, argv: &[String]) -> Error {
 /// during it (an image script whose interpreter is `/proc/self/exe`, say)
 /// names the sealed memfd and never the host binary. `err_fd` must not be
 /// close-on-exec: cairn-init marks it so, and writes `E<errno>` to it if
-/// its execve fails. Only returns if the execveat itself failed.
+/// its execve fails. `init` is an fd number the caller keeps open (a
+/// forked child's keep list); a closed one only fails the execveat.
+/// Only returns if the execveat itself failed.
 pub fn exec_trampoline(
-    init: BorrowedFd<'_>,
+    init: std::os::fd::RawFd,
     err_fd: i32,
     path: &str,
     argv: &[String],
@@ -113,7 +115,7 @@ pub fn exec_trampoline(
     unsafe {
         libc::syscall(
             libc::SYS_execveat,
-            init.as_raw_fd(),
+            init,
             empty.as_ptr(),
             ap.as_ptr(),
             ep.as_ptr(),
