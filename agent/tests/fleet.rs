@@ -266,6 +266,24 @@ fn a_fleet_of_three_trees_driven_through_etcd() {
             .contains("was compacted")
     );
 
+    // 5b. Deleting a host's key empties that sandbox (the agent installs
+    // an empty process config): its instances stop, no other host's do;
+    // a put brings them back.
+    let h0_before = hosts[0].running("box");
+    etcd.ok(&["del", &key("h1", "box")]);
+    wait_for(
+        "h1's box emptied",
+        || hosts[1].running("box").is_empty().then_some(()),
+        || all_logs(&hosts, &etcd),
+    );
+    assert_eq!(hosts[0].running("box"), h0_before, "h0 changed");
+    etcd.put(&key("h1", "box"), &app(3, ""));
+    wait_for(
+        "3 on h1 again",
+        || (hosts[1].running("box").len() == 3).then_some(()),
+        || all_logs(&hosts, &etcd),
+    );
+
     // 6. A second agent for a host refuses: on the same runtime dir (the
     // pid file lock), and from elsewhere (the host's key in etcd).
     let same = hosts[0].agent_cmd(&etcd, "h0").output().expect("run agent");
