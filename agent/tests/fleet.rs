@@ -338,7 +338,8 @@ fn a_fleet_of_three_trees_driven_through_etcd() {
         },
         || all_logs(&hosts, &etcd),
     );
-    hosts[2].stop_agent(libc::SIGTERM);
+    // kill -9: nothing revokes the lease; it expires (TTL 3 s).
+    hosts[2].stop_agent(libc::SIGKILL);
     wait_for(
         "h2's status to disappear",
         || status(&etcd, "h2").is_none().then_some(()),
@@ -358,6 +359,21 @@ fn a_fleet_of_three_trees_driven_through_etcd() {
     );
     // A stopped agent changes nothing on its host: h2 still runs its own.
     assert_eq!(hosts[2].running("box"), h2_pids);
+
+    // SIGTERM revokes the lease: the status goes at once, well before the
+    // lease could have expired (keep-alives every TTL/3 leave at least 2 s).
+    let t0 = std::time::Instant::now();
+    hosts[1].stop_agent(libc::SIGTERM);
+    wait_for(
+        "h1's status to disappear",
+        || status(&etcd, "h1").is_none().then_some(()),
+        || all_logs(&hosts, &etcd),
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_millis(1500),
+        "h1's status went after {:?}: expired, not revoked",
+        t0.elapsed()
+    );
 }
 
 /// benches/fleet: time from a put to all instances running on 3 hosts
