@@ -40,6 +40,13 @@ fn prereqs() -> Result<std::path::PathBuf, String> {
             ));
         }
     }
+    let parser = Command::new("/usr/bin/python3")
+        .args(["-c", "import prometheus_client.parser"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !parser {
+        return Err("no Prometheus parser (apt-get install python3-prometheus-client)".into());
+    }
     // The cairn binary is the workspace's: refuse one older than its sources.
     let bin = cairn_bin();
     let built = std::fs::metadata(&bin)
@@ -264,6 +271,30 @@ fn a_fleet_of_three_trees_driven_through_etcd() {
         std::fs::read_to_string(hosts[1].set.p("agent.log"))
             .unwrap_or_default()
             .contains("was compacted")
+    );
+
+    // The agent's metrics, read by the official Prometheus parser
+    // (Debian's python3-prometheus-client, as tests/tree/metrics.rs does
+    // for the tree's).
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families\n\
+                  for f in text_string_to_metric_families(open(sys.argv[1]).read()):\n    \
+                  for s in f.samples:\n        print(s.name, s.value)\n";
+    let parsed = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(hosts[1].set.p("run/cairn-agent.prom"))
+        .output()
+        .expect("/usr/bin/python3 (python3-prometheus-client)");
+    assert!(
+        parsed.status.success(),
+        "the agent's metrics do not parse: {}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let parsed = String::from_utf8_lossy(&parsed.stdout).to_string();
+    assert!(
+        parsed
+            .lines()
+            .any(|l| l == "cairn_agent_full_resyncs_total 1.0"),
+        "{parsed}"
     );
 
     // 5b. Deleting a host's key empties that sandbox (the agent installs
