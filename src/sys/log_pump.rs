@@ -23,6 +23,11 @@
 //! (`#[path]`, as `init_policy.rs`), so it uses nothing but `core`: fixed
 //! buffers, and the file side behind `LogFile`.
 
+// The same source as `text::civil` (see src/sys/civil.rs).
+#[allow(clippy::duplicate_mod)]
+#[path = "civil.rs"]
+mod civil;
+
 /// Bytes read from the pipe at a time, and the longest line kept whole (a
 /// longer one is cut into lines of this size).
 pub const CHUNK: usize = 16 * 1024;
@@ -263,26 +268,14 @@ fn prefix_of(cfg: &Config, now_ms: u64, out: &mut [u8; PREFIX_MAX]) -> usize {
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-12-03T07:53:54.123Z`.
 pub fn stamp(ms: u64, out: &mut [u8; STAMP_LEN]) {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // The civil date of a day count since 1970-01-01, counted in 400-year
-    // eras that start on March 1st (so the leap day ends a year).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let c = civil::civil((ms / 1000) as i64);
     let fields: [(usize, u64, usize); 7] = [
-        (0, y.clamp(0, 9999) as u64, 4),
-        (5, m as u64, 2),
-        (8, d as u64, 2),
-        (11, rem / 3600, 2),
-        (14, (rem % 3600) / 60, 2),
-        (17, rem % 60, 2),
+        (0, c.year.clamp(0, 9999) as u64, 4),
+        (5, c.month as u64, 2),
+        (8, c.day as u64, 2),
+        (11, c.hour as u64, 2),
+        (14, c.minute as u64, 2),
+        (17, c.second as u64, 2),
         (20, ms % 1000, 3),
     ];
     *out = *b"0000-00-00T00:00:00.000Z";
