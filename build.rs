@@ -41,6 +41,7 @@ fn build_mini_init() {
     println!("cargo:rerun-if-changed=src/sys/init_policy.rs");
     println!("cargo:rerun-if-changed=src/sys/log_pump.rs");
     println!("cargo:rerun-if-changed=src/sys/civil.rs");
+    println!("cargo:rerun-if-changed=src/sys/mini_init/log.rs");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()))
         .join("cairn-init");
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
