@@ -167,7 +167,11 @@ pub fn stdio_log(spec: &InstanceSpec, kctx: &super::Context) -> Result<Option<St
     Ok(Some(StdioLog::Pumped {
         write,
         read,
-        log: crate::sys::log_file::HostLog::new(file, readable, name),
+        log: crate::sys::log_file::HostLog::new(
+            file,
+            hostfs::HostDir::inherited(readable, parent.to_path_buf()),
+            name,
+        ),
     }))
 }
 

@@ -5,8 +5,9 @@
 //!
 //! Everything is relative to the log dir's fd (opened on the host before
 //! the pivot; cairn's own dir, root's alone), never through a symlink: a
-//! rotated name is renamed within the dir, a new log is created
-//! `O_EXCL | O_NOFOLLOW`, root:root 0640.
+//! rotated name is renamed within the dir, a new log is opened as every
+//! log of cairn's is (`hostfs::HostDir::open_file`: created root:root
+//! 0640, an existing one must be root's alone).
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -17,12 +18,12 @@ use super::log_pump::LogFile;
 pub struct HostLog {
     file: OwnedFd,
     /// The log dir, opened for reading (flock needs a real fd).
-    dir: OwnedFd,
+    dir: super::hostfs::HostDir,
     name: String,
 }
 
 impl HostLog {
-    pub fn new(file: OwnedFd, dir: OwnedFd, name: &str) -> HostLog {
+    pub fn new(file: OwnedFd, dir: super::hostfs::HostDir, name: &str) -> HostLog {
         HostLog {
             file,
             dir,
@@ -31,8 +32,8 @@ impl HostLog {
     }
 
     /// The three parts, to hand over to cairn-init.
-    pub fn parts(&self) -> (&OwnedFd, &OwnedFd, &str) {
-        (&self.file, &self.dir, &self.name)
+    pub fn parts(&self) -> (&OwnedFd, std::os::fd::BorrowedFd<'_>, &str) {
+        (&self.file, self.dir.fd(), &self.name)
     }
 
     fn indexed(&self, i: u32) -> Option<CString> {
@@ -50,7 +51,7 @@ impl HostLog {
         // SAFETY: valid fd, C string and out pointer.
         let r = unsafe {
             libc::fstatat(
-                self.dir.as_raw_fd(),
+                self.dir.fd().as_raw_fd(),
                 name.as_ptr(),
                 &mut st,
                 libc::AT_SYMLINK_NOFOLLOW,
@@ -129,7 +130,7 @@ impl LogFile for HostLog {
     fn lock(&mut self) -> bool {
         loop {
             // SAFETY: plain flock(2) on our fd.
-            if unsafe { libc::flock(self.dir.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            if unsafe { libc::flock(self.dir.fd().as_raw_fd(), libc::LOCK_EX) } == 0 {
                 return true;
             }
             if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
@@ -140,7 +141,7 @@ impl LogFile for HostLog {
 
     fn unlock(&mut self) {
         // SAFETY: plain flock(2) on our fd.
-        unsafe { libc::flock(self.dir.as_raw_fd(), libc::LOCK_UN) };
+        unsafe { libc::flock(self.dir.fd().as_raw_fd(), libc::LOCK_UN) };
     }
 
     fn is_current(&mut self) -> bool {
@@ -156,44 +157,22 @@ impl LogFile for HostLog {
 
     fn rename(&mut self, from: u32, to: u32) {
         if let (Some(a), Some(b)) = (self.indexed(from), self.indexed(to)) {
-            let d = self.dir.as_raw_fd();
+            let d = self.dir.fd().as_raw_fd();
             // SAFETY: valid fds and C strings.
             unsafe { libc::renameat(d, a.as_ptr(), d, b.as_ptr()) };
         }
     }
 
     fn reopen(&mut self) -> bool {
-        let Some(name) = self.indexed(0) else {
-            return false;
-        };
-        let d = self.dir.as_raw_fd();
-        let how = libc::O_WRONLY | libc::O_APPEND | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let how = how | libc::O_NOCTTY | libc::O_NONBLOCK;
-        // SAFETY: valid fd and C string.
-        let mut fd =
-            unsafe { libc::openat(d, name.as_ptr(), how | libc::O_CREAT | libc::O_EXCL, 0o640) };
-        if fd >= 0 {
-            // SAFETY: our new fd; root:root 0640 whatever the umask.
-            unsafe {
-                libc::fchown(fd, 0, 0);
-                libc::fchmod(fd, 0o640);
-            }
-        } else {
-            // SAFETY: as above (an existing log: appended to, if a regular
-            // file; O_NONBLOCK so that nothing planted can hang us).
-            fd = unsafe { libc::openat(d, name.as_ptr(), how) };
-        }
-        if fd < 0 {
-            return false;
-        }
-        // SAFETY: a new fd nobody else owns.
-        let file = unsafe { OwnedFd::from_raw_fd(fd) };
-        match super::fs::fstat(std::os::fd::AsFd::as_fd(&file)) {
-            Ok(st) if super::fs::is_reg(&st) => {
-                self.file = file;
+        match self
+            .dir
+            .open_file(&self.name, super::hostfs::LOG_MODE, true)
+        {
+            Ok(f) => {
+                self.file = OwnedFd::from(f);
                 true
             }
-            _ => false,
+            Err(_) => false,
         }
     }
 }
