@@ -1,6 +1,8 @@
 use super::*;
+use crate::cli::ps_text::parse_rfc3339;
 use crate::tree::state::{ConfigProblem, TreeInfo};
-use std::time::Duration;
+use serde_json::json;
+use std::time::{Duration, SystemTime};
 
 fn inst(name: &str, state: &str, pid: Option<i32>) -> InstanceInfo {
     let (sp, idx) = name.split_once('.').unwrap_or((name, "0"));
